@@ -1,0 +1,111 @@
+//! Key, IV, key id and token generation from the operating system's CSPRNG (via aws-lc-rs).
+//!
+//! Every function is fallible: if the system generator ever fails, keyplex refuses to hand out
+//! a key rather than hand out a predictable one.
+
+use keyplex_types::{ContentKeyValue, Iv, KeyId};
+use zeroize::Zeroizing;
+
+use crate::CryptoError;
+
+/// `N` bytes from the system CSPRNG.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
+    let mut bytes = [0u8; N];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| CryptoError::Rng)?;
+    Ok(bytes)
+}
+
+/// A fresh 16-byte content key. The intermediate buffer is wiped once the key is built.
+pub fn new_key_value() -> Result<ContentKeyValue, CryptoError> {
+    let bytes = Zeroizing::new(random_bytes::<16>()?);
+    Ok(ContentKeyValue::from_bytes(*bytes))
+}
+
+/// A fresh 16-byte IV (not secret, but must not repeat across keys).
+pub fn new_iv() -> Result<Iv, CryptoError> {
+    Ok(Iv::from_bytes(random_bytes::<16>()?))
+}
+
+/// A fresh key id laid out as a random (version 4, RFC 9562 variant) UUID, so that tools that
+/// inspect key ids see a well-formed UUID.
+pub fn new_key_id() -> Result<KeyId, CryptoError> {
+    let mut bytes = random_bytes::<16>()?;
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    Ok(KeyId::from_bytes(bytes))
+}
+
+/// The URL-safe base64 alphabet: tokens can go in URLs, headers and shell commands unquoted.
+const TOKEN_ALPHABET: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// A random token of `len` characters from `[A-Za-z0-9_-]` (6 bits of entropy per character),
+/// for the demo credentials printed at first start.
+pub fn random_token(len: usize) -> Result<String, CryptoError> {
+    let mut bytes = Zeroizing::new(vec![0u8; len]);
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| CryptoError::Rng)?;
+    // 64 divides 256, so masking to 6 bits keeps every character equally likely.
+    Ok(bytes
+        .iter()
+        .map(|b| {
+            char::from(
+                TOKEN_ALPHABET
+                    .get(usize::from(b & 0x3f))
+                    .copied()
+                    .unwrap_or(b'_'),
+            )
+        })
+        .collect())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn key_ids_are_version_4_variant_1_uuids() {
+        for _ in 0..64 {
+            let kid = new_key_id().unwrap();
+            assert_eq!(kid.uuid().get_version_num(), 4);
+            assert_eq!(kid.as_bytes()[8] >> 6, 0b10, "RFC 9562 variant");
+            // Canonical text form: version digit at position 14, variant digit in 8..=b at 19.
+            let text = kid.to_string();
+            assert_eq!(&text[14..15], "4");
+            assert!(matches!(&text[19..20], "8" | "9" | "a" | "b"), "{text}");
+        }
+    }
+
+    #[test]
+    fn generated_values_do_not_repeat() {
+        let kids: HashSet<_> = (0..256).map(|_| new_key_id().unwrap()).collect();
+        assert_eq!(kids.len(), 256);
+        let keys: HashSet<_> = (0..256)
+            .map(|_| *new_key_value().unwrap().expose())
+            .collect();
+        assert_eq!(keys.len(), 256);
+        let ivs: HashSet<_> = (0..256).map(|_| *new_iv().unwrap().as_bytes()).collect();
+        assert_eq!(ivs.len(), 256);
+        assert_ne!(random_bytes::<32>().unwrap(), random_bytes::<32>().unwrap());
+    }
+
+    #[test]
+    fn tokens_are_url_safe_with_the_requested_length() {
+        for len in [0, 1, 16, 32, 100] {
+            let token = random_token(len).unwrap();
+            assert_eq!(token.len(), len);
+            assert!(
+                token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            );
+        }
+        // Over 6400 characters every one of the 64 symbols shows up (probability of a miss
+        // is below 64 * (63/64)^6400, about 1e-42).
+        let long = random_token(6400).unwrap();
+        let distinct: HashSet<u8> = long.bytes().collect();
+        assert_eq!(distinct.len(), 64);
+    }
+}

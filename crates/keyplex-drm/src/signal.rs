@@ -1,0 +1,654 @@
+//! The one entry point every key API (CPIX, SPEKE, NAGRA-style JSON, Widevine API, GET CPIX)
+//! calls: given a DRM system, the keys and a few tenant options, build every form of
+//! signaling that system has (pssh, MPD, HLS, Smooth Streaming). Keeping the rules here means
+//! all interfaces signal a key identically.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use keyplex_types::{ContentKeyValue, EncryptionScheme, Iv, KeyId};
+
+use crate::clearkey::common_pssh;
+use crate::dash::{content_protection_data, drm_content_protection_element};
+use crate::fairplay::skd_uri;
+use crate::hls::{
+    HlsKeyLine, HlsMethod, KEYFORMAT_CLEARKEY, KEYFORMAT_FAIRPLAY, KEYFORMAT_IDENTITY,
+    KEYFORMAT_PLAYREADY, KEYFORMAT_WIDEVINE,
+};
+use crate::playready::{PlayReadyObject, playready_header_for, playready_pssh};
+use crate::widevine::widevine_pssh;
+use crate::{DrmError, DrmSystem, PsshBox};
+
+/// One key to signal. The first key passed to [`signal`] is the default (current) key.
+#[derive(Clone, Copy, Debug)]
+pub struct SignalKey<'a> {
+    pub kid: KeyId,
+    pub key: &'a ContentKeyValue,
+    pub iv: Iv,
+}
+
+/// What the signaling depends on besides the keys.
+#[derive(Clone, Copy, Debug)]
+pub struct SignalOptions<'a> {
+    pub scheme: EncryptionScheme,
+    /// Written into Widevine's `content_id` (as UTF-8 bytes) when not empty.
+    pub content_id: &'a str,
+    pub widevine_provider: Option<&'a str>,
+    /// `LA_URL` of the PlayReady header.
+    pub playready_la_url: Option<&'a str>,
+    /// `dashif:Laurl` of the Clear Key `ContentProtection`.
+    pub clearkey_la_url: Option<&'a str>,
+    /// URI for HLS identity keys (AES-128, clear SAMPLE-AES); `{kid}` in it is replaced by
+    /// the key id (8-4-4-4-12).
+    pub hls_aes128_key_url: Option<&'a str>,
+    pub crypto_period_index: Option<u32>,
+}
+
+/// Every form of signaling of one DRM system for a set of keys. `None` means the system has
+/// no such form (or, for HLS, not for this scheme).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct DrmSignaling {
+    pub system: DrmSystem,
+    /// Full pssh box(es) for ISO-BMFF init segments and CPIX `PSSH`.
+    pub pssh: Option<Vec<u8>>,
+    /// CPIX `ContentProtectionData`: the inner XML of the DASH descriptor, standalone.
+    pub content_protection_data: Option<String>,
+    /// The full DASH `<ContentProtection>` element.
+    pub content_protection_element: Option<String>,
+    /// The `EXT-X-KEY` URI value (CPIX `URIExtXKey`, NAGRA `keyUri`).
+    pub hls_key_uri: Option<String>,
+    pub hls_keyformat: Option<String>,
+    pub hls_keyformatversions: Option<String>,
+    /// The `#EXT-X-KEY:…` line (media playlist).
+    pub hls_media: Option<String>,
+    /// The `#EXT-X-SESSION-KEY:…` line (multivariant playlist).
+    pub hls_master: Option<String>,
+    /// base64 PlayReady Object: the Smooth Streaming `ProtectionHeader` text.
+    pub smooth_streaming_header: Option<String>,
+}
+
+/// Builds the signaling of `system` for `keys` (the first is the default key).
+///
+/// * Widevine: v0 pssh (all key ids, provider, content id, `protection_scheme` unless cenc,
+///   `crypto_period_index`); DASH `cenc:pssh`; HLS `SAMPLE-AES` (cbcs) or `SAMPLE-AES-CTR`
+///   (cenc) with the box as a data URI and `KEYID`; no HLS for cens/cbc1.
+/// * PlayReady: header per [`playready_header_for`], v0 pssh (Shaka style); DASH `cenc:pssh`
+///   and `mspr:pro`; HLS only for cbcs; Smooth Streaming header.
+/// * FairPlay (both ids): HLS only, cbcs only, `skd://<kid>`; the IV travels in the CKC.
+/// * W3C common system: v1 pssh of all key ids; DASH `cenc:pssh`.
+/// * DASH-IF Clear Key: the common pssh as `pssh` (Chromium needs init data); DASH
+///   descriptor with `dashif:Laurl` only (players derive init data from `default_KID`), so
+///   `content_protection_data` is `None` without a licence URL; HLS for cbcs/cenc as
+///   `SAMPLE-AES`/`SAMPLE-AES-CTR` with `KEYFORMAT="org.w3.clearkey"`, `KEYID` and a data
+///   URI holding the 16 key-id bytes (hls.js takes the key id from such a URI).
+/// * Clear Key AES-128 and AWS HLS AES-128: `METHOD=AES-128` with the key URL, `IV` and
+///   `KEYFORMAT="identity"`; the CENC scheme does not apply to whole-segment encryption.
+/// * Clear Key SAMPLE-AES: the same with `METHOD=SAMPLE-AES`, cbcs only.
+/// * Nagra PRM needs a per-tenant template; Marlin is not supported.
+pub fn signal(
+    system: DrmSystem,
+    keys: &[SignalKey<'_>],
+    opts: &SignalOptions<'_>,
+) -> Result<DrmSignaling, DrmError> {
+    let first = keys.first().ok_or(DrmError::NoKeys)?;
+    let kids: Vec<KeyId> = keys.iter().map(|k| k.kid).collect();
+    let scheme = opts.scheme;
+    let mut out = DrmSignaling {
+        system,
+        pssh: None,
+        content_protection_data: None,
+        content_protection_element: None,
+        hls_key_uri: None,
+        hls_keyformat: None,
+        hls_keyformatversions: None,
+        hls_media: None,
+        hls_master: None,
+        smooth_streaming_header: None,
+    };
+    match system {
+        DrmSystem::Widevine => {
+            let content_id = Some(opts.content_id.as_bytes()).filter(|c| !c.is_empty());
+            let scheme_field = (scheme != EncryptionScheme::Cenc).then_some(scheme);
+            let pssh = widevine_pssh(
+                &kids,
+                opts.widevine_provider,
+                content_id,
+                scheme_field,
+                opts.crypto_period_index,
+            );
+            set_dash(&mut out, system, &pssh, None, None);
+            let method = match scheme {
+                EncryptionScheme::Cbcs => Some(HlsMethod::SampleAes),
+                EncryptionScheme::Cenc => Some(HlsMethod::SampleAesCtr),
+                EncryptionScheme::Cens | EncryptionScheme::Cbc1 => None,
+            };
+            if let Some(method) = method {
+                set_hls(
+                    &mut out,
+                    &HlsKeyLine {
+                        method,
+                        uri: format!("data:text/plain;base64,{}", pssh.to_base64()),
+                        iv: None,
+                        key_id: Some(first.kid),
+                        keyformat: Some(KEYFORMAT_WIDEVINE.to_owned()),
+                        keyformatversions: Some("1".to_owned()),
+                    },
+                );
+            }
+            out.pssh = Some(pssh.to_bytes());
+        }
+        DrmSystem::PlayReady => {
+            let pairs: Vec<(KeyId, &ContentKeyValue)> =
+                keys.iter().map(|k| (k.kid, k.key)).collect();
+            let header = playready_header_for(&pairs, scheme, opts.playready_la_url);
+            let pssh = playready_pssh(&header, false)?;
+            let pro = PlayReadyObject::from_header(&header).to_bytes()?;
+            let pro_b64 = B64.encode(&pro);
+            set_dash(&mut out, system, &pssh, Some(&pro), None);
+            if scheme == EncryptionScheme::Cbcs {
+                set_hls(
+                    &mut out,
+                    &HlsKeyLine {
+                        method: HlsMethod::SampleAes,
+                        uri: format!("data:text/plain;charset=UTF-16;base64,{pro_b64}"),
+                        iv: None,
+                        key_id: None,
+                        keyformat: Some(KEYFORMAT_PLAYREADY.to_owned()),
+                        keyformatversions: Some("1".to_owned()),
+                    },
+                );
+            }
+            out.smooth_streaming_header = Some(pro_b64);
+            out.pssh = Some(pssh.to_bytes());
+        }
+        DrmSystem::FairPlay | DrmSystem::FairPlayLegacy => {
+            require_scheme(system, scheme, &[EncryptionScheme::Cbcs])?;
+            set_hls(
+                &mut out,
+                &HlsKeyLine {
+                    method: HlsMethod::SampleAes,
+                    uri: skd_uri(&first.kid),
+                    iv: None,
+                    key_id: None,
+                    keyformat: Some(KEYFORMAT_FAIRPLAY.to_owned()),
+                    keyformatversions: Some("1".to_owned()),
+                },
+            );
+        }
+        DrmSystem::CommonPssh => {
+            let pssh = common_pssh(&kids);
+            set_dash(&mut out, system, &pssh, None, None);
+            out.pssh = Some(pssh.to_bytes());
+        }
+        DrmSystem::ClearKeyDashIf => {
+            out.pssh = Some(common_pssh(&kids).to_bytes());
+            let la_url = opts.clearkey_la_url.filter(|u| !u.is_empty());
+            out.content_protection_element =
+                Some(drm_content_protection_element(system, None, None, la_url));
+            out.content_protection_data =
+                la_url.map(|u| content_protection_data(system, None, None, Some(u)));
+            let method = match scheme {
+                EncryptionScheme::Cbcs => Some(HlsMethod::SampleAes),
+                EncryptionScheme::Cenc => Some(HlsMethod::SampleAesCtr),
+                EncryptionScheme::Cens | EncryptionScheme::Cbc1 => None,
+            };
+            if let Some(method) = method {
+                set_hls(
+                    &mut out,
+                    &HlsKeyLine {
+                        method,
+                        uri: format!(
+                            "data:text/plain;base64,{}",
+                            B64.encode(first.kid.as_bytes())
+                        ),
+                        iv: None,
+                        key_id: Some(first.kid),
+                        keyformat: Some(KEYFORMAT_CLEARKEY.to_owned()),
+                        keyformatversions: Some("1".to_owned()),
+                    },
+                );
+            }
+        }
+        DrmSystem::ClearKeyAes128 | DrmSystem::AwsHlsAes128 | DrmSystem::ClearKeySampleAes => {
+            let method = if system == DrmSystem::ClearKeySampleAes {
+                require_scheme(system, scheme, &[EncryptionScheme::Cbcs])?;
+                HlsMethod::SampleAes
+            } else {
+                HlsMethod::Aes128
+            };
+            let url = opts.hls_aes128_key_url.filter(|u| !u.is_empty()).ok_or(
+                DrmError::MissingOption {
+                    system,
+                    option: "an HLS key URL",
+                },
+            )?;
+            set_hls(
+                &mut out,
+                &HlsKeyLine {
+                    method,
+                    uri: url.replace("{kid}", &first.kid.to_string()),
+                    iv: Some(first.iv),
+                    key_id: None,
+                    keyformat: Some(KEYFORMAT_IDENTITY.to_owned()),
+                    keyformatversions: Some("1".to_owned()),
+                },
+            );
+        }
+        DrmSystem::NagraPrm => return Err(DrmError::TemplateRequired { system }),
+        DrmSystem::Marlin => return Err(DrmError::UnsupportedSystem { system }),
+    }
+    Ok(out)
+}
+
+fn require_scheme(
+    system: DrmSystem,
+    scheme: EncryptionScheme,
+    allowed: &[EncryptionScheme],
+) -> Result<(), DrmError> {
+    if allowed.contains(&scheme) {
+        Ok(())
+    } else {
+        Err(DrmError::SchemeNotSupported { system, scheme })
+    }
+}
+
+fn set_dash(
+    out: &mut DrmSignaling,
+    system: DrmSystem,
+    pssh: &PsshBox,
+    pro: Option<&[u8]>,
+    la_url: Option<&str>,
+) {
+    out.content_protection_data = Some(content_protection_data(system, Some(pssh), pro, la_url));
+    out.content_protection_element = Some(drm_content_protection_element(
+        system,
+        Some(pssh),
+        pro,
+        la_url,
+    ));
+}
+
+fn set_hls(out: &mut DrmSignaling, line: &HlsKeyLine) {
+    out.hls_key_uri = Some(line.uri.clone());
+    out.hls_keyformat = line.keyformat.clone();
+    out.hls_keyformatversions = line.keyformatversions.clone();
+    out.hls_media = Some(line.to_ext_x_key());
+    out.hls_master = Some(line.to_ext_x_session_key());
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::playready::{AlgId, PlayReadyHeaderVersion};
+    use crate::widevine::WidevinePsshData;
+
+    fn key(hex_text: &str) -> ContentKeyValue {
+        ContentKeyValue::from_slice(&hex::decode(hex_text).unwrap()).unwrap()
+    }
+
+    fn opts(scheme: EncryptionScheme) -> SignalOptions<'static> {
+        SignalOptions {
+            scheme,
+            content_id: "",
+            widevine_provider: None,
+            playready_la_url: None,
+            clearkey_la_url: None,
+            hls_aes128_key_url: None,
+            crypto_period_index: None,
+        }
+    }
+
+    const KID6: &str = "b4c3188b-eddd-453d-9bc2-1cbca7566239";
+
+    #[test]
+    fn widevine_cenc_reproduces_complex_xml_except_the_scheme_field() {
+        let k = key("6f5a64c5d358a8fc658d5ebc82885673");
+        let keys = [SignalKey {
+            kid: KID6.parse().unwrap(),
+            key: &k,
+            iv: Iv::from_bytes([0; 16]),
+        }];
+        let s = signal(DrmSystem::Widevine, &keys, &opts(EncryptionScheme::Cenc)).unwrap();
+        // Axinom also writes protection_scheme=cenc; keyplex omits it (absent means cenc).
+        let expected_box = "AAAAMnBzc2gAAAAA7e+LqXnWSs6jyCfc1R0h7QAAABISELTDGIvt3UU9m8IcvKdWYjk=";
+        assert_eq!(B64.encode(s.pssh.as_ref().unwrap()), expected_box);
+        assert_eq!(
+            s.content_protection_data.as_deref(),
+            Some(
+                format!(r#"<cenc:pssh xmlns:cenc="urn:mpeg:cenc:2013">{expected_box}</cenc:pssh>"#)
+                    .as_str()
+            )
+        );
+        assert_eq!(
+            s.hls_media.as_deref(),
+            Some(format!(
+                "#EXT-X-KEY:METHOD=SAMPLE-AES-CTR,URI=\"data:text/plain;base64,{expected_box}\",KEYID=0xB4C3188BEDDD453D9BC21CBCA7566239,KEYFORMAT=\"urn:uuid:edef8ba9-79d6-4ace-a3c8-27dcd51d21ed\",KEYFORMATVERSIONS=\"1\""
+            ).as_str())
+        );
+        assert!(
+            s.hls_master
+                .as_deref()
+                .unwrap()
+                .starts_with("#EXT-X-SESSION-KEY:METHOD=SAMPLE-AES-CTR,")
+        );
+        assert_eq!(
+            s.hls_keyformat.as_deref(),
+            Some(crate::hls::KEYFORMAT_WIDEVINE)
+        );
+        assert_eq!(s.smooth_streaming_header, None);
+    }
+
+    #[test]
+    fn widevine_cbcs_sets_every_option() {
+        let k = key("6f5a64c5d358a8fc658d5ebc82885673");
+        let k2 = key("00112233445566778899aabbccddeeff");
+        let kid2 = KeyId::from_bytes([7; 16]);
+        let keys = [
+            SignalKey {
+                kid: KID6.parse().unwrap(),
+                key: &k,
+                iv: Iv::from_bytes([0; 16]),
+            },
+            SignalKey {
+                kid: kid2,
+                key: &k2,
+                iv: Iv::from_bytes([0; 16]),
+            },
+        ];
+        let o = SignalOptions {
+            content_id: "movie-1",
+            widevine_provider: Some("acme"),
+            crypto_period_index: Some(42),
+            ..opts(EncryptionScheme::Cbcs)
+        };
+        let s = signal(DrmSystem::Widevine, &keys, &o).unwrap();
+        let (b, _) = PsshBox::parse(s.pssh.as_ref().unwrap()).unwrap();
+        assert_eq!(b.version, 0);
+        let d = WidevinePsshData::decode_from(&b.data).unwrap();
+        assert_eq!(d.key_ids(), vec![KID6.parse().unwrap(), kid2]);
+        assert_eq!(d.provider.as_deref(), Some("acme"));
+        assert_eq!(d.content_id.as_deref(), Some(&b"movie-1"[..]));
+        assert_eq!(d.scheme(), Some(EncryptionScheme::Cbcs));
+        assert_eq!(d.crypto_period_index, Some(42));
+        let media = s.hls_media.unwrap();
+        assert!(media.starts_with("#EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"data:text/plain;base64,"));
+        assert!(
+            media.contains(",KEYID=0xB4C3188BEDDD453D9BC21CBCA7566239,"),
+            "first key is the default"
+        );
+
+        let cens = signal(DrmSystem::Widevine, &keys, &opts(EncryptionScheme::Cens)).unwrap();
+        assert!(cens.pssh.is_some() && cens.hls_media.is_none());
+    }
+
+    #[test]
+    fn playready_single_cenc_key_is_4_0_with_checksum() {
+        let kid: KeyId = "09e091ab-f838-41d2-9e35-58531fd19ec7".parse().unwrap();
+        let k = key("9cb061164b7013eaefcc7d6d18424c2c");
+        let keys = [SignalKey {
+            kid,
+            key: &k,
+            iv: Iv::from_bytes([0; 16]),
+        }];
+        let o = SignalOptions {
+            playready_la_url: Some("https://pr.example/rightsmanager.asmx"),
+            ..opts(EncryptionScheme::Cenc)
+        };
+        let s = signal(DrmSystem::PlayReady, &keys, &o).unwrap();
+        let (b, _) = PsshBox::parse(s.pssh.as_ref().unwrap()).unwrap();
+        assert_eq!((b.version, b.system()), (0, Some(DrmSystem::PlayReady)));
+        let pro = PlayReadyObject::parse(&b.data).unwrap();
+        let header = pro.header().unwrap().unwrap();
+        assert_eq!(header.version, PlayReadyHeaderVersion::V4_0);
+        assert_eq!(
+            header.kids[0].checksum.map(|c| B64.encode(c)).as_deref(),
+            Some("w+OZVr8vzrQ=")
+        );
+        assert_eq!(
+            header.la_url.as_deref(),
+            Some("https://pr.example/rightsmanager.asmx")
+        );
+        let pro_b64 = B64.encode(&b.data);
+        assert_eq!(s.smooth_streaming_header.as_deref(), Some(pro_b64.as_str()));
+        let cpd = s.content_protection_data.unwrap();
+        assert!(cpd.starts_with(r#"<cenc:pssh xmlns:cenc="urn:mpeg:cenc:2013">"#));
+        assert!(cpd.ends_with(&format!(
+            r#"<mspr:pro xmlns:mspr="urn:microsoft:playready">{pro_b64}</mspr:pro>"#
+        )));
+        assert!(
+            s.content_protection_element
+                .unwrap()
+                .contains(r#"value="MSPR 2.0""#)
+        );
+        assert_eq!(s.hls_media, None, "PlayReady HLS only for cbcs");
+    }
+
+    #[test]
+    fn playready_cbcs_is_4_3_and_signals_hls() {
+        let kid: KeyId = "09e091ab-f838-41d2-9e35-58531fd19ec7".parse().unwrap();
+        let k = key("9cb061164b7013eaefcc7d6d18424c2c");
+        let keys = [SignalKey {
+            kid,
+            key: &k,
+            iv: Iv::from_bytes([0; 16]),
+        }];
+        let s = signal(DrmSystem::PlayReady, &keys, &opts(EncryptionScheme::Cbcs)).unwrap();
+        let pro_b64 = s.smooth_streaming_header.clone().unwrap();
+        let header = PlayReadyObject::parse(&B64.decode(&pro_b64).unwrap())
+            .unwrap()
+            .header()
+            .unwrap()
+            .unwrap();
+        assert_eq!(header.version, PlayReadyHeaderVersion::V4_3);
+        assert_eq!(
+            (header.kids[0].algid, header.kids[0].checksum),
+            (Some(AlgId::AesCbc), None)
+        );
+        assert_eq!(
+            s.hls_media.as_deref(),
+            Some(format!("#EXT-X-KEY:METHOD=SAMPLE-AES,KEYFORMAT=\"com.microsoft.playready\",KEYFORMATVERSIONS=\"1\",URI=\"data:text/plain;charset=UTF-16;base64,{pro_b64}\"").as_str())
+        );
+        assert_eq!(
+            s.hls_key_uri,
+            Some(format!("data:text/plain;charset=UTF-16;base64,{pro_b64}"))
+        );
+    }
+
+    #[test]
+    fn fairplay_is_hls_only_and_cbcs_only() {
+        let k = key("6f5a64c5d358a8fc658d5ebc82885673");
+        let keys = [SignalKey {
+            kid: KID6.parse().unwrap(),
+            key: &k,
+            iv: Iv::from_bytes([1; 16]),
+        }];
+        let s = signal(DrmSystem::FairPlay, &keys, &opts(EncryptionScheme::Cbcs)).unwrap();
+        assert_eq!(
+            s.hls_media.as_deref(),
+            Some(
+                r#"#EXT-X-KEY:METHOD=SAMPLE-AES,URI="skd://b4c3188b-eddd-453d-9bc2-1cbca7566239",KEYFORMAT="com.apple.streamingkeydelivery",KEYFORMATVERSIONS="1""#
+            )
+        );
+        assert_eq!(
+            s.hls_master.as_deref(),
+            Some(
+                r#"#EXT-X-SESSION-KEY:METHOD=SAMPLE-AES,URI="skd://b4c3188b-eddd-453d-9bc2-1cbca7566239",KEYFORMAT="com.apple.streamingkeydelivery",KEYFORMATVERSIONS="1""#
+            )
+        );
+        assert_eq!(
+            (
+                s.pssh,
+                s.content_protection_data,
+                s.content_protection_element
+            ),
+            (None, None, None)
+        );
+        for scheme in [EncryptionScheme::Cenc, EncryptionScheme::Cens] {
+            assert_eq!(
+                signal(DrmSystem::FairPlayLegacy, &keys, &opts(scheme)),
+                Err(DrmError::SchemeNotSupported {
+                    system: DrmSystem::FairPlayLegacy,
+                    scheme
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn common_and_clearkey_systems() {
+        let k = key("166634c675823c235a4a9446fad52e4d");
+        let kid: KeyId = "6c5f5206-7d98-4808-84d8-94f132c1e9fe".parse().unwrap();
+        let keys = [SignalKey {
+            kid,
+            key: &k,
+            iv: Iv::from_bytes([0; 16]),
+        }];
+        let c1 = "AAAANHBzc2gBAAAAEHfv7MCyTQKs4zweUuL7SwAAAAFsX1IGfZhICITYlPEywen+AAAAAA==";
+
+        let common = signal(DrmSystem::CommonPssh, &keys, &opts(EncryptionScheme::Cenc)).unwrap();
+        assert_eq!(B64.encode(common.pssh.unwrap()), c1);
+        assert_eq!(
+            common.content_protection_data,
+            Some(format!(
+                r#"<cenc:pssh xmlns:cenc="urn:mpeg:cenc:2013">{c1}</cenc:pssh>"#
+            ))
+        );
+
+        let o = SignalOptions {
+            clearkey_la_url: Some("https://k.example/clearkey"),
+            ..opts(EncryptionScheme::Cbcs)
+        };
+        let ck = signal(DrmSystem::ClearKeyDashIf, &keys, &o).unwrap();
+        assert_eq!(B64.encode(ck.pssh.unwrap()), c1);
+        assert_eq!(
+            ck.content_protection_element.as_deref(),
+            Some(
+                r#"<ContentProtection schemeIdUri="urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e" value="ClearKey1.0"><dashif:Laurl licenseType="EME-1.0">https://k.example/clearkey</dashif:Laurl></ContentProtection>"#
+            )
+        );
+        assert_eq!(
+            ck.content_protection_data.as_deref(),
+            Some(
+                r#"<dashif:Laurl xmlns:dashif="https://dashif.org/CPS" licenseType="EME-1.0">https://k.example/clearkey</dashif:Laurl>"#
+            )
+        );
+        assert_eq!(
+            ck.hls_media.as_deref(),
+            Some(
+                r#"#EXT-X-KEY:METHOD=SAMPLE-AES,URI="data:text/plain;base64,bF9SBn2YSAiE2JTxMsHp/g==",KEYID=0x6C5F52067D98480884D894F132C1E9FE,KEYFORMAT="org.w3.clearkey",KEYFORMATVERSIONS="1""#
+            )
+        );
+        let no_url = signal(
+            DrmSystem::ClearKeyDashIf,
+            &keys,
+            &opts(EncryptionScheme::Cenc),
+        )
+        .unwrap();
+        assert_eq!(no_url.content_protection_data, None);
+        assert!(
+            no_url
+                .hls_media
+                .unwrap()
+                .starts_with("#EXT-X-KEY:METHOD=SAMPLE-AES-CTR,")
+        );
+    }
+
+    #[test]
+    fn identity_key_systems_use_the_key_url_and_iv() {
+        let k = key("166634c675823c235a4a9446fad52e4d");
+        let kid: KeyId = "6c5f5206-7d98-4808-84d8-94f132c1e9fe".parse().unwrap();
+        let iv = Iv::from_slice(&hex::decode("000102030405060708090a0b0c0d0e0f").unwrap()).unwrap();
+        let keys = [SignalKey { kid, key: &k, iv }];
+        let o = SignalOptions {
+            hls_aes128_key_url: Some("https://k.example/hls/v1/keys/{kid}"),
+            ..opts(EncryptionScheme::Cbc1)
+        };
+        for system in [DrmSystem::ClearKeyAes128, DrmSystem::AwsHlsAes128] {
+            let s = signal(system, &keys, &o).unwrap();
+            assert_eq!(
+                s.hls_media.as_deref(),
+                Some(
+                    r#"#EXT-X-KEY:METHOD=AES-128,URI="https://k.example/hls/v1/keys/6c5f5206-7d98-4808-84d8-94f132c1e9fe",IV=0x000102030405060708090A0B0C0D0E0F,KEYFORMAT="identity",KEYFORMATVERSIONS="1""#
+                )
+            );
+            assert_eq!(
+                s.hls_key_uri.as_deref(),
+                Some("https://k.example/hls/v1/keys/6c5f5206-7d98-4808-84d8-94f132c1e9fe")
+            );
+            assert_eq!(
+                (
+                    s.hls_keyformat.as_deref(),
+                    s.hls_keyformatversions.as_deref()
+                ),
+                (Some("identity"), Some("1"))
+            );
+            assert_eq!(s.pssh, None);
+            assert_eq!(
+                signal(system, &keys, &opts(EncryptionScheme::Cbcs)),
+                Err(DrmError::MissingOption {
+                    system,
+                    option: "an HLS key URL"
+                })
+            );
+        }
+        let sample = signal(
+            DrmSystem::ClearKeySampleAes,
+            &keys,
+            &SignalOptions {
+                scheme: EncryptionScheme::Cbcs,
+                ..o
+            },
+        )
+        .unwrap();
+        assert!(
+            sample
+                .hls_media
+                .unwrap()
+                .starts_with("#EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"https://k.example/")
+        );
+        assert!(matches!(
+            signal(DrmSystem::ClearKeySampleAes, &keys, &o),
+            Err(DrmError::SchemeNotSupported { .. })
+        ));
+    }
+
+    #[test]
+    fn unsupported_systems_and_no_keys_are_errors() {
+        let k = key("166634c675823c235a4a9446fad52e4d");
+        let keys = [SignalKey {
+            kid: KeyId::from_bytes([1; 16]),
+            key: &k,
+            iv: Iv::from_bytes([0; 16]),
+        }];
+        let o = opts(EncryptionScheme::Cenc);
+        assert_eq!(
+            signal(DrmSystem::NagraPrm, &keys, &o),
+            Err(DrmError::TemplateRequired {
+                system: DrmSystem::NagraPrm
+            })
+        );
+        assert_eq!(
+            signal(DrmSystem::Marlin, &keys, &o),
+            Err(DrmError::UnsupportedSystem {
+                system: DrmSystem::Marlin
+            })
+        );
+        assert_eq!(signal(DrmSystem::Widevine, &[], &o), Err(DrmError::NoKeys));
+    }
+
+    #[test]
+    fn errors_and_debug_never_show_key_bytes() {
+        let k = key("166634c675823c235a4a9446fad52e4d");
+        let sk = SignalKey {
+            kid: KeyId::from_bytes([1; 16]),
+            key: &k,
+            iv: Iv::from_bytes([0; 16]),
+        };
+        assert!(!format!("{sk:?}").contains("166634"));
+        let err = signal(DrmSystem::FairPlay, &[sk], &opts(EncryptionScheme::Cenc)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "FairPlay does not support the cenc protection scheme"
+        );
+    }
+}

@@ -1,0 +1,207 @@
+//! Packager authentication: HTTP Basic and JWT header tokens.
+//!
+//! A request names its tenant in the URL. Credentials that belong to that tenant pass;
+//! credentials that belong to another tenant get 403 (they are genuine, but not for this
+//! URL); anything else gets 401. Secrets are compared in constant time.
+
+use axum::http::HeaderMap;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::{JwtConfig, TenantConfig};
+use crate::error::ApiError;
+
+/// Who made an authenticated request (for logs and, later, the audit trail).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// e.g. `basic:packager`, `jwt:sub=encoder-1`.
+    pub credential: String,
+}
+
+/// Credentials found on a request.
+#[derive(Debug)]
+pub enum Presented {
+    Basic { user: String, password: String },
+    Bearer(String),
+}
+
+/// Reads the credentials a request carries: `Authorization: Basic|Bearer` or `nv-authorizations`.
+pub fn presented_credentials(headers: &HeaderMap) -> Result<Option<Presented>, ApiError> {
+    if let Some(value) = headers.get("nv-authorizations") {
+        let token = value.to_str().map_err(|_| {
+            ApiError::Unauthorized("nv-authorizations header is not valid text".into())
+        })?;
+        return Ok(Some(Presented::Bearer(token.trim().to_owned())));
+    }
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("Authorization header is not valid text".into()))?;
+    let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = B64
+            .decode(rest.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "Basic credentials are not valid base64 user:password".into(),
+                )
+            })?;
+        let (user, password) = decoded.split_once(':').ok_or_else(|| {
+            ApiError::Unauthorized("Basic credentials must be user:password".into())
+        })?;
+        return Ok(Some(Presented::Basic {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        }));
+    }
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(Some(Presented::Bearer(rest.trim().to_owned())));
+    }
+    // Other schemes (e.g. AWS4-HMAC-SHA256) are handled by their own verifiers.
+    Ok(None)
+}
+
+/// A tenant's packager credentials, prepared once at start-up.
+pub struct PackagerAuth {
+    /// (user, SHA-256 of password): hashing both sides first makes the comparison
+    /// constant-time regardless of length.
+    basic: Vec<(String, [u8; 32])>,
+    jwt: Option<JwtVerifier>,
+}
+
+impl PackagerAuth {
+    pub fn from_config(tenant: &TenantConfig) -> Result<Self, String> {
+        let basic = tenant
+            .basic
+            .iter()
+            .map(|b| (b.user.clone(), sha256(b.password.expose().as_bytes())))
+            .collect();
+        let jwt = tenant
+            .jwt
+            .as_ref()
+            .map(JwtVerifier::from_config)
+            .transpose()?;
+        Ok(Self { basic, jwt })
+    }
+
+    /// `Ok(Some)` when the credentials are this tenant's, `Ok(None)` when they are not,
+    /// `Err` for a token that is this tenant's but unusable (expired, not yet valid).
+    pub fn check(&self, presented: &Presented) -> Result<Option<Principal>, ApiError> {
+        match presented {
+            Presented::Basic { user, password } => {
+                let digest = sha256(password.as_bytes());
+                let mut matched = None;
+                for (u, p) in &self.basic {
+                    // Evaluate every entry so timing does not reveal which user exists.
+                    let ok = bool::from(u.as_bytes().ct_eq(user.as_bytes()) & p.ct_eq(&digest));
+                    if ok {
+                        matched = Some(Principal {
+                            credential: format!("basic:{u}"),
+                        });
+                    }
+                }
+                Ok(matched)
+            }
+            Presented::Bearer(token) => match &self.jwt {
+                Some(v) => v.verify(token),
+                None => Ok(None),
+            },
+        }
+    }
+}
+
+fn sha256(b: &[u8]) -> [u8; 32] {
+    Sha256::digest(b).into()
+}
+
+/// Verifies JWTs with the keys a tenant configured. Only the configured algorithms pass
+/// (no `alg: none`, no HS/RS confusion).
+pub struct JwtVerifier {
+    keys: Vec<(DecodingKey, Validation)>,
+}
+
+impl JwtVerifier {
+    pub fn from_config(c: &JwtConfig) -> Result<Self, String> {
+        let mut keys = Vec::new();
+        let validation = |alg: Algorithm| {
+            let mut v = Validation::new(alg);
+            // `exp` is checked when present; packager tokens are sometimes long-lived.
+            v.required_spec_claims.clear();
+            v.validate_exp = true;
+            v.validate_nbf = true;
+            v.leeway = 30;
+            if let Some(iss) = &c.issuer {
+                v.set_issuer(&[iss]);
+            }
+            match &c.audience {
+                Some(aud) => v.set_audience(&[aud]),
+                None => v.validate_aud = false,
+            }
+            v
+        };
+        if let Some(secret) = &c.hs256_secret {
+            keys.push((
+                DecodingKey::from_secret(secret.expose().as_bytes()),
+                validation(Algorithm::HS256),
+            ));
+        }
+        if let Some(pem) = &c.rs256_public_key_pem {
+            let key = DecodingKey::from_rsa_pem(pem.as_bytes())
+                .map_err(|e| format!("rs256_public_key_pem: {e}"))?;
+            keys.push((key, validation(Algorithm::RS256)));
+        }
+        if let Some(pem) = &c.es256_public_key_pem {
+            let key = DecodingKey::from_ec_pem(pem.as_bytes())
+                .map_err(|e| format!("es256_public_key_pem: {e}"))?;
+            keys.push((key, validation(Algorithm::ES256)));
+        }
+        Ok(Self { keys })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Option<Principal>, ApiError> {
+        use jsonwebtoken::errors::ErrorKind;
+        let Ok(header) = jsonwebtoken::decode_header(token) else {
+            return Ok(None);
+        };
+        for (key, validation) in &self.keys {
+            if !validation.algorithms.contains(&header.alg) {
+                continue;
+            }
+            match jsonwebtoken::decode::<serde_json::Value>(token, key, validation) {
+                Ok(data) => {
+                    let sub = data
+                        .claims
+                        .get("sub")
+                        .and_then(|s| s.as_str())
+                        .unwrap_or("-");
+                    let sub: String = sub.chars().take(64).collect();
+                    return Ok(Some(Principal {
+                        credential: format!("jwt:sub={sub}"),
+                    }));
+                }
+                Err(e) => match e.kind() {
+                    ErrorKind::ExpiredSignature => {
+                        return Err(ApiError::Unauthorized("token expired".into()));
+                    }
+                    ErrorKind::ImmatureSignature => {
+                        return Err(ApiError::Unauthorized("token not valid yet (nbf)".into()));
+                    }
+                    ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => {
+                        return Err(ApiError::Unauthorized(
+                            "token issuer or audience not accepted".into(),
+                        ));
+                    }
+                    _ => {}
+                },
+            }
+        }
+        Ok(None)
+    }
+}

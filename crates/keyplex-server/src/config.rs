@@ -1,0 +1,357 @@
+//! keyplex configuration: the TOML file of `keyplex serve --config FILE`, with defaults.
+//!
+//! Key names are the public contract (`shared/design/contract.md`): add, never rename.
+//! Unknown keys are rejected so that a typo never silently disables a setting.
+//! Secrets in here have redacted `Debug` output.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use keyplex_types::TenantId;
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Several nodes share one PostgreSQL (a later release); SQLite in `data_dir` otherwise.
+    #[serde(default)]
+    pub database_url: Option<Secret>,
+    /// A file holding the master key as 64 hex characters (mode 0600). Default:
+    /// `<data_dir>/master.key`, created on first start. `KEYPLEX_MASTER_KEY` overrides both.
+    #[serde(default)]
+    pub master_key_file: Option<PathBuf>,
+    /// Largest request body accepted, in bytes (larger → 413).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// The base URL players and packagers reach keyplex at (used in signaling that points
+    /// back at keyplex: ClearKey licence URL, HLS AES-128 key URL). Default: `http://<listen>`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            database_url: None,
+            master_key_file: None,
+            max_body_bytes: default_max_body_bytes(),
+            public_url: None,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./keyplex-data")
+}
+const fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer token for `/admin/v1`.
+    #[serde(default)]
+    pub token: Option<Secret>,
+}
+
+/// One tenant (operator). Every key route lives under `/{tenant}/…`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// HTTP Basic credentials for packagers.
+    #[serde(default)]
+    pub basic: Vec<BasicCredential>,
+    /// JWT header tokens for packagers (`nv-authorizations` or `Authorization: Bearer`).
+    #[serde(default)]
+    pub jwt: Option<JwtConfig>,
+    /// AWS SigV4 static credentials (SPEKE).
+    #[serde(default)]
+    pub sigv4: Vec<SigV4Credential>,
+    /// Widevine common-encryption API signers (Shaka Packager `--signer`).
+    #[serde(default)]
+    pub widevine_signers: Vec<WidevineSigner>,
+    /// Token for the GET-style CPIX API.
+    #[serde(default)]
+    pub get_token: Option<Secret>,
+    /// Whether `get_token` may also be sent as a path segment (ends up in access logs).
+    #[serde(default)]
+    pub get_token_in_path: bool,
+    /// keyplex chooses key ids for CPIX/SPEKE requests too (SPEKE "KID override").
+    #[serde(default)]
+    pub kid_override: bool,
+    /// Length of a key period for time-based key rotation.
+    #[serde(default)]
+    pub crypto_period_seconds: Option<u32>,
+    /// PlayReady licence acquisition URL written into PlayReady headers.
+    #[serde(default)]
+    pub playready_la_url: Option<String>,
+    /// Widevine `provider` written into Widevine PSSH data.
+    #[serde(default)]
+    pub widevine_provider: Option<String>,
+    /// ClearKey licence URL for DASH signaling (`dashif:Laurl`). Default: keyplex's own
+    /// `/{tenant}/clearkey/v1/licenses`.
+    #[serde(default)]
+    pub clearkey_la_url: Option<String>,
+    /// HLS AES-128 key URL, `{kid}` replaced by the key id. Default: keyplex's own
+    /// `/{tenant}/hls/v1/keys/{kid}`.
+    #[serde(default)]
+    pub hls_key_url: Option<String>,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    #[serde(default)]
+    pub licence: Option<LicenceConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicCredential {
+    pub user: String,
+    pub password: Secret,
+}
+
+/// Keys that verify JWTs. Exactly the algorithms configured are accepted.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    #[serde(default)]
+    pub hs256_secret: Option<Secret>,
+    #[serde(default)]
+    pub rs256_public_key_pem: Option<String>,
+    #[serde(default)]
+    pub es256_public_key_pem: Option<String>,
+    /// Required `iss`, if set.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Required `aud`, if set.
+    #[serde(default)]
+    pub audience: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigV4Credential {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    #[serde(default = "default_region")]
+    pub region: String,
+    #[serde(default = "default_service")]
+    pub service: String,
+}
+fn default_region() -> String {
+    "us-east-1".to_owned()
+}
+fn default_service() -> String {
+    "execute-api".to_owned()
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WidevineSigner {
+    pub name: String,
+    /// 64 hex characters (AES-256 key).
+    pub aes_key: Secret,
+    /// 32 hex characters.
+    pub aes_iv: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub requests_per_second: u32,
+    pub burst: u32,
+}
+
+/// The player side of a tenant (licences).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LicenceConfig {
+    #[serde(default)]
+    pub jwt: Option<JwtConfig>,
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+    #[serde(default)]
+    pub upstream: BTreeMap<String, String>,
+    #[serde(default)]
+    pub replay_protection: bool,
+}
+
+/// A configured secret string: never printed.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid tenant {tenant:?}: {message}")]
+    Tenant { tenant: String, message: String },
+}
+
+impl Config {
+    pub fn from_toml(path: &std::path::Path, text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(path, &text)
+    }
+
+    /// Checks what serde cannot: tenant ids, key lengths, sensible numbers.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, tenant) in &self.tenants {
+            let err = |message: String| ConfigError::Tenant {
+                tenant: name.clone(),
+                message,
+            };
+            TenantId::parse(name).map_err(|e| err(e.to_string()))?;
+            if tenant.crypto_period_seconds == Some(0) {
+                return Err(err("crypto_period_seconds must be at least 1".into()));
+            }
+            for signer in &tenant.widevine_signers {
+                let key_ok = hex::decode(signer.aes_key.expose()).is_ok_and(|k| k.len() == 32);
+                let iv_ok = hex::decode(&signer.aes_iv).is_ok_and(|k| k.len() == 16);
+                if !key_ok || !iv_ok {
+                    return Err(err(format!(
+                        "widevine signer {:?}: aes_key must be 64 hex characters and aes_iv 32",
+                        signer.name
+                    )));
+                }
+            }
+            for b in &tenant.basic {
+                if b.user.is_empty() || b.user.contains(':') || b.password.expose().is_empty() {
+                    return Err(err(
+                        "basic credentials need a user without ':' and a password".into(),
+                    ));
+                }
+            }
+            if let Some(jwt) = &tenant.jwt {
+                if jwt.hs256_secret.is_none()
+                    && jwt.rs256_public_key_pem.is_none()
+                    && jwt.es256_public_key_pem.is_none()
+                {
+                    return Err(err(
+                        "jwt needs hs256_secret, rs256_public_key_pem or es256_public_key_pem"
+                            .into(),
+                    ));
+                }
+                if jwt
+                    .hs256_secret
+                    .as_ref()
+                    .is_some_and(|s| s.expose().len() < 16)
+                {
+                    return Err(err("jwt.hs256_secret must be at least 16 characters".into()));
+                }
+            }
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(ConfigError::Parse {
+                path: PathBuf::from("[server]"),
+                message: "max_body_bytes must be at least 1024".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_contract_example() {
+        let text = r#"
+            [server]
+            listen = "127.0.0.1:8080"
+            data_dir = "./keyplex-data"
+            [admin]
+            token = "admin-token"
+            [tenants.acme]
+            basic = [{ user = "packager", password = "s3cret" }]
+            jwt = { hs256_secret = "a-long-shared-secret" }
+            playready_la_url = "https://acme.example/prls/contentlicenseservice/v1/licenses"
+            widevine_provider = "acme"
+            sigv4 = [{ access_key_id = "AKIDACME", secret_access_key = "x", region = "us-east-1", service = "execute-api" }]
+            widevine_signers = [{ name = "acme-packager", aes_key = "1ae8ccd0e7985cc0b6203a55855a1034afc252980e970ca90e5202689f947ab9", aes_iv = "d58ce954203b7c9a9a9d467f59839249" }]
+            get_token = "tok"
+            kid_override = false
+            crypto_period_seconds = 60
+            rate_limit = { requests_per_second = 200, burst = 400 }
+            [tenants.acme.licence]
+            jwt = { hs256_secret = "another-long-secret" }
+            cors_origins = ["https://player.acme.example"]
+            upstream = { widevine = "https://wv.example" }
+        "#;
+        let c = Config::from_toml(std::path::Path::new("t.toml"), text).unwrap();
+        let acme = &c.tenants["acme"];
+        assert_eq!(acme.basic[0].user, "packager");
+        assert_eq!(acme.crypto_period_seconds, Some(60));
+        assert!(format!("{c:?}").contains("<redacted>"));
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn rejects_typos_and_bad_values() {
+        let p = std::path::Path::new("t.toml");
+        assert!(Config::from_toml(p, "[tenants.acme]\nbasci = []").is_err());
+        assert!(Config::from_toml(p, "[tenants.Acme]").is_err());
+        assert!(Config::from_toml(p, "[tenants.acme]\ncrypto_period_seconds = 0").is_err());
+        assert!(
+            Config::from_toml(p, "[tenants.acme]\njwt = { hs256_secret = \"short\" }").is_err()
+        );
+    }
+}

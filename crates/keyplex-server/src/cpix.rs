@@ -1,0 +1,478 @@
+//! DASH-IF CPIX 2.3/2.4 key exchange: `POST /{tenant}/nks/v1/cpix` and `POST /{tenant}/cpix`.
+//!
+//! The packager sends a CPIX document naming the keys (by kid) and the signaling it wants;
+//! keyplex answers the same document with keys (in clear, or encrypted to the recipient
+//! certificates of `DeliveryDataList`) and DRM signaling filled in.
+//!
+//! Order of work matters for "nothing is stored for a rejected request": the whole document
+//! is parsed and checked (ids, references, DRM systems, schemes, certificates) before the
+//! store is asked for keys; after that only infallible-by-construction steps remain.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use keyplex_cpix::model::{
+    ContentKeyEntry, CpixDocument, CpixVersion, DrmSystemEntry, HlsSignaling, KeyValue, Kid,
+    Playlist, UsageRule, VideoFilter,
+};
+use keyplex_crypto::delivery::{DocumentKeys, RecipientKey};
+use keyplex_drm::signal::DrmSignaling;
+use keyplex_drm::system::DrmSystem;
+use keyplex_types::{
+    ContentId, ContentKey, EncryptionScheme, KeyId, KeyPeriod, KeySlot, TrackType,
+};
+
+use crate::error::{ApiError, PlainText};
+use crate::keys;
+use crate::signaling::{self, TenantUrls};
+use crate::state::{AppState, Tenant};
+
+/// `POST /{tenant}/nks/v1/cpix` and `POST /{tenant}/cpix`.
+pub async fn post_cpix(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, PlainText> {
+    let tenant = state.tenant(&tenant)?;
+    state.authenticate_packager(tenant, &headers)?;
+    let body = read_body(&state, body)?;
+    let request =
+        keyplex_cpix::read_document(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let response = exchange(&state, tenant, request).await?;
+    let xml = keyplex_cpix::write_document(&response);
+    Ok((
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/xml; charset=utf-8"),
+        )],
+        xml,
+    )
+        .into_response())
+}
+
+/// Maps the body extractor's rejection to our error (413 with the configured limit).
+pub fn read_body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge {
+                limit: state.max_body_bytes(),
+            }
+        } else {
+            ApiError::BadRequest(format!("cannot read request body: {e}"))
+        }
+    })?;
+    if body.is_empty() {
+        return Err(ApiError::BadRequest(
+            "empty request body: expected a CPIX document".into(),
+        ));
+    }
+    Ok(body)
+}
+
+/// What the document asks of one `ContentKey`, resolved from its usage rules.
+struct KeyPlan {
+    track_type: Option<TrackType>,
+    period: KeyPeriod,
+}
+
+/// Answers a parsed CPIX request: the document with keys and signaling filled in.
+pub async fn exchange(
+    state: &AppState,
+    tenant: &Tenant,
+    mut doc: CpixDocument,
+) -> Result<CpixDocument, ApiError> {
+    // 1. Everything that can be wrong with the document is checked first.
+    if let Some(CpixVersion::Other(v)) = &doc.version {
+        return Err(ApiError::BadRequest(format!(
+            "unsupported CPIX@version {v:?}: keyplex speaks 2.3 and 2.4"
+        )));
+    }
+    let content_id = document_content_id(&doc)?;
+    doc.validate_references()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let entries = match doc.content_keys.as_deref() {
+        Some(list) if !list.is_empty() => list,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "the document has no ContentKey: nothing to answer".into(),
+            ));
+        }
+    };
+    let plans = entries
+        .iter()
+        .map(|entry| plan_key(&doc, entry, tenant))
+        .collect::<Result<Vec<_>, _>>()?;
+    let urls = TenantUrls::new(state, tenant);
+    let schemes: HashMap<KeyId, Option<EncryptionScheme>> = entries
+        .iter()
+        .map(|e| (e.kid.id, e.common_encryption_scheme))
+        .collect();
+    let mut systems = Vec::new();
+    for drm in doc.drm_systems.iter().flatten() {
+        let system = drm_system(drm)?;
+        let scheme = schemes
+            .get(&drm.kid.id)
+            .copied()
+            .flatten()
+            .unwrap_or_else(|| signaling::default_scheme(system));
+        signaling::preflight(tenant, &urls, system, scheme)?;
+        systems.push((system, scheme));
+    }
+    let recipients = doc
+        .delivery_data
+        .iter()
+        .flatten()
+        .map(|d| {
+            RecipientKey::from_certificate_der(&d.certificate_der)
+                .map_err(|e| ApiError::BadRequest(format!("DeliveryKey certificate: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // 2. One atomic, durable store call for every key of the document.
+    let requests = entries
+        .iter()
+        .zip(&plans)
+        .map(|(entry, plan)| key_request(tenant, &content_id, entry, plan))
+        .collect::<Result<Vec<_>, _>>()?;
+    let stored = state.store().ensure_keys(&tenant.id, &requests).await?;
+
+    // 3. Fill in the answer.
+    let renames = kid_renames(entries, &stored)?;
+    let by_kid: HashMap<KeyId, &ContentKey> = stored.iter().map(|k| (k.kid, k)).collect();
+    rename_kids(&mut doc, &renames);
+    let document_keys = if recipients.is_empty() {
+        None
+    } else {
+        Some(DocumentKeys::generate()?)
+    };
+    for (entry, key) in doc.content_keys.iter_mut().flatten().zip(&stored) {
+        entry.explicit_iv = Some(key.iv);
+        entry.value = Some(match &document_keys {
+            None => KeyValue::Plain(key.key.clone()),
+            Some(dk) => {
+                let enc = dk.encrypt_content_key(&key.key)?;
+                KeyValue::Encrypted {
+                    cipher_value: enc.cipher_value,
+                    value_mac: enc.value_mac,
+                }
+            }
+        });
+    }
+    if let Some(dk) = &document_keys {
+        for (delivery, recipient) in doc.delivery_data.iter_mut().flatten().zip(&recipients) {
+            let wrapped = dk.wrap_for(recipient)?;
+            delivery.wrapped = Some(keyplex_cpix::model::WrappedDeliveryKeys {
+                document_key_cipher: wrapped.document_key_cipher,
+                mac_key_cipher: wrapped.mac_key_cipher,
+            });
+        }
+    }
+    let version = doc.version.clone();
+    for (drm, (system, scheme)) in doc.drm_systems.iter_mut().flatten().zip(systems) {
+        let key = by_kid.get(&drm.kid.id).ok_or_else(|| {
+            ApiError::Internal(format!("no stored key for DRMSystem kid {}", drm.kid.id))
+        })?;
+        let signal = signaling::for_key(tenant, &urls, system, key, scheme)?;
+        fill_drm_system(drm, &signal, version.as_ref());
+    }
+    Ok(doc)
+}
+
+/// The content id is `CPIX@contentId` (CPIX 2.3+, SPEKE v2) or else `CPIX@id` (SPEKE v1 and
+/// many packagers).
+fn document_content_id(doc: &CpixDocument) -> Result<ContentId, ApiError> {
+    let raw = doc
+        .content_id
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .or(doc.id.as_deref().filter(|s| !s.is_empty()))
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "the document has no content id: set CPIX@contentId or CPIX@id".into(),
+            )
+        })?;
+    ContentId::parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+fn drm_system(drm: &DrmSystemEntry) -> Result<DrmSystem, ApiError> {
+    DrmSystem::from_system_id(&uuid::Uuid::from_bytes(drm.system_id.uuid)).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "unknown DRM system id {}",
+            truncate(&drm.system_id.as_written)
+        ))
+    })
+}
+
+/// Track type, key period and scheme of a key, from the rules that name it.
+fn plan_key(
+    doc: &CpixDocument,
+    entry: &ContentKeyEntry,
+    tenant: &Tenant,
+) -> Result<KeyPlan, ApiError> {
+    let rules: Vec<&UsageRule> = doc
+        .usage_rules
+        .iter()
+        .flatten()
+        .filter(|r| r.kid.id == entry.kid.id)
+        .collect();
+    for rule in &rules {
+        if let Some(unknown) = rule.unknown_children.first() {
+            return Err(ApiError::BadRequest(format!(
+                "ContentKeyUsageRule for kid {} has a filter keyplex does not understand ({}); CPIX forbids mapping its key",
+                rule.kid.as_written,
+                truncate(unknown)
+            )));
+        }
+    }
+    let track_type = rules
+        .iter()
+        .find_map(|r| rule_track_type(r).transpose())
+        .transpose()?;
+    let mut period = KeyPeriod::Vod;
+    if let Some(period_id) = rules
+        .iter()
+        .flat_map(|r| r.key_period_filters.iter())
+        .map(|f| &f.period_id)
+        .next()
+    {
+        let p = doc
+            .periods
+            .iter()
+            .flatten()
+            .find(|p| p.id.as_deref() == Some(period_id.as_str()))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "KeyPeriodFilter names unknown period {period_id:?}"
+                ))
+            })?;
+        period = match (p.index, &p.start, tenant.config.crypto_period_seconds) {
+            (Some(i), _, _) => KeyPeriod::Index(i),
+            (None, Some(start), Some(secs)) => {
+                let t = time::OffsetDateTime::parse(
+                    start,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "ContentKeyPeriod@start {start:?} is not an xs:dateTime"
+                    ))
+                })?;
+                KeyPeriod::for_time(t.unix_timestamp(), secs)
+            }
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "ContentKeyPeriod {period_id:?} has no @index (and no @start with crypto_period_seconds configured)"
+                )));
+            }
+        };
+    }
+    Ok(KeyPlan { track_type, period })
+}
+
+/// `@intendedTrackType`, or else what the filters say (Shaka Packager's pixel buckets).
+fn rule_track_type(rule: &UsageRule) -> Result<Option<TrackType>, ApiError> {
+    if let Some(t) = rule
+        .intended_track_type
+        .as_deref()
+        .filter(|t| !t.is_empty())
+    {
+        return TrackType::parse(t)
+            .map(Some)
+            .map_err(|e| ApiError::BadRequest(e.to_string()));
+    }
+    let derived = match (rule.video_filters.first(), rule.audio_filters.is_empty()) {
+        (Some(_), false) => TrackType::ALL,
+        (Some(v), true) => video_bucket(v),
+        (None, false) => TrackType::AUDIO,
+        (None, true) => return Ok(None),
+    };
+    TrackType::parse(derived)
+        .map(Some)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// Pixel-count buckets of Shaka Packager's defaults (`--max_sd_pixels` 442368,
+/// `--max_hd_pixels` 2073600, `--max_uhd1_pixels` 8847360).
+fn video_bucket(v: &VideoFilter) -> &'static str {
+    let Some(pixels) = v.max_pixels.or(v.min_pixels) else {
+        return "VIDEO";
+    };
+    match pixels {
+        0..=442_368 => TrackType::SD,
+        442_369..=2_073_600 => TrackType::HD,
+        2_073_601..=8_847_360 => TrackType::UHD1,
+        _ => TrackType::UHD2,
+    }
+}
+
+fn key_request(
+    tenant: &Tenant,
+    content_id: &ContentId,
+    entry: &ContentKeyEntry,
+    plan: &KeyPlan,
+) -> Result<keyplex_store::KeyRequest, ApiError> {
+    let supplied_key = match &entry.value {
+        None => None,
+        Some(KeyValue::Plain(k)) => Some(k.clone()),
+        Some(KeyValue::Encrypted { .. }) => {
+            return Err(ApiError::BadRequest(format!(
+                "ContentKey {} carries an encrypted value: send packager-supplied keys as PlainValue over TLS",
+                entry.kid.as_written
+            )));
+        }
+    };
+    if tenant.config.kid_override && supplied_key.is_none() {
+        let slot = KeySlot {
+            content_id: content_id.clone(),
+            track_type: plan.track_type.clone().unwrap_or_else(TrackType::all),
+            period: plan.period,
+        };
+        return keys::by_slot(slot);
+    }
+    keys::by_kid(
+        content_id,
+        entry.kid.id,
+        supplied_key,
+        entry.explicit_iv,
+        plan.track_type.clone(),
+        plan.period,
+    )
+}
+
+/// With kid override, stored kids may differ from the requested ones. Two keys of one
+/// document must not collapse into one (the answer would name a kid twice).
+fn kid_renames(
+    entries: &[ContentKeyEntry],
+    stored: &[ContentKey],
+) -> Result<HashMap<KeyId, KeyId>, ApiError> {
+    let mut renames = HashMap::new();
+    let mut seen = HashMap::new();
+    for (entry, key) in entries.iter().zip(stored) {
+        if let Some(other) = seen.insert(key.kid, entry.kid.id) {
+            return Err(ApiError::BadRequest(format!(
+                "ContentKeys {other} and {} resolve to the same track type and key period; add ContentKeyUsageRules that tell them apart",
+                entry.kid.id
+            )));
+        }
+        if key.kid != entry.kid.id {
+            renames.insert(entry.kid.id, key.kid);
+        }
+    }
+    Ok(renames)
+}
+
+fn rename_kids(doc: &mut CpixDocument, renames: &HashMap<KeyId, KeyId>) {
+    if renames.is_empty() {
+        return;
+    }
+    let rename = |kid: &mut Kid| {
+        if let Some(new) = renames.get(&kid.id) {
+            *kid = Kid::new(*new);
+        }
+    };
+    for e in doc.content_keys.iter_mut().flatten() {
+        rename(&mut e.kid);
+    }
+    for d in doc.drm_systems.iter_mut().flatten() {
+        rename(&mut d.kid);
+    }
+    for r in doc.usage_rules.iter_mut().flatten() {
+        rename(&mut r.kid);
+    }
+}
+
+/// Fills what a `DRMSystem` asked for. A `DRMSystem` that asks for nothing gets everything
+/// its DRM has; an element that does not apply to the DRM (e.g. PSSH for FairPlay) is
+/// dropped rather than answered with a wrong value.
+fn fill_drm_system(drm: &mut DrmSystemEntry, s: &DrmSignaling, version: Option<&CpixVersion>) {
+    let b64 = |v: &str| B64.encode(v.as_bytes());
+    let is_v24 = matches!(version, Some(CpixVersion::V2_4));
+    let asked_nothing = drm.pssh.is_none()
+        && drm.content_protection_data.is_none()
+        && drm.uri_ext_x_key.is_none()
+        && drm.hls_signaling.is_empty()
+        && drm.smooth_streaming.is_none()
+        && drm.extensions.is_empty();
+    if asked_nothing {
+        drm.pssh = s.pssh.as_ref().map(|_| String::new());
+        drm.content_protection_data = s.content_protection_data.as_ref().map(|_| String::new());
+        drm.smooth_streaming = s.smooth_streaming_header.as_ref().map(|_| String::new());
+        if !is_v24
+            && s.hls_key_uri.is_some()
+            && matches!(s.system, DrmSystem::FairPlay | DrmSystem::FairPlayLegacy)
+        {
+            drm.uri_ext_x_key = Some(String::new());
+        }
+        if s.hls_media.is_some() {
+            let master = if is_v24 {
+                Playlist::MultiVariant
+            } else {
+                Playlist::Master
+            };
+            drm.hls_signaling = vec![
+                HlsSignaling {
+                    playlist: Some(Playlist::Media),
+                    value: String::new(),
+                },
+                HlsSignaling {
+                    playlist: Some(master),
+                    value: String::new(),
+                },
+            ];
+        }
+    }
+    drm.pssh = drm.pssh.take().and(s.pssh.as_ref().map(|p| B64.encode(p)));
+    drm.content_protection_data = drm
+        .content_protection_data
+        .take()
+        .and(s.content_protection_data.as_deref().map(b64));
+    drm.uri_ext_x_key = drm
+        .uri_ext_x_key
+        .take()
+        .and(s.hls_key_uri.as_deref().map(b64));
+    drm.smooth_streaming = drm
+        .smooth_streaming
+        .take()
+        .and(s.smooth_streaming_header.clone());
+    drm.hls_signaling.retain_mut(|h| {
+        let line = match h.playlist {
+            Some(Playlist::Master | Playlist::MultiVariant) => s.hls_master.as_deref(),
+            Some(Playlist::Media) | None => s.hls_media.as_deref(),
+        };
+        match line {
+            Some(line) => {
+                h.value = b64(line);
+                true
+            }
+            None => false,
+        }
+    });
+    // SPEKE v1 asks for HLS attributes and the MSS header with its own elements.
+    drm.extensions.retain_mut(|ext| {
+        let value = match ext.local_name.as_str() {
+            "KeyFormat" => s.hls_keyformat.as_deref().map(b64),
+            "KeyFormatVersions" => s.hls_keyformatversions.as_deref().map(b64),
+            "ProtectionHeader" => s.smooth_streaming_header.clone(),
+            _ => return true,
+        };
+        match value {
+            Some(v) => {
+                ext.text = v;
+                true
+            }
+            None => false,
+        }
+    });
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}

@@ -1,0 +1,52 @@
+//! Turning "this request needs a key" into store requests, with fresh candidate material.
+//! Shared by every key interface, so that they all resolve identities the same way.
+
+use keyplex_crypto::random;
+use keyplex_store::{KeyMaterial, KeyRequest};
+use keyplex_types::{ContentId, ContentKeyValue, Iv, KeyId, KeyPeriod, KeySlot, TrackType};
+
+use crate::error::ApiError;
+
+/// The packager named the kid (CPIX/SPEKE): the kid is the identity. A supplied key or IV
+/// is stored as-is; otherwise fresh ones are generated (and used only if the kid is new).
+pub fn by_kid(
+    content_id: &ContentId,
+    kid: KeyId,
+    supplied_key: Option<ContentKeyValue>,
+    supplied_iv: Option<Iv>,
+    track_type: Option<TrackType>,
+    period: KeyPeriod,
+) -> Result<KeyRequest, ApiError> {
+    let key_supplied = supplied_key.is_some();
+    let iv_supplied = supplied_iv.is_some();
+    let key = match supplied_key {
+        Some(k) => k,
+        None => random::new_key_value()?,
+    };
+    let iv = match supplied_iv {
+        Some(iv) => iv,
+        None => random::new_iv()?,
+    };
+    Ok(KeyRequest::ByKid {
+        content_id: content_id.clone(),
+        candidate: KeyMaterial { kid, key, iv },
+        key_supplied,
+        iv_supplied,
+        track_type,
+        period,
+    })
+}
+
+/// keyplex chooses the kid: (content, track type, period) is the identity.
+pub fn by_slot(slot: KeySlot) -> Result<KeyRequest, ApiError> {
+    let candidate = KeyMaterial {
+        kid: random::new_key_id()?,
+        key: random::new_key_value()?,
+        iv: random::new_iv()?,
+    };
+    Ok(KeyRequest::BySlot {
+        slot,
+        candidate,
+        supplied: false,
+    })
+}

@@ -1,0 +1,63 @@
+//! The keyplex HTTP server. The only crate that knows HTTP.
+//!
+//! One module per interface (`cpix`, …); `config` is the TOML file, `state` the running
+//! configuration and store, `auth` packager authentication, `error` the single mapping of
+//! errors to HTTP responses, `keys`/`signaling` the shared key and signaling logic every
+//! interface uses.
+
+pub mod auth;
+pub mod config;
+pub mod cpix;
+pub mod error;
+pub mod keys;
+pub mod setup;
+pub mod signaling;
+pub mod state;
+
+use std::future::Future;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+pub use state::AppState;
+
+/// All routes of keyplex.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.max_body_bytes();
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/{tenant}/nks/v1/cpix", post(cpix::post_cpix))
+        .route("/{tenant}/cpix", post(cpix::post_cpix))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// 200 once the store answers.
+async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    match state.store().ping().await {
+        Ok(()) => (StatusCode::OK, "ok\n"),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: store unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+        }
+    }
+}
+
+/// Serves on an already bound listener until `shutdown` completes (tests bind port 0).
+pub async fn serve_with_listener(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

@@ -1,0 +1,7 @@
+//! Integration tests: each drives a real keyplex server over HTTP on a loopback port.
+//! One test binary (one link step) with a module per interface.
+
+mod auth;
+mod common;
+mod cpix;
+mod cpix_bad_input;

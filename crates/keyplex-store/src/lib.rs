@@ -1,0 +1,117 @@
+//! Durable storage of content keys, behind one trait ([`KeyStore`]).
+//!
+//! **Invariants** (checked by the conformance suite in [`conformance`], run against every
+//! backend):
+//! * A key id maps to exactly one (content id, key, IV) for ever, per tenant.
+//! * A key slot (content id, track type, key period) maps to exactly one key id for ever.
+//! * [`KeyStore::ensure_keys`] is atomic: either every request of the batch is satisfied and
+//!   durable (committed with a synchronous fsync) before it returns, or nothing is written.
+//! * Racing identical batches produce one key, never two.
+//! * Key bytes are stored only sealed under the master key (AES-256-GCM, bound to tenant, key
+//!   id and content id); they never appear in errors or logs.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use async_trait::async_trait;
+use keyplex_types::{
+    ContentId, ContentKey, ContentKeyValue, Iv, KeyId, KeyOrigin, KeyPeriod, KeySlot, TenantId,
+    TrackType,
+};
+
+pub mod conformance;
+mod rules;
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// A candidate key: what keyplex will store if the identity it is asked under is new.
+/// Generated keys come from `keyplex_crypto::random`; supplied keys from the packager.
+#[derive(Clone, Debug)]
+pub struct KeyMaterial {
+    pub kid: KeyId,
+    pub key: ContentKeyValue,
+    pub iv: Iv,
+}
+
+/// One key a request needs.
+#[derive(Clone, Debug)]
+pub enum KeyRequest {
+    /// The packager named the key id (CPIX, SPEKE): the kid is the identity.
+    ///
+    /// * kid unknown → `candidate` is stored under `content_id`.
+    /// * kid known under another content id → [`StoreError::Conflict`].
+    /// * kid known, `key_supplied` and the stored key differs → Conflict.
+    /// * kid known, `iv_supplied` and the stored IV differs → Conflict.
+    /// * otherwise the stored key is returned unchanged (retries, re-requests).
+    ByKid {
+        content_id: ContentId,
+        candidate: KeyMaterial,
+        key_supplied: bool,
+        iv_supplied: bool,
+        /// Metadata recorded with a new key (not part of the identity).
+        track_type: Option<TrackType>,
+        period: KeyPeriod,
+    },
+    /// keyplex chooses the key id (NAGRA JSON, Widevine API, GET CPIX, kid override): the
+    /// slot is the identity, shared by every interface.
+    ///
+    /// * slot empty → `candidate` is stored and bound to the slot (its kid must be new,
+    ///   else Conflict).
+    /// * slot taken, `supplied` is false → the stored key is returned.
+    /// * slot taken, `supplied` is true and the stored kid/key/IV differ → Conflict.
+    BySlot {
+        slot: KeySlot,
+        candidate: KeyMaterial,
+        supplied: bool,
+    },
+}
+
+/// Metadata of a stored key: everything but the key bytes (for listings and audits).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub kid: KeyId,
+    pub content_id: ContentId,
+    pub track_type: Option<TrackType>,
+    pub period: KeyPeriod,
+    pub origin: KeyOrigin,
+    /// True when the key is bound to its (content, track, period) slot.
+    pub slotted: bool,
+    pub created_at: time::OffsetDateTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The request contradicts a key handed out before (→ HTTP 409).
+    #[error("key id {kid} conflict: {reason}")]
+    Conflict { kid: KeyId, reason: String },
+    /// The database cannot be reached or is busy beyond its timeout (→ HTTP 503).
+    #[error("key store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored record cannot be read back (wrong master key, tampering, bad row).
+    #[error("key store record for {kid} is unreadable: {reason}")]
+    Corrupt { kid: String, reason: String },
+    #[error("key store error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Storage of content keys. One implementation per database; all pass [`conformance::run`].
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// Resolves every request of the batch to its one key, creating what is new, atomically
+    /// and durably. The result has one `ContentKey` per request, in request order.
+    async fn ensure_keys(
+        &self,
+        tenant: &TenantId,
+        requests: &[KeyRequest],
+    ) -> Result<Vec<ContentKey>>;
+
+    /// The key with this id, if this tenant has one.
+    async fn get_key(&self, tenant: &TenantId, kid: &KeyId) -> Result<Option<ContentKey>>;
+
+    /// Metadata of a content's keys (never key bytes), oldest first.
+    async fn list_keys(&self, tenant: &TenantId, content_id: &ContentId) -> Result<Vec<KeyInfo>>;
+
+    /// Cheap liveness check for `/healthz`.
+    async fn ping(&self) -> Result<()>;
+}

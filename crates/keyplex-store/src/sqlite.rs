@@ -1,0 +1,804 @@
+//! The embedded SQLite backend: one file, WAL, every commit fsynced.
+//!
+//! Reads go through a small pool of connections; writes through a pool of exactly one
+//! connection, inside `BEGIN IMMEDIATE` transactions, so that key creation is serialized in
+//! this process and, through SQLite's write lock, with any other process on the same file.
+
+use std::path::Path;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use keyplex_crypto::master::MasterKey;
+use keyplex_types::{
+    ContentId, ContentKey, Iv, KeyId, KeyOrigin, KeyPeriod, KeySlot, TenantId, TrackType,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row as _, SqlitePool};
+
+use crate::rules::{self, KeySealer};
+use crate::{KeyInfo, KeyRequest, KeyStore, Result, StoreError};
+
+/// How long a statement waits for another process's write lock before the store reports
+/// itself unavailable.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request waits for a pooled connection (the writer is shared by all requests).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Readers never block each other in WAL mode; a few suffice on a small machine.
+const READ_CONNECTIONS: u32 = 4;
+/// `key_slots.period` for VOD: NULL would not be unique in SQLite.
+const VOD_SLOT_PERIOD: i64 = -1;
+
+/// Content keys in one SQLite database file.
+pub struct SqliteStore {
+    reader: SqlitePool,
+    /// Exactly one connection: the process's write transactions queue here.
+    writer: SqlitePool,
+    sealer: KeySealer,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("master_key", &self.sealer.fingerprint())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// The directory must exist.
+    pub async fn open(path: &Path, master: MasterKey) -> Result<Self> {
+        // synchronous = FULL: in WAL mode, NORMAL may lose the last commits on power loss, and
+        // a key must be durable before the response that hands it out leaves.
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| db_error(&format!("cannot open {}", path.display()), e))?;
+        migrate(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| db_error(&format!("cannot open {}", path.display()), e))?;
+        Ok(Self {
+            reader,
+            writer,
+            sealer: KeySealer::new(master),
+        })
+    }
+
+    /// A private in-memory database (for tests and throw-away demos): nothing survives the
+    /// store. Reads and writes share its single connection, which is never recycled because
+    /// closing it would drop the database.
+    pub async fn open_in_memory(master: MasterKey) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(|e| db_error("cannot configure an in-memory database", e))?
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| db_error("cannot open an in-memory database", e))?;
+        migrate(&pool).await?;
+        Ok(Self {
+            reader: pool.clone(),
+            writer: pool,
+            sealer: KeySealer::new(master),
+        })
+    }
+
+    /// Closes both pools, waiting for connections in use to be returned (for a clean
+    /// shutdown: the WAL is checkpointed when the last connection closes).
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    /// Resolves one request against what `conn` sees: `Some` if a stored key satisfies it,
+    /// `None` if it must be created, `Err(Conflict)` if it contradicts a stored key.
+    async fn resolve(
+        &self,
+        conn: &mut SqliteConnection,
+        tenant: &TenantId,
+        request: &KeyRequest,
+    ) -> Result<Option<ContentKey>> {
+        match request {
+            KeyRequest::ByKid { candidate, .. } => {
+                let Some(stored) = self.fetch_key(conn, tenant, &candidate.kid).await? else {
+                    return Ok(None);
+                };
+                rules::check_stored(request, &stored)?;
+                Ok(Some(stored))
+            }
+            KeyRequest::BySlot {
+                slot, candidate, ..
+            } => {
+                let Some(slot_kid) = fetch_slot(conn, tenant, slot).await? else {
+                    if self
+                        .fetch_key(conn, tenant, &candidate.kid)
+                        .await?
+                        .is_some()
+                    {
+                        return Err(rules::kid_in_use(slot, candidate.kid));
+                    }
+                    return Ok(None);
+                };
+                let stored = self
+                    .fetch_key(conn, tenant, &slot_kid)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt {
+                        kid: slot_kid.to_string(),
+                        reason: "bound to a key slot but missing from the key table".to_owned(),
+                    })?;
+                rules::check_stored(request, &stored)?;
+                Ok(Some(stored))
+            }
+        }
+    }
+
+    /// The write path: re-resolves every request inside one `BEGIN IMMEDIATE` transaction
+    /// (another request may have created keys since the read path looked) and inserts what is
+    /// still missing. Requests later in the batch see the rows inserted for earlier ones, so
+    /// two requests for the same kid or slot resolve to the same key.
+    async fn create_missing(
+        &self,
+        tenant: &TenantId,
+        requests: &[KeyRequest],
+    ) -> Result<Vec<ContentKey>> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| db_error("cannot start a write transaction", e))?;
+        let mut resolved = Vec::with_capacity(requests.len());
+        for request in requests {
+            match self.resolve(&mut tx, tenant, request).await {
+                Ok(Some(stored)) => resolved.push(stored),
+                Ok(None) => {
+                    let (key, slot) = rules::new_key(request);
+                    if let Err(e) = self.insert_key(&mut tx, tenant, &key, slot).await {
+                        rollback(tx).await;
+                        return Err(e);
+                    }
+                    tracing::debug!(kid = %key.kid, content_id = %key.content_id, slotted = slot.is_some(), "created content key");
+                    resolved.push(key);
+                }
+                Err(e) => {
+                    rollback(tx).await;
+                    return Err(e);
+                }
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(|e| db_error("cannot commit new keys", e))?;
+        Ok(resolved)
+    }
+
+    async fn insert_key(
+        &self,
+        conn: &mut SqliteConnection,
+        tenant: &TenantId,
+        key: &ContentKey,
+        slot: Option<&KeySlot>,
+    ) -> Result<()> {
+        let sealed = self
+            .sealer
+            .seal(tenant, &key.kid, &key.content_id, &key.key)?;
+        let origin = match key.origin {
+            KeyOrigin::Generated => "generated",
+            KeyOrigin::Supplied => "supplied",
+        };
+        sqlx::query(
+            "INSERT INTO content_keys \
+             (tenant, kid, content_id, sealed_key, iv, track_type, period, origin, master_key_id, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(tenant.as_str())
+        .bind(key.kid.as_bytes().as_slice())
+        .bind(key.content_id.as_str())
+        .bind(sealed)
+        .bind(key.iv.as_bytes().as_slice())
+        .bind(key.track_type.as_ref().map(TrackType::as_str))
+        .bind(period_column(key.period)?)
+        .bind(origin)
+        .bind(self.sealer.fingerprint())
+        .bind(time::OffsetDateTime::now_utc().unix_timestamp())
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| db_error(&format!("cannot store key {}", key.kid), e))?;
+        if let Some(slot) = slot {
+            sqlx::query("INSERT INTO key_slots (tenant, content_id, track_type, period, kid) VALUES (?, ?, ?, ?, ?)")
+                .bind(tenant.as_str())
+                .bind(slot.content_id.as_str())
+                .bind(slot.track_type.as_str())
+                .bind(slot_period_column(slot.period)?)
+                .bind(key.kid.as_bytes().as_slice())
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| db_error(&format!("cannot bind key {} to its slot", key.kid), e))?;
+        }
+        Ok(())
+    }
+
+    async fn fetch_key(
+        &self,
+        conn: &mut SqliteConnection,
+        tenant: &TenantId,
+        kid: &KeyId,
+    ) -> Result<Option<ContentKey>> {
+        let row = sqlx::query(
+            "SELECT content_id, sealed_key, iv, track_type, period, origin, master_key_id \
+             FROM content_keys WHERE tenant = ? AND kid = ?",
+        )
+        .bind(tenant.as_str())
+        .bind(kid.as_bytes().as_slice())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| db_error(&format!("cannot read key {kid}"), e))?;
+        row.map(|row| self.decode_key(tenant, *kid, &row))
+            .transpose()
+    }
+
+    fn decode_key(&self, tenant: &TenantId, kid: KeyId, row: &SqliteRow) -> Result<ContentKey> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            kid: kid.to_string(),
+            reason,
+        };
+        let column_error = |e: sqlx::Error| corrupt(format!("unreadable column: {e}"));
+        let content_id: String = row.try_get("content_id").map_err(column_error)?;
+        let content_id = ContentId::parse(&content_id).map_err(|e| corrupt(e.to_string()))?;
+        let sealed: Vec<u8> = row.try_get("sealed_key").map_err(column_error)?;
+        let sealed_by: String = row.try_get("master_key_id").map_err(column_error)?;
+        let iv: Vec<u8> = row.try_get("iv").map_err(column_error)?;
+        let key = self
+            .sealer
+            .open(tenant, &kid, &content_id, &sealed, &sealed_by)?;
+        Ok(ContentKey {
+            kid,
+            content_id,
+            key,
+            iv: Iv::from_slice(&iv).map_err(|e| corrupt(e.to_string()))?,
+            track_type: decode_track_type(row.try_get("track_type").map_err(column_error)?)
+                .map_err(corrupt)?,
+            period: decode_period(row.try_get("period").map_err(column_error)?).map_err(corrupt)?,
+            origin: decode_origin(&row.try_get::<String, _>("origin").map_err(column_error)?)
+                .map_err(corrupt)?,
+        })
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, requests = requests.len()))]
+    async fn ensure_keys(
+        &self,
+        tenant: &TenantId,
+        requests: &[KeyRequest],
+    ) -> Result<Vec<ContentKey>> {
+        // Fast path: keys are never changed once stored, so what the readers see is final, and
+        // a batch of re-requests (the common case) never takes the write lock.
+        let mut conn = self
+            .reader
+            .acquire()
+            .await
+            .map_err(|e| db_error("cannot get a read connection", e))?;
+        let mut found = Vec::with_capacity(requests.len());
+        for request in requests {
+            match self.resolve(&mut conn, tenant, request).await? {
+                Some(stored) => found.push(stored),
+                None => break,
+            }
+        }
+        drop(conn);
+        if found.len() == requests.len() {
+            return Ok(found);
+        }
+        self.create_missing(tenant, requests).await
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, kid = %kid))]
+    async fn get_key(&self, tenant: &TenantId, kid: &KeyId) -> Result<Option<ContentKey>> {
+        let mut conn = self
+            .reader
+            .acquire()
+            .await
+            .map_err(|e| db_error("cannot get a read connection", e))?;
+        self.fetch_key(&mut conn, tenant, kid).await
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, content_id = %content_id))]
+    async fn list_keys(&self, tenant: &TenantId, content_id: &ContentId) -> Result<Vec<KeyInfo>> {
+        let rows = sqlx::query(
+            "SELECT k.kid, k.track_type, k.period, k.origin, k.created_at, s.kid IS NOT NULL AS slotted \
+             FROM content_keys AS k \
+             LEFT JOIN key_slots AS s ON s.tenant = k.tenant AND s.kid = k.kid \
+             WHERE k.tenant = ? AND k.content_id = ? \
+             ORDER BY k.created_at, k.rowid",
+        )
+        .bind(tenant.as_str())
+        .bind(content_id.as_str())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(|e| db_error(&format!("cannot list the keys of {content_id}"), e))?;
+        rows.iter()
+            .map(|row| decode_info(content_id, row))
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(|e| db_error("ping failed", e))?;
+        Ok(())
+    }
+}
+
+async fn migrate(pool: &SqlitePool) -> Result<()> {
+    sqlx::migrate!("migrations/sqlite")
+        .run(pool)
+        .await
+        .map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => db_error("cannot migrate the key store", e),
+            other => StoreError::Internal(format!("cannot migrate the key store: {other}")),
+        })
+}
+
+/// Rolls back a failed batch; the transaction would also roll back when dropped, this only
+/// makes it happen now rather than on the connection's next use.
+async fn rollback(tx: sqlx::Transaction<'_, sqlx::Sqlite>) {
+    if let Err(e) = tx.rollback().await {
+        tracing::warn!(error = %e, "rollback of a failed key batch failed");
+    }
+}
+
+async fn fetch_slot(
+    conn: &mut SqliteConnection,
+    tenant: &TenantId,
+    slot: &KeySlot,
+) -> Result<Option<KeyId>> {
+    let kid: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT kid FROM key_slots WHERE tenant = ? AND content_id = ? AND track_type = ? AND period = ?",
+    )
+    .bind(tenant.as_str())
+    .bind(slot.content_id.as_str())
+    .bind(slot.track_type.as_str())
+    .bind(slot_period_column(slot.period)?)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| db_error("cannot read a key slot", e))?;
+    kid.map(|bytes| {
+        KeyId::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            kid: hex_of(&bytes),
+            reason: e.to_string(),
+        })
+    })
+    .transpose()
+}
+
+fn decode_info(content_id: &ContentId, row: &SqliteRow) -> Result<KeyInfo> {
+    let kid_bytes: Vec<u8> = row.try_get("kid").map_err(|e| StoreError::Corrupt {
+        kid: "(unreadable)".to_owned(),
+        reason: format!("unreadable column: {e}"),
+    })?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        kid: hex_of(&kid_bytes),
+        reason,
+    };
+    let column_error = |e: sqlx::Error| corrupt(format!("unreadable column: {e}"));
+    let kid = KeyId::from_slice(&kid_bytes).map_err(|e| corrupt(e.to_string()))?;
+    let created_at: i64 = row.try_get("created_at").map_err(column_error)?;
+    Ok(KeyInfo {
+        kid,
+        content_id: content_id.clone(),
+        track_type: decode_track_type(row.try_get("track_type").map_err(column_error)?)
+            .map_err(corrupt)?,
+        period: decode_period(row.try_get("period").map_err(column_error)?).map_err(corrupt)?,
+        origin: decode_origin(&row.try_get::<String, _>("origin").map_err(column_error)?)
+            .map_err(corrupt)?,
+        slotted: row.try_get("slotted").map_err(column_error)?,
+        created_at: time::OffsetDateTime::from_unix_timestamp(created_at)
+            .map_err(|e| corrupt(e.to_string()))?,
+    })
+}
+
+fn decode_track_type(value: Option<String>) -> Result<Option<TrackType>, String> {
+    value
+        .map(|t| TrackType::parse(&t).map_err(|e| e.to_string()))
+        .transpose()
+}
+
+fn decode_period(value: Option<i64>) -> Result<KeyPeriod, String> {
+    match value {
+        None => Ok(KeyPeriod::Vod),
+        Some(index) => u64::try_from(index)
+            .map(KeyPeriod::Index)
+            .map_err(|_| format!("negative key period {index}")),
+    }
+}
+
+fn decode_origin(value: &str) -> Result<KeyOrigin, String> {
+    match value {
+        "generated" => Ok(KeyOrigin::Generated),
+        "supplied" => Ok(KeyOrigin::Supplied),
+        other => Err(format!("unknown key origin {other:?}")),
+    }
+}
+
+/// `content_keys.period`: NULL for VOD, else the index (SQLite integers are signed 64-bit).
+fn period_column(period: KeyPeriod) -> Result<Option<i64>> {
+    period
+        .index()
+        .map(|index| {
+            i64::try_from(index).map_err(|_| {
+                StoreError::Internal(format!(
+                    "key period index {index} is beyond the storable range (2^63 - 1)"
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// `key_slots.period`: [`VOD_SLOT_PERIOD`] for VOD, else the index.
+fn slot_period_column(period: KeyPeriod) -> Result<i64> {
+    Ok(period_column(period)?.unwrap_or(VOD_SLOT_PERIOD))
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Maps a database error to the store's vocabulary: anything that a retry or an operator can
+/// fix (busy, locked, I/O, disk full, pool exhausted) is `Unavailable` (HTTP 503).
+fn db_error(context: &str, error: sqlx::Error) -> StoreError {
+    /// SQLite primary result codes that mean "not now" rather than "wrong".
+    const SQLITE_BUSY: i64 = 5;
+    const SQLITE_LOCKED: i64 = 6;
+    const SQLITE_NOMEM: i64 = 7;
+    const SQLITE_READONLY: i64 = 8;
+    const SQLITE_IOERR: i64 = 10;
+    const SQLITE_FULL: i64 = 13;
+    const SQLITE_CANTOPEN: i64 = 14;
+    let unavailable = match &error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i64>().ok())
+            .is_some_and(|code| {
+                matches!(
+                    code & 0xff,
+                    SQLITE_BUSY
+                        | SQLITE_LOCKED
+                        | SQLITE_NOMEM
+                        | SQLITE_READONLY
+                        | SQLITE_IOERR
+                        | SQLITE_FULL
+                        | SQLITE_CANTOPEN
+                )
+            }),
+        _ => false,
+    };
+    if unavailable {
+        StoreError::Unavailable(format!("{context}: {error}"))
+    } else {
+        StoreError::Internal(format!("{context}: {error}"))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use std::sync::Arc;
+
+    use keyplex_crypto::random;
+
+    use super::*;
+    use crate::KeyMaterial;
+
+    fn master() -> MasterKey {
+        MasterKey::from_hex(&"5a".repeat(32)).unwrap()
+    }
+
+    fn candidate() -> KeyMaterial {
+        KeyMaterial {
+            kid: random::new_key_id().unwrap(),
+            key: random::new_key_value().unwrap(),
+            iv: random::new_iv().unwrap(),
+        }
+    }
+
+    fn by_kid(content: &str, material: KeyMaterial) -> KeyRequest {
+        KeyRequest::ByKid {
+            content_id: ContentId::parse(content).unwrap(),
+            candidate: material,
+            key_supplied: false,
+            iv_supplied: false,
+            track_type: None,
+            period: KeyPeriod::Vod,
+        }
+    }
+
+    fn tenant() -> TenantId {
+        TenantId::parse("acme").unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn file_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("keys.db"), master())
+            .await
+            .unwrap();
+        crate::conformance::run(Arc::new(store)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn in_memory_store_passes_the_conformance_suite() {
+        let store = SqliteStore::open_in_memory(master()).await.unwrap();
+        crate::conformance::run(Arc::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn keys_survive_reopening_and_are_sealed_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.db");
+        let store = SqliteStore::open(&path, master()).await.unwrap();
+        let slot = KeySlot {
+            content_id: ContentId::parse("live-1").unwrap(),
+            track_type: TrackType::parse("HD").unwrap(),
+            period: KeyPeriod::Index(42),
+        };
+        let created = store
+            .ensure_keys(
+                &tenant(),
+                &[
+                    by_kid("movie-1", candidate()),
+                    KeyRequest::BySlot {
+                        slot: slot.clone(),
+                        candidate: candidate(),
+                        supplied: false,
+                    },
+                ],
+            )
+            .await
+            .unwrap();
+        store.close().await;
+        drop(store);
+
+        // Neither the key bytes nor anything that contains them appears in the files.
+        let mut on_disk = Vec::new();
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            on_disk.extend(std::fs::read(entry.unwrap().path()).unwrap());
+        }
+        for key in &created {
+            assert!(
+                on_disk.windows(16).all(|w| w != key.key.expose()),
+                "key bytes stored in clear"
+            );
+            assert!(
+                on_disk.windows(16).any(|w| w == key.kid.as_bytes()),
+                "the test must look at the data"
+            );
+        }
+
+        let reopened = SqliteStore::open(&path, master()).await.unwrap();
+        let again = reopened
+            .ensure_keys(
+                &tenant(),
+                &[KeyRequest::BySlot {
+                    slot,
+                    candidate: candidate(),
+                    supplied: false,
+                }],
+            )
+            .await
+            .unwrap();
+        assert_eq!(again[0], created[1]);
+        assert_eq!(
+            reopened
+                .get_key(&tenant(), &created[0].kid)
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(&created[0])
+        );
+    }
+
+    #[tokio::test]
+    async fn another_master_key_reads_corrupt_not_a_wrong_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.db");
+        let store = SqliteStore::open(&path, master()).await.unwrap();
+        let material = candidate();
+        let kid = material.kid;
+        store
+            .ensure_keys(&tenant(), &[by_kid("movie-1", material.clone())])
+            .await
+            .unwrap();
+        store.close().await;
+
+        let other = SqliteStore::open(&path, MasterKey::generate().unwrap())
+            .await
+            .unwrap();
+        let err = other.get_key(&tenant(), &kid).await.unwrap_err();
+        let message = err.to_string();
+        assert!(
+            matches!(&err, StoreError::Corrupt { kid: k, .. } if *k == kid.to_string()),
+            "{err:?}"
+        );
+        assert!(message.contains(&master().fingerprint()), "{message}");
+        assert!(matches!(
+            other
+                .ensure_keys(&tenant(), &[by_kid("movie-1", material)])
+                .await,
+            Err(StoreError::Corrupt { .. })
+        ));
+        // Metadata stays readable: it is not sealed.
+        assert_eq!(
+            other
+                .list_keys(&tenant(), &ContentId::parse("movie-1").unwrap())
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn tampered_rows_are_corrupt() {
+        let store = SqliteStore::open_in_memory(master()).await.unwrap();
+        let first = candidate();
+        let second = candidate();
+        let (first_kid, second_kid) = (first.kid, second.kid);
+        store
+            .ensure_keys(
+                &tenant(),
+                &[by_kid("movie-1", first), by_kid("movie-2", second)],
+            )
+            .await
+            .unwrap();
+
+        // A sealed key copied onto another row does not open there (AAD binds the row).
+        sqlx::query(
+            "UPDATE content_keys SET sealed_key = (SELECT sealed_key FROM content_keys WHERE kid = ?) WHERE kid = ?",
+        )
+        .bind(first_kid.as_bytes().as_slice())
+        .bind(second_kid.as_bytes().as_slice())
+        .execute(&store.writer)
+        .await
+        .unwrap();
+        assert!(matches!(
+            store.get_key(&tenant(), &second_kid).await,
+            Err(StoreError::Corrupt { .. })
+        ));
+
+        // Nor does a key moved to another content.
+        sqlx::query("UPDATE content_keys SET content_id = 'movie-3' WHERE kid = ?")
+            .bind(first_kid.as_bytes().as_slice())
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        let err = store.get_key(&tenant(), &first_kid).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { kid, .. } if *kid == first_kid.to_string()),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_held_write_lock_makes_creation_unavailable_but_reads_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.db");
+        let store = SqliteStore::open(&path, master()).await.unwrap();
+        let existing = store
+            .ensure_keys(&tenant(), &[by_kid("movie-1", candidate())])
+            .await
+            .unwrap();
+
+        // Another process (here: another connection) holds the database's write lock.
+        let mut other = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap()
+            .acquire()
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+
+        let started = std::time::Instant::now();
+        let err = store
+            .ensure_keys(&tenant(), &[by_kid("movie-2", candidate())])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(started.elapsed() >= BUSY_TIMEOUT - Duration::from_millis(500));
+        // Re-requests of existing keys and reads never need the write lock.
+        let request = by_kid(
+            "movie-1",
+            KeyMaterial {
+                kid: existing[0].kid,
+                ..candidate()
+            },
+        );
+        assert_eq!(
+            store.ensure_keys(&tenant(), &[request]).await.unwrap(),
+            existing
+        );
+        store.ping().await.unwrap();
+
+        sqlx::query("ROLLBACK").execute(&mut *other).await.unwrap();
+        assert!(
+            store
+                .ensure_keys(&tenant(), &[by_kid("movie-2", candidate())])
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn list_keys_reports_metadata_in_creation_order() {
+        let store = SqliteStore::open_in_memory(master()).await.unwrap();
+        let content = ContentId::parse("movie-1").unwrap();
+        let mut kids = Vec::new();
+        for _ in 0..5 {
+            let key = store
+                .ensure_keys(&tenant(), &[by_kid("movie-1", candidate())])
+                .await
+                .unwrap();
+            kids.push(key[0].kid);
+        }
+        let listed: Vec<KeyId> = store
+            .list_keys(&tenant(), &content)
+            .await
+            .unwrap()
+            .iter()
+            .map(|k| k.kid)
+            .collect();
+        assert_eq!(listed, kids, "same-second keys keep their insertion order");
+    }
+
+    #[test]
+    fn period_columns() {
+        assert_eq!(period_column(KeyPeriod::Vod).unwrap(), None);
+        assert_eq!(period_column(KeyPeriod::Index(0)).unwrap(), Some(0));
+        assert_eq!(slot_period_column(KeyPeriod::Vod).unwrap(), VOD_SLOT_PERIOD);
+        assert_eq!(slot_period_column(KeyPeriod::Index(7)).unwrap(), 7);
+        assert!(period_column(KeyPeriod::Index(u64::MAX)).is_err());
+        assert_eq!(decode_period(None).unwrap(), KeyPeriod::Vod);
+        assert_eq!(decode_period(Some(9)).unwrap(), KeyPeriod::Index(9));
+        assert!(decode_period(Some(-1)).is_err());
+    }
+
+    #[tokio::test]
+    async fn debug_output_names_the_master_key_fingerprint_only() {
+        let store = SqliteStore::open_in_memory(master()).await.unwrap();
+        let debug = format!("{store:?}");
+        assert!(debug.contains(&master().fingerprint()), "{debug}");
+        assert!(!debug.contains("5a5a"), "{debug}");
+    }
+}

@@ -1,0 +1,473 @@
+//! The domain vocabulary of keyplex, shared by every other crate.
+//!
+//! Everything here is a validated value: once a `ContentId` or `KeyId` exists, it is
+//! well-formed, so business logic never re-checks raw strings. No I/O, no async.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Why a wire value could not become a domain value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TypeError {
+    #[error("invalid key id {0:?}: expected a UUID (8-4-4-4-12 hex digits)")]
+    KeyId(String),
+    #[error(
+        "invalid content id: must be 1 to 200 characters of A-Z a-z 0-9 _ . : - (got {len} characters)"
+    )]
+    ContentId { len: usize },
+    #[error("invalid tenant id {0:?}: must be 1 to 64 characters of a-z 0-9 _ -")]
+    TenantId(String),
+    #[error("invalid track type {0:?}: expected e.g. SD, HD, UHD1, UHD2, AUDIO, ALL")]
+    TrackType(String),
+    #[error("invalid encryption scheme {0:?}: expected cenc, cbcs, cens or cbc1")]
+    Scheme(String),
+    #[error("invalid {what}: expected {expected} bytes, got {got}")]
+    Length {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
+    #[error("invalid {what}: not valid base64 or hex")]
+    Encoding { what: &'static str },
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key id
+
+/// A content key id: 16 bytes in UUID ("big-endian", as written) order, the order used by
+/// `tenc`, `pssh`, CPIX and Widevine. PlayReady's little-endian GUID order is derived on demand.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(uuid::Uuid);
+
+impl KeyId {
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(uuid::Uuid::from_bytes(bytes))
+    }
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, TypeError> {
+        let arr: [u8; 16] = bytes.try_into().map_err(|_| TypeError::Length {
+            what: "key id",
+            expected: 16,
+            got: bytes.len(),
+        })?;
+        Ok(Self::from_bytes(arr))
+    }
+    pub fn new_random() -> Self {
+        Self(uuid::Uuid::new_v4())
+    }
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+    pub const fn uuid(&self) -> uuid::Uuid {
+        self.0
+    }
+    /// 32 lowercase hex digits, no dashes (Shaka Packager `key_id=`, HLS `KEYID=0x…`).
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.as_bytes())
+    }
+    /// PlayReady GUID byte order: first three fields byte-swapped, last 8 bytes unchanged.
+    pub fn to_guid_le_bytes(&self) -> [u8; 16] {
+        let b = self.as_bytes();
+        [
+            b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13],
+            b[14], b[15],
+        ]
+    }
+    pub fn from_guid_le_bytes(le: [u8; 16]) -> Self {
+        let b = le;
+        Self::from_bytes([
+            b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13],
+            b[14], b[15],
+        ])
+    }
+}
+
+impl FromStr for KeyId {
+    type Err = TypeError;
+    /// Accepts the canonical 8-4-4-4-12 form (any case) and 32 bare hex digits.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let ok_shape = (t.len() == 36
+            && t.char_indices().all(|(i, c)| {
+                if matches!(i, 8 | 13 | 18 | 23) {
+                    c == '-'
+                } else {
+                    c.is_ascii_hexdigit()
+                }
+            }))
+            || (t.len() == 32 && t.chars().all(|c| c.is_ascii_hexdigit()));
+        if !ok_shape {
+            return Err(TypeError::KeyId(truncate_for_message(s)));
+        }
+        uuid::Uuid::parse_str(t)
+            .map(Self)
+            .map_err(|_| TypeError::KeyId(truncate_for_message(s)))
+    }
+}
+
+impl fmt::Display for KeyId {
+    /// Canonical lowercase 8-4-4-4-12.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({})", self.0.hyphenated())
+    }
+}
+
+fn truncate_for_message(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Content key and IV
+
+/// The 16 secret bytes of a content key. Zeroized on drop; never printed.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct ContentKeyValue([u8; 16]);
+
+impl ContentKeyValue {
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, TypeError> {
+        let arr: [u8; 16] = bytes.try_into().map_err(|_| TypeError::Length {
+            what: "content key",
+            expected: 16,
+            got: bytes.len(),
+        })?;
+        Ok(Self(arr))
+    }
+    /// Exposes the secret bytes. Call sites are the places where the key leaves keyplex.
+    pub const fn expose(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ContentKeyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ContentKeyValue(<redacted>)")
+    }
+}
+
+/// A 16-byte initialisation vector (CENC constant IV / HLS IV / FairPlay IV). Not secret.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Iv([u8; 16]);
+
+impl Iv {
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, TypeError> {
+        let arr: [u8; 16] = bytes.try_into().map_err(|_| TypeError::Length {
+            what: "IV",
+            expected: 16,
+            got: bytes.len(),
+        })?;
+        Ok(Self(arr))
+    }
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+    pub fn to_base64(&self) -> String {
+        B64.encode(self.0)
+    }
+}
+
+impl fmt::Debug for Iv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Iv({})", hex::encode(self.0))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Identifiers
+
+/// A tenant (operator) id: appears in every URL, so it is kept URL-safe.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub fn parse(s: &str) -> Result<Self, TypeError> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(TypeError::TenantId(truncate_for_message(s)))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A content id: at most 200 characters of `[A-Za-z0-9_.:-]` (the public contract).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct ContentId(String);
+
+impl ContentId {
+    pub const MAX_LEN: usize = 200;
+    pub fn parse(s: &str) -> Result<Self, TypeError> {
+        let ok = !s.is_empty()
+            && s.len() <= Self::MAX_LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(TypeError::ContentId {
+                len: s.chars().count(),
+            })
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ContentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Track type and key period: together with the content id they identify a key that keyplex
+// chooses (NAGRA JSON, Widevine API, GET CPIX, kid override).
+
+/// The track type a key is meant for. The well-known values are SD, HD, UHD1, UHD2, AUDIO and
+/// ALL; SPEKE v2 presets add others (VIDEO, HD1, HD2, UHD, STEREO_AUDIO, `SD+HD1`, …), so the
+/// value is an upper-case label rather than a closed enum.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct TrackType(String);
+
+impl TrackType {
+    pub const SD: &'static str = "SD";
+    pub const HD: &'static str = "HD";
+    pub const UHD1: &'static str = "UHD1";
+    pub const UHD2: &'static str = "UHD2";
+    pub const AUDIO: &'static str = "AUDIO";
+    pub const ALL: &'static str = "ALL";
+
+    /// Normalises to upper case; 1..=32 characters of `[A-Z0-9_+]`.
+    pub fn parse(s: &str) -> Result<Self, TypeError> {
+        let up = s.trim().to_ascii_uppercase();
+        let ok = !up.is_empty()
+            && up.len() <= 32
+            && up
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_' || b == b'+');
+        if ok {
+            Ok(Self(up))
+        } else {
+            Err(TypeError::TrackType(truncate_for_message(s)))
+        }
+    }
+    pub fn all() -> Self {
+        Self(Self::ALL.to_owned())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn is_audio(&self) -> bool {
+        self.0.contains("AUDIO")
+    }
+}
+
+impl fmt::Display for TrackType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Which key period a key belongs to. VOD content has one key per track for ever; live
+/// content rotates keys by period index (CPIX `ContentKeyPeriod@index`, Widevine
+/// `crypto_period_index`, or `floor(unix_time / crypto_period_seconds)` for time-based APIs).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
+pub enum KeyPeriod {
+    #[default]
+    Vod,
+    Index(u64),
+}
+
+impl KeyPeriod {
+    pub fn index(self) -> Option<u64> {
+        match self {
+            Self::Vod => None,
+            Self::Index(i) => Some(i),
+        }
+    }
+    /// The period containing `unix_seconds` when periods are `period_seconds` long.
+    pub fn for_time(unix_seconds: i64, period_seconds: u32) -> Self {
+        let secs = u64::try_from(unix_seconds.max(0)).unwrap_or(0);
+        Self::Index(secs / u64::from(period_seconds.max(1)))
+    }
+}
+
+/// Where keyplex chooses the key id, this triple is a key's identity for ever.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct KeySlot {
+    pub content_id: ContentId,
+    pub track_type: TrackType,
+    pub period: KeyPeriod,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encryption scheme
+
+/// ISO/IEC 23001-7 protection schemes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum EncryptionScheme {
+    Cenc,
+    Cbc1,
+    Cens,
+    Cbcs,
+}
+
+impl EncryptionScheme {
+    pub const fn fourcc(self) -> [u8; 4] {
+        match self {
+            Self::Cenc => *b"cenc",
+            Self::Cbc1 => *b"cbc1",
+            Self::Cens => *b"cens",
+            Self::Cbcs => *b"cbcs",
+        }
+    }
+    /// The FourCC as a big-endian integer (Widevine `protection_scheme`).
+    pub const fn fourcc_u32(self) -> u32 {
+        u32::from_be_bytes(self.fourcc())
+    }
+    pub fn from_fourcc_u32(v: u32) -> Option<Self> {
+        [Self::Cenc, Self::Cbc1, Self::Cens, Self::Cbcs]
+            .into_iter()
+            .find(|s| s.fourcc_u32() == v)
+    }
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Cenc => "cenc",
+            Self::Cbc1 => "cbc1",
+            Self::Cens => "cens",
+            Self::Cbcs => "cbcs",
+        }
+    }
+    /// CBC-mode schemes (cbcs, cbc1) use AES-CBC; the others AES-CTR.
+    pub const fn is_cbc(self) -> bool {
+        matches!(self, Self::Cbc1 | Self::Cbcs)
+    }
+}
+
+impl FromStr for EncryptionScheme {
+    type Err = TypeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "cenc" => Ok(Self::Cenc),
+            "cbc1" => Ok(Self::Cbc1),
+            "cens" => Ok(Self::Cens),
+            "cbcs" => Ok(Self::Cbcs),
+            _ => Err(TypeError::Scheme(truncate_for_message(s))),
+        }
+    }
+}
+
+impl fmt::Display for EncryptionScheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A content key as the rest of keyplex sees it
+
+/// Whether keyplex generated a key or a packager supplied it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum KeyOrigin {
+    Generated,
+    Supplied,
+}
+
+/// A content key with its identity and metadata. The key bytes are secret (`ContentKeyValue`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContentKey {
+    pub kid: KeyId,
+    pub content_id: ContentId,
+    pub key: ContentKeyValue,
+    pub iv: Iv,
+    /// Set when the key was asked for a track type (always for keyplex-chosen kids).
+    pub track_type: Option<TrackType>,
+    pub period: KeyPeriod,
+    pub origin: KeyOrigin,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_id_parses_both_forms_and_guid_order_matches_known_answers() {
+        let kid: KeyId = "B4C3188B-EDDD-453D-9BC2-1CBCA7566239".parse().unwrap();
+        assert_eq!(kid.to_string(), "b4c3188b-eddd-453d-9bc2-1cbca7566239");
+        assert_eq!(
+            hex::encode(kid.to_guid_le_bytes()),
+            "8b18c3b4dded3d459bc21cbca7566239"
+        );
+        assert_eq!(KeyId::from_guid_le_bytes(kid.to_guid_le_bytes()), kid);
+        let bare: KeyId = "b4c3188beddd453d9bc21cbca7566239".parse().unwrap();
+        assert_eq!(bare, kid);
+        assert!("b4c3188b-eddd-453d-9bc2".parse::<KeyId>().is_err());
+        assert!(
+            "{b4c3188b-eddd-453d-9bc2-1cbca7566239}"
+                .parse::<KeyId>()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn content_id_rules() {
+        assert!(ContentId::parse("movie_1.2:3-4").is_ok());
+        assert!(ContentId::parse("").is_err());
+        assert!(ContentId::parse("a b").is_err());
+        assert!(ContentId::parse("é").is_err());
+        assert!(ContentId::parse(&"a".repeat(200)).is_ok());
+        assert!(ContentId::parse(&"a".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn scheme_fourcc_matches_widevine_values() {
+        assert_eq!(EncryptionScheme::Cenc.fourcc_u32(), 1_667_591_779);
+        assert_eq!(EncryptionScheme::Cbcs.fourcc_u32(), 1_667_392_371);
+        assert_eq!(
+            EncryptionScheme::from_fourcc_u32(1_667_591_795),
+            Some(EncryptionScheme::Cens)
+        );
+    }
+
+    #[test]
+    fn key_period_for_time() {
+        assert_eq!(KeyPeriod::for_time(125, 60), KeyPeriod::Index(2));
+        assert_eq!(KeyPeriod::for_time(-5, 60), KeyPeriod::Index(0));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let k = ContentKeyValue::from_bytes([7; 16]);
+        assert_eq!(format!("{k:?}"), "ContentKeyValue(<redacted>)");
+    }
+}

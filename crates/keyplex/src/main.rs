@@ -1,0 +1,156 @@
+//! The `keyplex` command: a thin shell over the library crates.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use base64::Engine as _;
+use clap::{Parser, Subcommand};
+use keyplex_server::config::Config;
+use keyplex_server::setup;
+
+#[derive(Parser)]
+#[command(
+    name = "keyplex",
+    version,
+    about = "Multi-DRM key server and licence service"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (no config: 127.0.0.1:8080, SQLite in ./keyplex-data, a `demo` tenant).
+    Serve {
+        /// TOML configuration file.
+        #[arg(long, env = "KEYPLEX_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to listen on (overrides `[server] listen`).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Data directory (overrides `[server] data_dir`).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Work with PSSH boxes.
+    Pssh {
+        #[command(subcommand)]
+        command: PsshCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PsshCommand {
+    /// Print a PSSH box (or several, or a bare PlayReady Object / Widevine PSSH data) in
+    /// readable form. Accepts base64 or hex.
+    Decode { input: String },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            data,
+        } => serve(config, listen, data),
+        Command::Pssh {
+            command: PsshCommand::Decode { input },
+        } => pssh_decode(&input),
+    }
+}
+
+fn pssh_decode(input: &str) -> Result<()> {
+    let compact: String = input.split_whitespace().collect();
+    let bytes = if compact.len() % 2 == 0 && compact.chars().all(|c| c.is_ascii_hexdigit()) {
+        hex::decode(&compact).context("invalid hex")?
+    } else {
+        let std = base64::engine::general_purpose::STANDARD.decode(&compact);
+        let url =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(compact.trim_end_matches('='));
+        std.or(url).context("input is neither base64 nor hex")?
+    };
+    let text = keyplex_drm::describe::describe_pssh(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn serve(
+    config_path: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    data: Option<PathBuf>,
+) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KEYPLEX_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn")),
+        )
+        .init();
+    let mut config = match &config_path {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(listen) = listen {
+        config.server.listen = listen;
+    }
+    if let Some(data) = data {
+        config.server.data_dir = data;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(config))
+}
+
+async fn run(mut config: Config) -> Result<()> {
+    setup::ensure_data_dir(&config.server.data_dir)?;
+    let env_key = std::env::var("KEYPLEX_MASTER_KEY").ok();
+    let (master, created) = setup::load_master_key(&config, env_key.as_deref())?;
+    if let Some(path) = created {
+        tracing::warn!(path = %path.display(), "created a new master key: back it up, keys cannot be read without it");
+    }
+    let demo = setup::add_demo_tenant(&mut config)?;
+    let state = setup::open_state(&config, master).await?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    if let Some(demo) = demo {
+        if demo.created {
+            // Printed once, on the start that creates them (kept in the data dir afterwards).
+            println!(
+                "keyplex: created tenant `demo` with HTTP Basic user `{}` password `{}`",
+                demo.user, demo.password
+            );
+            println!(
+                "keyplex: try  curl -u {}:{} -X POST --data-binary @request.xml http://{addr}/demo/cpix",
+                demo.user, demo.password
+            );
+        } else {
+            println!(
+                "keyplex: tenant `demo` (credentials in {}/demo-credentials)",
+                config.server.data_dir.display()
+            );
+        }
+    }
+    tracing::info!(%addr, data_dir = %config.server.data_dir.display(), "keyplex listening");
+    keyplex_server::serve_with_listener(state, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}

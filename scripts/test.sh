@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole keyplex test suite, from a fresh machine: installs what it needs (Python
+# checkers from PyPI into .venv), builds, runs the Rust tests (unit, store conformance,
+# HTTP integration) and the cross-checks against independent parsers and schemas.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "PostgreSQL (for the multi-node store): start it if it is down"
+if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start 2>/dev/null || true
+fi
+
+step "Python checkers (.venv)"
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+
+step "Build"
+cargo build --locked -p keyplex
+
+step "Rust tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --workspace --no-fail-fast
+else
+  cargo test --locked --workspace --no-fail-fast
+fi
+
+step "Cross-check: every document the CPIX writer produces validates against the official XSDs"
+samples="$(mktemp -d)"
+trap 'rm -rf "$samples"' EXIT
+KEYPLEX_CPIX_SAMPLES_DIR="$samples" cargo test --locked -q -p keyplex-cpix writes_schema_samples >/dev/null
+.venv/bin/python crates/keyplex-cpix/tests/validate_xsd.py "$samples"
+
+step "Cross-checks: CPIX schemas, pywidevine, pyplayready, cryptography"
+KEYPLEX_BIN="$PWD/target/debug/keyplex" .venv/bin/pytest tests/python -q -p no:cacheprovider
