@@ -538,3 +538,49 @@ async fn encrypted_delivery_to_a_recipient_certificate() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn smooth_streaming_uri_ext_x_key_and_empty_drm_systems() {
+    let server = TestServer::start().await;
+    let kid = "dddddddd-0000-4000-8000-000000000001";
+    let req = format!(
+        r#"<cpix:CPIX contentId="mss-1" {NS} xmlns:speke="urn:aws:amazon:com:speke"><cpix:ContentKeyList><cpix:ContentKey kid="{kid}" commonEncryptionScheme="cbcs"/></cpix:ContentKeyList><cpix:DRMSystemList>
+        <cpix:DRMSystem systemId="{PR}" kid="{kid}"><cpix:SmoothStreamingProtectionHeaderData/><speke:ProtectionHeader/></cpix:DRMSystem>
+        <cpix:DRMSystem systemId="{FP}" kid="{kid}"><cpix:URIExtXKey/><speke:KeyFormat/><speke:KeyFormatVersions/></cpix:DRMSystem>
+        <cpix:DRMSystem systemId="{WV}" kid="{kid}"/>
+        </cpix:DRMSystemList></cpix:CPIX>"#
+    );
+    let doc = ok_document(server.post_cpix("acme", req).await).await;
+    let systems = doc.drm_systems.as_ref().unwrap();
+    // PlayReady: the MSS header is the base64 PlayReady Object naming the kid.
+    let pro = B64
+        .decode(systems[0].smooth_streaming.as_ref().unwrap())
+        .unwrap();
+    let header = keyplex_drm::playready::PlayReadyObject::parse(&pro)
+        .unwrap()
+        .header()
+        .unwrap()
+        .unwrap();
+    assert_eq!(header.kids[0].kid.to_string(), kid);
+    assert_eq!(
+        systems[0].extensions[0].text,
+        *systems[0].smooth_streaming.as_ref().unwrap()
+    );
+    // FairPlay: URIExtXKey is the base64 skd:// URI; SPEKE v1 KeyFormat attributes are filled.
+    let uri = String::from_utf8(
+        B64.decode(systems[1].uri_ext_x_key.as_ref().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        keyplex_drm::fairplay::kid_from_skd_uri(&uri)
+            .unwrap()
+            .to_string(),
+        kid
+    );
+    let keyformat = String::from_utf8(B64.decode(&systems[1].extensions[0].text).unwrap()).unwrap();
+    assert_eq!(keyformat, "com.apple.streamingkeydelivery");
+    // A DRMSystem that asks for nothing gets everything its DRM has.
+    assert!(systems[2].pssh.is_some() && systems[2].content_protection_data.is_some());
+    assert_eq!(systems[2].hls_signaling.len(), 2);
+}

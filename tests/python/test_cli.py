@@ -1,0 +1,98 @@
+"""The `keyplex` binary as an operator starts it: no config, demo tenant, master key sources."""
+
+import base64
+import os
+import re
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+from conftest import free_port
+
+
+def start(keyplex_bin, cwd, env=None, args=()):
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(keyplex_bin), "serve", "--listen", f"127.0.0.1:{port}", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=1):
+                return proc, base
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(proc.stdout.read().decode())
+
+
+def stop(proc) -> str:
+    proc.terminate()
+    out, _ = proc.communicate(timeout=10)
+    return out.decode()
+
+
+def cpix(base, user, password, kid, content="cli-1"):
+    body = (
+        f'<cpix:CPIX contentId="{content}" xmlns:cpix="urn:dashif:org:cpix"><cpix:ContentKeyList>'
+        f'<cpix:ContentKey kid="{kid}"/></cpix:ContentKeyList></cpix:CPIX>'
+    )
+    req = urllib.request.Request(base + "/demo/cpix", data=body.encode(), method="POST")
+    req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_no_config_gives_a_demo_tenant_whose_credentials_print_once(keyplex_bin, tmp_path):
+    proc, base = start(keyplex_bin, tmp_path)
+    out = stop(proc)
+    m = re.search(r"user `demo` password `([A-Za-z0-9_-]+)`", out)
+    assert m, out
+    password = m.group(1)
+    assert oct((tmp_path / "keyplex-data" / "master.key").stat().st_mode & 0o777) == "0o600"
+
+    proc, base = start(keyplex_bin, tmp_path)
+    kid = str(uuid.uuid4())
+    status, first = cpix(base, "demo", password, kid)
+    assert status == 200, first
+    assert cpix(base, "demo", "wrong", kid)[0] == 401
+    out = stop(proc)
+    assert password not in out, "the password is printed only on the start that creates it"
+
+
+def test_master_key_from_environment_and_a_wrong_one_is_refused(keyplex_bin, tmp_path):
+    key_a = os.urandom(32).hex()
+    proc, base = start(keyplex_bin, tmp_path, {"KEYPLEX_MASTER_KEY": key_a})
+    out = stop(proc)
+    password = re.search(r"password `([A-Za-z0-9_-]+)`", out).group(1)
+    assert not (tmp_path / "keyplex-data" / "master.key").exists()
+
+    kid = str(uuid.uuid4())
+    proc, base = start(keyplex_bin, tmp_path, {"KEYPLEX_MASTER_KEY": key_a})
+    status, first = cpix(base, "demo", password, kid)
+    assert status == 200
+    stop(proc)
+
+    # Another master key cannot read the stored key: keyplex refuses rather than invent one.
+    proc, base = start(keyplex_bin, tmp_path, {"KEYPLEX_MASTER_KEY": os.urandom(32).hex()})
+    status, body = cpix(base, "demo", password, kid)
+    stop(proc)
+    assert status == 500, body
+    assert "PlainValue" not in body
+
+    proc, base = start(keyplex_bin, tmp_path, {"KEYPLEX_MASTER_KEY": key_a})
+    status, again = cpix(base, "demo", password, kid)
+    stop(proc)
+    assert status == 200 and again == first
