@@ -9,10 +9,15 @@ pub mod auth;
 pub mod config;
 pub mod cpix;
 pub mod error;
+pub mod get_cpix;
+pub mod harmonic;
 pub mod keys;
+pub mod nagra;
 pub mod setup;
 pub mod signaling;
+pub mod speke;
 pub mod state;
+pub mod widevine_api;
 
 use std::future::Future;
 
@@ -32,6 +37,25 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/{tenant}/nks/v1/cpix", post(cpix::post_cpix))
         .route("/{tenant}/cpix", post(cpix::post_cpix))
+        .route("/{tenant}/speke/v1", post(speke::post_speke_v1))
+        .route("/{tenant}/speke/v2", post(speke::post_speke_v2))
+        .route(
+            "/{tenant}/cks-ws-keyAndSignalization/key",
+            post(nagra::post_key),
+        )
+        .route(
+            "/{tenant}/cks-ws-keyAndSignalization/cmaf",
+            post(nagra::post_cmaf),
+        )
+        .route("/{tenant}/cks-ws-ikey/key", post(harmonic::post_key))
+        .route(
+            "/{tenant}/cpix/{format}/{content_id}",
+            get(get_cpix::get_cpix),
+        )
+        .route(
+            "/{tenant}/widevine/getcontentkey",
+            post(widevine_api::post_get_content_key),
+        )
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

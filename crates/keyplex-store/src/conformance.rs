@@ -103,6 +103,7 @@ fn by_slot(key_slot: &KeySlot, material: &KeyMaterial, supplied: bool) -> KeyReq
         slot: key_slot.clone(),
         candidate: material.clone(),
         supplied,
+        iv_supplied: supplied,
     }
 }
 

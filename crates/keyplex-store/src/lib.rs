@@ -57,11 +57,13 @@ pub enum KeyRequest {
     /// * slot empty → `candidate` is stored and bound to the slot (its kid must be new,
     ///   else Conflict).
     /// * slot taken, `supplied` is false → the stored key is returned.
-    /// * slot taken, `supplied` is true and the stored kid/key/IV differ → Conflict.
+    /// * slot taken, `supplied` is true and the stored kid or key differ → Conflict; so does
+    ///   the IV when `iv_supplied` (an IV keyplex generated never conflicts).
     BySlot {
         slot: KeySlot,
         candidate: KeyMaterial,
         supplied: bool,
+        iv_supplied: bool,
     },
 }
 

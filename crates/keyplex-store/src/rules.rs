@@ -127,6 +127,7 @@ pub(crate) fn check_stored(request: &KeyRequest, stored: &ContentKey) -> Result<
             slot,
             candidate,
             supplied,
+            iv_supplied,
         } => {
             if !supplied {
                 return Ok(());
@@ -147,7 +148,7 @@ pub(crate) fn check_stored(request: &KeyRequest, stored: &ContentKey) -> Result<
                     "the supplied key differs from the stored key".to_owned(),
                 ));
             }
-            if stored.iv != candidate.iv {
+            if *iv_supplied && stored.iv != candidate.iv {
                 return Err(conflict(
                     candidate.kid,
                     "the supplied IV differs from the stored IV".to_owned(),
@@ -194,6 +195,7 @@ pub(crate) fn new_key(request: &KeyRequest) -> (ContentKey, Option<&KeySlot>) {
             slot,
             candidate,
             supplied,
+            ..
         } => (
             content_key(
                 candidate,
@@ -320,6 +322,7 @@ mod tests {
                 iv: Iv::from_bytes([2; 16]),
             },
             supplied: true,
+            iv_supplied: true,
         };
         let (stored, bound) = new_key(&request);
         assert!(bound.is_some());

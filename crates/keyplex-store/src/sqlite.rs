@@ -578,6 +578,7 @@ mod tests {
                         slot: slot.clone(),
                         candidate: candidate(),
                         supplied: false,
+                        iv_supplied: false,
                     },
                 ],
             )
@@ -610,6 +611,7 @@ mod tests {
                     slot,
                     candidate: candidate(),
                     supplied: false,
+                    iv_supplied: false,
                 }],
             )
             .await

@@ -1,0 +1,7 @@
+//! Placeholder while this interface is being written (replaced by its implementation).
+
+use crate::error::ApiError;
+
+pub async fn post_get_content_key() -> ApiError {
+    ApiError::NotFound("not available yet".into())
+}
