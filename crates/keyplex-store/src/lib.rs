@@ -17,6 +17,7 @@ use keyplex_types::{
     TrackType,
 };
 
+mod cache;
 pub mod conformance;
 mod rules;
 pub mod sqlite;

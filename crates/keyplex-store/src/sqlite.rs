@@ -19,6 +19,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row as _, SqlitePool};
 
+use crate::cache::{KEY_CACHE_CAPACITY, KeyCache};
 use crate::rules::{self, KeySealer};
 use crate::{KeyInfo, KeyRequest, KeyStore, Result, StoreError};
 
@@ -38,6 +39,7 @@ pub struct SqliteStore {
     /// Exactly one connection: the process's write transactions queue here.
     writer: SqlitePool,
     sealer: KeySealer,
+    cache: KeyCache,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -64,6 +66,7 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(|e| db_error(&format!("cannot open {}", path.display()), e))?;
@@ -71,6 +74,9 @@ impl SqliteStore {
         let reader = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // A local file does not go away between uses: pinging it first only costs a
+            // round trip to the connection's worker thread on every request.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(|e| db_error(&format!("cannot open {}", path.display()), e))?;
@@ -78,6 +84,7 @@ impl SqliteStore {
             reader,
             writer,
             sealer: KeySealer::new(master),
+            cache: KeyCache::new(KEY_CACHE_CAPACITY),
         })
     }
 
@@ -102,6 +109,7 @@ impl SqliteStore {
             reader: pool.clone(),
             writer: pool,
             sealer: KeySealer::new(master),
+            cache: KeyCache::new(KEY_CACHE_CAPACITY),
         })
     }
 
@@ -294,6 +302,14 @@ impl KeyStore for SqliteStore {
         tenant: &TenantId,
         requests: &[KeyRequest],
     ) -> Result<Vec<ContentKey>> {
+        // Fastest path: every key is in the cache (re-requests of hot content).
+        let cached: Option<Result<Vec<ContentKey>>> = requests
+            .iter()
+            .map(|r| self.cache.resolve(tenant, r))
+            .collect();
+        if let Some(result) = cached {
+            return result;
+        }
         // Fast path: keys are never changed once stored, so what the readers see is final, and
         // a batch of re-requests (the common case) never takes the write lock.
         let mut conn = self
@@ -309,20 +325,32 @@ impl KeyStore for SqliteStore {
             }
         }
         drop(conn);
-        if found.len() == requests.len() {
-            return Ok(found);
+        let keys = if found.len() == requests.len() {
+            found
+        } else {
+            self.create_missing(tenant, requests).await?
+        };
+        for (request, key) in requests.iter().zip(&keys) {
+            self.cache.remember(tenant, request, key);
         }
-        self.create_missing(tenant, requests).await
+        Ok(keys)
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %tenant, kid = %kid))]
     async fn get_key(&self, tenant: &TenantId, kid: &KeyId) -> Result<Option<ContentKey>> {
+        if let Some(key) = self.cache.get(tenant, kid) {
+            return Ok(Some(key));
+        }
         let mut conn = self
             .reader
             .acquire()
             .await
             .map_err(|e| db_error("cannot get a read connection", e))?;
-        self.fetch_key(&mut conn, tenant, kid).await
+        let key = self.fetch_key(&mut conn, tenant, kid).await?;
+        if let Some(key) = &key {
+            self.cache.remember_key(tenant, key);
+        }
+        Ok(key)
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %tenant, content_id = %content_id))]
@@ -690,6 +718,8 @@ mod tests {
         .execute(&store.writer)
         .await
         .unwrap();
+        // Read as a freshly started node would: from the rows, not from memory.
+        store.cache.clear();
         assert!(matches!(
             store.get_key(&tenant(), &second_kid).await,
             Err(StoreError::Corrupt { .. })
@@ -701,6 +731,7 @@ mod tests {
             .execute(&store.writer)
             .await
             .unwrap();
+        store.cache.clear();
         let err = store.get_key(&tenant(), &first_kid).await.unwrap_err();
         assert!(
             matches!(&err, StoreError::Corrupt { kid, .. } if *kid == first_kid.to_string()),
