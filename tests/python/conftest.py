@@ -18,6 +18,7 @@ CONFIG = """
 basic = [{ user = "packager", password = "s3cret-acme" }]
 playready_la_url = "https://acme.example/prls/contentlicenseservice/v1/licenses"
 widevine_provider = "acme"
+sigv4 = [{ access_key_id = "AKIDACMEPY", secret_access_key = "acme-sigv4-secret-for-botocore", region = "us-east-1", service = "execute-api" }]
 """
 
 

@@ -9,6 +9,7 @@
 mod error;
 pub mod model;
 mod reader;
+pub mod speke;
 #[cfg(test)]
 mod testing;
 mod validate;

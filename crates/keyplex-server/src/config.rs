@@ -120,6 +120,11 @@ pub struct TenantConfig {
     /// `/{tenant}/hls/v1/keys/{kid}`.
     #[serde(default)]
     pub hls_key_url: Option<String>,
+    /// Nagra PRM signaling. Its payload format is not public, so keyplex cannot build it:
+    /// the operator supplies a template (see [`PrmTemplate`]). Without one, requests that
+    /// name PRM are refused.
+    #[serde(default)]
+    pub prm_template: Option<PrmTemplate>,
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
     #[serde(default)]
@@ -176,6 +181,28 @@ pub struct WidevineSigner {
     pub aes_key: Secret,
     /// 32 hex characters.
     pub aes_iv: String,
+}
+
+/// How keyplex writes Nagra PRM (`adb41c24-2dbf-4a6d-958b-4457c0d27b95`) signaling for a
+/// tenant. The PRM payload is proprietary, so it comes from the operator (as NAGRA provides
+/// it) rather than from keyplex. Placeholders in the text fields: `{kid}` (key id,
+/// 8-4-4-4-12 lower case), `{kid_hex}` (32 hex digits), `{content_id}`, `{pssh}` (base64 of
+/// the whole PRM pssh box) and `{pssh_data}` (base64 of `pssh_data_base64`'s bytes).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrmTemplate {
+    /// base64 of the data of the PRM pssh box (a v0 box with the PRM system id).
+    pub pssh_data_base64: String,
+    /// The DASH `<ContentProtection …>` element. Default: the standard element with the
+    /// pssh box in `cenc:pssh`.
+    #[serde(default)]
+    pub content_protection: Option<String>,
+    /// The HLS `EXT-X-KEY` URI. Without it, PRM has no HLS signaling.
+    #[serde(default)]
+    pub hls_key_uri: Option<String>,
+    /// The HLS `KEYFORMAT`. Default: `urn:uuid:adb41c24-2dbf-4a6d-958b-4457c0d27b95`.
+    #[serde(default)]
+    pub hls_keyformat: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize)]
@@ -272,6 +299,17 @@ impl Config {
                     )));
                 }
             }
+            if let Some(prm) = &tenant.prm_template {
+                use base64::Engine as _;
+                let data = base64::engine::general_purpose::STANDARD
+                    .decode(prm.pssh_data_base64.trim())
+                    .map_err(|_| err("prm_template.pssh_data_base64 is not base64".into()))?;
+                if data.len() > 64 * 1024 {
+                    return Err(err(
+                        "prm_template.pssh_data_base64 is larger than 64 KiB".into()
+                    ));
+                }
+            }
             for b in &tenant.basic {
                 if b.user.is_empty() || b.user.contains(':') || b.password.expose().is_empty() {
                     return Err(err(
@@ -342,6 +380,32 @@ mod tests {
         assert_eq!(acme.crypto_period_seconds, Some(60));
         assert!(format!("{c:?}").contains("<redacted>"));
         assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn prm_template_data_must_be_base64() {
+        let p = std::path::Path::new("t.toml");
+        let ok = Config::from_toml(
+            p,
+            "[tenants.acme]\nprm_template = { pssh_data_base64 = \"UFJN\", hls_key_uri = \"prm://{kid}\" }",
+        )
+        .unwrap();
+        let prm = ok.tenants["acme"].prm_template.as_ref().unwrap();
+        assert_eq!(prm.hls_key_uri.as_deref(), Some("prm://{kid}"));
+        assert!(
+            Config::from_toml(
+                p,
+                "[tenants.acme]\nprm_template = { pssh_data_base64 = \"not base64!\" }"
+            )
+            .is_err()
+        );
+        assert!(
+            Config::from_toml(
+                p,
+                "[tenants.acme]\nprm_template = { pssh_data_base64 = \"UFJN\", typo = 1 }"
+            )
+            .is_err()
+        );
     }
 
     #[test]

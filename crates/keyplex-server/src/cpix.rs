@@ -12,8 +12,8 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -28,39 +28,70 @@ use keyplex_types::{
     ContentId, ContentKey, EncryptionScheme, KeyId, KeyPeriod, KeySlot, TrackType,
 };
 
+use crate::auth::{RequestView, authenticate_request};
 use crate::error::{ApiError, PlainText};
 use crate::keys;
 use crate::signaling::{self, TenantUrls};
 use crate::state::{AppState, Tenant};
 
-/// `POST /{tenant}/nks/v1/cpix` and `POST /{tenant}/cpix`.
+/// `POST /{tenant}/nks/v1/cpix` and `POST /{tenant}/cpix`. With an `X-Speke-Version` header
+/// the request is SPEKE (AWS encryptors configured with this URL) and answered as such.
 pub async fn post_cpix(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, PlainText> {
     let tenant = state.tenant(&tenant)?;
-    state.authenticate_packager(tenant, &headers)?;
-    let body = read_body(&state, body)?;
+    let body = read_body_bytes(&state, body)?;
+    authenticate_request(
+        &state,
+        tenant,
+        &RequestView {
+            method: &method,
+            uri: &uri,
+            headers: &headers,
+            body: &body,
+        },
+        time::OffsetDateTime::now_utc(),
+    )?;
+    if let Some(value) = headers.get(crate::speke::SPEKE_VERSION_HEADER) {
+        return Ok(crate::speke::answer_header_version(&state, tenant, value, &body).await);
+    }
+    let body = require_body(body)?;
     let request =
         keyplex_cpix::read_document(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let response = exchange(&state, tenant, request).await?;
-    let xml = keyplex_cpix::write_document(&response);
-    Ok((
+    Ok(xml_response(&response))
+}
+
+/// 200 with the CPIX document.
+pub fn xml_response(doc: &CpixDocument) -> Response {
+    (
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/xml; charset=utf-8"),
         )],
-        xml,
+        keyplex_cpix::write_document(doc),
     )
-        .into_response())
+        .into_response()
 }
 
 /// Maps the body extractor's rejection to our error (413 with the configured limit).
 pub fn read_body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    let body = body.map_err(|e| {
+    require_body(read_body_bytes(state, body)?)
+}
+
+/// The body, or 413 over the configured limit. Read before authentication, because SigV4
+/// signs the body; an empty body is only refused after authentication ([`require_body`]).
+pub fn read_body_bytes(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge {
                 limit: state.max_body_bytes(),
@@ -68,13 +99,54 @@ pub fn read_body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Resul
         } else {
             ApiError::BadRequest(format!("cannot read request body: {e}"))
         }
-    })?;
+    })
+}
+
+/// 400 for an empty body.
+pub fn require_body(body: Bytes) -> Result<Bytes, ApiError> {
     if body.is_empty() {
         return Err(ApiError::BadRequest(
             "empty request body: expected a CPIX document".into(),
         ));
     }
     Ok(body)
+}
+
+/// Where the content id of a document comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContentIdSource {
+    /// `CPIX@contentId`, else `CPIX@id` (DASH-IF CPIX as packagers send it).
+    ContentIdThenId,
+    /// `CPIX@id`, else `CPIX@contentId` (SPEKE v1, whose documents predate `contentId`).
+    IdThenContentId,
+    /// `CPIX@contentId` only (SPEKE v2: `CPIX@id` is ignored).
+    ContentIdOnly,
+}
+
+/// How strictly a profile of CPIX is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExchangeProfile {
+    pub content_id: ContentIdSource,
+    /// SPEKE v2: every signaling element the request names must be answered (the encryptor
+    /// fails otherwise), so one keyplex cannot fill is refused up front (422) instead of being
+    /// dropped; and every DRM that has a pssh box answers `PSSH`, asked or not (mandatory for
+    /// ISO-BMFF output).
+    pub answer_everything_asked: bool,
+}
+
+impl ExchangeProfile {
+    pub const CPIX: Self = Self {
+        content_id: ContentIdSource::ContentIdThenId,
+        answer_everything_asked: false,
+    };
+    pub const SPEKE_V1: Self = Self {
+        content_id: ContentIdSource::IdThenContentId,
+        answer_everything_asked: false,
+    };
+    pub const SPEKE_V2: Self = Self {
+        content_id: ContentIdSource::ContentIdOnly,
+        answer_everything_asked: true,
+    };
 }
 
 /// What the document asks of one `ContentKey`, resolved from its usage rules.
@@ -87,7 +159,17 @@ struct KeyPlan {
 pub async fn exchange(
     state: &AppState,
     tenant: &Tenant,
+    doc: CpixDocument,
+) -> Result<CpixDocument, ApiError> {
+    exchange_with(state, tenant, doc, &ExchangeProfile::CPIX).await
+}
+
+/// [`exchange`] for a profile of CPIX (SPEKE v1, SPEKE v2).
+pub async fn exchange_with(
+    state: &AppState,
+    tenant: &Tenant,
     mut doc: CpixDocument,
+    profile: &ExchangeProfile,
 ) -> Result<CpixDocument, ApiError> {
     // 1. Everything that can be wrong with the document is checked first.
     if let Some(CpixVersion::Other(v)) = &doc.version {
@@ -95,7 +177,7 @@ pub async fn exchange(
             "unsupported CPIX@version {v:?}: keyplex speaks 2.3 and 2.4"
         )));
     }
-    let content_id = document_content_id(&doc)?;
+    let content_id = document_content_id(&doc, profile.content_id)?;
     doc.validate_references()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let entries = match doc.content_keys.as_deref() {
@@ -123,7 +205,12 @@ pub async fn exchange(
             .copied()
             .flatten()
             .unwrap_or_else(|| signaling::default_scheme(system));
-        signaling::preflight(tenant, &urls, system, scheme)?;
+        if profile.answer_everything_asked {
+            let probe = signaling::probe(tenant, &urls, system, scheme)?;
+            check_answerable(drm, &probe, scheme)?;
+        } else {
+            signaling::preflight(tenant, &urls, system, scheme)?;
+        }
         systems.push((system, scheme));
     }
     let recipients = doc
@@ -181,25 +268,77 @@ pub async fn exchange(
             ApiError::Internal(format!("no stored key for DRMSystem kid {}", drm.kid.id))
         })?;
         let signal = signaling::for_key(tenant, &urls, system, key, scheme)?;
+        if profile.answer_everything_asked && !asked_nothing(drm) && signal.pssh.is_some() {
+            drm.pssh.get_or_insert_with(String::new);
+        }
         fill_drm_system(drm, &signal, version.as_ref());
     }
     Ok(doc)
 }
 
-/// The content id is `CPIX@contentId` (CPIX 2.3+, SPEKE v2) or else `CPIX@id` (SPEKE v1 and
-/// many packagers).
-fn document_content_id(doc: &CpixDocument) -> Result<ContentId, ApiError> {
-    let raw = doc
-        .content_id
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .or(doc.id.as_deref().filter(|s| !s.is_empty()))
-        .ok_or_else(|| {
-            ApiError::BadRequest(
-                "the document has no content id: set CPIX@contentId or CPIX@id".into(),
-            )
-        })?;
+/// The content id: `CPIX@contentId` (CPIX 2.3+, SPEKE v2) and/or `CPIX@id` (SPEKE v1 and many
+/// packagers), in the order the profile says.
+fn document_content_id(doc: &CpixDocument, source: ContentIdSource) -> Result<ContentId, ApiError> {
+    let content_id = doc.content_id.as_deref().filter(|s| !s.is_empty());
+    let id = doc.id.as_deref().filter(|s| !s.is_empty());
+    let raw = match source {
+        ContentIdSource::ContentIdThenId => content_id.or(id),
+        ContentIdSource::IdThenContentId => id.or(content_id),
+        ContentIdSource::ContentIdOnly => content_id,
+    }
+    .ok_or_else(|| {
+        ApiError::BadRequest(match source {
+            ContentIdSource::ContentIdOnly => "Missing CPIX@contentId".into(),
+            _ => "the document has no content id: set CPIX@contentId or CPIX@id".into(),
+        })
+    })?;
     ContentId::parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// Refuses (before any key exists) a `DRMSystem` that names an output its DRM does not have
+/// with this scheme, e.g. `HLSSignalingData` for PlayReady with `cenc`.
+fn check_answerable(
+    drm: &DrmSystemEntry,
+    probe: &DrmSignaling,
+    scheme: EncryptionScheme,
+) -> Result<(), ApiError> {
+    let mut missing: Vec<&str> = Vec::new();
+    if drm.pssh.is_some() && probe.pssh.is_none() {
+        missing.push("PSSH");
+    }
+    if drm.content_protection_data.is_some() && probe.content_protection_data.is_none() {
+        missing.push("ContentProtectionData");
+    }
+    if drm.uri_ext_x_key.is_some() && probe.hls_key_uri.is_none() {
+        missing.push("URIExtXKey");
+    }
+    if !drm.hls_signaling.is_empty() && probe.hls_media.is_none() {
+        missing.push("HLSSignalingData");
+    }
+    if drm.smooth_streaming.is_some() && probe.smooth_streaming_header.is_none() {
+        missing.push("SmoothStreamingProtectionHeaderData");
+    }
+    for ext in &drm.extensions {
+        let has = match ext.local_name.as_str() {
+            "KeyFormat" => probe.hls_keyformat.is_some(),
+            "KeyFormatVersions" => probe.hls_keyformatversions.is_some(),
+            "ProtectionHeader" => probe.smooth_streaming_header.is_some(),
+            _ => true,
+        };
+        if !has {
+            missing.push(ext.local_name.as_str());
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::Unprocessable(format!(
+        "DRMSystem {} ({}) has no {} with commonEncryptionScheme {}",
+        truncate(&drm.system_id.as_written),
+        probe.system.name(),
+        missing.join(", "),
+        scheme.as_str()
+    )))
 }
 
 fn drm_system(drm: &DrmSystemEntry) -> Result<DrmSystem, ApiError> {
@@ -254,6 +393,12 @@ fn plan_key(
                 ))
             })?;
         period = match (p.index, &p.start, tenant.config.crypto_period_seconds) {
+            // CPIX period indexes are 32-bit (they wrap at MAX_UINT32), as are Widevine's.
+            (Some(i), _, _) if i > u64::from(u32::MAX) => {
+                return Err(ApiError::BadRequest(format!(
+                    "ContentKeyPeriod {period_id:?} @index {i} is larger than 4294967295"
+                )));
+            }
             (Some(i), _, _) => KeyPeriod::Index(i),
             (None, Some(start), Some(secs)) => {
                 let t = time::OffsetDateTime::parse(
@@ -389,19 +534,23 @@ fn rename_kids(doc: &mut CpixDocument, renames: &HashMap<KeyId, KeyId>) {
     }
 }
 
+/// A `DRMSystem` that names no output: it gets every form of signaling its DRM has.
+fn asked_nothing(drm: &DrmSystemEntry) -> bool {
+    drm.pssh.is_none()
+        && drm.content_protection_data.is_none()
+        && drm.uri_ext_x_key.is_none()
+        && drm.hls_signaling.is_empty()
+        && drm.smooth_streaming.is_none()
+        && drm.extensions.is_empty()
+}
+
 /// Fills what a `DRMSystem` asked for. A `DRMSystem` that asks for nothing gets everything
 /// its DRM has; an element that does not apply to the DRM (e.g. PSSH for FairPlay) is
 /// dropped rather than answered with a wrong value.
 fn fill_drm_system(drm: &mut DrmSystemEntry, s: &DrmSignaling, version: Option<&CpixVersion>) {
     let b64 = |v: &str| B64.encode(v.as_bytes());
     let is_v24 = matches!(version, Some(CpixVersion::V2_4));
-    let asked_nothing = drm.pssh.is_none()
-        && drm.content_protection_data.is_none()
-        && drm.uri_ext_x_key.is_none()
-        && drm.hls_signaling.is_empty()
-        && drm.smooth_streaming.is_none()
-        && drm.extensions.is_empty();
-    if asked_nothing {
+    if asked_nothing(drm) {
         drm.pssh = s.pssh.as_ref().map(|_| String::new());
         drm.content_protection_data = s.content_protection_data.as_ref().map(|_| String::new());
         drm.smooth_streaming = s.smooth_streaming_header.as_ref().map(|_| String::new());

@@ -2,7 +2,8 @@
 //!
 //! Every interface returns [`ApiError`]. How it is rendered depends on the protocol: JSON
 //! routes answer `application/problem+json`; CPIX/SPEKE routes answer a plain-text message
-//! (what AWS SPEKE and packagers expect), through [`PlainText`]. Internal details are logged
+//! (what AWS SPEKE and packagers expect), through [`PlainText`]; the NAGRA-style JSON routes
+//! answer `{status, errorMessage}` through [`NagraJson`]. Internal details are logged
 //! here, once, and never sent to the client; no message ever contains key material.
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -139,5 +140,132 @@ impl IntoResponse for PlainText {
         )
             .into_response();
         err.with_auth_header(response)
+    }
+}
+
+/// Renders an [`ApiError`] in the NAGRA key-and-signalization shape (`/cks-ws-keyAndSignalization/…`):
+/// `{"status": "<CODE>", "errorMessage": "<message>"}` with the HTTP status of the error, no
+/// `contentKey` and no `drmSignalization`. `code` is the machine-readable status; by default
+/// it follows the HTTP status ([`NagraJson::default_code`]), and the interface may name a
+/// more precise one (e.g. `UNSUPPORTED_DRM`, `UNSUPPORTED_EMI`).
+#[derive(Debug)]
+pub struct NagraJson {
+    pub error: ApiError,
+    pub code: &'static str,
+}
+
+impl NagraJson {
+    pub fn new(error: ApiError, code: &'static str) -> Self {
+        Self { error, code }
+    }
+
+    /// The `status` code for an error that has no more precise one.
+    pub fn default_code(error: &ApiError) -> &'static str {
+        match error {
+            ApiError::BadRequest(_) | ApiError::Unprocessable(_) => "INVALID_REQUEST",
+            ApiError::Unauthorized(_) => "UNAUTHORIZED",
+            ApiError::Forbidden(_) => "FORBIDDEN",
+            ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::Conflict(_) => "KEY_CONFLICT",
+            ApiError::PayloadTooLarge { .. } => "REQUEST_TOO_LARGE",
+            ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            ApiError::Internal(_) => "INTERNAL_ERROR",
+        }
+    }
+}
+
+impl From<ApiError> for NagraJson {
+    fn from(error: ApiError) -> Self {
+        let code = Self::default_code(&error);
+        Self { error, code }
+    }
+}
+
+impl IntoResponse for NagraJson {
+    fn into_response(self) -> Response {
+        let err = self.error;
+        err.log();
+        let body = serde_json::json!({
+            "status": self.code,
+            "errorMessage": err.client_message(),
+        });
+        let response = (
+            err.status(),
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body.to_string(),
+        )
+            .into_response();
+        err.with_auth_header(response)
+    }
+}
+
+/// Renders an [`ApiError`] as a Widevine common-encryption response (`/{tenant}/widevine/…`):
+/// HTTP 200 with `{"response": "<base64 of {\"status\": …, \"status_message\": …}>",
+/// "status": …, "status_message": …}`.
+///
+/// Why 200: Shaka Packager fetches with curl's fail-on-error, so an HTTP error reaches the
+/// operator only as "Response code: 4xx" without the body, while a non-OK `status` is logged
+/// with the raw body ("Received non-OK license response: …"). The message is therefore also
+/// written in clear beside the base64 `response` (extra fields the packager's protobuf parser
+/// ignores). `INTERNAL_ERROR` is the one status Shaka retries (store unavailable, internal
+/// faults); every other status stops the packager.
+#[derive(Debug)]
+pub struct WidevineJson {
+    pub error: ApiError,
+    /// A `CommonEncryptionResponse.Status` name.
+    pub status: &'static str,
+}
+
+impl WidevineJson {
+    pub fn new(error: ApiError, status: &'static str) -> Self {
+        Self { error, status }
+    }
+
+    /// The status for an error that has no more precise one.
+    pub fn default_status(error: &ApiError) -> &'static str {
+        match error {
+            ApiError::Unauthorized(_) => "SIGNATURE_FAILED",
+            ApiError::Forbidden(_) | ApiError::NotFound(_) => "ACCESS_DENIED",
+            ApiError::BadRequest(_)
+            | ApiError::Unprocessable(_)
+            | ApiError::PayloadTooLarge { .. } => "MALFORMED_REQUEST",
+            ApiError::Conflict(_) | ApiError::Unavailable(_) | ApiError::Internal(_) => {
+                "INTERNAL_ERROR"
+            }
+        }
+    }
+}
+
+impl From<ApiError> for WidevineJson {
+    fn from(error: ApiError) -> Self {
+        let status = Self::default_status(&error);
+        Self { error, status }
+    }
+}
+
+impl IntoResponse for WidevineJson {
+    fn into_response(self) -> Response {
+        use base64::Engine as _;
+        let err = self.error;
+        err.log();
+        let message = err.client_message();
+        let inner = serde_json::json!({ "status": self.status, "status_message": message });
+        let body = serde_json::json!({
+            "response": base64::engine::general_purpose::STANDARD.encode(inner.to_string()),
+            "status": self.status,
+            "status_message": message,
+        });
+        (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body.to_string(),
+        )
+            .into_response()
     }
 }

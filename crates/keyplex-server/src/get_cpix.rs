@@ -1,11 +1,313 @@
-//! Placeholder while this interface is being written (replaced by its implementation).
+//! GET-style CPIX for encoders that can only GET: `GET /{tenant}/cpix/{dash|hls}/{content_id}`
+//! (and `…/{content_id}/{token}` when the tenant sets `get_token_in_path = true`).
+//!
+//! Authentication is the tenant's `get_token`, sent as `Authorization: Bearer <token>` (or,
+//! if allowed, as the last path segment — such URLs end up in access logs and proxies, which
+//! is why it is off by default). Tokens are compared in constant time; a token of another
+//! tenant gets 403, anything else 401.
+//!
+//! The answer is a complete CPIX 2.3 document with one key: keyplex chooses the kid, so the
+//! identity is the slot (content, track type `ALL`, period) — the same key NAGRA `/key`, the
+//! Widevine API and CPIX/SPEKE with kid override give for that content. The period is VOD,
+//! or `?period=N` for live. DASH answers Widevine, PlayReady, DASH-IF Clear Key and the W3C
+//! common pssh (scheme cenc); HLS answers FairPlay and Widevine (scheme cbcs); `?scheme=`
+//! overrides the scheme. Signaling comes from the same code as every other interface
+//! (`signaling::for_key`).
 
-use axum::extract::Path;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use keyplex_cpix::model::{
+    ContentKeyEntry, ContentKeyPeriod, CpixDocument, CpixVersion, DrmSystemEntry, HlsSignaling,
+    KeyPeriodFilter, KeyValue, Kid, Playlist, SystemIdAttr, UsageRule,
+};
+use keyplex_drm::system::DrmSystem;
+use keyplex_types::{ContentId, EncryptionScheme, KeyPeriod, KeySlot, TrackType};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, PlainText};
+use crate::keys;
+use crate::signaling::{self, TenantUrls};
+use crate::state::{AppState, Tenant};
 
+/// Optional query parameters.
+#[derive(Deserialize)]
+pub struct GetCpixQuery {
+    /// `cenc` or `cbcs` (also `cens`, `cbc1`): overrides the format's default scheme.
+    pub scheme: Option<String>,
+    /// Key period index for live content; absent = VOD.
+    pub period: Option<String>,
+}
+
+/// `GET /{tenant}/cpix/{format}/{content_id}` with `Authorization: Bearer <get_token>`.
 pub async fn get_cpix(
-    Path((_tenant, _format, _content_id)): Path<(String, String, String)>,
-) -> ApiError {
-    ApiError::NotFound("not available yet".into())
+    State(state): State<AppState>,
+    Path((tenant, format, content_id)): Path<(String, String, String)>,
+    query: Result<Query<GetCpixQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, PlainText> {
+    let tenant = state.tenant(&tenant)?;
+    let token = bearer_token(&headers)?;
+    authenticate(&state, tenant, &token)?;
+    answer(&state, tenant, &format, &content_id, query).await
+}
+
+/// `GET /{tenant}/cpix/{format}/{content_id}/{token}`: only for tenants with
+/// `get_token_in_path = true`.
+pub async fn get_cpix_token_in_path(
+    State(state): State<AppState>,
+    Path((tenant, format, content_id, token)): Path<(String, String, String, String)>,
+    query: Result<Query<GetCpixQuery>, QueryRejection>,
+) -> Result<Response, PlainText> {
+    let tenant = state.tenant(&tenant)?;
+    if !tenant.config.get_token_in_path {
+        return Err(ApiError::Unauthorized(
+            "this tenant does not accept the token in the URL path (get_token_in_path is off): send Authorization: Bearer <get_token>".into(),
+        )
+        .into());
+    }
+    authenticate(&state, tenant, &token)?;
+    answer(&state, tenant, &format, &content_id, query).await
+}
+
+fn bearer_token(headers: &HeaderMap) -> Result<String, ApiError> {
+    let missing = || {
+        ApiError::Unauthorized(
+            "GET-style CPIX needs the tenant's get_token as Authorization: Bearer <token>".into(),
+        )
+    };
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(missing)?
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("Authorization header is not valid text".into()))?;
+    let (scheme, rest) = value.trim().split_once(' ').ok_or_else(missing)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || rest.trim().is_empty() {
+        return Err(missing());
+    }
+    Ok(rest.trim().to_owned())
+}
+
+/// Whether `presented` is `tenant`'s GET token. SHA-256 of both sides first, so the
+/// comparison takes the same time whatever the lengths.
+fn token_matches(tenant: &Tenant, presented_digest: &[u8; 32]) -> bool {
+    tenant.config.get_token.as_ref().is_some_and(|t| {
+        let expected: [u8; 32] = Sha256::digest(t.expose().as_bytes()).into();
+        bool::from(expected.ct_eq(presented_digest))
+    })
+}
+
+fn authenticate(state: &AppState, tenant: &Tenant, presented: &str) -> Result<(), ApiError> {
+    let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    if token_matches(tenant, &digest) {
+        return Ok(());
+    }
+    if state
+        .tenants()
+        .filter(|t| t.id != tenant.id)
+        .any(|t| token_matches(t, &digest))
+    {
+        return Err(ApiError::Forbidden(format!(
+            "this token is not valid for tenant {}",
+            tenant.id
+        )));
+    }
+    if tenant.config.get_token.is_none() {
+        return Err(ApiError::Unauthorized(
+            "GET-style CPIX is not enabled for this tenant (no get_token configured)".into(),
+        ));
+    }
+    Err(ApiError::Unauthorized("invalid token".into()))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Format {
+    Dash,
+    Hls,
+}
+
+impl Format {
+    fn parse(s: &str) -> Result<Self, ApiError> {
+        match s {
+            "dash" => Ok(Self::Dash),
+            "hls" => Ok(Self::Hls),
+            other => Err(ApiError::BadRequest(format!(
+                "unknown format {:?}: use /cpix/dash/… or /cpix/hls/…",
+                other.chars().take(32).collect::<String>()
+            ))),
+        }
+    }
+
+    fn systems(self) -> &'static [DrmSystem] {
+        match self {
+            Self::Dash => &[
+                DrmSystem::Widevine,
+                DrmSystem::PlayReady,
+                DrmSystem::ClearKeyDashIf,
+                DrmSystem::CommonPssh,
+            ],
+            Self::Hls => &[DrmSystem::FairPlay, DrmSystem::Widevine],
+        }
+    }
+
+    fn default_scheme(self) -> EncryptionScheme {
+        match self {
+            Self::Dash => EncryptionScheme::Cenc,
+            Self::Hls => EncryptionScheme::Cbcs,
+        }
+    }
+}
+
+async fn answer(
+    state: &AppState,
+    tenant: &Tenant,
+    format: &str,
+    content_id: &str,
+    query: Result<Query<GetCpixQuery>, QueryRejection>,
+) -> Result<Response, PlainText> {
+    // 1. Check everything before a key exists.
+    let format = Format::parse(format)?;
+    let content_id =
+        ContentId::parse(content_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let Query(query) =
+        query.map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
+    let scheme = match query.scheme.as_deref() {
+        None | Some("") => format.default_scheme(),
+        Some(s) => s
+            .parse::<EncryptionScheme>()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+    };
+    let period = match query.period.as_deref() {
+        None | Some("") => KeyPeriod::Vod,
+        Some(p) => KeyPeriod::Index(p.parse::<u64>().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "period {:?} is not a key period index (a non-negative integer)",
+                p.chars().take(32).collect::<String>()
+            ))
+        })?),
+    };
+    let urls = TenantUrls::new(state, tenant);
+    for system in format.systems() {
+        signaling::preflight(tenant, &urls, *system, scheme)?;
+    }
+
+    // 2. The slot's key: one atomic, durable store call.
+    let slot = KeySlot {
+        content_id: content_id.clone(),
+        track_type: TrackType::all(),
+        period,
+    };
+    let stored = state
+        .store()
+        .ensure_keys(&tenant.id, &[keys::by_slot(slot)?])
+        .await
+        .map_err(ApiError::from)?;
+    let key = stored
+        .first()
+        .ok_or_else(|| ApiError::Internal("the store answered no key for one request".into()))?;
+
+    // 3. The document.
+    let kid = Kid::new(key.kid);
+    let mut drm_systems = Vec::with_capacity(format.systems().len());
+    for system in format.systems() {
+        let s = signaling::for_key(tenant, &urls, *system, key, scheme)?;
+        let b64 = |v: &str| B64.encode(v.as_bytes());
+        let mut entry = DrmSystemEntry {
+            id: None,
+            system_id: SystemIdAttr {
+                uuid: *system.system_id().as_bytes(),
+                as_written: system.system_id().hyphenated().to_string(),
+            },
+            kid: kid.clone(),
+            name: Some(system.dash_value().to_owned()),
+            pssh: s.pssh.as_ref().map(|p| B64.encode(p)),
+            content_protection_data: None,
+            uri_ext_x_key: None,
+            hls_signaling: Vec::new(),
+            smooth_streaming: None,
+            hds_signaling: None,
+            extensions: Vec::new(),
+        };
+        match format {
+            Format::Dash => {
+                entry.content_protection_data = s.content_protection_data.as_deref().map(b64);
+            }
+            Format::Hls => {
+                // CPIX 2.3 readers that predate HLSSignalingData take FairPlay's URI here.
+                if matches!(system, DrmSystem::FairPlay) {
+                    entry.uri_ext_x_key = s.hls_key_uri.as_deref().map(b64);
+                }
+                let playlists = [
+                    (Playlist::Media, s.hls_media.as_deref()),
+                    (Playlist::Master, s.hls_master.as_deref()),
+                ];
+                entry.hls_signaling = playlists
+                    .into_iter()
+                    .filter_map(|(playlist, line)| {
+                        line.map(|l| HlsSignaling {
+                            playlist: Some(playlist),
+                            value: b64(l),
+                        })
+                    })
+                    .collect();
+            }
+        }
+        drm_systems.push(entry);
+    }
+    let period_id = key.period.index().map(|i| format!("keyPeriod_{i}"));
+    let doc = CpixDocument {
+        version: Some(CpixVersion::V2_3),
+        content_id: Some(content_id.as_str().to_owned()),
+        content_keys: Some(vec![ContentKeyEntry {
+            id: None,
+            kid: kid.clone(),
+            explicit_iv: Some(key.iv),
+            common_encryption_scheme: Some(scheme),
+            content_id: None,
+            depends_on_key: None,
+            value: Some(KeyValue::Plain(key.key.clone())),
+        }]),
+        drm_systems: Some(drm_systems),
+        periods: period_id.as_ref().map(|id| {
+            vec![ContentKeyPeriod {
+                id: Some(id.clone()),
+                index: key.period.index(),
+                ..ContentKeyPeriod::default()
+            }]
+        }),
+        usage_rules: Some(vec![UsageRule {
+            id: None,
+            kid,
+            intended_track_type: Some(TrackType::ALL.to_owned()),
+            key_period_filters: period_id
+                .into_iter()
+                .map(|period_id| KeyPeriodFilter { period_id })
+                .collect(),
+            label_filters: Vec::new(),
+            video_filters: Vec::new(),
+            audio_filters: Vec::new(),
+            bitrate_filters: Vec::new(),
+            unknown_children: Vec::new(),
+        }]),
+        ..CpixDocument::default()
+    };
+    let xml = keyplex_cpix::write_document(&doc);
+    Ok((
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/xml; charset=utf-8"),
+            ),
+            // The body holds a key in clear: no shared cache may keep it.
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        xml,
+    )
+        .into_response())
 }

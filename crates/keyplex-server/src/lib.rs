@@ -15,6 +15,7 @@ pub mod keys;
 pub mod nagra;
 pub mod setup;
 pub mod signaling;
+pub mod sigv4;
 pub mod speke;
 pub mod state;
 pub mod widevine_api;
@@ -51,6 +52,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/{tenant}/cpix/{format}/{content_id}",
             get(get_cpix::get_cpix),
+        )
+        .route(
+            "/{tenant}/cpix/{format}/{content_id}/{token}",
+            get(get_cpix::get_cpix_token_in_path),
         )
         .route(
             "/{tenant}/widevine/getcontentkey",

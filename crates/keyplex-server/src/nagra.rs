@@ -1,11 +1,738 @@
-//! Placeholder while this interface is being written (replaced by its implementation).
+//! NAGRA-style key-and-signalization JSON APIs (the "NAGRA Encoder KSS" interface that ATEME,
+//! Broadpeak, Vecima and others speak): `POST /{tenant}/cks-ws-keyAndSignalization/key` and
+//! `POST /{tenant}/cks-ws-keyAndSignalization/cmaf` (`shared/seeds/001_…`).
+//!
+//! keyplex chooses the key id: the identity is the slot (content = `drmContentId`, track
+//! type `ALL`, key period), shared with GET-style CPIX, the Widevine API and CPIX/SPEKE with
+//! kid override. The period is VOD unless the tenant sets `crypto_period_seconds`; then the
+//! request's `scheduledKey.timestamp` (default: now) picks it, so a future timestamp
+//! pre-delivers the key a request made at that time will get.
+//!
+//! `/key` signals what the streaming mode needs (DASH: cenc, HLS: cbcs; EMI 16426 = cbcs for
+//! both). `/cmaf` enforces the table of section 3 of the NAGRA document: CBCS only (EMI 16426
+//! or none); no streaming mode → FairPlay, PlayReady, PRM, Widevine (HLS signaling for
+//! FairPlay/PRM/Widevine, DASH for PlayReady/PRM/Widevine); HLS → FairPlay, PRM, Widevine;
+//! DASH → PRM, PlayReady, Widevine; anything else is rejected.
+//!
+//! Errors answer `{"status": CODE, "errorMessage": …}` ([`crate::error::NagraJson`]); the codes
+//! are the `STATUS_*` constants below. Everything is checked before the store is asked, so a
+//! rejected request stores nothing.
 
-use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use keyplex_drm::signal::DrmSignaling;
+use keyplex_drm::system::DrmSystem;
+use keyplex_types::{
+    ContentId, ContentKey, ContentKeyValue, EncryptionScheme, Iv, KeyId, KeyPeriod, KeySlot,
+    TrackType,
+};
+use time::OffsetDateTime;
 
-pub async fn post_key() -> ApiError {
-    ApiError::NotFound("not available yet".into())
+use crate::error::{ApiError, NagraJson};
+use crate::keys;
+use crate::signaling::{self, TenantUrls};
+use crate::state::{AppState, Tenant};
+
+/// `status` of a successful answer.
+pub const STATUS_OK: &str = "OK";
+/// 400: the body is not a valid request (JSON, missing fields, bad ids, bad base64…).
+pub const STATUS_INVALID_REQUEST: &str = "INVALID_REQUEST";
+/// 400: a DRM system id keyplex does not know, one outside the set of the streaming mode
+/// (CMAF table), one with no signaling for that mode, or PRM without a `prm_template`.
+pub const STATUS_UNSUPPORTED_DRM: &str = "UNSUPPORTED_DRM";
+/// 400: `/cmaf` with an EMI other than 16426 (CBCS).
+pub const STATUS_UNSUPPORTED_EMI: &str = "UNSUPPORTED_EMI";
+/// 400: `scheduledKey.timestamp` further than [`MAX_TIMESTAMP_DISTANCE`] from now.
+pub const STATUS_TIMESTAMP_OUT_OF_RANGE: &str = "TIMESTAMP_OUT_OF_RANGE";
+// The others come from the HTTP status (NagraJson::default_code): UNAUTHORIZED (401),
+// FORBIDDEN (403), NOT_FOUND (404, unknown tenant), KEY_CONFLICT (409), REQUEST_TOO_LARGE
+// (413), SERVICE_UNAVAILABLE (503), INTERNAL_ERROR (500).
+
+/// The NAGRA Encryption Method Indicator for CBCS (0x402A).
+pub const EMI_CBCS: u32 = 16426;
+
+/// How far from now a `scheduledKey.timestamp` may be when keys rotate. Pre-delivery and
+/// catch-up windows are minutes to days; refusing the far past and future keeps a buggy or
+/// hostile packager from creating keys for arbitrary periods.
+pub const MAX_TIMESTAMP_DISTANCE: time::Duration = time::Duration::days(31);
+
+/// `POST /{tenant}/cks-ws-keyAndSignalization/key`.
+pub async fn post_key(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, NagraJson> {
+    handle(Api::Key, &state, &tenant, &headers, body).await
 }
 
-pub async fn post_cmaf() -> ApiError {
-    ApiError::NotFound("not available yet".into())
+/// `POST /{tenant}/cks-ws-keyAndSignalization/cmaf`.
+pub async fn post_cmaf(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, NagraJson> {
+    handle(Api::Cmaf, &state, &tenant, &headers, body).await
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Api {
+    Key,
+    Cmaf,
+}
+
+async fn handle(
+    api: Api,
+    state: &AppState,
+    tenant: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, NagraJson> {
+    let tenant = state.tenant(tenant)?;
+    state.authenticate_packager(tenant, headers)?;
+    let body = read_body(state, body)?;
+    let wire: wire::Request = serde_json::from_slice(&body).map_err(|e| {
+        invalid(format!(
+            "the body is not a NAGRA key-and-signalization request: {e}"
+        ))
+    })?;
+    let request = Request::from_wire(wire)?;
+
+    // 1. Everything that can be wrong is checked before a key exists.
+    let urls = TenantUrls::new(state, tenant);
+    let plan = signaling_plan(api, tenant, &urls, &request)?;
+    let period = key_period(tenant, request.timestamp, OffsetDateTime::now_utc())?;
+    let slot = KeySlot {
+        content_id: request.content_id.clone(),
+        track_type: TrackType::all(),
+        period,
+    };
+    let key_request = match &request.supplied {
+        Some(s) => keys::by_slot_supplied(slot, s.kid, s.key.clone(), s.iv)?,
+        None => keys::by_slot(slot)?,
+    };
+
+    // 2. One atomic, durable store call.
+    let stored = state
+        .store()
+        .ensure_keys(&tenant.id, &[key_request])
+        .await
+        .map_err(ApiError::from)?;
+    let key = stored
+        .first()
+        .ok_or_else(|| ApiError::Internal("the store answered no key for one request".into()))?;
+
+    // 3. The answer.
+    let drm_signalization = plan
+        .iter()
+        .map(|want| signalization(tenant, &urls, key, want))
+        .collect::<Result<Vec<_>, _>>()?;
+    let content_key = match &request.supplied {
+        // Packager-supplied keys are not echoed (NAGRA: "omitted … if it was provided in the
+        // request"); an IV keyplex generated for it is returned, since the packager needs it.
+        Some(s) if s.iv.is_some() => None,
+        Some(_) => Some(wire::ContentKey {
+            key_id: key.kid.to_string(),
+            key_value: None,
+            iv: Some(B64.encode(key.iv.as_bytes())),
+        }),
+        None => Some(wire::ContentKey {
+            key_id: key.kid.to_string(),
+            key_value: Some(B64.encode(key.key.expose())),
+            iv: Some(B64.encode(key.iv.as_bytes())),
+        }),
+    };
+    let response = wire::Response {
+        status: STATUS_OK,
+        error_message: None,
+        content_key,
+        drm_signalization,
+    };
+    let json = serde_json::to_string(&response)
+        .map_err(|e| ApiError::Internal(format!("serializing a NAGRA response: {e}")))?;
+    Ok((
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json,
+    )
+        .into_response())
+}
+
+fn invalid(message: String) -> NagraJson {
+    NagraJson::new(ApiError::BadRequest(message), STATUS_INVALID_REQUEST)
+}
+
+fn unsupported_drm(message: String) -> NagraJson {
+    NagraJson::new(ApiError::BadRequest(message), STATUS_UNSUPPORTED_DRM)
+}
+
+fn read_body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, NagraJson> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            NagraJson::from(ApiError::PayloadTooLarge {
+                limit: state.max_body_bytes(),
+            })
+        } else {
+            invalid(format!("cannot read request body: {e}"))
+        }
+    })?;
+    if body.is_empty() {
+        return Err(invalid(
+            "empty request body: expected a JSON key-and-signalization request".into(),
+        ));
+    }
+    Ok(body)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The request, typed
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum StreamingMode {
+    Hls,
+    Dash,
+}
+
+/// A packager-supplied key (`scheduledKey` with `keyId` and `keyValue`).
+struct SuppliedKey {
+    kid: KeyId,
+    key: ContentKeyValue,
+    iv: Option<Iv>,
+}
+
+struct Request {
+    content_id: ContentId,
+    streaming_mode: Option<StreamingMode>,
+    emi: Option<u32>,
+    supplied: Option<SuppliedKey>,
+    timestamp: Option<OffsetDateTime>,
+    /// `None` (or an empty list): the defaults of the API and mode.
+    drm_list: Option<Vec<DrmSystem>>,
+}
+
+impl Request {
+    fn from_wire(w: wire::Request) -> Result<Self, NagraJson> {
+        let content = w
+            .drm_content
+            .ok_or_else(|| invalid("drmContent is required".into()))?;
+        let raw_id = content
+            .drm_content_id
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| invalid("drmContent.drmContentId is required".into()))?;
+        let content_id = ContentId::parse(&raw_id)
+            .map_err(|e| invalid(format!("drmContent.drmContentId: {e}")))?;
+        let profile = content.profile.ok_or_else(|| {
+            invalid("drmContent.profile is required (with distributionMode)".into())
+        })?;
+        // Values are free text (NAGRA lists VOD/live-style modes); keyplex only needs it set.
+        if profile
+            .distribution_mode
+            .as_deref()
+            .is_none_or(|m| m.trim().is_empty())
+        {
+            return Err(invalid(
+                "drmContent.profile.distributionMode is required".into(),
+            ));
+        }
+        let streaming_mode = match profile.streaming_mode.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(m) if m.eq_ignore_ascii_case("HLS") => Some(StreamingMode::Hls),
+            Some(m) if m.eq_ignore_ascii_case("DASH") => Some(StreamingMode::Dash),
+            Some(m) => {
+                return Err(invalid(format!(
+                    "drmContent.profile.streamingMode {:?} is not HLS or DASH (or absent)",
+                    truncate(m)
+                )));
+            }
+        };
+        let emi = match profile.emi {
+            None => None,
+            Some(wire::Emi::Number(n)) => Some(n),
+            Some(wire::Emi::Text(t)) if t.trim().is_empty() => None,
+            Some(wire::Emi::Text(t)) => Some(t.trim().parse::<u32>().map_err(|_| {
+                invalid(format!(
+                    "drmContent.profile.emi {:?} is not a number",
+                    truncate(&t)
+                ))
+            })?),
+        };
+
+        let (supplied, timestamp) = match w.scheduled_key {
+            None => (None, None),
+            Some(sk) => parse_scheduled_key(sk)?,
+        };
+
+        let drm_list = match w.drm_list {
+            None => None,
+            Some(list) if list.is_empty() => None,
+            Some(list) => {
+                let mut systems = Vec::with_capacity(list.len());
+                for raw in &list {
+                    let id = uuid::Uuid::parse_str(raw.trim()).map_err(|_| {
+                        invalid(format!(
+                            "drmList entry {:?} is not a DRM system id (UUID)",
+                            truncate(raw)
+                        ))
+                    })?;
+                    let system = DrmSystem::from_system_id(&id).ok_or_else(|| {
+                        unsupported_drm(format!("unknown DRM system id {id} in drmList"))
+                    })?;
+                    if !systems.contains(&system) {
+                        systems.push(system);
+                    }
+                }
+                Some(systems)
+            }
+        };
+        Ok(Self {
+            content_id,
+            streaming_mode,
+            emi,
+            supplied,
+            timestamp,
+            drm_list,
+        })
+    }
+}
+
+fn parse_scheduled_key(
+    sk: wire::ScheduledKey,
+) -> Result<(Option<SuppliedKey>, Option<OffsetDateTime>), NagraJson> {
+    let timestamp = match sk.timestamp.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(t) => Some(
+            OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).map_err(
+                |_| {
+                    invalid(format!(
+                        "scheduledKey.timestamp {:?} is not an RFC 3339 date-time",
+                        truncate(t)
+                    ))
+                },
+            )?,
+        ),
+    };
+    let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    let (key_id, key_value, iv) = (nonempty(sk.key_id), nonempty(sk.key_value), nonempty(sk.iv));
+    let supplied = match (key_id, key_value) {
+        (None, None) => {
+            if iv.is_some() {
+                return Err(invalid(
+                    "scheduledKey.iv is only accepted with keyId and keyValue".into(),
+                ));
+            }
+            None
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(invalid(
+                "scheduledKey needs both keyId and keyValue to supply a key (or neither)".into(),
+            ));
+        }
+        (Some(key_id), Some(key_value)) => {
+            let kid: KeyId = key_id
+                .parse()
+                .map_err(|e| invalid(format!("scheduledKey.keyId: {e}")))?;
+            // Messages never repeat the value: it is key material.
+            let key = B64
+                .decode(key_value.trim())
+                .ok()
+                .and_then(|b| ContentKeyValue::from_slice(&b).ok())
+                .ok_or_else(|| {
+                    invalid("scheduledKey.keyValue must be 16 bytes in base64".into())
+                })?;
+            let iv = iv
+                .map(|iv| {
+                    B64.decode(iv.trim())
+                        .ok()
+                        .and_then(|b| Iv::from_slice(&b).ok())
+                        .ok_or_else(|| invalid("scheduledKey.iv must be 16 bytes in base64".into()))
+                })
+                .transpose()?;
+            Some(SuppliedKey { kid, key, iv })
+        }
+    };
+    Ok((supplied, timestamp))
+}
+
+/// VOD when the tenant does not rotate keys; otherwise the period the timestamp (default
+/// now) falls in.
+fn key_period(
+    tenant: &Tenant,
+    timestamp: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Result<KeyPeriod, NagraJson> {
+    let Some(period_seconds) = tenant.config.crypto_period_seconds else {
+        return Ok(KeyPeriod::Vod);
+    };
+    let at = timestamp.unwrap_or(now);
+    if (at - now).abs() > MAX_TIMESTAMP_DISTANCE {
+        return Err(NagraJson::new(
+            ApiError::BadRequest(format!(
+                "scheduledKey.timestamp is more than {} days from now",
+                MAX_TIMESTAMP_DISTANCE.whole_days()
+            )),
+            STATUS_TIMESTAMP_OUT_OF_RANGE,
+        ));
+    }
+    Ok(KeyPeriod::for_time(at.unix_timestamp(), period_seconds))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Which DRMs, with which signaling
+
+/// One `drmSignalization` entry to build: DASH signaling with one scheme and/or HLS signaling
+/// with another.
+#[derive(Debug)]
+struct Wanted {
+    system: DrmSystem,
+    dash: Option<EncryptionScheme>,
+    hls: Option<EncryptionScheme>,
+}
+
+/// FairPlay under either of its system ids.
+fn is_fairplay(s: DrmSystem) -> bool {
+    matches!(s, DrmSystem::FairPlay | DrmSystem::FairPlayLegacy)
+}
+
+fn mode_name(mode: Option<StreamingMode>) -> &'static str {
+    match mode {
+        None => "no streaming mode (HLS and DASH)",
+        Some(StreamingMode::Hls) => "HLS",
+        Some(StreamingMode::Dash) => "DASH",
+    }
+}
+
+fn signaling_plan(
+    api: Api,
+    tenant: &Tenant,
+    urls: &TenantUrls,
+    request: &Request,
+) -> Result<Vec<Wanted>, NagraJson> {
+    let has_prm = tenant.config.prm_template.is_some();
+    let mode = request.streaming_mode;
+    let wanted: Vec<Wanted> = match api {
+        Api::Cmaf => cmaf_plan(mode, request, has_prm)?,
+        Api::Key => key_plan(mode, request, has_prm),
+    };
+    // Every (system, scheme) must signal, and give the forms asked for. In a single-mode
+    // request (and on /cmaf, whose table names the forms) each form asked for must exist;
+    // with no mode on /key a DRM gets the forms it has.
+    let strict = mode.is_some() || api == Api::Cmaf;
+    let mut checked = Vec::with_capacity(wanted.len());
+    for mut w in wanted {
+        let dash_ok = match w.dash {
+            Some(scheme) => {
+                let s = probe(tenant, urls, w.system, scheme)?;
+                s.pssh.is_some() || s.content_protection_element.is_some()
+            }
+            None => false,
+        };
+        let hls_ok = match w.hls {
+            Some(scheme) => probe(tenant, urls, w.system, scheme)?.hls_media.is_some(),
+            None => false,
+        };
+        let complete = if strict {
+            (w.dash.is_none() || dash_ok) && (w.hls.is_none() || hls_ok)
+        } else {
+            dash_ok || hls_ok
+        };
+        if !complete {
+            let missing = if w.hls.is_some() && !hls_ok {
+                "HLS"
+            } else {
+                "DASH"
+            };
+            let hint = if w.system == DrmSystem::NagraPrm && missing == "HLS" {
+                " (the tenant's prm_template has no hls_key_uri)"
+            } else {
+                ""
+            };
+            return Err(unsupported_drm(format!(
+                "keyplex has no {missing} signaling for {} ({}) with {}{hint}",
+                w.system,
+                w.system.system_id(),
+                mode_name(mode)
+            )));
+        }
+        if !dash_ok {
+            w.dash = None;
+        }
+        if !hls_ok {
+            w.hls = None;
+        }
+        checked.push(w);
+    }
+    Ok(checked)
+}
+
+fn probe(
+    tenant: &Tenant,
+    urls: &TenantUrls,
+    system: DrmSystem,
+    scheme: EncryptionScheme,
+) -> Result<std::sync::Arc<DrmSignaling>, NagraJson> {
+    signaling::probe(tenant, urls, system, scheme).map_err(|e| match e {
+        ApiError::BadRequest(m) => unsupported_drm(m),
+        other => other.into(),
+    })
+}
+
+/// `/cmaf`: the table of section 3, enforced.
+fn cmaf_plan(
+    mode: Option<StreamingMode>,
+    request: &Request,
+    has_prm: bool,
+) -> Result<Vec<Wanted>, NagraJson> {
+    if let Some(emi) = request.emi.filter(|e| *e != EMI_CBCS) {
+        return Err(NagraJson::new(
+            ApiError::BadRequest(format!(
+                "EMI {emi} is not supported on /cmaf: CMAF signaling is CBCS only (EMI {EMI_CBCS}, or none)"
+            )),
+            STATUS_UNSUPPORTED_EMI,
+        ));
+    }
+    let cbcs = EncryptionScheme::Cbcs;
+    // (system, HLS signaling, DASH signaling) per the table; FairPlay's legacy id is FPS too.
+    let allowed = |s: DrmSystem| -> Option<(bool, bool)> {
+        let (hls, dash) = match s {
+            _ if is_fairplay(s) => (true, false),
+            DrmSystem::PlayReady => (false, true),
+            DrmSystem::NagraPrm | DrmSystem::Widevine => (true, true),
+            _ => return None,
+        };
+        match mode {
+            None => Some((hls, dash)),
+            Some(StreamingMode::Hls) => hls.then_some((true, false)),
+            Some(StreamingMode::Dash) => dash.then_some((false, true)),
+        }
+    };
+    let systems: Vec<DrmSystem> = match &request.drm_list {
+        Some(list) => list.clone(),
+        None => {
+            let all: &[DrmSystem] = match mode {
+                None => &[
+                    DrmSystem::FairPlay,
+                    DrmSystem::PlayReady,
+                    DrmSystem::NagraPrm,
+                    DrmSystem::Widevine,
+                ],
+                Some(StreamingMode::Hls) => &[
+                    DrmSystem::FairPlay,
+                    DrmSystem::NagraPrm,
+                    DrmSystem::Widevine,
+                ],
+                Some(StreamingMode::Dash) => &[
+                    DrmSystem::NagraPrm,
+                    DrmSystem::PlayReady,
+                    DrmSystem::Widevine,
+                ],
+            };
+            // PRM is in the defaults only for tenants that can signal it.
+            all.iter()
+                .copied()
+                .filter(|s| *s != DrmSystem::NagraPrm || has_prm)
+                .collect()
+        }
+    };
+    systems
+        .into_iter()
+        .map(|system| {
+            let (hls, dash) = allowed(system).ok_or_else(|| {
+                unsupported_drm(format!(
+                    "{system} ({}) is not part of CMAF signaling for {}: allowed are {}",
+                    system.system_id(),
+                    mode_name(mode),
+                    match mode {
+                        None => "FairPlay, PlayReady, PRM, Widevine",
+                        Some(StreamingMode::Hls) => "FairPlay, PRM, Widevine",
+                        Some(StreamingMode::Dash) => "PRM, PlayReady, Widevine",
+                    }
+                ))
+            })?;
+            Ok(Wanted {
+                system,
+                dash: dash.then_some(cbcs),
+                hls: hls.then_some(cbcs),
+            })
+        })
+        .collect()
+}
+
+/// `/key`: DASH is cenc, HLS cbcs (FairPlay only does cbcs); EMI 16426 asks for cbcs
+/// everywhere. Other EMI values are accepted and do not change the scheme (their NAGRA
+/// meaning is not public). Any DRM keyplex can signal for the mode may be listed.
+fn key_plan(mode: Option<StreamingMode>, request: &Request, has_prm: bool) -> Vec<Wanted> {
+    let dash_scheme = if request.emi == Some(EMI_CBCS) {
+        EncryptionScheme::Cbcs
+    } else {
+        EncryptionScheme::Cenc
+    };
+    let hls_scheme = EncryptionScheme::Cbcs;
+    let systems: Vec<DrmSystem> = match &request.drm_list {
+        Some(list) => list.clone(),
+        None => {
+            let all: &[DrmSystem] = match mode {
+                None => &[
+                    DrmSystem::Widevine,
+                    DrmSystem::PlayReady,
+                    DrmSystem::FairPlay,
+                    DrmSystem::NagraPrm,
+                ],
+                Some(StreamingMode::Hls) => &[
+                    DrmSystem::FairPlay,
+                    DrmSystem::Widevine,
+                    DrmSystem::NagraPrm,
+                ],
+                Some(StreamingMode::Dash) => &[
+                    DrmSystem::Widevine,
+                    DrmSystem::PlayReady,
+                    DrmSystem::NagraPrm,
+                ],
+            };
+            all.iter()
+                .copied()
+                .filter(|s| *s != DrmSystem::NagraPrm || has_prm)
+                .collect()
+        }
+    };
+    systems
+        .into_iter()
+        .map(|system| match mode {
+            Some(StreamingMode::Dash) => Wanted {
+                system,
+                dash: Some(dash_scheme),
+                hls: None,
+            },
+            Some(StreamingMode::Hls) => Wanted {
+                system,
+                dash: None,
+                hls: Some(hls_scheme),
+            },
+            // Both: as in the CMAF table, PlayReady is signaled on the DASH side only.
+            None => Wanted {
+                system,
+                dash: (!is_fairplay(system)).then_some(dash_scheme),
+                hls: (system != DrmSystem::PlayReady).then_some(hls_scheme),
+            },
+        })
+        .collect()
+}
+
+fn signalization(
+    tenant: &Tenant,
+    urls: &TenantUrls,
+    key: &ContentKey,
+    want: &Wanted,
+) -> Result<wire::DrmSignalization, ApiError> {
+    let mut out = wire::DrmSignalization {
+        system_id: want.system.system_id().hyphenated().to_string(),
+        pssh: None,
+        content_protection: None,
+        key_uri: None,
+        ext_x_key: None,
+    };
+    if let Some(scheme) = want.dash {
+        let s = signaling::for_key(tenant, urls, want.system, key, scheme)?;
+        out.pssh = s.pssh.map(|p| B64.encode(p));
+        out.content_protection = s.content_protection_element;
+    }
+    if let Some(scheme) = want.hls {
+        let s = signaling::for_key(tenant, urls, want.system, key, scheme)?;
+        out.key_uri = s.hls_key_uri;
+        out.ext_x_key = s.hls_media;
+    }
+    Ok(out)
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// The JSON as it travels. Only [`Request::from_wire`] reads these; nothing here derives
+/// `Debug`, because `keyValue` is key material.
+mod wire {
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Request {
+        pub drm_content: Option<DrmContent>,
+        pub scheduled_key: Option<ScheduledKey>,
+        pub drm_list: Option<Vec<String>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct DrmContent {
+        pub drm_content_id: Option<String>,
+        pub profile: Option<Profile>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Profile {
+        pub distribution_mode: Option<String>,
+        pub streaming_mode: Option<String>,
+        pub emi: Option<Emi>,
+    }
+
+    /// A number; a string of digits is tolerated.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    pub enum Emi {
+        Number(u32),
+        Text(String),
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ScheduledKey {
+        pub key_id: Option<String>,
+        pub key_value: Option<String>,
+        pub iv: Option<String>,
+        pub timestamp: Option<String>,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Response {
+        pub status: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub error_message: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub content_key: Option<ContentKey>,
+        pub drm_signalization: Vec<DrmSignalization>,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ContentKey {
+        pub key_id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub key_value: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub iv: Option<String>,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct DrmSignalization {
+        pub system_id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub pssh: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub content_protection: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub key_uri: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub ext_x_key: Option<String>,
+    }
 }

@@ -1,10 +1,15 @@
 //! DRM signaling for one content key, with the tenant's settings. Every key interface goes
-//! through here so that all of them describe a key identically.
+//! through here so that all of them describe a key identically. Nagra PRM, whose payload is
+//! not public, is built here from the tenant's `prm_template` rather than by `keyplex-drm`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use keyplex_drm::signal::{DrmSignaling, SignalKey, SignalOptions, signal};
 use keyplex_drm::system::DrmSystem;
-use keyplex_types::{ContentKey, EncryptionScheme};
+use keyplex_types::{ContentKey, EncryptionScheme, KeyId};
 
+use crate::config::PrmTemplate;
 use crate::error::ApiError;
 use crate::state::{AppState, Tenant};
 
@@ -48,9 +53,59 @@ pub fn preflight(
     system: DrmSystem,
     scheme: EncryptionScheme,
 ) -> Result<(), ApiError> {
+    probe(tenant, urls, system, scheme).map(|_| ())
+}
+
+/// A probe's outcome: the signaling forms, or the client-facing reason there are none.
+type ProbeResult = Result<Arc<DrmSignaling>, String>;
+
+/// Memo of [`probe`] results for one tenant.
+#[derive(Default)]
+pub struct ProbeCache(std::sync::Mutex<HashMap<(DrmSystem, EncryptionScheme), ProbeResult>>);
+
+/// The signaling `system` would get with `scheme` for this tenant, built for an all-zero
+/// probe key: tells an interface which forms (pssh, DASH, HLS) a system has before any key
+/// exists. Errors are the client's (400): unknown to keyplex, wrong scheme, no template.
+/// Memoized per tenant: the answer depends only on the tenant's settings.
+pub fn probe(
+    tenant: &Tenant,
+    urls: &TenantUrls,
+    system: DrmSystem,
+    scheme: EncryptionScheme,
+) -> Result<Arc<DrmSignaling>, ApiError> {
+    let cached = tenant
+        .probes
+        .0
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&(system, scheme)).cloned());
+    let result = match cached {
+        Some(result) => result,
+        None => {
+            let result = probe_uncached(tenant, urls, system, scheme).map(Arc::new);
+            if let Ok(mut m) = tenant.probes.0.lock() {
+                m.insert((system, scheme), result.clone());
+            }
+            result
+        }
+    };
+    result.map_err(ApiError::BadRequest)
+}
+
+fn probe_uncached(
+    tenant: &Tenant,
+    urls: &TenantUrls,
+    system: DrmSystem,
+    scheme: EncryptionScheme,
+) -> Result<DrmSignaling, String> {
+    let probe_kid = keyplex_types::KeyId::from_bytes([0; 16]);
+    if system == DrmSystem::NagraPrm {
+        let template = prm_template(tenant).map_err(|e| e.to_string())?;
+        return prm_signaling(template, probe_kid, "preflight", scheme).map_err(|e| e.to_string());
+    }
     let probe_key = keyplex_types::ContentKeyValue::from_bytes([0; 16]);
     let probe = [SignalKey {
-        kid: keyplex_types::KeyId::from_bytes([0; 16]),
+        kid: probe_kid,
         key: &probe_key,
         iv: keyplex_types::Iv::from_bytes([0; 16]),
     }];
@@ -59,8 +114,7 @@ pub fn preflight(
         &probe,
         &options(tenant, urls, "preflight", scheme, None),
     )
-    .map(|_| ())
-    .map_err(|e| ApiError::BadRequest(e.to_string()))
+    .map_err(|e| e.to_string())
 }
 
 pub fn options<'a>(
@@ -81,7 +135,7 @@ pub fn options<'a>(
     }
 }
 
-/// Signaling of `system` for one stored key.
+/// Signaling of `system` for one stored key (Nagra PRM from the tenant's template).
 pub fn for_key(
     tenant: &Tenant,
     urls: &TenantUrls,
@@ -89,6 +143,14 @@ pub fn for_key(
     key: &ContentKey,
     scheme: EncryptionScheme,
 ) -> Result<DrmSignaling, ApiError> {
+    if system == DrmSystem::NagraPrm {
+        return prm_signaling(
+            prm_template(tenant)?,
+            key.kid,
+            key.content_id.as_str(),
+            scheme,
+        );
+    }
     let period = key.period.index().and_then(|i| u32::try_from(i).ok());
     let keys = [SignalKey {
         kid: key.kid,
@@ -101,4 +163,87 @@ pub fn for_key(
         &options(tenant, urls, key.content_id.as_str(), scheme, period),
     )
     .map_err(|e| ApiError::Internal(format!("signaling {system:?} failed after preflight: {e}")))
+}
+
+/// The tenant's PRM template, or the 4xx every interface answers without one.
+fn prm_template(tenant: &Tenant) -> Result<&PrmTemplate, ApiError> {
+    tenant.config.prm_template.as_ref().ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "PRM signaling needs a prm_template for this tenant (the Nagra PRM payload format is not public; configure [tenants.{}.prm_template])",
+            tenant.id
+        ))
+    })
+}
+
+/// Nagra PRM signaling from the tenant's template (config `prm_template`): a v0 pssh box
+/// with the PRM system id around the template's data, the template's `ContentProtection`
+/// (or the standard element around that box) and, when the template has a key URI, HLS
+/// lines. keyplex adds nothing PRM-specific of its own: it cannot, the format is private.
+fn prm_signaling(
+    template: &PrmTemplate,
+    kid: KeyId,
+    content_id: &str,
+    scheme: EncryptionScheme,
+) -> Result<DrmSignaling, ApiError> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
+    use keyplex_drm::dash::{content_protection_data, drm_content_protection_element};
+    use keyplex_drm::hls::{HlsKeyLine, HlsMethod};
+
+    let system = DrmSystem::NagraPrm;
+    // Validated when the configuration was loaded; checked again rather than trusted.
+    let data = B64
+        .decode(template.pssh_data_base64.trim())
+        .map_err(|_| ApiError::Internal("prm_template.pssh_data_base64 is not base64".into()))?;
+    let pssh = keyplex_drm::PsshBox::v0(system.system_id(), data.clone());
+    let pssh_b64 = pssh.to_base64();
+    let fill = |text: &str| {
+        text.replace("{kid_hex}", &kid.to_hex())
+            .replace("{kid}", &kid.to_string())
+            .replace("{content_id}", content_id)
+            .replace("{pssh_data}", &B64.encode(&data))
+            .replace("{pssh}", &pssh_b64)
+    };
+    let element = match &template.content_protection {
+        Some(t) => fill(t),
+        None => drm_content_protection_element(system, Some(&pssh), None, None),
+    };
+    let mut out = DrmSignaling {
+        system,
+        pssh: Some(pssh.to_bytes()),
+        content_protection_data: Some(content_protection_data(system, Some(&pssh), None, None)),
+        content_protection_element: Some(element),
+        hls_key_uri: None,
+        hls_keyformat: None,
+        hls_keyformatversions: None,
+        hls_media: None,
+        hls_master: None,
+        smooth_streaming_header: None,
+    };
+    let method = match scheme {
+        EncryptionScheme::Cbcs => Some(HlsMethod::SampleAes),
+        EncryptionScheme::Cenc => Some(HlsMethod::SampleAesCtr),
+        EncryptionScheme::Cens | EncryptionScheme::Cbc1 => None,
+    };
+    if let (Some(uri), Some(method)) = (&template.hls_key_uri, method) {
+        let line = HlsKeyLine {
+            method,
+            uri: fill(uri),
+            iv: None,
+            key_id: Some(kid),
+            keyformat: Some(
+                template
+                    .hls_keyformat
+                    .clone()
+                    .unwrap_or_else(|| system.scheme_id_uri()),
+            ),
+            keyformatversions: Some("1".to_owned()),
+        };
+        out.hls_key_uri = Some(line.uri.clone());
+        out.hls_keyformat = line.keyformat.clone();
+        out.hls_keyformatversions = line.keyformatversions.clone();
+        out.hls_media = Some(line.to_ext_x_key());
+        out.hls_master = Some(line.to_ext_x_session_key());
+    }
+    Ok(out)
 }

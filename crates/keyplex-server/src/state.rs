@@ -16,6 +16,9 @@ pub struct Tenant {
     pub id: TenantId,
     pub config: TenantConfig,
     pub auth: PackagerAuth,
+    /// What `signaling::probe` found per (system, scheme): it depends only on this tenant's
+    /// settings, and every key request asks it before touching the store.
+    pub(crate) probes: crate::signaling::ProbeCache,
 }
 
 #[derive(Clone)]
@@ -42,6 +45,7 @@ impl AppState {
                     id,
                     config: tc.clone(),
                     auth,
+                    probes: crate::signaling::ProbeCache::default(),
                 },
             );
         }
@@ -81,6 +85,12 @@ impl AppState {
             .ok()
             .and_then(|id| self.inner.tenants.get(&id))
             .ok_or_else(|| ApiError::NotFound(format!("unknown tenant {:?}", truncate(name))))
+    }
+
+    /// Every configured tenant (for credentials checked outside [`Self::authenticate_packager`],
+    /// such as the GET-CPIX token, which must still tell "another tenant's" (403) from "wrong" (401)).
+    pub fn tenants(&self) -> impl Iterator<Item = &Tenant> {
+        self.inner.tenants.values()
     }
 
     /// Authenticates a packager for `tenant`: 401 for missing or wrong credentials, 403 for

@@ -376,6 +376,27 @@ async fn by_slot_supplied<S: KeyStore>(store: &S) {
         again, created,
         "{scenario}: the same supplied key again is accepted"
     );
+    // NAGRA `scheduledKey` retried without its IV: the kid and key are supplied, the IV is
+    // a fresh candidate keyplex generated, which must neither conflict nor replace the IV.
+    let retried_without_iv = ensure_one(
+        store,
+        &tenant,
+        KeyRequest::BySlot {
+            slot: key_slot.clone(),
+            candidate: KeyMaterial {
+                iv: random::new_iv().unwrap(),
+                ..material.clone()
+            },
+            supplied: true,
+            iv_supplied: false,
+        },
+        scenario,
+    )
+    .await;
+    assert_eq!(
+        retried_without_iv, created,
+        "{scenario}: the supplied key retried without an IV is accepted, IV unchanged"
+    );
     let unsupplied = ensure_one(
         store,
         &tenant,

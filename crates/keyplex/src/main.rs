@@ -1,5 +1,7 @@
 //! The `keyplex` command: a thin shell over the library crates.
 
+mod client;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -39,6 +41,28 @@ enum Command {
         #[command(subcommand)]
         command: PsshCommand,
     },
+    /// The packager side: ask a CPIX key server for keys and signaling.
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Ask for one key per track type and the chosen DRMs' signaling; print them as JSON
+    /// (key id, key and IV in hex and base64; per DRM the pssh with and without its box
+    /// header; the FairPlay key URI).
+    Cpix(client::ClientOptions),
+    /// Ask as `client cpix` does and print Shaka Packager raw-key arguments for the keys.
+    PackagerArgs {
+        #[command(flatten)]
+        options: client::ClientOptions,
+        /// Let the packager build the DRM signaling (`--protection_systems`) instead of
+        /// passing keyplex's pssh boxes (`--pssh`).
+        #[arg(long)]
+        generate_signaling: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -59,12 +83,41 @@ fn main() -> Result<()> {
         Command::Pssh {
             command: PsshCommand::Decode { input },
         } => pssh_decode(&input),
+        Command::Client { command } => client_command(command),
     }
+}
+
+fn client_command(command: ClientCommand) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match command {
+        ClientCommand::Cpix(options) => {
+            let keys = runtime.block_on(client::fetch(&options))?;
+            println!("{}", serde_json::to_string_pretty(&keys)?);
+        }
+        ClientCommand::PackagerArgs {
+            options,
+            generate_signaling,
+        } => {
+            let keys = runtime.block_on(client::fetch(&options))?;
+            let query = client::KeyQuery::from_options(&options)?;
+            for note in client::packager_notes(&keys) {
+                eprintln!("note: {note}");
+            }
+            println!(
+                "{}",
+                client::packager_args(&keys, &query.drms, generate_signaling).join(" ")
+            );
+        }
+    }
+    Ok(())
 }
 
 fn pssh_decode(input: &str) -> Result<()> {
     let compact: String = input.split_whitespace().collect();
-    let bytes = if compact.len() % 2 == 0 && compact.chars().all(|c| c.is_ascii_hexdigit()) {
+    let bytes = if compact.len().is_multiple_of(2) && compact.chars().all(|c| c.is_ascii_hexdigit())
+    {
         hex::decode(&compact).context("invalid hex")?
     } else {
         let std = base64::engine::general_purpose::STANDARD.decode(&compact);

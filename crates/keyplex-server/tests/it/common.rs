@@ -12,10 +12,12 @@ basic = [{ user = "packager", password = "s3cret-acme" }]
 jwt = { hs256_secret = "a-long-shared-secret-for-acme", rs256_public_key_pem = "@RS256", es256_public_key_pem = "@ES256" }
 playready_la_url = "https://acme.example/prls/contentlicenseservice/v1/licenses"
 widevine_provider = "acme"
+sigv4 = [{ access_key_id = "AKIDACME", secret_access_key = "acme-sigv4-secret", region = "us-east-1", service = "execute-api" }]
 
 [tenants.globex]
 basic = [{ user = "packager", password = "s3cret-globex" }]
 jwt = { hs256_secret = "another-long-secret-for-globex" }
+sigv4 = [{ access_key_id = "AKIDGLOBEX", secret_access_key = "globex-sigv4-secret", region = "eu-west-1", service = "execute-api" }]
 
 [tenants.initech]
 basic = [{ user = "packager", password = "s3cret-initech" }]

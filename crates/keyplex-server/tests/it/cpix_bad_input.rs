@@ -192,3 +192,14 @@ async fn assert_nothing_stored(server: &TestServer, kid: &str) {
     .await;
     assert_eq!(plain_keys(&doc).len(), 1);
 }
+
+#[tokio::test]
+async fn period_index_beyond_32_bits() {
+    let server = TestServer::start().await;
+    let kid = "bbbbbbbb-0000-4000-8000-000000000009";
+    let req = format!(
+        r#"<cpix:CPIX contentId="huge-period" {NS}><cpix:ContentKeyList><cpix:ContentKey kid="{kid}"/></cpix:ContentKeyList><cpix:ContentKeyPeriodList><cpix:ContentKeyPeriod id="p" index="99999999999999999"/></cpix:ContentKeyPeriodList><cpix:ContentKeyUsageRuleList><cpix:ContentKeyUsageRule kid="{kid}"><cpix:KeyPeriodFilter periodId="p"/></cpix:ContentKeyUsageRule></cpix:ContentKeyUsageRuleList></cpix:CPIX>"#
+    );
+    rejected(&server, req, 400, "index").await;
+    assert_nothing_stored(&server, kid).await;
+}
