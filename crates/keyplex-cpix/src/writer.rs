@@ -46,7 +46,8 @@ pub fn write_document(doc: &CpixDocument) -> String {
     // Writing into a Vec<u8> cannot fail, and every piece written is a &str, so the fallbacks
     // below only keep the function total.
     match out.document(doc) {
-        Ok(()) => String::from_utf8_lossy(&out.xml.into_inner()).into_owned(),
+        Ok(()) => String::from_utf8(out.xml.into_inner())
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
         Err(_) => String::new(),
     }
 }

@@ -455,11 +455,11 @@ impl PlayReadyObject {
 
     /// An object with one header record: the XML in UTF-16LE without a byte-order mark.
     pub fn from_header(header: &PlayReadyHeader) -> Self {
-        let value = header
-            .to_xml()
-            .encode_utf16()
-            .flat_map(u16::to_le_bytes)
-            .collect();
+        let xml = header.to_xml();
+        let mut value = Vec::with_capacity(xml.len() * 2);
+        for unit in xml.encode_utf16() {
+            value.extend_from_slice(&unit.to_le_bytes());
+        }
         Self {
             records: vec![PlayReadyRecord {
                 record_type: Self::RECORD_TYPE_HEADER,

@@ -14,7 +14,7 @@ use crate::hls::{
     HlsKeyLine, HlsMethod, KEYFORMAT_CLEARKEY, KEYFORMAT_FAIRPLAY, KEYFORMAT_IDENTITY,
     KEYFORMAT_PLAYREADY, KEYFORMAT_WIDEVINE,
 };
-use crate::playready::{PlayReadyObject, playready_header_for, playready_pssh};
+use crate::playready::{PlayReadyObject, playready_header_for};
 use crate::widevine::widevine_pssh;
 use crate::{DrmError, DrmSystem, PsshBox};
 
@@ -41,6 +41,28 @@ pub struct SignalOptions<'a> {
     /// the key id (8-4-4-4-12).
     pub hls_aes128_key_url: Option<&'a str>,
     pub crypto_period_index: Option<u32>,
+    /// Which forms to build. The PSSH box is always built (every other form derives from
+    /// it); skipping unwanted forms saves the base64 and XML work on hot request paths.
+    pub forms: SignalForms,
+}
+
+/// The forms of signaling a caller wants besides the PSSH box.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignalForms {
+    /// `content_protection_data` and `content_protection_element`.
+    pub dash: bool,
+    /// `hls_*` fields.
+    pub hls: bool,
+    /// `smooth_streaming_header`.
+    pub smooth: bool,
+}
+
+impl SignalForms {
+    pub const ALL: Self = Self {
+        dash: true,
+        hls: true,
+        smooth: true,
+    };
 }
 
 /// Every form of signaling of one DRM system for a set of keys. `None` means the system has
@@ -115,7 +137,7 @@ pub fn signal(
                 scheme_field,
                 opts.crypto_period_index,
             );
-            set_dash(&mut out, system, &pssh, None, None);
+            set_dash(opts.forms, &mut out, system, &pssh, None, None);
             let method = match scheme {
                 EncryptionScheme::Cbcs => Some(HlsMethod::SampleAes),
                 EncryptionScheme::Cenc => Some(HlsMethod::SampleAesCtr),
@@ -123,6 +145,7 @@ pub fn signal(
             };
             if let Some(method) = method {
                 set_hls(
+                    opts.forms,
                     &mut out,
                     &HlsKeyLine {
                         method,
@@ -140,12 +163,21 @@ pub fn signal(
             let pairs: Vec<(KeyId, &ContentKeyValue)> =
                 keys.iter().map(|k| (k.kid, k.key)).collect();
             let header = playready_header_for(&pairs, scheme, opts.playready_la_url);
-            let pssh = playready_pssh(&header, false)?;
+            header.validate()?;
+            // One PlayReady Object serves the pssh box (v0, Shaka style), DASH, HLS and MSS.
             let pro = PlayReadyObject::from_header(&header).to_bytes()?;
-            let pro_b64 = B64.encode(&pro);
-            set_dash(&mut out, system, &pssh, Some(&pro), None);
+            let pssh = PsshBox::v0(system.system_id(), pro.clone());
+            let needs_b64 =
+                opts.forms.smooth || (opts.forms.hls && scheme == EncryptionScheme::Cbcs);
+            let pro_b64 = if needs_b64 {
+                B64.encode(&pro)
+            } else {
+                String::new()
+            };
+            set_dash(opts.forms, &mut out, system, &pssh, Some(&pro), None);
             if scheme == EncryptionScheme::Cbcs {
                 set_hls(
+                    opts.forms,
                     &mut out,
                     &HlsKeyLine {
                         method: HlsMethod::SampleAes,
@@ -157,12 +189,15 @@ pub fn signal(
                     },
                 );
             }
-            out.smooth_streaming_header = Some(pro_b64);
+            if opts.forms.smooth {
+                out.smooth_streaming_header = Some(pro_b64);
+            }
             out.pssh = Some(pssh.to_bytes());
         }
         DrmSystem::FairPlay | DrmSystem::FairPlayLegacy => {
             require_scheme(system, scheme, &[EncryptionScheme::Cbcs])?;
             set_hls(
+                opts.forms,
                 &mut out,
                 &HlsKeyLine {
                     method: HlsMethod::SampleAes,
@@ -176,16 +211,18 @@ pub fn signal(
         }
         DrmSystem::CommonPssh => {
             let pssh = common_pssh(&kids);
-            set_dash(&mut out, system, &pssh, None, None);
+            set_dash(opts.forms, &mut out, system, &pssh, None, None);
             out.pssh = Some(pssh.to_bytes());
         }
         DrmSystem::ClearKeyDashIf => {
             out.pssh = Some(common_pssh(&kids).to_bytes());
             let la_url = opts.clearkey_la_url.filter(|u| !u.is_empty());
-            out.content_protection_element =
-                Some(drm_content_protection_element(system, None, None, la_url));
-            out.content_protection_data =
-                la_url.map(|u| content_protection_data(system, None, None, Some(u)));
+            if opts.forms.dash {
+                out.content_protection_element =
+                    Some(drm_content_protection_element(system, None, None, la_url));
+                out.content_protection_data =
+                    la_url.map(|u| content_protection_data(system, None, None, Some(u)));
+            }
             let method = match scheme {
                 EncryptionScheme::Cbcs => Some(HlsMethod::SampleAes),
                 EncryptionScheme::Cenc => Some(HlsMethod::SampleAesCtr),
@@ -193,6 +230,7 @@ pub fn signal(
             };
             if let Some(method) = method {
                 set_hls(
+                    opts.forms,
                     &mut out,
                     &HlsKeyLine {
                         method,
@@ -222,6 +260,7 @@ pub fn signal(
                 },
             )?;
             set_hls(
+                opts.forms,
                 &mut out,
                 &HlsKeyLine {
                     method,
@@ -252,12 +291,16 @@ fn require_scheme(
 }
 
 fn set_dash(
+    forms: SignalForms,
     out: &mut DrmSignaling,
     system: DrmSystem,
     pssh: &PsshBox,
     pro: Option<&[u8]>,
     la_url: Option<&str>,
 ) {
+    if !forms.dash {
+        return;
+    }
     out.content_protection_data = Some(content_protection_data(system, Some(pssh), pro, la_url));
     out.content_protection_element = Some(drm_content_protection_element(
         system,
@@ -267,7 +310,10 @@ fn set_dash(
     ));
 }
 
-fn set_hls(out: &mut DrmSignaling, line: &HlsKeyLine) {
+fn set_hls(forms: SignalForms, out: &mut DrmSignaling, line: &HlsKeyLine) {
+    if !forms.hls {
+        return;
+    }
     out.hls_key_uri = Some(line.uri.clone());
     out.hls_keyformat = line.keyformat.clone();
     out.hls_keyformatversions = line.keyformatversions.clone();
@@ -295,6 +341,7 @@ mod tests {
             clearkey_la_url: None,
             hls_aes128_key_url: None,
             crypto_period_index: None,
+            forms: SignalForms::ALL,
         }
     }
 
@@ -650,5 +697,67 @@ mod tests {
             err.to_string(),
             "FairPlay does not support the cenc protection scheme"
         );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod forms_tests {
+    use super::*;
+
+    #[test]
+    fn only_the_wanted_forms_are_built_and_they_equal_the_full_build() {
+        let key = ContentKeyValue::from_bytes([7; 16]);
+        let keys = [SignalKey {
+            kid: KeyId::from_bytes([1; 16]),
+            key: &key,
+            iv: Iv::from_bytes([2; 16]),
+        }];
+        let full_opts = SignalOptions {
+            scheme: EncryptionScheme::Cbcs,
+            content_id: "movie",
+            widevine_provider: Some("p"),
+            playready_la_url: Some("https://la.example/"),
+            clearkey_la_url: Some("https://ck.example/"),
+            hls_aes128_key_url: None,
+            crypto_period_index: None,
+            forms: SignalForms::ALL,
+        };
+        for system in [
+            DrmSystem::Widevine,
+            DrmSystem::PlayReady,
+            DrmSystem::ClearKeyDashIf,
+        ] {
+            let full = signal(system, &keys, &full_opts).unwrap();
+            let pssh_only = SignalOptions {
+                forms: SignalForms {
+                    dash: false,
+                    hls: false,
+                    smooth: false,
+                },
+                ..full_opts
+            };
+            let only = signal(system, &keys, &pssh_only).unwrap();
+            assert_eq!(only.pssh, full.pssh, "{system:?}");
+            assert!(
+                only.content_protection_data.is_none() && only.content_protection_element.is_none()
+            );
+            assert!(only.hls_media.is_none() && only.hls_key_uri.is_none());
+            assert!(only.smooth_streaming_header.is_none());
+            let dash = SignalOptions {
+                forms: SignalForms {
+                    dash: true,
+                    hls: false,
+                    smooth: false,
+                },
+                ..full_opts
+            };
+            let dash = signal(system, &keys, &dash).unwrap();
+            assert_eq!(dash.content_protection_data, full.content_protection_data);
+            assert_eq!(
+                dash.content_protection_element,
+                full.content_protection_element
+            );
+        }
     }
 }

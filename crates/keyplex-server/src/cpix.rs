@@ -22,7 +22,7 @@ use keyplex_cpix::model::{
     Playlist, UsageRule, VideoFilter,
 };
 use keyplex_crypto::delivery::{DocumentKeys, RecipientKey};
-use keyplex_drm::signal::DrmSignaling;
+use keyplex_drm::signal::{DrmSignaling, SignalForms};
 use keyplex_drm::system::DrmSystem;
 use keyplex_types::{
     ContentId, ContentKey, EncryptionScheme, KeyId, KeyPeriod, KeySlot, TrackType,
@@ -267,7 +267,8 @@ pub async fn exchange_with(
         let key = by_kid.get(&drm.kid.id).ok_or_else(|| {
             ApiError::Internal(format!("no stored key for DRMSystem kid {}", drm.kid.id))
         })?;
-        let signal = signaling::for_key(tenant, &urls, system, key, scheme)?;
+        let signal =
+            signaling::for_key_forms(tenant, &urls, system, key, scheme, wanted_forms(drm))?;
         if profile.answer_everything_asked && !asked_nothing(drm) && signal.pssh.is_some() {
             drm.pssh.get_or_insert_with(String::new);
         }
@@ -531,6 +532,25 @@ fn rename_kids(doc: &mut CpixDocument, renames: &HashMap<KeyId, KeyId>) {
     }
     for r in doc.usage_rules.iter_mut().flatten() {
         rename(&mut r.kid);
+    }
+}
+
+/// The signaling forms a `DRMSystem` asks for (all of them when it names none).
+fn wanted_forms(drm: &DrmSystemEntry) -> SignalForms {
+    if asked_nothing(drm) {
+        return SignalForms::ALL;
+    }
+    let ext = |names: &[&str]| {
+        drm.extensions
+            .iter()
+            .any(|e| names.contains(&e.local_name.as_str()))
+    };
+    SignalForms {
+        dash: drm.content_protection_data.is_some(),
+        hls: !drm.hls_signaling.is_empty()
+            || drm.uri_ext_x_key.is_some()
+            || ext(&["KeyFormat", "KeyFormatVersions"]),
+        smooth: drm.smooth_streaming.is_some() || ext(&["ProtectionHeader"]),
     }
 }
 

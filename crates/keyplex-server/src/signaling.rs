@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use keyplex_drm::signal::{DrmSignaling, SignalKey, SignalOptions, signal};
+use keyplex_drm::signal::{DrmSignaling, SignalForms, SignalKey, SignalOptions, signal};
 use keyplex_drm::system::DrmSystem;
 use keyplex_types::{ContentKey, EncryptionScheme, KeyId};
 
@@ -132,6 +132,7 @@ pub fn options<'a>(
         clearkey_la_url: Some(urls.clearkey_la_url.as_str()),
         hls_aes128_key_url: Some(urls.hls_key_url.as_str()),
         crypto_period_index,
+        forms: SignalForms::ALL,
     }
 }
 
@@ -142,6 +143,18 @@ pub fn for_key(
     system: DrmSystem,
     key: &ContentKey,
     scheme: EncryptionScheme,
+) -> Result<DrmSignaling, ApiError> {
+    for_key_forms(tenant, urls, system, key, scheme, SignalForms::ALL)
+}
+
+/// [`for_key`], building only the `forms` the caller will use (the PSSH box always).
+pub fn for_key_forms(
+    tenant: &Tenant,
+    urls: &TenantUrls,
+    system: DrmSystem,
+    key: &ContentKey,
+    scheme: EncryptionScheme,
+    forms: SignalForms,
 ) -> Result<DrmSignaling, ApiError> {
     if system == DrmSystem::NagraPrm {
         return prm_signaling(
@@ -157,12 +170,13 @@ pub fn for_key(
         key: &key.key,
         iv: key.iv,
     }];
-    signal(
-        system,
-        &keys,
-        &options(tenant, urls, key.content_id.as_str(), scheme, period),
-    )
-    .map_err(|e| ApiError::Internal(format!("signaling {system:?} failed after preflight: {e}")))
+    let opts = SignalOptions {
+        forms,
+        ..options(tenant, urls, key.content_id.as_str(), scheme, period)
+    };
+    signal(system, &keys, &opts).map_err(|e| {
+        ApiError::Internal(format!("signaling {system:?} failed after preflight: {e}"))
+    })
 }
 
 /// The tenant's PRM template, or the 4xx every interface answers without one.

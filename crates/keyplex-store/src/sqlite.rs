@@ -296,7 +296,7 @@ impl SqliteStore {
 
 #[async_trait]
 impl KeyStore for SqliteStore {
-    #[tracing::instrument(skip_all, fields(tenant = %tenant, requests = requests.len()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, requests = requests.len()))]
     async fn ensure_keys(
         &self,
         tenant: &TenantId,
@@ -336,7 +336,7 @@ impl KeyStore for SqliteStore {
         Ok(keys)
     }
 
-    #[tracing::instrument(skip_all, fields(tenant = %tenant, kid = %kid))]
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, kid = %kid))]
     async fn get_key(&self, tenant: &TenantId, kid: &KeyId) -> Result<Option<ContentKey>> {
         if let Some(key) = self.cache.get(tenant, kid) {
             return Ok(Some(key));
@@ -353,7 +353,7 @@ impl KeyStore for SqliteStore {
         Ok(key)
     }
 
-    #[tracing::instrument(skip_all, fields(tenant = %tenant, content_id = %content_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, content_id = %content_id))]
     async fn list_keys(&self, tenant: &TenantId, content_id: &ContentId) -> Result<Vec<KeyInfo>> {
         let rows = sqlx::query(
             "SELECT k.kid, k.track_type, k.period, k.origin, k.created_at, s.kid IS NOT NULL AS slotted \
