@@ -291,3 +291,30 @@ pub fn authenticate_request(
 fn truncate(s: &str) -> String {
     s.chars().take(64).collect()
 }
+
+/// The prologue of every packager POST: the tenant named in the path (404), the body within
+/// the size limit (413), then the credentials (401/403) — Basic, JWT or SigV4, which signs the
+/// body and so needs it first.
+pub fn authenticate_packager_request<'s>(
+    state: &'s crate::state::AppState,
+    tenant: &str,
+    method: &axum::http::Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(&'s crate::state::Tenant, axum::body::Bytes), ApiError> {
+    let tenant = state.tenant(tenant)?;
+    let body = crate::body::read_body_bytes(state, body)?;
+    authenticate_request(
+        state,
+        tenant,
+        &RequestView {
+            method,
+            uri,
+            headers,
+            body: &body,
+        },
+        time::OffsetDateTime::now_utc(),
+    )?;
+    Ok((tenant, body))
+}

@@ -28,7 +28,8 @@ use keyplex_types::{
     ContentId, ContentKey, EncryptionScheme, KeyId, KeyPeriod, KeySlot, TrackType,
 };
 
-use crate::auth::{RequestView, authenticate_request};
+use crate::auth::authenticate_packager_request;
+use crate::body::require_body;
 use crate::error::{ApiError, PlainText};
 use crate::keys;
 use crate::signaling::{self, TenantUrls};
@@ -44,23 +45,12 @@ pub async fn post_cpix(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, PlainText> {
-    let tenant = state.tenant(&tenant)?;
-    let body = read_body_bytes(&state, body)?;
-    authenticate_request(
-        &state,
-        tenant,
-        &RequestView {
-            method: &method,
-            uri: &uri,
-            headers: &headers,
-            body: &body,
-        },
-        time::OffsetDateTime::now_utc(),
-    )?;
+    let (tenant, body) =
+        authenticate_packager_request(&state, &tenant, &method, &uri, &headers, body)?;
     if let Some(value) = headers.get(crate::speke::SPEKE_VERSION_HEADER) {
         return Ok(crate::speke::answer_header_version(&state, tenant, value, &body).await);
     }
-    let body = require_body(body)?;
+    let body = require_body(body, "a CPIX document")?;
     let request =
         keyplex_cpix::read_document(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let response = exchange(&state, tenant, request).await?;
@@ -78,38 +68,6 @@ pub fn xml_response(doc: &CpixDocument) -> Response {
         keyplex_cpix::write_document(doc),
     )
         .into_response()
-}
-
-/// Maps the body extractor's rejection to our error (413 with the configured limit).
-pub fn read_body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    require_body(read_body_bytes(state, body)?)
-}
-
-/// The body, or 413 over the configured limit. Read before authentication, because SigV4
-/// signs the body; an empty body is only refused after authentication ([`require_body`]).
-pub fn read_body_bytes(
-    state: &AppState,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Bytes, ApiError> {
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge {
-                limit: state.max_body_bytes(),
-            }
-        } else {
-            ApiError::BadRequest(format!("cannot read request body: {e}"))
-        }
-    })
-}
-
-/// 400 for an empty body.
-pub fn require_body(body: Bytes) -> Result<Bytes, ApiError> {
-    if body.is_empty() {
-        return Err(ApiError::BadRequest(
-            "empty request body: expected a CPIX document".into(),
-        ));
-    }
-    Ok(body)
 }
 
 /// Where the content id of a document comes from.

@@ -20,10 +20,12 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, Method};
+use axum::response::Response;
 
+use crate::auth::authenticate_packager_request;
+use crate::body::require_body;
 use crate::error::{ApiError, PlainText};
 use crate::state::AppState;
 
@@ -31,36 +33,16 @@ use crate::state::AppState;
 pub async fn post_key(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, PlainText> {
-    let tenant = state.tenant(&tenant)?;
-    state.authenticate_packager(tenant, &headers)?;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge {
-                limit: state.max_body_bytes(),
-            }
-        } else {
-            ApiError::BadRequest(format!("cannot read request body: {e}"))
-        }
-    })?;
-    if body.is_empty() {
-        return Err(ApiError::BadRequest(
-            "empty request body: expected a CPIX document (Harmonic key request)".into(),
-        )
-        .into());
-    }
+    let (tenant, body) =
+        authenticate_packager_request(&state, &tenant, &method, &uri, &headers, body)?;
+    let body = require_body(body, "a CPIX document (Harmonic key request)")?;
     let request =
         keyplex_cpix::read_document(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let response = crate::cpix::exchange(&state, tenant, request).await?;
-    Ok((
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/xml; charset=utf-8"),
-        )],
-        keyplex_cpix::write_document(&response),
-    )
-        .into_response())
+    Ok(crate::cpix::xml_response(&response))
 }

@@ -6,6 +6,7 @@
 //! interface uses.
 
 pub mod auth;
+pub mod body;
 pub mod config;
 pub mod cpix;
 pub mod error;

@@ -176,21 +176,11 @@ fn unsupported_drm(message: String) -> NagraJson {
 }
 
 fn read_body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, NagraJson> {
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            NagraJson::from(ApiError::PayloadTooLarge {
-                limit: state.max_body_bytes(),
-            })
-        } else {
-            invalid(format!("cannot read request body: {e}"))
-        }
-    })?;
-    if body.is_empty() {
-        return Err(invalid(
-            "empty request body: expected a JSON key-and-signalization request".into(),
-        ));
-    }
-    Ok(body)
+    let body = crate::body::read_body_bytes(state, body)?;
+    Ok(crate::body::require_body(
+        body,
+        "a JSON key-and-signalization request",
+    )?)
 }
 
 // ---------------------------------------------------------------------------------------------

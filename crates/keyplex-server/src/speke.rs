@@ -29,8 +29,8 @@ use keyplex_cpix::speke::{SpekeError, SpekeVersion, document_scheme, validate_v2
 use keyplex_drm::system::DrmSystem;
 use keyplex_types::EncryptionScheme;
 
-use crate::auth::{RequestView, authenticate_request};
-use crate::cpix::{ExchangeProfile, exchange_with, read_body_bytes, xml_response};
+use crate::auth::authenticate_packager_request;
+use crate::cpix::{ExchangeProfile, exchange_with, xml_response};
 use crate::error::{ApiError, PlainText};
 use crate::state::{AppState, Tenant};
 
@@ -49,7 +49,8 @@ pub async fn post_speke_v1(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, PlainText> {
-    let (tenant, body) = authenticated(&state, &tenant, &method, &uri, &headers, body)?;
+    let (tenant, body) =
+        authenticate_packager_request(&state, &tenant, &method, &uri, &headers, body)?;
     // An explicit 1.0 is v1; a v2 version on the v1 URL is a misconfiguration.
     let version = header_version(&headers)?;
     if version != SpekeVersion::V1 {
@@ -71,7 +72,8 @@ pub async fn post_speke_v2(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, PlainText> {
-    let (tenant, body) = authenticated(&state, &tenant, &method, &uri, &headers, body)?;
+    let (tenant, body) =
+        authenticate_packager_request(&state, &tenant, &method, &uri, &headers, body)?;
     if !headers.contains_key(SPEKE_VERSION_HEADER) {
         return Err(ApiError::Unprocessable(
             "Missing X-Speke-Version header: SPEKE v2 requests send X-Speke-Version 2.0 or 2.1"
@@ -209,30 +211,6 @@ fn check_scheme_compatibility(doc: &CpixDocument) -> Result<(), SpekeError> {
 }
 
 /// Tenant, body (413 over the limit) and authentication (which may need the body: SigV4).
-fn authenticated<'s>(
-    state: &'s AppState,
-    tenant: &str,
-    method: &Method,
-    uri: &axum::http::Uri,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<(&'s Tenant, Bytes), ApiError> {
-    let tenant = state.tenant(tenant)?;
-    let body = read_body_bytes(state, body)?;
-    authenticate_request(
-        state,
-        tenant,
-        &RequestView {
-            method,
-            uri,
-            headers,
-            body: &body,
-        },
-        time::OffsetDateTime::now_utc(),
-    )?;
-    Ok((tenant, body))
-}
-
 fn header_version(headers: &HeaderMap) -> Result<SpekeVersion, ApiError> {
     match headers.get(SPEKE_VERSION_HEADER) {
         None => Ok(SpekeVersion::V1),

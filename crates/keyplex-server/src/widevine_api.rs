@@ -99,15 +99,7 @@ fn refuse(status: &'static str, message: impl Into<String>) -> WidevineJson {
 }
 
 fn read_body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, WidevineJson> {
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge {
-                limit: state.max_body_bytes(),
-            }
-        } else {
-            ApiError::BadRequest(format!("cannot read request body: {e}"))
-        }
-    })?;
+    let body = crate::body::read_body_bytes(state, body)?;
     if body.is_empty() {
         return Err(refuse(
             "MALFORMED_REQUEST",

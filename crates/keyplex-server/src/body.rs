@@ -1,0 +1,36 @@
+//! Request bodies, the same way on every interface: the configured size limit (413), read
+//! before authentication because SigV4 signs the body, and empty bodies refused with a
+//! message that names what the interface expected.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The body, or 413 over the configured limit.
+pub fn read_body_bytes(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge {
+                limit: state.max_body_bytes(),
+            }
+        } else {
+            ApiError::BadRequest(format!("cannot read request body: {e}"))
+        }
+    })
+}
+
+/// 400 for an empty body; `expected` says what the interface wanted, e.g. "a CPIX document".
+pub fn require_body(body: Bytes, expected: &str) -> Result<Bytes, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "empty request body: expected {expected}"
+        )));
+    }
+    Ok(body)
+}
