@@ -504,34 +504,25 @@ fn cmaf_plan(
             Some(StreamingMode::Dash) => dash.then_some((false, true)),
         }
     };
-    let systems: Vec<DrmSystem> = match &request.drm_list {
-        Some(list) => list.clone(),
-        None => {
-            let all: &[DrmSystem] = match mode {
-                None => &[
-                    DrmSystem::FairPlay,
-                    DrmSystem::PlayReady,
-                    DrmSystem::NagraPrm,
-                    DrmSystem::Widevine,
-                ],
-                Some(StreamingMode::Hls) => &[
-                    DrmSystem::FairPlay,
-                    DrmSystem::NagraPrm,
-                    DrmSystem::Widevine,
-                ],
-                Some(StreamingMode::Dash) => &[
-                    DrmSystem::NagraPrm,
-                    DrmSystem::PlayReady,
-                    DrmSystem::Widevine,
-                ],
-            };
-            // PRM is in the defaults only for tenants that can signal it.
-            all.iter()
-                .copied()
-                .filter(|s| *s != DrmSystem::NagraPrm || has_prm)
-                .collect()
-        }
+    let defaults: &[DrmSystem] = match mode {
+        None => &[
+            DrmSystem::FairPlay,
+            DrmSystem::PlayReady,
+            DrmSystem::NagraPrm,
+            DrmSystem::Widevine,
+        ],
+        Some(StreamingMode::Hls) => &[
+            DrmSystem::FairPlay,
+            DrmSystem::NagraPrm,
+            DrmSystem::Widevine,
+        ],
+        Some(StreamingMode::Dash) => &[
+            DrmSystem::NagraPrm,
+            DrmSystem::PlayReady,
+            DrmSystem::Widevine,
+        ],
     };
+    let systems = requested_systems(request, defaults, has_prm);
     systems
         .into_iter()
         .map(|system| {
@@ -556,6 +547,19 @@ fn cmaf_plan(
         .collect()
 }
 
+/// The request's `drmList`, or the mode's `defaults`: PRM is in the defaults only for
+/// tenants that can signal it (a tenant without a template would otherwise always fail).
+fn requested_systems(request: &Request, defaults: &[DrmSystem], has_prm: bool) -> Vec<DrmSystem> {
+    match &request.drm_list {
+        Some(list) => list.clone(),
+        None => defaults
+            .iter()
+            .copied()
+            .filter(|s| *s != DrmSystem::NagraPrm || has_prm)
+            .collect(),
+    }
+}
+
 /// `/key`: DASH is cenc, HLS cbcs (FairPlay only does cbcs); EMI 16426 asks for cbcs
 /// everywhere. Other EMI values are accepted and do not change the scheme (their NAGRA
 /// meaning is not public). Any DRM keyplex can signal for the mode may be listed.
@@ -566,33 +570,25 @@ fn key_plan(mode: Option<StreamingMode>, request: &Request, has_prm: bool) -> Ve
         EncryptionScheme::Cenc
     };
     let hls_scheme = EncryptionScheme::Cbcs;
-    let systems: Vec<DrmSystem> = match &request.drm_list {
-        Some(list) => list.clone(),
-        None => {
-            let all: &[DrmSystem] = match mode {
-                None => &[
-                    DrmSystem::Widevine,
-                    DrmSystem::PlayReady,
-                    DrmSystem::FairPlay,
-                    DrmSystem::NagraPrm,
-                ],
-                Some(StreamingMode::Hls) => &[
-                    DrmSystem::FairPlay,
-                    DrmSystem::Widevine,
-                    DrmSystem::NagraPrm,
-                ],
-                Some(StreamingMode::Dash) => &[
-                    DrmSystem::Widevine,
-                    DrmSystem::PlayReady,
-                    DrmSystem::NagraPrm,
-                ],
-            };
-            all.iter()
-                .copied()
-                .filter(|s| *s != DrmSystem::NagraPrm || has_prm)
-                .collect()
-        }
+    let defaults: &[DrmSystem] = match mode {
+        None => &[
+            DrmSystem::Widevine,
+            DrmSystem::PlayReady,
+            DrmSystem::FairPlay,
+            DrmSystem::NagraPrm,
+        ],
+        Some(StreamingMode::Hls) => &[
+            DrmSystem::FairPlay,
+            DrmSystem::Widevine,
+            DrmSystem::NagraPrm,
+        ],
+        Some(StreamingMode::Dash) => &[
+            DrmSystem::Widevine,
+            DrmSystem::PlayReady,
+            DrmSystem::NagraPrm,
+        ],
     };
+    let systems = requested_systems(request, defaults, has_prm);
     systems
         .into_iter()
         .map(|system| match mode {
