@@ -34,18 +34,39 @@ const READ_CONNECTIONS: u32 = 4;
 const VOD_SLOT_PERIOD: i64 = -1;
 
 /// Content keys in one SQLite database file.
+///
+/// Group commit: a request that must create keys queues its batch, then takes the write lock;
+/// whoever holds it writes every batch waiting at that moment in one transaction (each batch
+/// in its own savepoint, so one batch's conflict does not touch the others) and answers them
+/// all after the single fsync of its commit. Concurrent requests thus share the cost of
+/// durability instead of queueing one fsync each.
 pub struct SqliteStore {
+    core: Core,
+}
+
+struct Core {
     reader: SqlitePool,
-    /// Exactly one connection: the process's write transactions queue here.
+    /// Exactly one connection, used under `write_lock` only.
     writer: SqlitePool,
     sealer: KeySealer,
     cache: KeyCache,
+    /// Batches waiting for the next commit.
+    pending: std::sync::Mutex<Vec<WriteJob>>,
+    /// Held by the request that is currently committing for everyone.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+/// One `ensure_keys` batch waiting to be committed.
+struct WriteJob {
+    tenant: TenantId,
+    requests: Vec<KeyRequest>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<ContentKey>>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore")
-            .field("master_key", &self.sealer.fingerprint())
+            .field("master_key", &self.core.sealer.fingerprint())
             .finish_non_exhaustive()
     }
 }
@@ -80,12 +101,14 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| db_error(&format!("cannot open {}", path.display()), e))?;
-        Ok(Self {
+        Ok(Self::start(Core {
             reader,
             writer,
             sealer: KeySealer::new(master),
             cache: KeyCache::new(KEY_CACHE_CAPACITY),
-        })
+            pending: std::sync::Mutex::default(),
+            write_lock: tokio::sync::Mutex::default(),
+        }))
     }
 
     /// A private in-memory database (for tests and throw-away demos): nothing survives the
@@ -105,19 +128,121 @@ impl SqliteStore {
             .await
             .map_err(|e| db_error("cannot open an in-memory database", e))?;
         migrate(&pool).await?;
-        Ok(Self {
+        Ok(Self::start(Core {
             reader: pool.clone(),
             writer: pool,
             sealer: KeySealer::new(master),
             cache: KeyCache::new(KEY_CACHE_CAPACITY),
-        })
+            pending: std::sync::Mutex::default(),
+            write_lock: tokio::sync::Mutex::default(),
+        }))
     }
 
     /// Closes both pools, waiting for connections in use to be returned (for a clean
     /// shutdown: the WAL is checkpointed when the last connection closes).
     pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+        self.core.reader.close().await;
+        self.core.writer.close().await;
+    }
+
+    fn start(core: Core) -> Self {
+        Self { core }
+    }
+
+    /// Queues a batch and makes sure it is committed: by this request if it gets the write
+    /// lock first, or by the request that held it. If that request was cancelled (its client
+    /// went away) before answering, the batch is queued again: harmless, because what was
+    /// committed is found again unchanged (stored keys never change).
+    async fn submit(&self, tenant: &TenantId, requests: &[KeyRequest]) -> Result<Vec<ContentKey>> {
+        for _ in 0..3 {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let job = WriteJob {
+                tenant: tenant.clone(),
+                requests: requests.to_vec(),
+                reply,
+            };
+            self.core.pending.lock().map_err(|_| poisoned())?.push(job);
+            {
+                let _writer = self.core.write_lock.lock().await;
+                let batch: Vec<WriteJob> =
+                    std::mem::take(&mut *self.core.pending.lock().map_err(|_| poisoned())?);
+                if !batch.is_empty() {
+                    self.core.commit_batches(batch).await;
+                }
+            }
+            if let Ok(outcome) = answer.await {
+                return outcome;
+            }
+        }
+        Err(StoreError::Unavailable(
+            "key creation was interrupted repeatedly; try again".into(),
+        ))
+    }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Internal("the pending-write queue lock is poisoned".into())
+}
+
+impl Core {
+    /// Runs each job in its own savepoint inside one `BEGIN IMMEDIATE` transaction, commits
+    /// once (one fsync), and only then answers every job: a key is durable before anyone
+    /// sees it.
+    async fn commit_batches(&self, batch: Vec<WriteJob>) {
+        let mut tx = match self.writer.begin_with("BEGIN IMMEDIATE").await {
+            Ok(tx) => tx,
+            Err(e) => {
+                let message = db_error("cannot start a write transaction", e).to_string();
+                for job in batch {
+                    let _ = job
+                        .reply
+                        .send(Err(StoreError::Unavailable(message.clone())));
+                }
+                return;
+            }
+        };
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for job in batch {
+            let outcome = self.run_in_savepoint(&mut tx, &job).await;
+            outcomes.push((job.reply, outcome));
+        }
+        match tx.commit().await {
+            Ok(()) => {
+                for (reply, outcome) in outcomes {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                let message = db_error("cannot commit new keys", e).to_string();
+                for (reply, _) in outcomes {
+                    let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
+                }
+            }
+        }
+    }
+
+    async fn run_in_savepoint(
+        &self,
+        tx: &mut SqliteConnection,
+        job: &WriteJob,
+    ) -> Result<Vec<ContentKey>> {
+        sqlx::query("SAVEPOINT key_batch")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_error("cannot open a savepoint", e))?;
+        let outcome = self.create_missing(tx, &job.tenant, &job.requests).await;
+        if outcome.is_err() {
+            // Undo this batch only; the other batches of the transaction stay.
+            sqlx::query("ROLLBACK TO key_batch")
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_error("cannot roll back a savepoint", e))?;
+        }
+        sqlx::query("RELEASE key_batch")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_error("cannot release a savepoint", e))?;
+        outcome
     }
 
     /// Resolves one request against what `conn` sees: `Some` if a stored key satisfies it,
@@ -162,42 +287,28 @@ impl SqliteStore {
         }
     }
 
-    /// The write path: re-resolves every request inside one `BEGIN IMMEDIATE` transaction
+    /// The write path, inside the writer task's transaction: re-resolves every request
     /// (another request may have created keys since the read path looked) and inserts what is
     /// still missing. Requests later in the batch see the rows inserted for earlier ones, so
     /// two requests for the same kid or slot resolve to the same key.
     async fn create_missing(
         &self,
+        tx: &mut SqliteConnection,
         tenant: &TenantId,
         requests: &[KeyRequest],
     ) -> Result<Vec<ContentKey>> {
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| db_error("cannot start a write transaction", e))?;
         let mut resolved = Vec::with_capacity(requests.len());
         for request in requests {
-            match self.resolve(&mut tx, tenant, request).await {
-                Ok(Some(stored)) => resolved.push(stored),
-                Ok(None) => {
+            match self.resolve(tx, tenant, request).await? {
+                Some(stored) => resolved.push(stored),
+                None => {
                     let (key, slot) = rules::new_key(request);
-                    if let Err(e) = self.insert_key(&mut tx, tenant, &key, slot).await {
-                        rollback(tx).await;
-                        return Err(e);
-                    }
+                    self.insert_key(tx, tenant, &key, slot).await?;
                     tracing::debug!(kid = %key.kid, content_id = %key.content_id, slotted = slot.is_some(), "created content key");
                     resolved.push(key);
                 }
-                Err(e) => {
-                    rollback(tx).await;
-                    return Err(e);
-                }
             }
         }
-        tx.commit()
-            .await
-            .map_err(|e| db_error("cannot commit new keys", e))?;
         Ok(resolved)
     }
 
@@ -305,7 +416,7 @@ impl KeyStore for SqliteStore {
         // Fastest path: every key is in the cache (re-requests of hot content).
         let cached: Option<Result<Vec<ContentKey>>> = requests
             .iter()
-            .map(|r| self.cache.resolve(tenant, r))
+            .map(|r| self.core.cache.resolve(tenant, r))
             .collect();
         if let Some(result) = cached {
             return result;
@@ -313,13 +424,14 @@ impl KeyStore for SqliteStore {
         // Fast path: keys are never changed once stored, so what the readers see is final, and
         // a batch of re-requests (the common case) never takes the write lock.
         let mut conn = self
+            .core
             .reader
             .acquire()
             .await
             .map_err(|e| db_error("cannot get a read connection", e))?;
         let mut found = Vec::with_capacity(requests.len());
         for request in requests {
-            match self.resolve(&mut conn, tenant, request).await? {
+            match self.core.resolve(&mut conn, tenant, request).await? {
                 Some(stored) => found.push(stored),
                 None => break,
             }
@@ -328,27 +440,28 @@ impl KeyStore for SqliteStore {
         let keys = if found.len() == requests.len() {
             found
         } else {
-            self.create_missing(tenant, requests).await?
+            self.submit(tenant, requests).await?
         };
         for (request, key) in requests.iter().zip(&keys) {
-            self.cache.remember(tenant, request, key);
+            self.core.cache.remember(tenant, request, key);
         }
         Ok(keys)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, kid = %kid))]
     async fn get_key(&self, tenant: &TenantId, kid: &KeyId) -> Result<Option<ContentKey>> {
-        if let Some(key) = self.cache.get(tenant, kid) {
+        if let Some(key) = self.core.cache.get(tenant, kid) {
             return Ok(Some(key));
         }
         let mut conn = self
+            .core
             .reader
             .acquire()
             .await
             .map_err(|e| db_error("cannot get a read connection", e))?;
-        let key = self.fetch_key(&mut conn, tenant, kid).await?;
+        let key = self.core.fetch_key(&mut conn, tenant, kid).await?;
         if let Some(key) = &key {
-            self.cache.remember_key(tenant, key);
+            self.core.cache.remember_key(tenant, key);
         }
         Ok(key)
     }
@@ -364,7 +477,7 @@ impl KeyStore for SqliteStore {
         )
         .bind(tenant.as_str())
         .bind(content_id.as_str())
-        .fetch_all(&self.reader)
+        .fetch_all(&self.core.reader)
         .await
         .map_err(|e| db_error(&format!("cannot list the keys of {content_id}"), e))?;
         rows.iter()
@@ -374,7 +487,7 @@ impl KeyStore for SqliteStore {
 
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1")
-            .execute(&self.reader)
+            .execute(&self.core.reader)
             .await
             .map_err(|e| db_error("ping failed", e))?;
         Ok(())
@@ -389,14 +502,6 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
             sqlx::migrate::MigrateError::Execute(e) => db_error("cannot migrate the key store", e),
             other => StoreError::Internal(format!("cannot migrate the key store: {other}")),
         })
-}
-
-/// Rolls back a failed batch; the transaction would also roll back when dropped, this only
-/// makes it happen now rather than on the connection's next use.
-async fn rollback(tx: sqlx::Transaction<'_, sqlx::Sqlite>) {
-    if let Err(e) = tx.rollback().await {
-        tracing::warn!(error = %e, "rollback of a failed key batch failed");
-    }
 }
 
 async fn fetch_slot(
@@ -696,6 +801,65 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn concurrent_batches_share_commits_and_a_conflict_stays_in_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.db");
+        let store = std::sync::Arc::new(SqliteStore::open(&path, master()).await.unwrap());
+        let taken = candidate();
+        store
+            .ensure_keys(&tenant(), &[by_kid("taken", taken.clone())])
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let store = store.clone();
+            let material = candidate();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .ensure_keys(&tenant(), &[by_kid(&format!("content-{i}"), material)])
+                    .await
+            }));
+        }
+        let thief = {
+            let store = store.clone();
+            let stolen = taken.clone();
+            tokio::spawn(async move {
+                store
+                    .ensure_keys(
+                        &tenant(),
+                        &[by_kid("content-ok", candidate()), by_kid("other", stolen)],
+                    )
+                    .await
+            })
+        };
+        let mut created = Vec::new();
+        for t in tasks {
+            created.push(t.await.unwrap().unwrap().remove(0));
+        }
+        assert!(matches!(
+            thief.await.unwrap(),
+            Err(StoreError::Conflict { .. })
+        ));
+        // The conflicting batch stored nothing, not even its first, valid request.
+        assert!(
+            store
+                .list_keys(&tenant(), &ContentId::parse("content-ok").unwrap())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Everything acknowledged is on disk.
+        drop(store);
+        let reopened = SqliteStore::open(&path, master()).await.unwrap();
+        for key in created {
+            assert_eq!(
+                reopened.get_key(&tenant(), &key.kid).await.unwrap(),
+                Some(key)
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn tampered_rows_are_corrupt() {
         let store = SqliteStore::open_in_memory(master()).await.unwrap();
         let first = candidate();
@@ -715,11 +879,11 @@ mod tests {
         )
         .bind(first_kid.as_bytes().as_slice())
         .bind(second_kid.as_bytes().as_slice())
-        .execute(&store.writer)
+        .execute(&store.core.writer)
         .await
         .unwrap();
         // Read as a freshly started node would: from the rows, not from memory.
-        store.cache.clear();
+        store.core.cache.clear();
         assert!(matches!(
             store.get_key(&tenant(), &second_kid).await,
             Err(StoreError::Corrupt { .. })
@@ -728,10 +892,10 @@ mod tests {
         // Nor does a key moved to another content.
         sqlx::query("UPDATE content_keys SET content_id = 'movie-3' WHERE kid = ?")
             .bind(first_kid.as_bytes().as_slice())
-            .execute(&store.writer)
+            .execute(&store.core.writer)
             .await
             .unwrap();
-        store.cache.clear();
+        store.core.cache.clear();
         let err = store.get_key(&tenant(), &first_kid).await.unwrap_err();
         assert!(
             matches!(&err, StoreError::Corrupt { kid, .. } if *kid == first_kid.to_string()),
