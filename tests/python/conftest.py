@@ -1,13 +1,13 @@
 """Shared fixtures: a real keyplex binary serving on a free loopback port."""
 
-import os
-import socket
-import subprocess
-import time
-import urllib.request
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keyplex_proc  # noqa: E402  (tests/: shared with tests/e2e and tests/browser)
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
@@ -22,45 +22,12 @@ sigv4 = [{ access_key_id = "AKIDACMEPY", secret_access_key = "acme-sigv4-secret-
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def keyplex_bin() -> Path:
-    path = Path(os.environ.get("KEYPLEX_BIN", ROOT / "target" / "debug" / "keyplex"))
-    assert path.exists(), f"build keyplex first (cargo build -p keyplex): {path} missing"
-    return path
+    return keyplex_proc.keyplex_bin()
 
 
 @pytest.fixture(scope="session")
 def server(keyplex_bin, tmp_path_factory):
-    data = tmp_path_factory.mktemp("keyplex-data")
-    cfg = data / "keyplex.toml"
-    cfg.write_text(CONFIG)
-    port = free_port()
-    log = open(data / "server.log", "wb")
-    proc = subprocess.Popen(
-        [str(keyplex_bin), "serve", "--config", str(cfg), "--data", str(data), "--listen", f"127.0.0.1:{port}"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/healthz", timeout=1) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.time() > deadline or proc.poll() is not None:
-            proc.kill()
-            raise RuntimeError("keyplex did not become healthy:\n" + (data / "server.log").read_text())
-        time.sleep(0.1)
-    yield {"base": base, "log": data / "server.log", "data": data}
-    proc.terminate()
-    proc.wait(timeout=10)
-    log.close()
+    with keyplex_proc.running_keyplex(keyplex_bin, CONFIG, tmp_path_factory.mktemp("keyplex-data")) as srv:
+        yield srv

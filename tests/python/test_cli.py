@@ -4,12 +4,12 @@ import base64
 import os
 import re
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
 
-from conftest import free_port
+import keyplex_proc  # tests/keyplex_proc.py (conftest puts tests/ on sys.path)
+from keyplex_proc import free_port
 
 
 def start(keyplex_bin, cwd, env=None, args=()):
@@ -22,17 +22,8 @@ def start(keyplex_bin, cwd, env=None, args=()):
         env={**os.environ, **(env or {})},
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(base + "/healthz", timeout=1):
-                return proc, base
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(proc.stdout.read().decode())
+    keyplex_proc.wait_healthy(proc, base, 30, lambda: proc.stdout.read().decode())
+    return proc, base
 
 
 def stop(proc) -> str:

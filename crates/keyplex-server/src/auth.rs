@@ -141,12 +141,22 @@ pub struct JwtVerifier {
 }
 
 impl JwtVerifier {
+    /// Packager tokens: `exp` is checked when present (they are sometimes long-lived).
     pub fn from_config(c: &JwtConfig) -> Result<Self, String> {
+        Self::build(c, &[])
+    }
+
+    /// Tokens that must carry the named registered claims, e.g. `["exp"]` for entitlement
+    /// tokens, which must always expire.
+    pub fn from_config_requiring(c: &JwtConfig, required: &[&str]) -> Result<Self, String> {
+        Self::build(c, required)
+    }
+
+    fn build(c: &JwtConfig, required: &[&str]) -> Result<Self, String> {
         let mut keys = Vec::new();
         let validation = |alg: Algorithm| {
             let mut v = Validation::new(alg);
-            // `exp` is checked when present; packager tokens are sometimes long-lived.
-            v.required_spec_claims.clear();
+            v.set_required_spec_claims(required);
             v.validate_exp = true;
             v.validate_nbf = true;
             v.leeway = 30;
@@ -178,7 +188,22 @@ impl JwtVerifier {
         Ok(Self { keys })
     }
 
+    /// A packager token: who it names.
     pub fn verify(&self, token: &str) -> Result<Option<Principal>, ApiError> {
+        Ok(self.verify_claims(token)?.map(|claims| {
+            let sub = claims.get("sub").and_then(|s| s.as_str()).unwrap_or("-");
+            let sub: String = sub.chars().take(64).collect();
+            Principal {
+                credential: format!("jwt:sub={sub}"),
+            }
+        }))
+    }
+
+    /// The claims of a token signed by one of these keys, with `exp`/`nbf`/`iss`/`aud`
+    /// checked. `Ok(None)` when no key verifies it (not this verifier's token);
+    /// `Err(Unauthorized)` for a genuine token that cannot be used (expired, not yet valid,
+    /// wrong issuer or audience, a required claim missing).
+    pub fn verify_claims(&self, token: &str) -> Result<Option<serde_json::Value>, ApiError> {
         use jsonwebtoken::errors::ErrorKind;
         let Ok(header) = jsonwebtoken::decode_header(token) else {
             return Ok(None);
@@ -187,18 +212,10 @@ impl JwtVerifier {
             if !validation.algorithms.contains(&header.alg) {
                 continue;
             }
+            // jsonwebtoken checks the signature before any claim, so every error below
+            // is about a token these keys signed.
             match jsonwebtoken::decode::<serde_json::Value>(token, key, validation) {
-                Ok(data) => {
-                    let sub = data
-                        .claims
-                        .get("sub")
-                        .and_then(|s| s.as_str())
-                        .unwrap_or("-");
-                    let sub: String = sub.chars().take(64).collect();
-                    return Ok(Some(Principal {
-                        credential: format!("jwt:sub={sub}"),
-                    }));
-                }
+                Ok(data) => return Ok(Some(data.claims)),
                 Err(e) => match e.kind() {
                     ErrorKind::ExpiredSignature => {
                         return Err(ApiError::Unauthorized("token expired".into()));
@@ -210,6 +227,18 @@ impl JwtVerifier {
                         return Err(ApiError::Unauthorized(
                             "token issuer or audience not accepted".into(),
                         ));
+                    }
+                    ErrorKind::MissingRequiredClaim(claim) => {
+                        return Err(ApiError::Unauthorized(format!(
+                            "token has no {:?} claim",
+                            truncate(claim)
+                        )));
+                    }
+                    ErrorKind::InvalidClaimFormat(claim) => {
+                        return Err(ApiError::Unauthorized(format!(
+                            "token claim {:?} is malformed",
+                            truncate(claim)
+                        )));
                     }
                     _ => {}
                 },

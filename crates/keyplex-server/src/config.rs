@@ -9,7 +9,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use keyplex_types::TenantId;
+use keyplex_types::{ContentId, TenantId};
 use serde::Deserialize;
 
 /// The whole configuration file.
@@ -45,6 +45,11 @@ pub struct ServerConfig {
     /// back at keyplex: ClearKey licence URL, HLS AES-128 key URL). Default: `http://<listen>`.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// The folder of the reference players served at `/players/` (built by
+    /// `players/build.sh`). Default: `players/` beside the keyplex binary, else
+    /// `./players/dist`.
+    #[serde(default)]
+    pub players_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +61,7 @@ impl Default for ServerConfig {
             master_key_file: None,
             max_body_bytes: default_max_body_bytes(),
             public_url: None,
+            players_dir: None,
         }
     }
 }
@@ -220,10 +226,97 @@ pub struct LicenceConfig {
     pub jwt: Option<JwtConfig>,
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// The licence proxy's upstream licence server per DRM (`widevine`, `playready`,
+    /// `fairplay`, `prm`): an `http(s)://` URL each.
     #[serde(default)]
     pub upstream: BTreeMap<String, String>,
+    /// How long the licence proxy waits for one upstream attempt (default 10, 1 to 120).
+    #[serde(default)]
+    pub upstream_timeout_seconds: Option<u64>,
     #[serde(default)]
     pub replay_protection: bool,
+    /// Product ids an entitlement token may name in its `products` claim, each with the
+    /// content ids it covers: `[tenants.acme.licence.products] gold = ["movie-1", "movie-2"]`.
+    #[serde(default)]
+    pub products: BTreeMap<String, Vec<String>>,
+}
+
+impl LicenceConfig {
+    /// What serde cannot check: usable token keys, origins, content ids of products.
+    fn validate(&self) -> Result<(), String> {
+        if let Some(jwt) = &self.jwt {
+            check_jwt_keys(jwt).map_err(|m| format!("licence.{m}"))?;
+        }
+        for origin in &self.cors_origins {
+            if !is_cors_origin(origin) {
+                return Err(format!(
+                    "licence.cors_origins: {origin:?} is not \"*\" or an origin such as \
+                     \"https://player.example\" (scheme and host, optional port, no path)"
+                ));
+            }
+        }
+        for (drm, url) in &self.upstream {
+            if !crate::licence_proxy::UPSTREAM_NAMES.contains(&drm.as_str()) {
+                return Err(format!(
+                    "licence.upstream: {drm:?} is not one of {}",
+                    crate::licence_proxy::UPSTREAM_NAMES.join(", ")
+                ));
+            }
+            let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+            if !scheme_ok || url.parse::<axum::http::Uri>().is_err() {
+                return Err(format!(
+                    "licence.upstream.{drm}: {url:?} is not an http(s):// URL"
+                ));
+            }
+        }
+        if let Some(seconds) = self.upstream_timeout_seconds
+            && !(1..=120).contains(&seconds)
+        {
+            return Err("licence.upstream_timeout_seconds must be 1 to 120".into());
+        }
+        for (product, contents) in &self.products {
+            for content in contents {
+                ContentId::parse(content)
+                    .map_err(|e| format!("licence.products.{product}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `*`, or `http(s)://host[:port]` exactly as a browser sends it in `Origin`.
+fn is_cors_origin(origin: &str) -> bool {
+    if origin == "*" {
+        return true;
+    }
+    let Some(authority) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+}
+
+/// A JWT key set that can verify something: at least one key, HS256 secrets long enough.
+fn check_jwt_keys(jwt: &JwtConfig) -> Result<(), String> {
+    if jwt.hs256_secret.is_none()
+        && jwt.rs256_public_key_pem.is_none()
+        && jwt.es256_public_key_pem.is_none()
+    {
+        return Err("jwt needs hs256_secret, rs256_public_key_pem or es256_public_key_pem".into());
+    }
+    if jwt
+        .hs256_secret
+        .as_ref()
+        .is_some_and(|s| s.expose().len() < 16)
+    {
+        return Err("jwt.hs256_secret must be at least 16 characters".into());
+    }
+    Ok(())
 }
 
 /// A configured secret string: never printed.
@@ -318,22 +411,10 @@ impl Config {
                 }
             }
             if let Some(jwt) = &tenant.jwt {
-                if jwt.hs256_secret.is_none()
-                    && jwt.rs256_public_key_pem.is_none()
-                    && jwt.es256_public_key_pem.is_none()
-                {
-                    return Err(err(
-                        "jwt needs hs256_secret, rs256_public_key_pem or es256_public_key_pem"
-                            .into(),
-                    ));
-                }
-                if jwt
-                    .hs256_secret
-                    .as_ref()
-                    .is_some_and(|s| s.expose().len() < 16)
-                {
-                    return Err(err("jwt.hs256_secret must be at least 16 characters".into()));
-                }
+                check_jwt_keys(jwt).map_err(err)?;
+            }
+            if let Some(licence) = &tenant.licence {
+                licence.validate().map_err(err)?;
             }
         }
         if self.server.max_body_bytes < 1024 {
@@ -406,6 +487,36 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn licence_section_is_checked() {
+        let p = std::path::Path::new("t.toml");
+        let ok = Config::from_toml(
+            p,
+            "[tenants.acme.licence]\njwt = { hs256_secret = \"a-long-portal-secret\" }\n\
+             cors_origins = [\"*\", \"https://player.acme.example\", \"http://localhost:8080\"]\n\
+             replay_protection = true\n\
+             [tenants.acme.licence.products]\ngold = [\"movie-1\", \"movie-2\"]",
+        )
+        .unwrap();
+        let licence = ok.tenants["acme"].licence.as_ref().unwrap();
+        assert_eq!(licence.products["gold"], ["movie-1", "movie-2"]);
+        assert!(licence.replay_protection);
+        for bad in [
+            "[tenants.acme.licence]\njwt = { hs256_secret = \"short\" }",
+            "[tenants.acme.licence]\njwt = {}",
+            "[tenants.acme.licence]\ncors_origins = [\"https://player.acme.example/\"]",
+            "[tenants.acme.licence]\ncors_origins = [\"player.acme.example\"]",
+            "[tenants.acme.licence]\ncors_origins = [\"https://player.acme.example/path\"]",
+            "[tenants.acme.licence.products]\ngold = [\"bad id!\"]",
+            "[tenants.acme.licence]\nproduct = {}",
+            "[tenants.acme.licence]\nupstream = { widevin = \"https://wv.example\" }",
+            "[tenants.acme.licence]\nupstream = { widevine = \"wv.example/licence\" }",
+            "[tenants.acme.licence]\nupstream_timeout_seconds = 0",
+        ] {
+            assert!(Config::from_toml(p, bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

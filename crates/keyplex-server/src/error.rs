@@ -28,6 +28,10 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The licence proxy's upstream licence server failed (→ 502). The message names what
+    /// failed (status, timeout, connection), never the request it was sent.
+    #[error("upstream licence server failed: {0}")]
+    BadGateway(String),
     /// Logged with its detail; the client sees only a generic message.
     #[error("internal error")]
     Internal(String),
@@ -44,6 +48,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -57,6 +62,7 @@ impl ApiError {
         match self {
             Self::Internal(detail) => tracing::error!(%detail, "internal error"),
             Self::Unavailable(detail) => tracing::error!(%detail, "store unavailable"),
+            Self::BadGateway(detail) => tracing::warn!(%detail, "upstream licence server failed"),
             other => {
                 tracing::info!(status = other.status().as_u16(), message = %other, "request rejected")
             }
@@ -170,6 +176,7 @@ impl NagraJson {
             ApiError::PayloadTooLarge { .. } => "REQUEST_TOO_LARGE",
             ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_ERROR",
+            ApiError::BadGateway(_) => "BAD_GATEWAY",
         }
     }
 }
@@ -232,9 +239,10 @@ impl WidevineJson {
             ApiError::BadRequest(_)
             | ApiError::Unprocessable(_)
             | ApiError::PayloadTooLarge { .. } => "MALFORMED_REQUEST",
-            ApiError::Conflict(_) | ApiError::Unavailable(_) | ApiError::Internal(_) => {
-                "INTERNAL_ERROR"
-            }
+            ApiError::Conflict(_)
+            | ApiError::Unavailable(_)
+            | ApiError::Internal(_)
+            | ApiError::BadGateway(_) => "INTERNAL_ERROR",
         }
     }
 }

@@ -7,13 +7,19 @@
 
 pub mod auth;
 pub mod body;
+pub mod clearkey;
 pub mod config;
+pub mod cors;
 pub mod cpix;
+pub mod entitlement;
 pub mod error;
 pub mod get_cpix;
 pub mod harmonic;
+pub mod hls_keys;
 pub mod keys;
+pub mod licence_proxy;
 pub mod nagra;
+pub mod players;
 pub mod setup;
 pub mod signaling;
 pub mod sigv4;
@@ -62,9 +68,41 @@ pub fn router(state: AppState) -> Router {
             "/{tenant}/widevine/getcontentkey",
             post(widevine_api::post_get_content_key),
         )
+        .merge(licence_routes(&state))
+        .merge(players::router(state.players_dir().to_owned()))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The routes players call from browsers: entitlement-checked, with per-tenant CORS.
+fn licence_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/{tenant}/clearkey/v1/licenses",
+            post(clearkey::post_licence),
+        )
+        .route("/{tenant}/hls/v1/keys/{kid}", get(hls_keys::get_key))
+        .route(
+            "/{tenant}/wvls/contentlicenseservice/v1/licenses",
+            post(licence_proxy::post_widevine),
+        )
+        .route(
+            "/{tenant}/prls/contentlicenseservice/v1/licenses",
+            post(licence_proxy::post_playready),
+        )
+        .route(
+            "/{tenant}/fpls/contentlicenseservice/v1/licenses",
+            post(licence_proxy::post_fairplay),
+        )
+        .route(
+            "/{tenant}/prmls/contentlicenseservice/v1/licenses",
+            post(licence_proxy::post_prm),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cors::licence_cors,
+        ))
 }
 
 /// 200 once the store answers.

@@ -19,6 +19,8 @@ pub struct Tenant {
     /// What `signaling::probe` found per (system, scheme): it depends only on this tenant's
     /// settings, and every key request asks it before touching the store.
     pub(crate) probes: crate::signaling::ProbeCache,
+    /// The player side: entitlement token keys, products, replay protection, CORS origins.
+    pub licence: crate::entitlement::LicenceAuth,
 }
 
 #[derive(Clone)]
@@ -31,6 +33,10 @@ struct Inner {
     tenants: HashMap<TenantId, Tenant>,
     max_body_bytes: usize,
     public_url: String,
+    /// The folder served at `/players/` (see [`crate::players::locate`]).
+    players_dir: std::path::PathBuf,
+    /// The licence proxy's one HTTP client to upstream licence servers (connection pool).
+    upstream_client: reqwest::Client,
 }
 
 impl AppState {
@@ -39,6 +45,8 @@ impl AppState {
         for (name, tc) in &config.tenants {
             let id = TenantId::parse(name).map_err(|e| e.to_string())?;
             let auth = PackagerAuth::from_config(tc).map_err(|e| format!("tenant {name}: {e}"))?;
+            let licence = crate::entitlement::LicenceAuth::from_config(tc.licence.as_ref())
+                .map_err(|e| format!("tenant {name}: {e}"))?;
             tenants.insert(
                 id.clone(),
                 Tenant {
@@ -46,6 +54,7 @@ impl AppState {
                     config: tc.clone(),
                     auth,
                     probes: crate::signaling::ProbeCache::default(),
+                    licence,
                 },
             );
         }
@@ -62,6 +71,8 @@ impl AppState {
                 tenants,
                 max_body_bytes: config.server.max_body_bytes,
                 public_url,
+                players_dir: crate::players::locate(config.server.players_dir.as_deref()),
+                upstream_client: crate::licence_proxy::upstream_client()?,
             }),
         })
     }
@@ -77,6 +88,16 @@ impl AppState {
     /// The base URL keyplex is reached at, without a trailing slash.
     pub fn public_url(&self) -> &str {
         &self.inner.public_url
+    }
+
+    /// The folder of the reference players.
+    pub fn players_dir(&self) -> &std::path::Path {
+        &self.inner.players_dir
+    }
+
+    /// The client the licence proxy calls upstream licence servers with.
+    pub fn upstream_client(&self) -> &reqwest::Client {
+        &self.inner.upstream_client
     }
 
     /// The tenant named in a URL path segment.

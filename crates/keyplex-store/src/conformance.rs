@@ -187,6 +187,19 @@ async fn by_kid_create_and_retry<S: KeyStore>(store: &S) {
     );
     let fetched = store.get_key(&tenant, &material.kid).await.unwrap();
     assert_eq!(fetched.as_ref(), Some(&created), "{scenario}: get_key");
+    assert_eq!(
+        store.key_content(&tenant, &material.kid).await.unwrap(),
+        Some(movie.clone()),
+        "{scenario}: key_content"
+    );
+    assert_eq!(
+        store
+            .key_content(&new_tenant(), &material.kid)
+            .await
+            .unwrap(),
+        None,
+        "{scenario}: key_content of another tenant"
+    );
 }
 
 async fn by_kid_conflicts<S: KeyStore>(store: &S) {

@@ -112,6 +112,10 @@ pub trait KeyStore: Send + Sync + 'static {
     /// The key with this id, if this tenant has one.
     async fn get_key(&self, tenant: &TenantId, kid: &KeyId) -> Result<Option<ContentKey>>;
 
+    /// The content a key id belongs to, without opening the key: licence paths decide
+    /// entitlement on this before any key bytes are read.
+    async fn key_content(&self, tenant: &TenantId, kid: &KeyId) -> Result<Option<ContentId>>;
+
     /// Metadata of a content's keys (never key bytes), oldest first.
     async fn list_keys(&self, tenant: &TenantId, content_id: &ContentId) -> Result<Vec<KeyInfo>>;
 

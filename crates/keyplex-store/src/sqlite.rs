@@ -466,6 +466,28 @@ impl KeyStore for SqliteStore {
         Ok(key)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, kid = %kid))]
+    async fn key_content(&self, tenant: &TenantId, kid: &KeyId) -> Result<Option<ContentId>> {
+        if let Some(key) = self.core.cache.get(tenant, kid) {
+            return Ok(Some(key.content_id.clone()));
+        }
+        let content: Option<String> =
+            sqlx::query_scalar("SELECT content_id FROM content_keys WHERE tenant = ? AND kid = ?")
+                .bind(tenant.as_str())
+                .bind(kid.as_bytes().as_slice())
+                .fetch_optional(&self.core.reader)
+                .await
+                .map_err(|e| db_error(&format!("cannot read key {kid}"), e))?;
+        content
+            .map(|c| {
+                ContentId::parse(&c).map_err(|e| StoreError::Corrupt {
+                    kid: kid.to_string(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, content_id = %content_id))]
     async fn list_keys(&self, tenant: &TenantId, content_id: &ContentId) -> Result<Vec<KeyInfo>> {
         let rows = sqlx::query(

@@ -14,10 +14,22 @@ playready_la_url = "https://acme.example/prls/contentlicenseservice/v1/licenses"
 widevine_provider = "acme"
 sigv4 = [{ access_key_id = "AKIDACME", secret_access_key = "acme-sigv4-secret", region = "us-east-1", service = "execute-api" }]
 
+# Entitlement tokens from acme's portal (tests/it/entitlement.rs).
+[tenants.acme.licence]
+jwt = { hs256_secret = "acme-portal-licence-secret", es256_public_key_pem = "@ES256" }
+cors_origins = ["https://player.acme.example"]
+
+[tenants.acme.licence.products]
+gold = ["movie-gold-1", "movie-gold-2"]
+
 [tenants.globex]
 basic = [{ user = "packager", password = "s3cret-globex" }]
 jwt = { hs256_secret = "another-long-secret-for-globex" }
 sigv4 = [{ access_key_id = "AKIDGLOBEX", secret_access_key = "globex-sigv4-secret", region = "eu-west-1", service = "execute-api" }]
+
+[tenants.globex.licence]
+jwt = { hs256_secret = "globex-portal-licence-secret" }
+cors_origins = ["*"]
 
 [tenants.initech]
 basic = [{ user = "packager", password = "s3cret-initech" }]

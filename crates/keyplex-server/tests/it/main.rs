@@ -2,12 +2,17 @@
 //! One test binary (one link step) with a module per interface.
 
 mod auth;
+mod clearkey;
 mod common;
 mod cpix;
 mod cpix_bad_input;
+mod entitlement;
 mod get_cpix;
 mod harmonic;
+mod hls_keys;
+mod licence_proxy;
 mod nagra;
+mod players;
 mod speke;
 mod speke_sigv4;
 mod widevine_api;

@@ -1,0 +1,61 @@
+//! HLS AES-128 key delivery: `GET /{tenant}/hls/v1/keys/{kid}`.
+//!
+//! The URL the key APIs write into `#EXT-X-KEY:METHOD=AES-128,URI="…"` (the default of
+//! `hls_key_url`), with the key id in 8-4-4-4-12 or 32-hex form. The answer is the 16 raw key
+//! bytes (RFC 8216 §5.2), `application/octet-stream`, never cached, for a request whose
+//! entitlement covers the key's content.
+//!
+//! Statuses: 400 malformed key id, 401 no valid token, 403 another tenant's token, or a key id
+//! the entitlement does not cover — unknown key ids included, so a token cannot probe which
+//! key ids exist — 404 unknown tenant or a tenant without licence keys, 503 store unavailable;
+//! errors in `application/problem+json`.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use keyplex_types::KeyId;
+
+use crate::entitlement::{self, TokenQuery};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub async fn get_key(
+    State(state): State<AppState>,
+    Path((tenant, kid)): Path<(String, String)>,
+    query: Result<Query<TokenQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = state.tenant(&tenant)?;
+    let kid: KeyId = kid.parse().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "key id {:?} is not a UUID (8-4-4-4-12) or 32 hex digits",
+            kid.chars().take(64).collect::<String>()
+        ))
+    })?;
+    let token =
+        entitlement::presented_token(&headers, entitlement::query_token(query)?.as_deref())?;
+    let entitlement =
+        entitlement::verify(&state, tenant, token.as_deref(), entitlement::now_unix())?;
+    let user: String = entitlement.user.chars().take(64).collect();
+    let Some(key) = entitlement::covered_keys(&state, tenant, &entitlement, &[kid])
+        .await?
+        .pop()
+    else {
+        tracing::info!(tenant = %tenant.id, %user, %kid, "hls key refused: not covered");
+        return Err(ApiError::Forbidden(format!("not entitled to key id {kid}")));
+    };
+    tracing::info!(tenant = %tenant.id, %user, %kid, "hls key delivered");
+    Ok((
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        key.key.expose().to_vec(),
+    )
+        .into_response())
+}

@@ -1,0 +1,117 @@
+//! The reference players at `/players/`: static pages on Shaka Player, dash.js and hls.js
+//! where an operator pastes a manifest URL, a licence URL and an entitlement token and
+//! watches the content play, with the EME events and errors shown on the page.
+//!
+//! The pages and the three library files live in a folder that `players/build.sh` fills
+//! from npm at build time (`[server] players_dir`); keyplex serves that folder as it is, so
+//! nothing is fetched from the internet when a page runs and the players can be rebuilt
+//! (other library versions) without rebuilding keyplex. A missing folder is not an error
+//! at start-up: `/players/` then answers a 404 page saying how to build them.
+
+use std::path::{Path, PathBuf};
+
+use axum::Router;
+use axum::handler::HandlerWithoutStateExt as _;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use tower::ServiceBuilder;
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+/// The file every built players folder has.
+const INDEX: &str = "index.html";
+
+/// The players folder to serve: the configured one, else `players/` beside the keyplex
+/// binary when it holds built players (an installed release), else `./players/dist`
+/// (where `players/build.sh` puts them in a source tree).
+pub fn locate(configured: Option<&Path>) -> PathBuf {
+    if let Some(dir) = configured {
+        return dir.to_owned();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|bin| bin.join("players")))
+        .filter(|dir| dir.join(INDEX).is_file())
+        .unwrap_or_else(|| PathBuf::from("players").join("dist"))
+}
+
+/// `/players` (redirected to `/players/`) and every file below it, served from `dir`.
+pub fn router<S: Clone + Send + Sync + 'static>(dir: PathBuf) -> Router<S> {
+    let missing = {
+        let dir = dir.clone();
+        move || {
+            let dir = dir.clone();
+            async move { not_found(&dir) }
+        }
+    };
+    let files = ServeDir::new(&dir)
+        .append_index_html_on_directories(true)
+        .not_found_service(missing.into_service());
+    let headers = ServiceBuilder::new()
+        // The pages hold an entitlement token: no third-party script, no framing, and
+        // fetches only by the player libraries (manifests, segments and licences may be on
+        // any origin). hls.js starts its transmuxer from a blob: worker.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+                 media-src 'self' blob: data:; connect-src * data: blob:; worker-src 'self' blob:; \
+                 frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            ),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        // A rebuilt players folder is picked up at once (ServeDir answers revalidation
+        // with 304 from the file's modification time).
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("x-frame-options"),
+            HeaderValue::from_static("DENY"),
+        ))
+        .service(files);
+    Router::new()
+        // Relative links in the pages need the trailing slash.
+        .route(
+            "/players",
+            get(|| async { Redirect::permanent("/players/") }),
+        )
+        .nest_service("/players/", headers)
+}
+
+/// The 404 page: a file that is not there, or players that were never built.
+fn not_found(dir: &Path) -> Response {
+    let body = if dir.join(INDEX).is_file() {
+        "<!doctype html><meta charset=utf-8><title>Not found</title>\
+         <h1>Not found</h1><p>There is no such file among keyplex's reference players. \
+         The players are listed at <a href=\"/players/\">/players/</a>.</p>\n"
+            .to_owned()
+    } else {
+        format!(
+            "<!doctype html><meta charset=utf-8><title>Reference players not built</title>\
+             <h1>keyplex's reference players are not built</h1>\
+             <p>keyplex serves the players from <code>{}</code>, which holds no <code>{INDEX}</code>.</p>\
+             <p>Build them with <code>players/build.sh</code> (it installs Shaka Player, dash.js and \
+             hls.js with npm and writes <code>players/dist</code>), or point <code>[server] players_dir</code> \
+             in the configuration at a built players folder, then reload this page.</p>\n",
+            html_escape(&dir.display().to_string())
+        )
+    };
+    (StatusCode::NOT_FOUND, Html(body)).into_response()
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

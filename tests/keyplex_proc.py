@@ -1,0 +1,75 @@
+"""The real keyplex binary as a child process for the Python test suites (tests/python,
+tests/e2e, tests/browser): a free loopback port, a fresh data directory, and a wait for
+/healthz. Each suite's conftest puts this directory on sys.path and imports it."""
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def keyplex_bin() -> Path:
+    """The binary under test: $KEYPLEX_BIN, else target/debug/keyplex."""
+    path = Path(os.environ.get("KEYPLEX_BIN", ROOT / "target" / "debug" / "keyplex"))
+    assert path.exists(), f"build keyplex first (cargo build -p keyplex): {path} missing"
+    return path
+
+
+def wait_healthy(proc: subprocess.Popen, base: str, timeout: float, output) -> None:
+    """Waits until `base`/healthz answers 200; raises with `output()` (the server's
+    output so far) when the process exits or `timeout` seconds pass first."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            if proc.poll() is None:
+                proc.kill()
+            raise RuntimeError(f"keyplex did not become healthy on {base}:\n" + output())
+        time.sleep(0.1)
+
+
+@contextmanager
+def running_keyplex(binary: Path, config: str, data: Path, *, port: int | None = None,
+                    env: dict | None = None, timeout: float = 30):
+    """Starts `keyplex serve` with `config` (TOML text) in `data` and yields
+    `{"base", "port", "log", "data", "bin"}` once /healthz answers 200; stops it afterwards.
+    The server's output goes to `data/server.log` (shown when it does not come up)."""
+    data.mkdir(parents=True, exist_ok=True)
+    cfg = data / "keyplex.toml"
+    cfg.write_text(config)
+    port = port or free_port()
+    log_path = data / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [str(binary), "serve", "--config", str(cfg), "--data", str(data),
+             "--listen", f"127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_healthy(proc, base, timeout, lambda: log_path.read_text())
+            yield {"base": base, "port": port, "log": log_path, "data": data, "bin": binary}
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
