@@ -24,9 +24,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keyplex_drm::clearkey::{ClearKeyLicenseRequest, SessionType, clearkey_license_response};
 
-use crate::entitlement::{self, TokenQuery};
+use crate::entitlement::{self, Entitlement, TokenQuery};
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::state::{AppState, Tenant};
 
 pub async fn post_licence(
     State(state): State<AppState>,
@@ -45,23 +45,7 @@ pub async fn post_licence(
         entitlement::presented_token(&headers, entitlement::query_token(query)?.as_deref())?;
     let entitlement =
         entitlement::verify(&state, tenant, token.as_deref(), entitlement::now_unix())?;
-    if request.session_type == SessionType::PersistentLicense && !entitlement.policy.persistence {
-        return Err(ApiError::Forbidden(
-            "the entitlement does not allow persistent licences (policy.persistence)".into(),
-        ));
-    }
-    let keys = entitlement::covered_keys(&state, tenant, &entitlement, &request.kids).await?;
-    let user: String = entitlement.user.chars().take(64).collect();
-    if keys.is_empty() {
-        tracing::info!(tenant = %tenant.id, %user, requested = request.kids.len(), "clearkey licence refused: no requested key id is covered");
-        return Err(ApiError::Forbidden(
-            "not entitled to any of the requested key ids".into(),
-        ));
-    }
-    let delivered: Vec<String> = keys.iter().map(|k| k.kid.to_string()).collect();
-    tracing::info!(tenant = %tenant.id, %user, requested = request.kids.len(), ?delivered, "clearkey licence delivered");
-    let pairs: Vec<_> = keys.iter().map(|k| (k.kid, &k.key)).collect();
-    let licence = clearkey_license_response(&pairs, request.session_type);
+    let licence = licence_for(&state, tenant, &entitlement, &request).await?;
     Ok((
         StatusCode::OK,
         [
@@ -74,4 +58,33 @@ pub async fn post_licence(
         licence,
     )
         .into_response())
+}
+
+/// The Clear Key licence (JSON Web Key set, JSON text) of `request` under `entitlement`:
+/// the covered requested keys; 403 when none is covered or a persistent licence is not
+/// allowed. Shared by this route and secure sessions (`ssm`).
+pub async fn licence_for(
+    state: &AppState,
+    tenant: &Tenant,
+    entitlement: &Entitlement,
+    request: &ClearKeyLicenseRequest,
+) -> Result<String, ApiError> {
+    if request.session_type == SessionType::PersistentLicense && !entitlement.policy.persistence {
+        return Err(ApiError::Forbidden(
+            "the entitlement does not allow persistent licences (policy.persistence)".into(),
+        ));
+    }
+    let keys = entitlement::covered_keys(state, tenant, entitlement, &request.kids).await?;
+    let user: String = entitlement.user.chars().take(64).collect();
+    if keys.is_empty() {
+        tracing::info!(tenant = %tenant.id, %user, requested = request.kids.len(), "clearkey licence refused: no requested key id is covered");
+        return Err(ApiError::Forbidden(
+            "not entitled to any of the requested key ids".into(),
+        ));
+    }
+    let delivered: Vec<String> = keys.iter().map(|k| k.kid.to_string()).collect();
+    tracing::info!(tenant = %tenant.id, %user, requested = request.kids.len(), ?delivered, "clearkey licence delivered");
+    let pairs: Vec<_> = keys.iter().map(|k| (k.kid, &k.key)).collect();
+    let licence = clearkey_license_response(&pairs, request.session_type);
+    Ok(licence)
 }

@@ -235,6 +235,10 @@ pub struct LicenceConfig {
     pub upstream_timeout_seconds: Option<u64>,
     #[serde(default)]
     pub replay_protection: bool,
+    /// Heartbeat period of secure sessions (`/{tenant}/ssm/v1/`) when the entitlement's
+    /// policy has no `renewal_interval` (default 60, 1 to 86400).
+    #[serde(default)]
+    pub heartbeat_seconds: Option<u64>,
     /// Product ids an entitlement token may name in its `products` claim, each with the
     /// content ids it covers: `[tenants.acme.licence.products] gold = ["movie-1", "movie-2"]`.
     #[serde(default)]
@@ -268,6 +272,11 @@ impl LicenceConfig {
                     "licence.upstream.{drm}: {url:?} is not an http(s):// URL"
                 ));
             }
+        }
+        if let Some(seconds) = self.heartbeat_seconds
+            && !(1..=86_400).contains(&seconds)
+        {
+            return Err("licence.heartbeat_seconds must be 1 to 86400".into());
         }
         if let Some(seconds) = self.upstream_timeout_seconds
             && !(1..=120).contains(&seconds)
@@ -514,6 +523,8 @@ mod tests {
             "[tenants.acme.licence]\nupstream = { widevin = \"https://wv.example\" }",
             "[tenants.acme.licence]\nupstream = { widevine = \"wv.example/licence\" }",
             "[tenants.acme.licence]\nupstream_timeout_seconds = 0",
+            "[tenants.acme.licence]\nheartbeat_seconds = 0",
+            "[tenants.acme.licence]\nheartbeat_seconds = 86401",
         ] {
             assert!(Config::from_toml(p, bad).is_err(), "{bad}");
         }

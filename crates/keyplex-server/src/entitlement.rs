@@ -21,7 +21,7 @@ use std::sync::Mutex;
 
 use axum::http::HeaderMap;
 use keyplex_types::{ContentId, ContentKey, KeyId};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::JwtVerifier;
 use crate::config::LicenceConfig;
@@ -105,7 +105,7 @@ impl Entitlement {
 
 /// The licence parameters an entitlement carries (`policy` claim). Unknown members are
 /// refused: a misspelt restriction (say `"hdpc"`) must not silently become no restriction.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LicencePolicy {
     /// How long a licence may be used, in seconds. ClearKey licences (JSON Web Keys) have no
@@ -128,9 +128,15 @@ pub struct LicencePolicy {
 
 /// Widevine robustness, 1 (`SW_SECURE_CRYPTO`) to 5 (`HW_SECURE_ALL`), as in Widevine's
 /// licence policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "u8")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "u8", into = "u8")]
 pub struct WidevineSecurityLevel(u8);
+
+impl From<WidevineSecurityLevel> for u8 {
+    fn from(level: WidevineSecurityLevel) -> Self {
+        level.0
+    }
+}
 
 impl WidevineSecurityLevel {
     pub fn get(self) -> u8 {
@@ -150,9 +156,15 @@ impl TryFrom<u8> for WidevineSecurityLevel {
 }
 
 /// PlayReady client security level: 150, 2000 or 3000.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "u16")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "u16", into = "u16")]
 pub struct PlayReadySecurityLevel(u16);
+
+impl From<PlayReadySecurityLevel> for u16 {
+    fn from(level: PlayReadySecurityLevel) -> Self {
+        level.0
+    }
+}
 
 impl PlayReadySecurityLevel {
     pub fn get(self) -> u16 {
@@ -174,7 +186,7 @@ impl TryFrom<u16> for PlayReadySecurityLevel {
 }
 
 /// Required HDCP output protection, named as in Widevine's licence policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub enum Hdcp {
     #[serde(rename = "HDCP_NONE")]
     None,

@@ -24,6 +24,7 @@ pub mod setup;
 pub mod signaling;
 pub mod sigv4;
 pub mod speke;
+pub mod ssm;
 pub mod state;
 pub mod widevine_api;
 
@@ -98,6 +99,19 @@ fn licence_routes(state: &AppState) -> Router<AppState> {
         .route(
             "/{tenant}/prmls/contentlicenseservice/v1/licenses",
             post(licence_proxy::post_prm),
+        )
+        .route("/{tenant}/ssm/v1/sessions/setup", post(ssm::post_setup))
+        .route(
+            "/{tenant}/ssm/v1/sessions/{id}/licence",
+            post(ssm::post_licence),
+        )
+        .route(
+            "/{tenant}/ssm/v1/sessions/{id}/heartbeat",
+            post(ssm::post_heartbeat),
+        )
+        .route(
+            "/{tenant}/ssm/v1/sessions/{id}",
+            axum::routing::delete(ssm::delete_session),
         )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -601,40 +601,21 @@ async fn proxy<A: LicenceAdapter>(
     let body = crate::body::read_body_bytes(&state, body)?;
     let query = licence_query(query)?;
     let challenge = adapter.challenge(&headers, body)?;
-    let drm = adapter.upstream_name();
-    let licence_config = tenant.config.licence.as_ref();
-    let Some(upstream_url) = licence_config.and_then(|l| l.upstream.get(drm)) else {
-        return Err(ApiError::NotFound(format!(
-            "tenant {} has no {drm} licence server ([tenants.{}.licence] upstream.{drm})",
-            tenant.id, tenant.id
-        )));
-    };
-    let timeout = Duration::from_secs(
-        licence_config
-            .and_then(|l| l.upstream_timeout_seconds)
-            .unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_SECONDS),
-    );
+    let upstream = upstream_of(&adapter, tenant)?;
     let token = entitlement::presented_token(&headers, query.token.as_deref())?;
     let entitlement =
         entitlement::verify(&state, tenant, token.as_deref(), entitlement::now_unix())?;
-    let user: String = entitlement.user.chars().take(64).collect();
-    let (content_id, keys) = licence_keys(&state, tenant, &entitlement, &query).await?;
-    let kids: Vec<String> = keys.iter().map(|k| k.kid.to_string()).collect();
-    let request = adapter.upstream_request(
-        &LicenceContext {
-            tenant,
-            content_id: &content_id,
-            keys: &keys,
-            policy: &entitlement.policy,
-        },
+    let answer = entitled_licence(
+        &adapter,
+        &state,
+        tenant,
+        &upstream,
+        &entitlement,
+        &query.kids,
+        query.content_id.as_ref(),
         challenge,
-    )?;
-    let answer = send_upstream(&state, upstream_url, timeout, request)
-        .await
-        .inspect_err(|e| {
-            tracing::warn!(tenant = %tenant.id, %user, %drm, content = %content_id, ?kids, error = %e, "licence proxy: upstream failed");
-        })?;
-    tracing::info!(tenant = %tenant.id, %user, %drm, content = %content_id, ?kids, status = answer.status.as_u16(), "licence proxy: upstream licence passed on");
+    )
+    .await?;
     let mut response = (answer.status, answer.body).into_response();
     let response_headers = response.headers_mut();
     match answer.content_type {
@@ -645,6 +626,73 @@ async fn proxy<A: LicenceAdapter>(
     Ok(response)
 }
 
+/// Where a tenant's licences of one DRM come from: 404 when it configures no upstream.
+pub struct Upstream<'a> {
+    url: &'a str,
+    timeout: Duration,
+}
+
+pub fn upstream_of<'a, A: LicenceAdapter>(
+    adapter: &A,
+    tenant: &'a Tenant,
+) -> Result<Upstream<'a>, ApiError> {
+    let drm = adapter.upstream_name();
+    let licence_config = tenant.config.licence.as_ref();
+    let Some(url) = licence_config.and_then(|l| l.upstream.get(drm)) else {
+        return Err(ApiError::NotFound(format!(
+            "tenant {} has no {drm} licence server ([tenants.{}.licence] upstream.{drm})",
+            tenant.id, tenant.id
+        )));
+    };
+    let timeout = Duration::from_secs(
+        licence_config
+            .and_then(|l| l.upstream_timeout_seconds)
+            .unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_SECONDS),
+    );
+    Ok(Upstream { url, timeout })
+}
+
+/// The upstream licence for a verified `entitlement` (steps 6 on of the module's order): the
+/// keys named by `kids` / `content_id` (see [`licence_keys`]), the adapter's request, the
+/// upstream's 2xx answer. Shared by the proxy routes and secure sessions (`ssm`).
+#[allow(clippy::too_many_arguments)]
+pub async fn entitled_licence<A: LicenceAdapter>(
+    adapter: &A,
+    state: &AppState,
+    tenant: &Tenant,
+    upstream: &Upstream<'_>,
+    entitlement: &entitlement::Entitlement,
+    kids: &[KeyId],
+    content_id: Option<&ContentId>,
+    challenge: A::Challenge,
+) -> Result<UpstreamAnswer, ApiError> {
+    if kids.len() > MAX_LICENCE_KEYS {
+        return Err(ApiError::BadRequest(format!(
+            "at most {MAX_LICENCE_KEYS} key ids per licence"
+        )));
+    }
+    let drm = adapter.upstream_name();
+    let user: String = entitlement.user.chars().take(64).collect();
+    let (content_id, keys) = licence_keys(state, tenant, entitlement, kids, content_id).await?;
+    let kids: Vec<String> = keys.iter().map(|k| k.kid.to_string()).collect();
+    let request = adapter.upstream_request(
+        &LicenceContext {
+            tenant,
+            content_id: &content_id,
+            keys: &keys,
+            policy: &entitlement.policy,
+        },
+        challenge,
+    )?;
+    let answer = send_upstream(state, upstream.url, upstream.timeout, request)
+        .await
+        .inspect_err(|e| {
+            tracing::warn!(tenant = %tenant.id, %user, %drm, content = %content_id, ?kids, error = %e, "licence proxy: upstream failed");
+        })?;
+    tracing::info!(tenant = %tenant.id, %user, %drm, content = %content_id, ?kids, status = answer.status.as_u16(), "licence proxy: upstream licence passed on");
+    Ok(answer)
+}
+
 /// The content and keys of the licence (steps 6 and 7 of the order): the named key ids, or the
 /// named content's keys, or the keys of the one content the token covers. Every key must be
 /// covered; an unknown key id is refused exactly like a key of another content.
@@ -652,23 +700,24 @@ async fn licence_keys(
     state: &AppState,
     tenant: &Tenant,
     entitlement: &entitlement::Entitlement,
-    query: &LicenceQuery,
+    kids: &[KeyId],
+    content_id: Option<&ContentId>,
 ) -> Result<(ContentId, Vec<ContentKey>), ApiError> {
     if entitlement.contents.is_empty() {
         return Err(ApiError::Forbidden(
             "the entitlement token covers no content".into(),
         ));
     }
-    if let Some(content) = &query.content_id
+    if let Some(content) = content_id
         && !entitlement.covers(content)
     {
         return Err(ApiError::Forbidden(format!(
             "not entitled to content {content}"
         )));
     }
-    if !query.kids.is_empty() {
-        let keys = entitlement::covered_keys(state, tenant, entitlement, &query.kids).await?;
-        if keys.len() != query.kids.len() {
+    if !kids.is_empty() {
+        let keys = entitlement::covered_keys(state, tenant, entitlement, kids).await?;
+        if keys.len() != kids.len() {
             return Err(ApiError::Forbidden(
                 "not entitled to every requested key id".into(),
             ));
@@ -679,7 +728,7 @@ async fn licence_keys(
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let content = match (contents.as_slice(), &query.content_id) {
+        let content = match (contents.as_slice(), content_id) {
             ([one], None) => (*one).clone(),
             ([one], Some(named)) if *one == named => (*one).clone(),
             ([_], Some(named)) => {
@@ -696,7 +745,7 @@ async fn licence_keys(
         };
         return Ok((content, keys));
     }
-    let content = match &query.content_id {
+    let content = match content_id {
         Some(content) => content.clone(),
         None => {
             let mut covered = entitlement.contents.iter();
@@ -711,31 +760,31 @@ async fn licence_keys(
             }
         }
     };
-    let kids: Vec<KeyId> = state
+    let content_kids: Vec<KeyId> = state
         .store()
         .list_keys(&tenant.id, &content)
         .await?
         .into_iter()
         .map(|info| info.kid)
         .collect();
-    if kids.is_empty() {
+    if content_kids.is_empty() {
         return Err(ApiError::NotFound(format!("content {content} has no keys")));
     }
-    if kids.len() > MAX_LICENCE_KEYS {
+    if content_kids.len() > MAX_LICENCE_KEYS {
         return Err(ApiError::Unprocessable(format!(
             "content {content} has {} keys, more than one licence carries ({MAX_LICENCE_KEYS}): name the keys with ?kid=",
-            kids.len()
+            content_kids.len()
         )));
     }
-    let keys = entitlement::covered_keys(state, tenant, entitlement, &kids).await?;
+    let keys = entitlement::covered_keys(state, tenant, entitlement, &content_kids).await?;
     Ok((content, keys))
 }
 
 /// The upstream's answer, passed on unchanged.
-struct UpstreamAnswer {
-    status: StatusCode,
-    content_type: Option<HeaderValue>,
-    body: Bytes,
+pub struct UpstreamAnswer {
+    pub status: StatusCode,
+    pub content_type: Option<HeaderValue>,
+    pub body: Bytes,
 }
 
 /// Why one attempt failed, and whether another attempt may be made: only when the upstream

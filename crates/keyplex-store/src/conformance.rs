@@ -19,7 +19,7 @@ use keyplex_types::{
     ContentId, ContentKey, KeyId, KeyOrigin, KeyPeriod, KeySlot, TenantId, TrackType,
 };
 
-use crate::{KeyMaterial, KeyRequest, KeyStore, StoreError};
+use crate::{KeyMaterial, KeyRequest, KeyStore, NewSession, SessionOpen, StoreError};
 
 /// How many identical requests race in the concurrency scenarios.
 const RACERS: usize = 50;
@@ -38,6 +38,9 @@ pub async fn run<S: KeyStore>(store: Arc<S>) {
     tenants_are_isolated(&*store).await;
     reads_expose_only_what_is_asked(&*store).await;
     racing_identical_requests_create_one_key(&store).await;
+    sessions_live_until_they_expire_or_close(&*store).await;
+    session_limit_counts_live_sessions_per_user(&*store).await;
+    racing_session_openings_respect_the_limit(&store).await;
 }
 
 fn new_tenant() -> TenantId {
@@ -871,4 +874,228 @@ async fn racing_identical_requests_create_one_key<S: KeyStore>(store: &Arc<S>) {
         2,
         "racing requests: exactly one key per identity was created"
     );
+}
+
+fn new_session(user: &str, now: u64, lifetime: u64) -> NewSession {
+    NewSession {
+        id: random::random_token(22).unwrap(),
+        user: user.to_owned(),
+        entitlement: format!("{{\"user\":\"{user}\"}}"),
+        heartbeat_seconds: lifetime / 2,
+        created_at: now,
+        expires_at: now + lifetime,
+    }
+}
+
+async fn sessions_live_until_they_expire_or_close<S: KeyStore>(store: &S) {
+    let scenario = "sessions_live_until_they_expire_or_close";
+    let tenant = new_tenant();
+    let other = new_tenant();
+    let s = new_session("alice", 1_000, 20);
+    assert_eq!(
+        store.open_session(&tenant, &s, None, 1_000).await.unwrap(),
+        SessionOpen::Opened,
+        "{scenario}"
+    );
+    let got = store
+        .get_session(&tenant, &s.id, 1_010)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.user, "alice", "{scenario}");
+    assert_eq!(got.entitlement, s.entitlement, "{scenario}");
+    assert_eq!(got.heartbeat_seconds, 10, "{scenario}");
+    assert!(got.key_systems.is_empty(), "{scenario}");
+    assert_eq!(got.expires_at, 1_020, "{scenario}");
+    // Tenants are isolated.
+    assert!(
+        store
+            .get_session(&other, &s.id, 1_010)
+            .await
+            .unwrap()
+            .is_none(),
+        "{scenario}"
+    );
+    assert!(
+        store
+            .touch_session(&other, &s.id, 1_010, 1_050, None)
+            .await
+            .unwrap()
+            .is_none(),
+        "{scenario}"
+    );
+    assert!(
+        !store.close_session(&other, &s.id, 1_010).await.unwrap(),
+        "{scenario}"
+    );
+    // A touch extends the session and records key systems once each, in order.
+    let touched = store
+        .touch_session(&tenant, &s.id, 1_015, 1_035, Some("clearkey"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(touched.expires_at, 1_035, "{scenario}");
+    store
+        .touch_session(&tenant, &s.id, 1_016, 1_036, Some("widevine"))
+        .await
+        .unwrap()
+        .unwrap();
+    let touched = store
+        .touch_session(&tenant, &s.id, 1_017, 1_037, Some("clearkey"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(touched.key_systems, ["clearkey", "widevine"], "{scenario}");
+    // An expiry never moves backwards.
+    let touched = store
+        .touch_session(&tenant, &s.id, 1_018, 1_020, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(touched.expires_at, 1_037, "{scenario}");
+    // Expired: neither readable nor touchable.
+    assert!(
+        store
+            .get_session(&tenant, &s.id, 1_037)
+            .await
+            .unwrap()
+            .is_none(),
+        "{scenario}"
+    );
+    assert!(
+        store
+            .touch_session(&tenant, &s.id, 1_037, 1_100, None)
+            .await
+            .unwrap()
+            .is_none(),
+        "{scenario}"
+    );
+    // Closing a live session.
+    let s2 = new_session("alice", 2_000, 20);
+    store.open_session(&tenant, &s2, None, 2_000).await.unwrap();
+    assert!(
+        store.close_session(&tenant, &s2.id, 2_001).await.unwrap(),
+        "{scenario}"
+    );
+    assert!(
+        store
+            .get_session(&tenant, &s2.id, 2_001)
+            .await
+            .unwrap()
+            .is_none(),
+        "{scenario}"
+    );
+    assert!(
+        !store.close_session(&tenant, &s2.id, 2_001).await.unwrap(),
+        "{scenario}"
+    );
+    assert!(
+        !store
+            .close_session(&tenant, "unknown", 2_001)
+            .await
+            .unwrap(),
+        "{scenario}"
+    );
+}
+
+async fn session_limit_counts_live_sessions_per_user<S: KeyStore>(store: &S) {
+    let scenario = "session_limit_counts_live_sessions_per_user";
+    let tenant = new_tenant();
+    let a1 = new_session("alice", 1_000, 20);
+    let a2 = new_session("alice", 1_000, 20);
+    let a3 = new_session("alice", 1_000, 20);
+    assert_eq!(
+        store
+            .open_session(&tenant, &a1, Some(2), 1_000)
+            .await
+            .unwrap(),
+        SessionOpen::Opened,
+        "{scenario}"
+    );
+    assert_eq!(
+        store
+            .open_session(&tenant, &a2, Some(2), 1_000)
+            .await
+            .unwrap(),
+        SessionOpen::Opened,
+        "{scenario}"
+    );
+    assert_eq!(
+        store
+            .open_session(&tenant, &a3, Some(2), 1_001)
+            .await
+            .unwrap(),
+        SessionOpen::LimitReached { active: 2 },
+        "{scenario}"
+    );
+    assert!(
+        store
+            .get_session(&tenant, &a3.id, 1_001)
+            .await
+            .unwrap()
+            .is_none(),
+        "{scenario}: refused session stored"
+    );
+    // Another user, and the same user in another tenant, are not limited by alice's sessions.
+    let b1 = new_session("bob", 1_000, 20);
+    assert_eq!(
+        store
+            .open_session(&tenant, &b1, Some(1), 1_001)
+            .await
+            .unwrap(),
+        SessionOpen::Opened,
+        "{scenario}"
+    );
+    let other = new_tenant();
+    assert_eq!(
+        store
+            .open_session(&other, &a3, Some(1), 1_001)
+            .await
+            .unwrap(),
+        SessionOpen::Opened,
+        "{scenario}"
+    );
+    // Closing one frees a slot.
+    store.close_session(&tenant, &a1.id, 1_002).await.unwrap();
+    assert_eq!(
+        store
+            .open_session(&tenant, &a3, Some(2), 1_002)
+            .await
+            .unwrap(),
+        SessionOpen::Opened,
+        "{scenario}"
+    );
+    // Expired sessions count no more.
+    let a4 = new_session("alice", 1_020, 20);
+    assert_eq!(
+        store
+            .open_session(&tenant, &a4, Some(1), 1_020)
+            .await
+            .unwrap(),
+        SessionOpen::Opened,
+        "{scenario}"
+    );
+}
+
+async fn racing_session_openings_respect_the_limit<S: KeyStore>(store: &Arc<S>) {
+    let scenario = "racing_session_openings_respect_the_limit";
+    let tenant = new_tenant();
+    let mut tasks = Vec::new();
+    for _ in 0..RACERS {
+        let store = Arc::clone(store);
+        let tenant = tenant.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .open_session(&tenant, &new_session("carol", 1_000, 60), Some(3), 1_000)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut opened = 0;
+    for task in tasks {
+        if task.await.unwrap() == SessionOpen::Opened {
+            opened += 1;
+        }
+    }
+    assert_eq!(opened, 3, "{scenario}");
 }

@@ -121,4 +121,71 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Cheap liveness check for `/healthz`.
     async fn ping(&self) -> Result<()>;
+
+    /// Opens `session` unless its user already has `max_streams` live sessions (`None`:
+    /// unlimited). Counting and inserting are one atomic step, so concurrent openings never
+    /// exceed the limit. A session is live while `expires_at > now`.
+    async fn open_session(
+        &self,
+        tenant: &TenantId,
+        session: &NewSession,
+        max_streams: Option<u32>,
+        now: u64,
+    ) -> Result<SessionOpen>;
+
+    /// The live session with this id (`None` when unknown, closed or expired at `now`).
+    async fn get_session(&self, tenant: &TenantId, id: &str, now: u64) -> Result<Option<Session>>;
+
+    /// Moves a live session's expiry to `expires_at` and, with `licensed`, records that a
+    /// licence of that key system was issued in it. `None` when the session is not live.
+    async fn touch_session(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        now: u64,
+        expires_at: u64,
+        licensed: Option<&str>,
+    ) -> Result<Option<Session>>;
+
+    /// Ends a session (teardown). True when a live session was closed.
+    async fn close_session(&self, tenant: &TenantId, id: &str, now: u64) -> Result<bool>;
+}
+
+/// A session to open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewSession {
+    /// Random, unguessable: the session id is the bearer secret of the session's calls.
+    pub id: String,
+    /// The entitlement's user (`sub`): the unit `max_streams` counts.
+    pub user: String,
+    /// The verified entitlement at setup, as JSON text (opaque to the store).
+    pub entitlement: String,
+    pub heartbeat_seconds: u64,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// A stored live session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    pub user: String,
+    pub entitlement: String,
+    pub heartbeat_seconds: u64,
+    /// Key systems a licence was issued for in this session, in issue order.
+    pub key_systems: Vec<String>,
+    pub created_at: u64,
+    pub expires_at: u64,
+}
+
+/// The outcome of [`KeyStore::open_session`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionOpen {
+    Opened,
+    /// The user already has `active` live sessions, at least `max_streams`.
+    LimitReached {
+        active: u32,
+    },
 }

@@ -21,7 +21,7 @@ use sqlx::{Row as _, SqlitePool};
 
 use crate::cache::{KEY_CACHE_CAPACITY, KeyCache};
 use crate::rules::{self, KeySealer};
-use crate::{KeyInfo, KeyRequest, KeyStore, Result, StoreError};
+use crate::{KeyInfo, KeyRequest, KeyStore, NewSession, Result, Session, SessionOpen, StoreError};
 
 /// How long a statement waits for another process's write lock before the store reports
 /// itself unavailable.
@@ -514,6 +514,161 @@ impl KeyStore for SqliteStore {
             .map_err(|e| db_error("ping failed", e))?;
         Ok(())
     }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
+    async fn open_session(
+        &self,
+        tenant: &TenantId,
+        session: &NewSession,
+        max_streams: Option<u32>,
+        now: u64,
+    ) -> Result<SessionOpen> {
+        let now_col = unix_column(now)?;
+        // The count and the insert happen in one `BEGIN IMMEDIATE` transaction on the single
+        // writer connection: concurrent openings (in this process or another one on the same
+        // file) are serialized, so the limit holds.
+        let mut tx = self
+            .core
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| db_error("cannot start a write transaction", e))?;
+        // Expired sessions of this tenant go first: they count no more and are never read.
+        sqlx::query("DELETE FROM sessions WHERE tenant = ? AND expires_at <= ?")
+            .bind(tenant.as_str())
+            .bind(now_col)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_error("cannot delete expired sessions", e))?;
+        if let Some(max) = max_streams {
+            let active: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM sessions WHERE tenant = ? AND user_id = ? AND expires_at > ?",
+            )
+            .bind(tenant.as_str())
+            .bind(&session.user)
+            .bind(now_col)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| db_error("cannot count sessions", e))?;
+            if active >= i64::from(max) {
+                tx.rollback()
+                    .await
+                    .map_err(|e| db_error("cannot end a transaction", e))?;
+                return Ok(SessionOpen::LimitReached {
+                    active: u32::try_from(active).unwrap_or(u32::MAX),
+                });
+            }
+        }
+        sqlx::query(
+            "INSERT INTO sessions (tenant, session_id, user_id, entitlement, heartbeat_seconds, \
+             key_systems, created_at, expires_at) VALUES (?, ?, ?, ?, ?, '', ?, ?)",
+        )
+        .bind(tenant.as_str())
+        .bind(&session.id)
+        .bind(&session.user)
+        .bind(&session.entitlement)
+        .bind(unix_column(session.heartbeat_seconds)?)
+        .bind(unix_column(session.created_at)?)
+        .bind(unix_column(session.expires_at)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_error("cannot store the session", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| db_error("cannot commit the session", e))?;
+        Ok(SessionOpen::Opened)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
+    async fn get_session(&self, tenant: &TenantId, id: &str, now: u64) -> Result<Option<Session>> {
+        let row = sqlx::query(
+            "SELECT session_id, user_id, entitlement, heartbeat_seconds, key_systems, created_at, \
+             expires_at FROM sessions WHERE tenant = ? AND session_id = ? AND expires_at > ?",
+        )
+        .bind(tenant.as_str())
+        .bind(id)
+        .bind(unix_column(now)?)
+        .fetch_optional(&self.core.reader)
+        .await
+        .map_err(|e| db_error("cannot read a session", e))?;
+        row.as_ref().map(decode_session).transpose()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
+    async fn touch_session(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        now: u64,
+        expires_at: u64,
+        licensed: Option<&str>,
+    ) -> Result<Option<Session>> {
+        if let Some(system) = licensed
+            && (system.is_empty() || system.contains(char::is_whitespace))
+        {
+            return Err(StoreError::Internal(format!(
+                "key system name {system:?} is empty or contains whitespace"
+            )));
+        }
+        // One statement: the expiry check, the extension and the key system append are atomic.
+        let row = sqlx::query(
+            "UPDATE sessions SET expires_at = max(expires_at, ?1), key_systems = CASE \
+               WHEN ?2 IS NULL OR instr(' ' || key_systems || ' ', ' ' || ?2 || ' ') > 0 THEN key_systems \
+               WHEN key_systems = '' THEN ?2 \
+               ELSE key_systems || ' ' || ?2 END \
+             WHERE tenant = ?3 AND session_id = ?4 AND expires_at > ?5 \
+             RETURNING session_id, user_id, entitlement, heartbeat_seconds, key_systems, created_at, expires_at",
+        )
+        .bind(unix_column(expires_at)?)
+        .bind(licensed)
+        .bind(tenant.as_str())
+        .bind(id)
+        .bind(unix_column(now)?)
+        .fetch_optional(&self.core.writer)
+        .await
+        .map_err(|e| db_error("cannot update a session", e))?;
+        row.as_ref().map(decode_session).transpose()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
+    async fn close_session(&self, tenant: &TenantId, id: &str, now: u64) -> Result<bool> {
+        let deleted = sqlx::query(
+            "DELETE FROM sessions WHERE tenant = ? AND session_id = ? RETURNING expires_at > ?",
+        )
+        .bind(tenant.as_str())
+        .bind(id)
+        .bind(unix_column(now)?)
+        .fetch_optional(&self.core.writer)
+        .await
+        .map_err(|e| db_error("cannot delete a session", e))?;
+        Ok(deleted.is_some_and(|row| row.get::<bool, _>(0)))
+    }
+}
+
+fn unix_column(seconds: u64) -> Result<i64> {
+    i64::try_from(seconds).map_err(|_| StoreError::Internal(format!("time {seconds} out of range")))
+}
+
+fn decode_session(row: &SqliteRow) -> Result<Session> {
+    let id: String = row.get("session_id");
+    // The session id is a bearer secret: errors do not name it.
+    let corrupt = |reason: &str| StoreError::Corrupt {
+        kid: "a session".to_owned(),
+        reason: reason.to_owned(),
+    };
+    let unsigned = |column: &str| -> Result<u64> {
+        u64::try_from(row.get::<i64, _>(column)).map_err(|_| corrupt(&format!("negative {column}")))
+    };
+    let key_systems: String = row.get("key_systems");
+    Ok(Session {
+        user: row.get("user_id"),
+        entitlement: row.get("entitlement"),
+        heartbeat_seconds: unsigned("heartbeat_seconds")?,
+        key_systems: key_systems.split_whitespace().map(str::to_owned).collect(),
+        created_at: unsigned("created_at")?,
+        expires_at: unsigned("expires_at")?,
+        id,
+    })
 }
 
 async fn migrate(pool: &SqlitePool) -> Result<()> {

@@ -15,4 +15,5 @@ mod nagra;
 mod players;
 mod speke;
 mod speke_sigv4;
+mod ssm;
 mod widevine_api;
