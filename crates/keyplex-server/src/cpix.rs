@@ -32,7 +32,7 @@ use crate::auth::authenticate_packager_request;
 use crate::body::require_body;
 use crate::error::{ApiError, PlainText};
 use crate::keys;
-use crate::signaling::{self, TenantUrls};
+use crate::signaling;
 use crate::state::{AppState, Tenant};
 
 /// `POST /{tenant}/nks/v1/cpix` and `POST /{tenant}/cpix`. With an `X-Speke-Version` header
@@ -150,7 +150,6 @@ pub async fn exchange_with(
         .iter()
         .map(|entry| plan_key(&doc, entry, tenant))
         .collect::<Result<Vec<_>, _>>()?;
-    let urls = TenantUrls::new(state, tenant);
     let schemes: HashMap<KeyId, Option<EncryptionScheme>> = entries
         .iter()
         .map(|e| (e.kid.id, e.common_encryption_scheme))
@@ -164,10 +163,10 @@ pub async fn exchange_with(
             .flatten()
             .unwrap_or_else(|| signaling::default_scheme(system));
         if profile.answer_everything_asked {
-            let probe = signaling::probe(tenant, &urls, system, scheme)?;
+            let probe = signaling::probe(tenant, system, scheme)?;
             check_answerable(drm, &probe, scheme)?;
         } else {
-            signaling::preflight(tenant, &urls, system, scheme)?;
+            signaling::preflight(tenant, system, scheme)?;
         }
         systems.push((system, scheme));
     }
@@ -225,8 +224,7 @@ pub async fn exchange_with(
         let key = by_kid.get(&drm.kid.id).ok_or_else(|| {
             ApiError::Internal(format!("no stored key for DRMSystem kid {}", drm.kid.id))
         })?;
-        let signal =
-            signaling::for_key_forms(tenant, &urls, system, key, scheme, wanted_forms(drm))?;
+        let signal = signaling::for_key_forms(tenant, system, key, scheme, wanted_forms(drm))?;
         if profile.answer_everything_asked && !asked_nothing(drm) && signal.pssh.is_some() {
             drm.pssh.get_or_insert_with(String::new);
         }

@@ -32,7 +32,7 @@ use subtle::ConstantTimeEq;
 
 use crate::error::{ApiError, PlainText};
 use crate::keys;
-use crate::signaling::{self, TenantUrls};
+use crate::signaling;
 use crate::state::{AppState, Tenant};
 
 /// Optional query parameters.
@@ -191,9 +191,8 @@ async fn answer(
             ))
         })?),
     };
-    let urls = TenantUrls::new(state, tenant);
     for system in format.systems() {
-        signaling::preflight(tenant, &urls, *system, scheme)?;
+        signaling::preflight(tenant, *system, scheme)?;
     }
 
     // 2. The slot's key: one atomic, durable store call.
@@ -215,7 +214,7 @@ async fn answer(
     let kid = Kid::new(key.kid);
     let mut drm_systems = Vec::with_capacity(format.systems().len());
     for system in format.systems() {
-        let s = signaling::for_key(tenant, &urls, *system, key, scheme)?;
+        let s = signaling::for_key(tenant, *system, key, scheme)?;
         let b64 = |v: &str| B64.encode(v.as_bytes());
         let mut entry = DrmSystemEntry {
             id: None,

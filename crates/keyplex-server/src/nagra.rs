@@ -35,7 +35,7 @@ use time::OffsetDateTime;
 
 use crate::error::{ApiError, NagraJson};
 use crate::keys;
-use crate::signaling::{self, TenantUrls};
+use crate::signaling;
 use crate::state::{AppState, Tenant};
 
 /// `status` of a successful answer.
@@ -105,8 +105,7 @@ async fn handle(
     let request = Request::from_wire(wire)?;
 
     // 1. Everything that can be wrong is checked before a key exists.
-    let urls = TenantUrls::new(state, tenant);
-    let plan = signaling_plan(api, tenant, &urls, &request)?;
+    let plan = signaling_plan(api, tenant, &request)?;
     let period = key_period(tenant, request.timestamp, OffsetDateTime::now_utc())?;
     let slot = KeySlot {
         content_id: request.content_id.clone(),
@@ -131,7 +130,7 @@ async fn handle(
     // 3. The answer.
     let drm_signalization = plan
         .iter()
-        .map(|want| signalization(tenant, &urls, key, want))
+        .map(|want| signalization(tenant, key, want))
         .collect::<Result<Vec<_>, _>>()?;
     let content_key = match &request.supplied {
         // Packager-supplied keys are not echoed (NAGRA: "omitted … if it was provided in the
@@ -400,12 +399,7 @@ fn mode_name(mode: Option<StreamingMode>) -> &'static str {
     }
 }
 
-fn signaling_plan(
-    api: Api,
-    tenant: &Tenant,
-    urls: &TenantUrls,
-    request: &Request,
-) -> Result<Vec<Wanted>, NagraJson> {
+fn signaling_plan(api: Api, tenant: &Tenant, request: &Request) -> Result<Vec<Wanted>, NagraJson> {
     let has_prm = tenant.config.prm_template.is_some();
     let mode = request.streaming_mode;
     let wanted: Vec<Wanted> = match api {
@@ -420,13 +414,13 @@ fn signaling_plan(
     for mut w in wanted {
         let dash_ok = match w.dash {
             Some(scheme) => {
-                let s = probe(tenant, urls, w.system, scheme)?;
+                let s = probe(tenant, w.system, scheme)?;
                 s.pssh.is_some() || s.content_protection_element.is_some()
             }
             None => false,
         };
         let hls_ok = match w.hls {
-            Some(scheme) => probe(tenant, urls, w.system, scheme)?.hls_media.is_some(),
+            Some(scheme) => probe(tenant, w.system, scheme)?.hls_media.is_some(),
             None => false,
         };
         let complete = if strict {
@@ -465,11 +459,10 @@ fn signaling_plan(
 
 fn probe(
     tenant: &Tenant,
-    urls: &TenantUrls,
     system: DrmSystem,
     scheme: EncryptionScheme,
 ) -> Result<std::sync::Arc<DrmSignaling>, NagraJson> {
-    signaling::probe(tenant, urls, system, scheme).map_err(|e| match e {
+    signaling::probe(tenant, system, scheme).map_err(|e| match e {
         ApiError::BadRequest(m) => unsupported_drm(m),
         other => other.into(),
     })
@@ -614,7 +607,6 @@ fn key_plan(mode: Option<StreamingMode>, request: &Request, has_prm: bool) -> Ve
 
 fn signalization(
     tenant: &Tenant,
-    urls: &TenantUrls,
     key: &ContentKey,
     want: &Wanted,
 ) -> Result<wire::DrmSignalization, ApiError> {
@@ -626,12 +618,12 @@ fn signalization(
         ext_x_key: None,
     };
     if let Some(scheme) = want.dash {
-        let s = signaling::for_key(tenant, urls, want.system, key, scheme)?;
+        let s = signaling::for_key(tenant, want.system, key, scheme)?;
         out.pssh = s.pssh.map(|p| B64.encode(p));
         out.content_protection = s.content_protection_element;
     }
     if let Some(scheme) = want.hls {
-        let s = signaling::for_key(tenant, urls, want.system, key, scheme)?;
+        let s = signaling::for_key(tenant, want.system, key, scheme)?;
         out.key_uri = s.hls_key_uri;
         out.ext_x_key = s.hls_media;
     }

@@ -7,32 +7,31 @@ use std::sync::Arc;
 
 use keyplex_drm::signal::{DrmSignaling, SignalForms, SignalKey, SignalOptions, signal};
 use keyplex_drm::system::DrmSystem;
-use keyplex_types::{ContentKey, EncryptionScheme, KeyId};
+use keyplex_types::{ContentKey, EncryptionScheme, KeyId, TenantId};
 
 use crate::config::PrmTemplate;
+use crate::config::TenantConfig;
 use crate::error::ApiError;
-use crate::state::{AppState, Tenant};
+use crate::state::Tenant;
 
-/// URLs that point back at keyplex (or where the tenant configured them).
+/// URLs that point back at keyplex (or where the tenant configured them). Built once per
+/// tenant at start-up (`Tenant::urls`): they depend only on configuration.
 pub struct TenantUrls {
     pub clearkey_la_url: String,
     pub hls_key_url: String,
 }
 
 impl TenantUrls {
-    pub fn new(state: &AppState, tenant: &Tenant) -> Self {
-        let base = state.public_url();
+    pub fn new(public_url: &str, id: &TenantId, config: &TenantConfig) -> Self {
         Self {
-            clearkey_la_url: tenant
-                .config
+            clearkey_la_url: config
                 .clearkey_la_url
                 .clone()
-                .unwrap_or_else(|| format!("{base}/{}/clearkey/v1/licenses", tenant.id)),
-            hls_key_url: tenant
-                .config
+                .unwrap_or_else(|| format!("{public_url}/{id}/clearkey/v1/licenses")),
+            hls_key_url: config
                 .hls_key_url
                 .clone()
-                .unwrap_or_else(|| format!("{base}/{}/hls/v1/keys/{{kid}}", tenant.id)),
+                .unwrap_or_else(|| format!("{public_url}/{id}/hls/v1/keys/{{kid}}")),
         }
     }
 }
@@ -49,11 +48,10 @@ pub fn default_scheme(system: DrmSystem) -> EncryptionScheme {
 /// tenant, so that a request that will fail stores nothing.
 pub fn preflight(
     tenant: &Tenant,
-    urls: &TenantUrls,
     system: DrmSystem,
     scheme: EncryptionScheme,
 ) -> Result<(), ApiError> {
-    probe(tenant, urls, system, scheme).map(|_| ())
+    probe(tenant, system, scheme).map(|_| ())
 }
 
 /// A probe's outcome: the signaling forms, or the client-facing reason there are none.
@@ -69,7 +67,6 @@ pub struct ProbeCache(std::sync::Mutex<HashMap<(DrmSystem, EncryptionScheme), Pr
 /// Memoized per tenant: the answer depends only on the tenant's settings.
 pub fn probe(
     tenant: &Tenant,
-    urls: &TenantUrls,
     system: DrmSystem,
     scheme: EncryptionScheme,
 ) -> Result<Arc<DrmSignaling>, ApiError> {
@@ -82,7 +79,7 @@ pub fn probe(
     let result = match cached {
         Some(result) => result,
         None => {
-            let result = probe_uncached(tenant, urls, system, scheme).map(Arc::new);
+            let result = probe_uncached(tenant, system, scheme).map(Arc::new);
             if let Ok(mut m) = tenant.probes.0.lock() {
                 m.insert((system, scheme), result.clone());
             }
@@ -94,7 +91,6 @@ pub fn probe(
 
 fn probe_uncached(
     tenant: &Tenant,
-    urls: &TenantUrls,
     system: DrmSystem,
     scheme: EncryptionScheme,
 ) -> Result<DrmSignaling, String> {
@@ -109,17 +105,11 @@ fn probe_uncached(
         key: &probe_key,
         iv: keyplex_types::Iv::from_bytes([0; 16]),
     }];
-    signal(
-        system,
-        &probe,
-        &options(tenant, urls, "preflight", scheme, None),
-    )
-    .map_err(|e| e.to_string())
+    signal(system, &probe, &options(tenant, "preflight", scheme, None)).map_err(|e| e.to_string())
 }
 
 pub fn options<'a>(
     tenant: &'a Tenant,
-    urls: &'a TenantUrls,
     content_id: &'a str,
     scheme: EncryptionScheme,
     crypto_period_index: Option<u32>,
@@ -129,8 +119,8 @@ pub fn options<'a>(
         content_id,
         widevine_provider: tenant.config.widevine_provider.as_deref(),
         playready_la_url: tenant.config.playready_la_url.as_deref(),
-        clearkey_la_url: Some(urls.clearkey_la_url.as_str()),
-        hls_aes128_key_url: Some(urls.hls_key_url.as_str()),
+        clearkey_la_url: Some(tenant.urls.clearkey_la_url.as_str()),
+        hls_aes128_key_url: Some(tenant.urls.hls_key_url.as_str()),
         crypto_period_index,
         forms: SignalForms::ALL,
     }
@@ -139,18 +129,16 @@ pub fn options<'a>(
 /// Signaling of `system` for one stored key (Nagra PRM from the tenant's template).
 pub fn for_key(
     tenant: &Tenant,
-    urls: &TenantUrls,
     system: DrmSystem,
     key: &ContentKey,
     scheme: EncryptionScheme,
 ) -> Result<DrmSignaling, ApiError> {
-    for_key_forms(tenant, urls, system, key, scheme, SignalForms::ALL)
+    for_key_forms(tenant, system, key, scheme, SignalForms::ALL)
 }
 
 /// [`for_key`], building only the `forms` the caller will use (the PSSH box always).
 pub fn for_key_forms(
     tenant: &Tenant,
-    urls: &TenantUrls,
     system: DrmSystem,
     key: &ContentKey,
     scheme: EncryptionScheme,
@@ -172,7 +160,7 @@ pub fn for_key_forms(
     }];
     let opts = SignalOptions {
         forms,
-        ..options(tenant, urls, key.content_id.as_str(), scheme, period)
+        ..options(tenant, key.content_id.as_str(), scheme, period)
     };
     signal(system, &keys, &opts).map_err(|e| {
         ApiError::Internal(format!("signaling {system:?} failed after preflight: {e}"))

@@ -19,6 +19,8 @@ pub struct Tenant {
     /// What `signaling::probe` found per (system, scheme): it depends only on this tenant's
     /// settings, and every key request asks it before touching the store.
     pub(crate) probes: crate::signaling::ProbeCache,
+    /// URLs written into signaling that point back at keyplex.
+    pub urls: crate::signaling::TenantUrls,
     /// The player side: entitlement token keys, products, replay protection, CORS origins.
     pub licence: crate::entitlement::LicenceAuth,
 }
@@ -41,6 +43,13 @@ struct Inner {
 
 impl AppState {
     pub fn new(config: &Config, store: Arc<dyn KeyStore>) -> Result<Self, String> {
+        let public_url = config
+            .server
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.server.listen))
+            .trim_end_matches('/')
+            .to_owned();
         let mut tenants = HashMap::new();
         for (name, tc) in &config.tenants {
             let id = TenantId::parse(name).map_err(|e| e.to_string())?;
@@ -50,21 +59,15 @@ impl AppState {
             tenants.insert(
                 id.clone(),
                 Tenant {
-                    id,
+                    id: id.clone(),
                     config: tc.clone(),
                     auth,
                     probes: crate::signaling::ProbeCache::default(),
+                    urls: crate::signaling::TenantUrls::new(&public_url, &id, tc),
                     licence,
                 },
             );
         }
-        let public_url = config
-            .server
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", config.server.listen))
-            .trim_end_matches('/')
-            .to_owned();
         Ok(Self {
             inner: Arc::new(Inner {
                 store,

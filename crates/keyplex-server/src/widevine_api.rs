@@ -51,7 +51,7 @@ use subtle::ConstantTimeEq as _;
 use crate::config::WidevineSigner;
 use crate::error::{ApiError, WidevineJson};
 use crate::keys;
-use crate::signaling::{self, TenantUrls};
+use crate::signaling;
 use crate::state::{AppState, Tenant};
 
 /// Most crypto periods one request may ask for (Shaka asks for 10 at a time).
@@ -693,8 +693,7 @@ async fn answer(
     tenant: &Tenant,
     request: &CommonEncryptionRequest,
 ) -> Result<ResponseJson, WidevineJson> {
-    let urls = TenantUrls::new(state, tenant);
-    signaling::preflight(tenant, &urls, DrmSystem::Widevine, request.scheme)?;
+    signaling::preflight(tenant, DrmSystem::Widevine, request.scheme)?;
     let (labelled, content_id): (Vec<LabelledKey>, Vec<u8>) = match &request.subject {
         Subject::Content { id, raw } => (
             content_keys(state, tenant, id, &request.tracks, request.periods).await?,
@@ -712,7 +711,7 @@ async fn answer(
     };
     let mut tracks = Vec::with_capacity(labelled.len());
     for LabelledKey { label, key, period } in labelled {
-        let signal = signaling::for_key(tenant, &urls, DrmSystem::Widevine, &key, request.scheme)?;
+        let signal = signaling::for_key(tenant, DrmSystem::Widevine, &key, request.scheme)?;
         let boxes = signal
             .pssh
             .ok_or_else(|| ApiError::Internal("Widevine signaling without a pssh box".into()))?;
