@@ -41,7 +41,10 @@ pub async fn run<S: KeyStore>(store: Arc<S>) {
     sessions_live_until_they_expire_or_close(&*store).await;
     session_limit_counts_live_sessions_per_user(&*store).await;
     racing_session_openings_respect_the_limit(&store).await;
+    admin::run_all(&store).await;
 }
+
+mod admin;
 
 fn new_tenant() -> TenantId {
     let suffix = random::random_token(12).unwrap().to_ascii_lowercase();

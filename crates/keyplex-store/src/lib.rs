@@ -19,9 +19,15 @@ use keyplex_types::{
 
 mod cache;
 pub mod conformance;
+mod records;
 mod rules;
 pub mod sqlite;
 
+pub use keyplex_crypto::master::MasterKey;
+pub use records::{
+    AuditAction, AuditEvent, AuditQuery, ContentSummary, ExportedKey, ImportOutcome, Registry,
+    RotationReport, StoredCredential, StoredTenant,
+};
 pub use sqlite::SqliteStore;
 
 /// A candidate key: what keyplex will store if the identity it is asked under is new.
@@ -68,6 +74,23 @@ pub enum KeyRequest {
     },
 }
 
+/// A key [`KeyStore::ensure_keys_reporting`] resolved a request to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnsuredKey {
+    pub key: ContentKey,
+    /// True when this request created the key (it was new); false when it was stored before.
+    pub created: bool,
+}
+
+impl EnsuredKey {
+    fn stored(key: ContentKey) -> Self {
+        Self {
+            key,
+            created: false,
+        }
+    }
+}
+
 /// Metadata of a stored key: everything but the key bytes (for listings and audits).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyInfo {
@@ -102,12 +125,27 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
     /// Resolves every request of the batch to its one key, creating what is new, atomically
-    /// and durably. The result has one `ContentKey` per request, in request order.
+    /// and durably. The result has one entry per request, in request order, saying whether
+    /// that request created its key (for the audit trail and metrics).
+    async fn ensure_keys_reporting(
+        &self,
+        tenant: &TenantId,
+        requests: &[KeyRequest],
+    ) -> Result<Vec<EnsuredKey>>;
+
+    /// [`Self::ensure_keys_reporting`] without the created flags.
     async fn ensure_keys(
         &self,
         tenant: &TenantId,
         requests: &[KeyRequest],
-    ) -> Result<Vec<ContentKey>>;
+    ) -> Result<Vec<ContentKey>> {
+        Ok(self
+            .ensure_keys_reporting(tenant, requests)
+            .await?
+            .into_iter()
+            .map(|e| e.key)
+            .collect())
+    }
 
     /// The key with this id, if this tenant has one.
     async fn get_key(&self, tenant: &TenantId, kid: &KeyId) -> Result<Option<ContentKey>>;
@@ -149,6 +187,67 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Ends a session (teardown). True when a live session was closed.
     async fn close_session(&self, tenant: &TenantId, id: &str, now: u64) -> Result<bool>;
+
+    /// How many sessions are live at `now`, of one tenant or of all.
+    async fn count_live_sessions(&self, tenant: Option<&TenantId>, now: u64) -> Result<u64>;
+
+    // ---- Tenants and credentials managed through the admin API ----
+
+    /// Every stored tenant and credential (secrets opened), with the registry version.
+    async fn registry(&self) -> Result<Registry>;
+
+    /// The registry version alone: cheap enough to poll every few seconds.
+    async fn registry_version(&self) -> Result<i64>;
+
+    /// Stores a new tenant; false (and nothing written) when a row with its id exists.
+    async fn create_tenant(&self, tenant: &StoredTenant) -> Result<bool>;
+
+    /// Disables or re-enables a tenant, creating its row (settings `None`) if it has none.
+    async fn set_tenant_disabled(
+        &self,
+        tenant: &TenantId,
+        disabled: bool,
+        now: time::OffsetDateTime,
+    ) -> Result<()>;
+
+    /// Stores a credential, its spec sealed under the master key.
+    async fn add_credential(&self, credential: &StoredCredential) -> Result<()>;
+
+    /// Deletes a credential; false when this tenant has none with this id.
+    async fn revoke_credential(&self, tenant: &TenantId, id: &str) -> Result<bool>;
+
+    // ---- The audit trail ----
+
+    /// Appends events in one transaction (durable when it returns).
+    async fn append_audit(&self, events: &[AuditEvent]) -> Result<()>;
+
+    /// Events matching `query`, newest first, at most `query.limit`.
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
+
+    // ---- Listings, backup, rotation ----
+
+    /// A tenant's contents in content id order: those whose id contains `search`
+    /// (case-insensitive) and sorts after `after`, at most `limit`.
+    async fn list_contents(
+        &self,
+        tenant: &TenantId,
+        search: Option<&str>,
+        after: Option<&ContentId>,
+        limit: u32,
+    ) -> Result<Vec<ContentSummary>>;
+
+    /// Every key of a tenant, opened, with what restores it exactly (for backups).
+    async fn export_keys(&self, tenant: &TenantId) -> Result<Vec<ExportedKey>>;
+
+    /// Restores exported keys atomically: new key ids are stored as they were (origin,
+    /// creation time, slot binding); a key id or slot already stored must hold the identical
+    /// key, else [`StoreError::Conflict`] and nothing is written.
+    async fn import_keys(&self, tenant: &TenantId, keys: &[ExportedKey]) -> Result<ImportOutcome>;
+
+    /// Makes `new` the master key: every content key and credential is re-sealed under it,
+    /// in small transactions, while the store keeps serving (rows not yet re-sealed still
+    /// open with the previous key).
+    async fn rotate_master_key(&self, new: MasterKey) -> Result<RotationReport>;
 }
 
 /// A session to open.

@@ -6,24 +6,103 @@ use keyplex_types::{ContentId, ContentKey, ContentKeyValue, KeyId, KeyOrigin, Ke
 
 use crate::{KeyMaterial, KeyRequest, Result, StoreError};
 
-/// Seals and opens content keys under the master key, bound to the row they belong to.
+/// Seals and opens content keys (and credential secrets) under the master key, bound to the
+/// row they belong to. It holds a keyring: the current master key, which seals, and during a
+/// rotation the previous ones, which still open rows not yet re-sealed.
 pub(crate) struct KeySealer {
-    master: MasterKey,
-    /// Cached [`MasterKey::fingerprint`], recorded with every row it seals.
-    fingerprint: String,
+    ring: std::sync::RwLock<std::sync::Arc<Keyring>>,
+}
+
+struct Keyring {
+    current: MasterKey,
+    /// Cached [`MasterKey::fingerprint`] of `current`, recorded with every row it seals.
+    current_fingerprint: String,
+    previous: Vec<(String, MasterKey)>,
+}
+
+impl Keyring {
+    fn key_for(&self, fingerprint: &str) -> Option<&MasterKey> {
+        if fingerprint == self.current_fingerprint {
+            return Some(&self.current);
+        }
+        self.previous
+            .iter()
+            .find(|(fp, _)| fp == fingerprint)
+            .map(|(_, key)| key)
+    }
+}
+
+/// A value sealed under the current master key, with that key's fingerprint.
+pub(crate) struct Sealed {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) sealed_by: String,
 }
 
 impl KeySealer {
     pub(crate) fn new(master: MasterKey) -> Self {
-        let fingerprint = master.fingerprint();
+        let current_fingerprint = master.fingerprint();
         Self {
-            master,
-            fingerprint,
+            ring: std::sync::RwLock::new(std::sync::Arc::new(Keyring {
+                current: master,
+                current_fingerprint,
+                previous: Vec::new(),
+            })),
         }
     }
 
-    pub(crate) fn fingerprint(&self) -> &str {
-        &self.fingerprint
+    fn ring(&self) -> std::sync::Arc<Keyring> {
+        // A poisoned lock still holds a consistent keyring (it is replaced whole).
+        match self.ring.read() {
+            Ok(ring) => ring.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The fingerprint of the master key that seals new rows.
+    pub(crate) fn fingerprint(&self) -> String {
+        self.ring().current_fingerprint.clone()
+    }
+
+    /// Makes `new` the sealing key, keeping the previous keys for opening. Returns the
+    /// fingerprints of the keys now only kept for opening.
+    pub(crate) fn begin_rotation(&self, new: MasterKey) -> Vec<String> {
+        let mut guard = match self.ring.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let old = guard.clone();
+        let new_fingerprint = new.fingerprint();
+        let mut previous: Vec<(String, MasterKey)> = old
+            .previous
+            .iter()
+            .filter(|(fp, _)| *fp != new_fingerprint)
+            .cloned()
+            .collect();
+        if old.current_fingerprint != new_fingerprint {
+            previous.push((old.current_fingerprint.clone(), old.current.clone()));
+        }
+        let retired = previous.iter().map(|(fp, _)| fp.clone()).collect();
+        *guard = std::sync::Arc::new(Keyring {
+            current: new,
+            current_fingerprint: new_fingerprint,
+            previous,
+        });
+        retired
+    }
+
+    /// Forgets every key but the current one (every row is sealed under it now).
+    pub(crate) fn finish_rotation(&self) {
+        let mut guard = match self.ring.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let current = guard.current.clone();
+        let current_fingerprint = guard.current_fingerprint.clone();
+        *guard = std::sync::Arc::new(Keyring {
+            current,
+            current_fingerprint,
+            previous: Vec::new(),
+        });
     }
 
     pub(crate) fn seal(
@@ -32,10 +111,16 @@ impl KeySealer {
         kid: &KeyId,
         content_id: &ContentId,
         key: &ContentKeyValue,
-    ) -> Result<Vec<u8>> {
-        self.master
+    ) -> Result<Sealed> {
+        let ring = self.ring();
+        let bytes = ring
+            .current
             .seal(&key_aad(tenant, kid, content_id), key.expose())
-            .map_err(|e| StoreError::Internal(format!("cannot seal key {kid}: {e}")))
+            .map_err(|e| StoreError::Internal(format!("cannot seal key {kid}: {e}")))?;
+        Ok(Sealed {
+            bytes,
+            sealed_by: ring.current_fingerprint.clone(),
+        })
     }
 
     /// Opens a sealed key. `sealed_by` is the fingerprint recorded with the row: a mismatch is
@@ -49,17 +134,17 @@ impl KeySealer {
         sealed: &[u8],
         sealed_by: &str,
     ) -> Result<ContentKeyValue> {
-        if sealed_by != self.fingerprint {
+        let ring = self.ring();
+        let Some(master) = ring.key_for(sealed_by) else {
             return Err(StoreError::Corrupt {
                 kid: kid.to_string(),
                 reason: format!(
                     "sealed under master key {sealed_by}, but the configured master key is {}",
-                    self.fingerprint
+                    ring.current_fingerprint
                 ),
             });
-        }
-        let plaintext = self
-            .master
+        };
+        let plaintext = master
             .open(&key_aad(tenant, kid, content_id), sealed)
             .map_err(|e| StoreError::Corrupt {
                 kid: kid.to_string(),
@@ -70,6 +155,52 @@ impl KeySealer {
             reason: format!("sealed key has {} bytes instead of 16", plaintext.len()),
         })
     }
+
+    /// Seals a credential's secrets, bound to its tenant and id.
+    pub(crate) fn seal_secret(&self, tenant: &TenantId, id: &str, secret: &[u8]) -> Result<Sealed> {
+        let ring = self.ring();
+        let bytes = ring
+            .current
+            .seal(&secret_aad(tenant, id), secret)
+            .map_err(|e| StoreError::Internal(format!("cannot seal credential {id}: {e}")))?;
+        Ok(Sealed {
+            bytes,
+            sealed_by: ring.current_fingerprint.clone(),
+        })
+    }
+
+    pub(crate) fn open_secret(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        sealed: &[u8],
+        sealed_by: &str,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        let ring = self.ring();
+        let corrupt = |reason: String| StoreError::Corrupt {
+            kid: format!("credential {id}"),
+            reason,
+        };
+        let master = ring.key_for(sealed_by).ok_or_else(|| {
+            corrupt(format!(
+                "sealed under master key {sealed_by}, but the configured master key is {}",
+                ring.current_fingerprint
+            ))
+        })?;
+        master
+            .open(&secret_aad(tenant, id), sealed)
+            .map_err(|e| corrupt(e.to_string()))
+    }
+}
+
+/// `"keyplex/credential/v1/" || tenant || 0x00 || credential id`.
+fn secret_aad(tenant: &TenantId, id: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(22 + tenant.as_str().len() + 1 + id.len());
+    aad.extend_from_slice(b"keyplex/credential/v1/");
+    aad.extend_from_slice(tenant.as_str().as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(id.as_bytes());
+    aad
 }
 
 /// `"keyplex/v1/" || tenant || 0x00 || kid (16 bytes) || content id`. Tenant ids cannot contain
@@ -276,8 +407,11 @@ mod tests {
         let sealer = KeySealer::new(MasterKey::from_hex(&"ab".repeat(32)).unwrap());
         let content = ContentId::parse("movie").unwrap();
         let key = ContentKeyValue::from_bytes([9; 16]);
-        let sealed = sealer.seal(&tenant(), &kid(), &content, &key).unwrap();
-        let fp = sealer.fingerprint().to_owned();
+        let sealed = sealer
+            .seal(&tenant(), &kid(), &content, &key)
+            .unwrap()
+            .bytes;
+        let fp = sealer.fingerprint();
         assert_eq!(
             sealer
                 .open(&tenant(), &kid(), &content, &sealed, &fp)

@@ -19,9 +19,13 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row as _, SqlitePool};
 
+mod admin;
+
 use crate::cache::{KEY_CACHE_CAPACITY, KeyCache};
 use crate::rules::{self, KeySealer};
-use crate::{KeyInfo, KeyRequest, KeyStore, NewSession, Result, Session, SessionOpen, StoreError};
+use crate::{
+    EnsuredKey, KeyInfo, KeyRequest, KeyStore, NewSession, Result, Session, SessionOpen, StoreError,
+};
 
 /// How long a statement waits for another process's write lock before the store reports
 /// itself unavailable.
@@ -60,7 +64,7 @@ struct Core {
 struct WriteJob {
     tenant: TenantId,
     requests: Vec<KeyRequest>,
-    reply: tokio::sync::oneshot::Sender<Result<Vec<ContentKey>>>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<EnsuredKey>>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -153,7 +157,7 @@ impl SqliteStore {
     /// lock first, or by the request that held it. If that request was cancelled (its client
     /// went away) before answering, the batch is queued again: harmless, because what was
     /// committed is found again unchanged (stored keys never change).
-    async fn submit(&self, tenant: &TenantId, requests: &[KeyRequest]) -> Result<Vec<ContentKey>> {
+    async fn submit(&self, tenant: &TenantId, requests: &[KeyRequest]) -> Result<Vec<EnsuredKey>> {
         for _ in 0..3 {
             let (reply, answer) = tokio::sync::oneshot::channel();
             let job = WriteJob {
@@ -225,7 +229,7 @@ impl Core {
         &self,
         tx: &mut SqliteConnection,
         job: &WriteJob,
-    ) -> Result<Vec<ContentKey>> {
+    ) -> Result<Vec<EnsuredKey>> {
         sqlx::query("SAVEPOINT key_batch")
             .execute(&mut *tx)
             .await
@@ -296,16 +300,20 @@ impl Core {
         tx: &mut SqliteConnection,
         tenant: &TenantId,
         requests: &[KeyRequest],
-    ) -> Result<Vec<ContentKey>> {
+    ) -> Result<Vec<EnsuredKey>> {
         let mut resolved = Vec::with_capacity(requests.len());
         for request in requests {
             match self.resolve(tx, tenant, request).await? {
-                Some(stored) => resolved.push(stored),
+                Some(stored) => resolved.push(EnsuredKey {
+                    key: stored,
+                    created: false,
+                }),
                 None => {
                     let (key, slot) = rules::new_key(request);
-                    self.insert_key(tx, tenant, &key, slot).await?;
+                    self.insert_key(tx, tenant, &key, slot, time::OffsetDateTime::now_utc())
+                        .await?;
                     tracing::debug!(kid = %key.kid, content_id = %key.content_id, slotted = slot.is_some(), "created content key");
-                    resolved.push(key);
+                    resolved.push(EnsuredKey { key, created: true });
                 }
             }
         }
@@ -318,6 +326,7 @@ impl Core {
         tenant: &TenantId,
         key: &ContentKey,
         slot: Option<&KeySlot>,
+        created_at: time::OffsetDateTime,
     ) -> Result<()> {
         let sealed = self
             .sealer
@@ -334,13 +343,13 @@ impl Core {
         .bind(tenant.as_str())
         .bind(key.kid.as_bytes().as_slice())
         .bind(key.content_id.as_str())
-        .bind(sealed)
+        .bind(sealed.bytes)
         .bind(key.iv.as_bytes().as_slice())
         .bind(key.track_type.as_ref().map(TrackType::as_str))
         .bind(period_column(key.period)?)
         .bind(origin)
-        .bind(self.sealer.fingerprint())
-        .bind(time::OffsetDateTime::now_utc().unix_timestamp())
+        .bind(sealed.sealed_by)
+        .bind(created_at.unix_timestamp())
         .execute(&mut *conn)
         .await
         .map_err(|e| db_error(&format!("cannot store key {}", key.kid), e))?;
@@ -408,18 +417,18 @@ impl Core {
 #[async_trait]
 impl KeyStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, requests = requests.len()))]
-    async fn ensure_keys(
+    async fn ensure_keys_reporting(
         &self,
         tenant: &TenantId,
         requests: &[KeyRequest],
-    ) -> Result<Vec<ContentKey>> {
+    ) -> Result<Vec<EnsuredKey>> {
         // Fastest path: every key is in the cache (re-requests of hot content).
         let cached: Option<Result<Vec<ContentKey>>> = requests
             .iter()
             .map(|r| self.core.cache.resolve(tenant, r))
             .collect();
         if let Some(result) = cached {
-            return result;
+            return result.map(|keys| keys.into_iter().map(EnsuredKey::stored).collect());
         }
         // Fast path: keys are never changed once stored, so what the readers see is final, and
         // a batch of re-requests (the common case) never takes the write lock.
@@ -438,12 +447,12 @@ impl KeyStore for SqliteStore {
         }
         drop(conn);
         let keys = if found.len() == requests.len() {
-            found
+            found.into_iter().map(EnsuredKey::stored).collect()
         } else {
             self.submit(tenant, requests).await?
         };
-        for (request, key) in requests.iter().zip(&keys) {
-            self.core.cache.remember(tenant, request, key);
+        for (request, ensured) in requests.iter().zip(&keys) {
+            self.core.cache.remember(tenant, request, &ensured.key);
         }
         Ok(keys)
     }
@@ -642,6 +651,73 @@ impl KeyStore for SqliteStore {
         .await
         .map_err(|e| db_error("cannot delete a session", e))?;
         Ok(deleted.is_some_and(|row| row.get::<bool, _>(0)))
+    }
+
+    async fn count_live_sessions(&self, tenant: Option<&TenantId>, now: u64) -> Result<u64> {
+        self.core.count_live_sessions(tenant, now).await
+    }
+
+    async fn registry(&self) -> Result<crate::Registry> {
+        self.core.registry().await
+    }
+
+    async fn registry_version(&self) -> Result<i64> {
+        self.core.registry_version().await
+    }
+
+    async fn create_tenant(&self, tenant: &crate::StoredTenant) -> Result<bool> {
+        self.core.create_tenant(tenant).await
+    }
+
+    async fn set_tenant_disabled(
+        &self,
+        tenant: &TenantId,
+        disabled: bool,
+        now: time::OffsetDateTime,
+    ) -> Result<()> {
+        self.core.set_tenant_disabled(tenant, disabled, now).await
+    }
+
+    async fn add_credential(&self, credential: &crate::StoredCredential) -> Result<()> {
+        self.core.add_credential(credential).await
+    }
+
+    async fn revoke_credential(&self, tenant: &TenantId, id: &str) -> Result<bool> {
+        self.core.revoke_credential(tenant, id).await
+    }
+
+    async fn append_audit(&self, events: &[crate::AuditEvent]) -> Result<()> {
+        self.core.append_audit(events).await
+    }
+
+    async fn query_audit(&self, query: &crate::AuditQuery) -> Result<Vec<crate::AuditEvent>> {
+        self.core.query_audit(query).await
+    }
+
+    async fn list_contents(
+        &self,
+        tenant: &TenantId,
+        search: Option<&str>,
+        after: Option<&ContentId>,
+        limit: u32,
+    ) -> Result<Vec<crate::ContentSummary>> {
+        self.core.list_contents(tenant, search, after, limit).await
+    }
+
+    async fn export_keys(&self, tenant: &TenantId) -> Result<Vec<crate::ExportedKey>> {
+        self.core.export_keys(tenant).await
+    }
+
+    async fn import_keys(
+        &self,
+        tenant: &TenantId,
+        keys: &[crate::ExportedKey],
+    ) -> Result<crate::ImportOutcome> {
+        self.core.import_keys(tenant, keys).await
+    }
+
+    async fn rotate_master_key(&self, new: MasterKey) -> Result<crate::RotationReport> {
+        self.core.rotate_master_key(new).await
     }
 }
 

@@ -1,0 +1,456 @@
+//! Conformance scenarios for what the admin API relies on: tenants and credentials, the audit
+//! trail, listings, export/import and master key rotation.
+
+use std::sync::Arc;
+
+use keyplex_crypto::master::MasterKey;
+use keyplex_types::{ContentId, KeyPeriod, TenantId};
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use super::{by_kid, by_slot, candidate, content, ensure_one, new_tenant, slot};
+use crate::{
+    AuditAction, AuditEvent, AuditQuery, KeyStore, StoreError, StoredCredential, StoredTenant,
+};
+
+pub(super) async fn run_all<S: KeyStore>(store: &Arc<S>) {
+    ensure_reports_what_it_created(&**store).await;
+    tenants_and_credentials_round_trip(&**store).await;
+    audit_events_are_queryable(&**store).await;
+    contents_are_listed_and_searchable(&**store).await;
+    export_then_import_restores_identical_keys(&**store).await;
+    import_refuses_conflicts_and_writes_nothing(&**store).await;
+    live_sessions_are_counted(&**store).await;
+    rotation_rewraps_every_key(store).await;
+}
+
+fn now() -> OffsetDateTime {
+    // Whole seconds: stores keep second precision for creation times.
+    OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp()).unwrap()
+}
+
+async fn ensure_reports_what_it_created<S: KeyStore>(store: &S) {
+    let scenario = "ensure_keys_reporting";
+    let tenant = new_tenant();
+    let movie = content("movie-1");
+    let first = candidate();
+    let requests = [by_kid(&movie, &first)];
+    let created = store
+        .ensure_keys_reporting(&tenant, &requests)
+        .await
+        .unwrap();
+    assert!(created[0].created, "{scenario}: a new kid is created");
+    let again = store
+        .ensure_keys_reporting(&tenant, &requests)
+        .await
+        .unwrap();
+    assert!(
+        !again[0].created,
+        "{scenario}: a stored kid is not created again"
+    );
+    assert_eq!(again[0].key, created[0].key, "{scenario}");
+    let second = candidate();
+    let mixed = store
+        .ensure_keys_reporting(&tenant, &[by_kid(&movie, &first), by_kid(&movie, &second)])
+        .await
+        .unwrap();
+    assert_eq!(
+        mixed.iter().map(|e| e.created).collect::<Vec<_>>(),
+        [false, true],
+        "{scenario}: flags per request"
+    );
+}
+
+async fn tenants_and_credentials_round_trip<S: KeyStore>(store: &S) {
+    let scenario = "tenants and credentials";
+    let tenant = new_tenant();
+    let v0 = store.registry_version().await.unwrap();
+    let row = StoredTenant {
+        id: tenant.clone(),
+        settings: Some(r#"{"kid_override":true}"#.into()),
+        disabled: false,
+        created_at: now(),
+    };
+    assert!(
+        store.create_tenant(&row).await.unwrap(),
+        "{scenario}: created"
+    );
+    assert!(
+        !store.create_tenant(&row).await.unwrap(),
+        "{scenario}: a second create is refused"
+    );
+    let v1 = store.registry_version().await.unwrap();
+    assert!(v1 > v0, "{scenario}: the version moves on");
+    let id = format!("cred_{}", keyplex_crypto::random::random_token(10).unwrap());
+    let credential = StoredCredential {
+        id: id.clone(),
+        tenant: tenant.clone(),
+        kind: "basic".into(),
+        label: "packager".into(),
+        spec: Zeroizing::new(r#"{"user":"packager","password":"pw-secret"}"#.into()),
+        created_at: now(),
+    };
+    store.add_credential(&credential).await.unwrap();
+    store
+        .set_tenant_disabled(&tenant, true, now())
+        .await
+        .unwrap();
+    let registry = store.registry().await.unwrap();
+    assert!(registry.version > v1, "{scenario}: version after changes");
+    let stored = registry.tenants.iter().find(|t| t.id == tenant).unwrap();
+    assert_eq!(stored.settings, row.settings, "{scenario}: settings");
+    assert!(stored.disabled, "{scenario}: disabled");
+    let cred = registry.credentials.iter().find(|c| c.id == id).unwrap();
+    assert_eq!(
+        cred.spec.as_str(),
+        credential.spec.as_str(),
+        "{scenario}: spec opens"
+    );
+    assert_eq!(
+        (cred.kind.as_str(), cred.label.as_str()),
+        ("basic", "packager")
+    );
+    // A file tenant gets a row (no settings) when it is disabled.
+    let file_tenant = new_tenant();
+    store
+        .set_tenant_disabled(&file_tenant, true, now())
+        .await
+        .unwrap();
+    store
+        .set_tenant_disabled(&file_tenant, false, now())
+        .await
+        .unwrap();
+    let registry = store.registry().await.unwrap();
+    let overlay = registry
+        .tenants
+        .iter()
+        .find(|t| t.id == file_tenant)
+        .unwrap();
+    assert_eq!(
+        (overlay.settings.as_deref(), overlay.disabled),
+        (None, false),
+        "{scenario}"
+    );
+    // Revocation is per tenant.
+    let other = new_tenant();
+    assert!(
+        !store.revoke_credential(&other, &id).await.unwrap(),
+        "{scenario}: other tenant"
+    );
+    assert!(
+        store.revoke_credential(&tenant, &id).await.unwrap(),
+        "{scenario}: revoked"
+    );
+    assert!(
+        !store.revoke_credential(&tenant, &id).await.unwrap(),
+        "{scenario}: once"
+    );
+    let registry = store.registry().await.unwrap();
+    assert!(
+        registry.credentials.iter().all(|c| c.id != id),
+        "{scenario}: gone"
+    );
+}
+
+fn event(
+    tenant: &TenantId,
+    action: AuditAction,
+    content_id: &str,
+    at: OffsetDateTime,
+) -> AuditEvent {
+    AuditEvent {
+        id: 0,
+        at,
+        tenant: tenant.as_str().to_owned(),
+        action,
+        interface: "cpix".into(),
+        credential: "basic:packager".into(),
+        client: "127.0.0.1".into(),
+        content_id: Some(ContentId::parse(content_id).unwrap()),
+        key_ids: vec![keyplex_crypto::random::new_key_id().unwrap()],
+        outcome: "ok".into(),
+        detail: None,
+    }
+}
+
+async fn audit_events_are_queryable<S: KeyStore>(store: &S) {
+    let scenario = "audit trail";
+    let tenant = new_tenant();
+    let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+    let minute = time::Duration::minutes(1);
+    let events: Vec<AuditEvent> = (0..250)
+        .map(|i| {
+            let content = if i % 2 == 0 { "movie-a" } else { "movie-b" };
+            let action = if i % 5 == 0 {
+                AuditAction::KeyCreated
+            } else {
+                AuditAction::KeyDelivered
+            };
+            event(&tenant, action, content, t0 + minute * i)
+        })
+        .collect();
+    store.append_audit(&events).await.unwrap();
+    let all = store
+        .query_audit(&AuditQuery {
+            tenant: Some(tenant.as_str().into()),
+            limit: 1000,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 250, "{scenario}: every event");
+    assert!(
+        all.windows(2).all(|w| w[0].at >= w[1].at),
+        "{scenario}: newest first"
+    );
+    let newest = &all[0];
+    assert_eq!(newest.key_ids, events[249].key_ids, "{scenario}: key ids");
+    assert_eq!(newest.credential, "basic:packager", "{scenario}");
+    assert_eq!(
+        newest.at, events[249].at,
+        "{scenario}: time to the millisecond"
+    );
+    let movie_a_window = store
+        .query_audit(&AuditQuery {
+            tenant: Some(tenant.as_str().into()),
+            content_id: Some(ContentId::parse("movie-a").unwrap()),
+            since: Some(t0 + minute * 10),
+            until: Some(t0 + minute * 20),
+            limit: 1000,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        movie_a_window.len(),
+        5,
+        "{scenario}: content and time range"
+    );
+    let created = store
+        .query_audit(&AuditQuery {
+            tenant: Some(tenant.as_str().into()),
+            action: Some(AuditAction::KeyCreated),
+            limit: 3,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(created.len(), 3, "{scenario}: limit");
+    assert!(
+        created.iter().all(|e| e.action == AuditAction::KeyCreated),
+        "{scenario}: action"
+    );
+    let other = store
+        .query_audit(&AuditQuery {
+            tenant: Some(new_tenant().as_str().into()),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(other.is_empty(), "{scenario}: tenants are separate");
+}
+
+async fn contents_are_listed_and_searchable<S: KeyStore>(store: &S) {
+    let scenario = "content listing";
+    let tenant = new_tenant();
+    for name in ["Movie-Dash-1", "movie-dash-2", "series-7"] {
+        let movie = content(name);
+        for _ in 0..2 {
+            ensure_one(store, &tenant, by_kid(&movie, &candidate()), scenario).await;
+        }
+    }
+    let all = store.list_contents(&tenant, None, None, 10).await.unwrap();
+    let names: Vec<&str> = all.iter().map(|c| c.content_id.as_str()).collect();
+    assert_eq!(
+        names,
+        ["Movie-Dash-1", "movie-dash-2", "series-7"],
+        "{scenario}: sorted"
+    );
+    assert!(all.iter().all(|c| c.keys == 2), "{scenario}: key counts");
+    let dash = store
+        .list_contents(&tenant, Some("DASH"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(dash.len(), 2, "{scenario}: case-insensitive search");
+    let page = store
+        .list_contents(&tenant, None, Some(&all[0].content_id), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        page[0].content_id.as_str(),
+        "movie-dash-2",
+        "{scenario}: paging"
+    );
+}
+
+async fn export_then_import_restores_identical_keys<S: KeyStore>(store: &S) {
+    let scenario = "export and import";
+    let tenant = new_tenant();
+    let movie = content("movie-1");
+    let hd = slot(&movie, "HD", KeyPeriod::Index(7));
+    let slotted = ensure_one(store, &tenant, by_slot(&hd, &candidate(), false), scenario).await;
+    let named = ensure_one(store, &tenant, by_kid(&movie, &candidate()), scenario).await;
+    let exported = store.export_keys(&tenant).await.unwrap();
+    assert_eq!(exported.len(), 2, "{scenario}: every key");
+    assert!(
+        exported.iter().any(|e| e.key == slotted && e.slotted),
+        "{scenario}: slot kept"
+    );
+    assert!(
+        exported.iter().any(|e| e.key == named && !e.slotted),
+        "{scenario}"
+    );
+    // Into another tenant: everything new.
+    let copy = new_tenant();
+    let outcome = store.import_keys(&copy, &exported).await.unwrap();
+    assert_eq!(
+        (outcome.imported, outcome.already_present),
+        (2, 0),
+        "{scenario}"
+    );
+    assert_eq!(
+        store.get_key(&copy, &named.kid).await.unwrap().as_ref(),
+        Some(&named)
+    );
+    // The slot binding came along: asking for the slot gives the imported key.
+    let again = ensure_one(store, &copy, by_slot(&hd, &candidate(), false), scenario).await;
+    assert_eq!(again, slotted, "{scenario}: slot restored");
+    let infos = store.list_keys(&copy, &movie).await.unwrap();
+    let original = store.list_keys(&tenant, &movie).await.unwrap();
+    assert_eq!(
+        infos, original,
+        "{scenario}: metadata identical, creation times included"
+    );
+    // Importing again is harmless.
+    let outcome = store.import_keys(&copy, &exported).await.unwrap();
+    assert_eq!(
+        (outcome.imported, outcome.already_present),
+        (0, 2),
+        "{scenario}: idempotent"
+    );
+}
+
+async fn import_refuses_conflicts_and_writes_nothing<S: KeyStore>(store: &S) {
+    let scenario = "import conflicts";
+    let tenant = new_tenant();
+    let movie = content("movie-1");
+    let stored = ensure_one(store, &tenant, by_kid(&movie, &candidate()), scenario).await;
+    let mut exported = store.export_keys(&tenant).await.unwrap();
+    let target = new_tenant();
+    // The target already has that kid with other bytes.
+    let mut other = candidate();
+    other.kid = stored.kid;
+    ensure_one(store, &target, by_kid(&movie, &other), scenario).await;
+    let fresh = ensure_one(
+        store,
+        &new_tenant(),
+        by_kid(&content("x"), &candidate()),
+        scenario,
+    )
+    .await;
+    exported.insert(
+        0,
+        crate::ExportedKey {
+            key: fresh.clone(),
+            slotted: false,
+            created_at: now(),
+        },
+    );
+    match store.import_keys(&target, &exported).await {
+        Err(StoreError::Conflict { kid, .. }) => assert_eq!(kid, stored.kid, "{scenario}"),
+        other => panic!("{scenario}: expected a conflict, got {other:?}"),
+    }
+    assert!(
+        store.get_key(&target, &fresh.kid).await.unwrap().is_none(),
+        "{scenario}: nothing of the batch was written"
+    );
+}
+
+async fn live_sessions_are_counted<S: KeyStore>(store: &S) {
+    let scenario = "count_live_sessions";
+    let tenant = new_tenant();
+    for (user, ttl) in [("a", 100), ("b", 100), ("c", 5)] {
+        let s = super::new_session(user, 1_000, ttl);
+        store.open_session(&tenant, &s, None, 1_000).await.unwrap();
+    }
+    assert_eq!(
+        store
+            .count_live_sessions(Some(&tenant), 1_010)
+            .await
+            .unwrap(),
+        2,
+        "{scenario}"
+    );
+    assert!(
+        store.count_live_sessions(None, 1_010).await.unwrap() >= 2,
+        "{scenario}: all tenants"
+    );
+}
+
+async fn rotation_rewraps_every_key<S: KeyStore>(store: &Arc<S>) {
+    let scenario = "master key rotation";
+    let tenant = new_tenant();
+    let mut keys = Vec::new();
+    for i in 0..600 {
+        let movie = content(&format!("movie-{i}"));
+        keys.push(ensure_one(&**store, &tenant, by_kid(&movie, &candidate()), scenario).await);
+    }
+    let id = format!("cred_{}", keyplex_crypto::random::random_token(10).unwrap());
+    store
+        .add_credential(&StoredCredential {
+            id: id.clone(),
+            tenant: tenant.clone(),
+            kind: "get_token".into(),
+            label: "token".into(),
+            spec: Zeroizing::new(r#"{"token":"t0k3n"}"#.into()),
+            created_at: now(),
+        })
+        .await
+        .unwrap();
+    // Key creation goes on while the rotation runs.
+    let racer = {
+        let store = store.clone();
+        let tenant = tenant.clone();
+        tokio::spawn(async move {
+            let mut made = Vec::new();
+            for i in 0..50 {
+                let movie = content(&format!("during-{i}"));
+                made.push(
+                    store
+                        .ensure_keys(&tenant, &[by_kid(&movie, &candidate())])
+                        .await
+                        .unwrap()
+                        .remove(0),
+                );
+            }
+            made
+        })
+    };
+    let new = MasterKey::generate().unwrap();
+    let report = store.rotate_master_key(new.clone()).await.unwrap();
+    keys.extend(racer.await.unwrap());
+    assert_eq!(report.new_fingerprint, new.fingerprint(), "{scenario}");
+    assert!(
+        report.rewrapped >= 601,
+        "{scenario}: rewrapped {}",
+        report.rewrapped
+    );
+    // Every key reads back from the database (not a cache) under the new key alone.
+    let exported = store.export_keys(&tenant).await.unwrap();
+    assert_eq!(exported.len(), keys.len(), "{scenario}");
+    for key in &keys {
+        let found = exported
+            .iter()
+            .find(|e| e.key.kid == key.kid)
+            .map(|e| &e.key);
+        assert_eq!(found, Some(key), "{scenario}: key {} reads back", key.kid);
+    }
+    let registry = store.registry().await.unwrap();
+    let cred = registry.credentials.iter().find(|c| c.id == id).unwrap();
+    assert_eq!(
+        cred.spec.as_str(),
+        r#"{"token":"t0k3n"}"#,
+        "{scenario}: credential reads back"
+    );
+}
