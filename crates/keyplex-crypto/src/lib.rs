@@ -4,10 +4,12 @@
 //! * [`master`]: the master key and the AES-256-GCM envelope that protects content keys at rest.
 //! * [`delivery`]: CPIX encrypted key delivery (RSA-OAEP document/MAC keys, AES-256-CBC,
 //!   HMAC-SHA512).
+//! * [`backup`]: key bundles encrypted to an operator's RSA public key (export/import).
 //! * [`block`]: single-block AES helpers used by DRM formats (PlayReady key checksum) and
 //!   Widevine request signing (AES-CBC over a SHA-1 digest).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+pub mod backup;
 pub mod block;
 pub mod delivery;
 pub mod master;

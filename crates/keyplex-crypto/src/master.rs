@@ -148,7 +148,27 @@ impl MasterKey {
         }
     }
 
-    fn load(path: &Path) -> Result<Self, CryptoError> {
+    /// Writes this key to a new file at `path` (mode 0600, fsynced, never replacing an
+    /// existing file: `AlreadyExists` is an error).
+    pub fn write_new(&self, path: &Path) -> Result<(), CryptoError> {
+        let dir = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let file_name = path.file_name().ok_or_else(|| {
+            CryptoError::MasterKey(format!("{} is not a file path", path.display()))
+        })?;
+        let suffix = hex::encode(random_bytes::<8>()?);
+        let temp_path = dir.join(format!(".{}.{suffix}.tmp", file_name.to_string_lossy()));
+        let written = write_new_file(&temp_path, self.to_hex().as_bytes());
+        let linked = written.and_then(|()| fs::hard_link(&temp_path, path));
+        let _ = fs::remove_file(&temp_path);
+        linked.map_err(|e| file_error("cannot write", path, &e))?;
+        sync_dir(dir).map_err(|e| file_error("cannot sync the directory of", path, &e))
+    }
+
+    /// Reads an existing key file (which must not be readable by group or others).
+    pub fn load(path: &Path) -> Result<Self, CryptoError> {
         let mode = fs::metadata(path)
             .map_err(|e| file_error("cannot inspect", path, &e))?
             .permissions()

@@ -87,11 +87,12 @@ impl PackagerAuth {
             .iter()
             .map(|b| (b.user.clone(), sha256(b.password.expose().as_bytes())))
             .collect();
-        let jwt = tenant
-            .jwt
-            .as_ref()
-            .map(JwtVerifier::from_config)
-            .transpose()?;
+        let keys: Vec<&JwtConfig> = tenant.jwt_keys().collect();
+        let jwt = if keys.is_empty() {
+            None
+        } else {
+            Some(JwtVerifier::from_configs(&keys, &[])?)
+        };
         Ok(Self {
             basic,
             jwt,
@@ -143,17 +144,25 @@ pub struct JwtVerifier {
 impl JwtVerifier {
     /// Packager tokens: `exp` is checked when present (they are sometimes long-lived).
     pub fn from_config(c: &JwtConfig) -> Result<Self, String> {
-        Self::build(c, &[])
+        Self::from_configs(&[c], &[])
     }
 
-    /// Tokens that must carry the named registered claims, e.g. `["exp"]` for entitlement
+    /// Tokens verified by any of several key sets (the file's and those added through the
+    /// admin API), each carrying the named registered claims, e.g. `["exp"]` for entitlement
     /// tokens, which must always expire.
-    pub fn from_config_requiring(c: &JwtConfig, required: &[&str]) -> Result<Self, String> {
-        Self::build(c, required)
+    pub fn from_configs(configs: &[&JwtConfig], required: &[&str]) -> Result<Self, String> {
+        let mut keys = Vec::new();
+        for c in configs {
+            Self::add_keys(&mut keys, c, required)?;
+        }
+        Ok(Self { keys })
     }
 
-    fn build(c: &JwtConfig, required: &[&str]) -> Result<Self, String> {
-        let mut keys = Vec::new();
+    fn add_keys(
+        keys: &mut Vec<(DecodingKey, Validation)>,
+        c: &JwtConfig,
+        required: &[&str],
+    ) -> Result<(), String> {
         let validation = |alg: Algorithm| {
             let mut v = Validation::new(alg);
             v.set_required_spec_claims(required);
@@ -185,7 +194,7 @@ impl JwtVerifier {
                 .map_err(|e| format!("es256_public_key_pem: {e}"))?;
             keys.push((key, validation(Algorithm::ES256)));
         }
-        Ok(Self { keys })
+        Ok(())
     }
 
     /// A packager token: who it names.
@@ -297,12 +306,13 @@ pub fn authenticate_request(
     let auth = sigv4::parse_authorization(authorization).map_err(unauthorized)?;
     if let Some(credential) = tenant.auth.sigv4_credential(&auth.access_key_id) {
         sigv4::verify(&signed, &auth, credential, now).map_err(unauthorized)?;
-        return Ok(Principal {
-            credential: format!("sigv4:{}", truncate(&auth.access_key_id)),
-        });
+        let credential = format!("sigv4:{}", truncate(&auth.access_key_id));
+        crate::scope::note_credential(&credential);
+        return Ok(Principal { credential });
     }
     let others_key = state
         .tenants()
+        .values()
         .filter(|t| t.id != tenant.id)
         .filter_map(|t| t.auth.sigv4_credential(&auth.access_key_id))
         .any(|c| sigv4::verify(&signed, &auth, c, now).is_ok());
@@ -324,19 +334,19 @@ fn truncate(s: &str) -> String {
 /// The prologue of every packager POST: the tenant named in the path (404), the body within
 /// the size limit (413), then the credentials (401/403) — Basic, JWT or SigV4, which signs the
 /// body and so needs it first.
-pub fn authenticate_packager_request<'s>(
-    state: &'s crate::state::AppState,
+pub fn authenticate_packager_request(
+    state: &crate::state::AppState,
     tenant: &str,
     method: &axum::http::Method,
     uri: &axum::http::Uri,
     headers: &HeaderMap,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<(&'s crate::state::Tenant, axum::body::Bytes), ApiError> {
+) -> Result<(std::sync::Arc<crate::state::Tenant>, axum::body::Bytes), ApiError> {
     let tenant = state.tenant(tenant)?;
     let body = crate::body::read_body_bytes(state, body)?;
     authenticate_request(
         state,
-        tenant,
+        &tenant,
         &RequestView {
             method,
             uri,

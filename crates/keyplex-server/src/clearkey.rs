@@ -36,6 +36,7 @@ pub async fn post_licence(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let tenant = state.tenant(&tenant)?;
+    let tenant = &*tenant;
     let body = crate::body::read_body_bytes(&state, body)?;
     // Parsed before the token is verified, so that a malformed request does not spend a
     // single-use token.

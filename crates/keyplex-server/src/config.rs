@@ -82,6 +82,12 @@ pub struct AdminConfig {
     /// Bearer token for `/admin/v1`.
     #[serde(default)]
     pub token: Option<Secret>,
+    /// Keys that verify admin JWTs (`exp` required), as an alternative to `token`.
+    #[serde(default)]
+    pub jwt: Option<JwtConfig>,
+    /// `GET /metrics` requires the admin token too (it names tenants).
+    #[serde(default)]
+    pub protect_metrics: bool,
 }
 
 /// One tenant (operator). Every key route lives under `/{tenant}/…`.
@@ -135,6 +141,80 @@ pub struct TenantConfig {
     pub rate_limit: Option<RateLimit>,
     #[serde(default)]
     pub licence: Option<LicenceConfig>,
+    /// Packager JWT keys added through the admin API (beside `jwt`); never in the file.
+    #[serde(skip)]
+    pub extra_jwt: Vec<JwtConfig>,
+    /// GET-style CPIX tokens added through the admin API (beside `get_token`).
+    #[serde(skip)]
+    pub extra_get_tokens: Vec<Secret>,
+}
+
+impl TenantConfig {
+    /// Every packager JWT key set: the file's and the admin API's.
+    pub fn jwt_keys(&self) -> impl Iterator<Item = &JwtConfig> {
+        self.jwt.iter().chain(&self.extra_jwt)
+    }
+
+    /// Every GET-style CPIX token.
+    pub fn get_tokens(&self) -> impl Iterator<Item = &Secret> {
+        self.get_token.iter().chain(&self.extra_get_tokens)
+    }
+
+    /// Whether any packager credential is configured in the fields the file has (the admin
+    /// API refuses them in a new tenant's settings: credentials go through `/credentials`).
+    pub fn has_file_credentials(&self) -> bool {
+        !self.basic.is_empty()
+            || self.jwt.is_some()
+            || !self.sigv4.is_empty()
+            || !self.widevine_signers.is_empty()
+            || self.get_token.is_some()
+            || self.licence.as_ref().is_some_and(|l| l.jwt.is_some())
+    }
+
+    /// Checks what serde cannot: key lengths, sensible numbers, usable credentials.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.crypto_period_seconds == Some(0) {
+            return Err("crypto_period_seconds must be at least 1".into());
+        }
+        for signer in &self.widevine_signers {
+            let key_ok = hex::decode(signer.aes_key.expose()).is_ok_and(|k| k.len() == 32);
+            let iv_ok = hex::decode(&signer.aes_iv).is_ok_and(|k| k.len() == 16);
+            if signer.name.is_empty() || !key_ok || !iv_ok {
+                return Err(format!(
+                    "widevine signer {:?}: needs a name, aes_key must be 64 hex characters and aes_iv 32",
+                    signer.name
+                ));
+            }
+        }
+        if let Some(prm) = &self.prm_template {
+            use base64::Engine as _;
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(prm.pssh_data_base64.trim())
+                .map_err(|_| "prm_template.pssh_data_base64 is not base64".to_owned())?;
+            if data.len() > 64 * 1024 {
+                return Err("prm_template.pssh_data_base64 is larger than 64 KiB".into());
+            }
+        }
+        for b in &self.basic {
+            if b.user.is_empty() || b.user.contains(':') || b.password.expose().is_empty() {
+                return Err("basic credentials need a user without ':' and a password".into());
+            }
+        }
+        for sigv4 in &self.sigv4 {
+            if sigv4.access_key_id.is_empty() || sigv4.secret_access_key.expose().is_empty() {
+                return Err(
+                    "sigv4 credentials need an access_key_id and a secret_access_key".into(),
+                );
+            }
+        }
+        for jwt in self.jwt_keys() {
+            check_jwt_keys(jwt)?;
+        }
+        if let Some(licence) = &self.licence {
+            licence.validate()?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -243,12 +323,20 @@ pub struct LicenceConfig {
     /// content ids it covers: `[tenants.acme.licence.products] gold = ["movie-1", "movie-2"]`.
     #[serde(default)]
     pub products: BTreeMap<String, Vec<String>>,
+    /// Entitlement token keys added through the admin API (beside `jwt`).
+    #[serde(skip)]
+    pub extra_jwt: Vec<JwtConfig>,
 }
 
 impl LicenceConfig {
+    /// Every entitlement token key set: the file's and the admin API's.
+    pub fn jwt_keys(&self) -> impl Iterator<Item = &JwtConfig> {
+        self.jwt.iter().chain(&self.extra_jwt)
+    }
+
     /// What serde cannot check: usable token keys, origins, content ids of products.
     fn validate(&self) -> Result<(), String> {
-        if let Some(jwt) = &self.jwt {
+        for jwt in self.jwt_keys() {
             check_jwt_keys(jwt).map_err(|m| format!("licence.{m}"))?;
         }
         for origin in &self.cors_origins {
@@ -388,43 +476,13 @@ impl Config {
                 message,
             };
             TenantId::parse(name).map_err(|e| err(e.to_string()))?;
-            if tenant.crypto_period_seconds == Some(0) {
-                return Err(err("crypto_period_seconds must be at least 1".into()));
-            }
-            for signer in &tenant.widevine_signers {
-                let key_ok = hex::decode(signer.aes_key.expose()).is_ok_and(|k| k.len() == 32);
-                let iv_ok = hex::decode(&signer.aes_iv).is_ok_and(|k| k.len() == 16);
-                if !key_ok || !iv_ok {
-                    return Err(err(format!(
-                        "widevine signer {:?}: aes_key must be 64 hex characters and aes_iv 32",
-                        signer.name
-                    )));
-                }
-            }
-            if let Some(prm) = &tenant.prm_template {
-                use base64::Engine as _;
-                let data = base64::engine::general_purpose::STANDARD
-                    .decode(prm.pssh_data_base64.trim())
-                    .map_err(|_| err("prm_template.pssh_data_base64 is not base64".into()))?;
-                if data.len() > 64 * 1024 {
-                    return Err(err(
-                        "prm_template.pssh_data_base64 is larger than 64 KiB".into()
-                    ));
-                }
-            }
-            for b in &tenant.basic {
-                if b.user.is_empty() || b.user.contains(':') || b.password.expose().is_empty() {
-                    return Err(err(
-                        "basic credentials need a user without ':' and a password".into(),
-                    ));
-                }
-            }
-            if let Some(jwt) = &tenant.jwt {
-                check_jwt_keys(jwt).map_err(err)?;
-            }
-            if let Some(licence) = &tenant.licence {
-                licence.validate().map_err(err)?;
-            }
+            tenant.validate().map_err(err)?;
+        }
+        if let Some(jwt) = &self.admin.jwt {
+            check_jwt_keys(jwt).map_err(|message| ConfigError::Parse {
+                path: PathBuf::from("[admin]"),
+                message,
+            })?;
         }
         if self.server.max_body_bytes < 1024 {
             return Err(ConfigError::Parse {

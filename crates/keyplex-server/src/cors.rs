@@ -94,6 +94,7 @@ fn allowed_origin(state: &AppState, path: &str, headers: &HeaderMap) -> Option<H
     let origin = headers.get(header::ORIGIN)?;
     let tenant_name = path.trim_start_matches('/').split('/').next()?;
     let tenant = state.tenant(tenant_name).ok()?;
+    let tenant = &*tenant;
     tenant.licence.cors().allow(origin)
 }
 

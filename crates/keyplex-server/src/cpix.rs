@@ -47,6 +47,7 @@ pub async fn post_cpix(
 ) -> Result<Response, PlainText> {
     let (tenant, body) =
         authenticate_packager_request(&state, &tenant, &method, &uri, &headers, body)?;
+    let tenant = &*tenant;
     if let Some(value) = headers.get(crate::speke::SPEKE_VERSION_HEADER) {
         return Ok(crate::speke::answer_header_version(&state, tenant, value, &body).await);
     }
@@ -186,7 +187,7 @@ pub async fn exchange_with(
         .zip(&plans)
         .map(|(entry, plan)| key_request(tenant, &content_id, entry, plan))
         .collect::<Result<Vec<_>, _>>()?;
-    let stored = state.store().ensure_keys(&tenant.id, &requests).await?;
+    let stored = keys::resolve(state, tenant, &content_id, &requests).await?;
 
     // 3. Fill in the answer.
     let renames = kid_renames(entries, &stored)?;

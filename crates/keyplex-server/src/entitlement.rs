@@ -49,12 +49,15 @@ impl LicenceAuth {
                 cors: CorsOrigins::default(),
             });
         };
-        let verifier = config
-            .jwt
-            .as_ref()
-            .map(|jwt| JwtVerifier::from_config_requiring(jwt, &["exp", "sub"]))
-            .transpose()
-            .map_err(|e| format!("licence.jwt: {e}"))?;
+        let keys: Vec<_> = config.jwt_keys().collect();
+        let verifier = if keys.is_empty() {
+            None
+        } else {
+            Some(
+                JwtVerifier::from_configs(&keys, &["exp", "sub"])
+                    .map_err(|e| format!("licence.jwt: {e}"))?,
+            )
+        };
         let products = config
             .products
             .iter()
@@ -298,6 +301,7 @@ pub fn verify(
     let Some(claims) = verifier.verify_claims(token)? else {
         let another_tenants = state
             .tenants()
+            .values()
             .filter(|t| t.id != tenant.id)
             .filter_map(|t| t.licence.verifier.as_ref())
             .any(|v| matches!(v.verify_claims(token), Ok(Some(_)) | Err(_)));
@@ -310,6 +314,10 @@ pub fn verify(
         return Err(ApiError::Unauthorized("invalid entitlement token".into()));
     };
     let entitlement = licence.entitlement(claims)?;
+    crate::scope::note_credential(&format!(
+        "entitlement:sub={}",
+        entitlement.user.chars().take(64).collect::<String>()
+    ));
     if let Some(replay) = &licence.replay {
         let Some(jti) = &entitlement.token_id else {
             return Err(ApiError::Unauthorized(
@@ -389,13 +397,25 @@ pub async fn covered_keys(
             continue;
         }
         // Entitlement is decided on the key's content alone; only covered keys are opened.
-        let Some(content) = state.store().key_content(&tenant.id, kid).await? else {
+        let started = std::time::Instant::now();
+        let content = state.store().key_content(&tenant.id, kid).await;
+        state
+            .telemetry()
+            .observe_store("key_content", started.elapsed());
+        let Some(content) = content? else {
+            crate::scope::note_licence_keys(None, &[*kid]);
             continue;
         };
+        crate::scope::note_licence_keys(Some(&content), &[*kid]);
         if !entitlement.covers(&content) {
             continue;
         }
-        if let Some(key) = state.store().get_key(&tenant.id, kid).await? {
+        let started = std::time::Instant::now();
+        let key = state.store().get_key(&tenant.id, kid).await;
+        state
+            .telemetry()
+            .observe_store("get_key", started.elapsed());
+        if let Some(key) = key? {
             covered.push(key);
         }
     }

@@ -59,6 +59,8 @@ impl ApiError {
     }
 
     fn log(&self) {
+        // The request's audit event and metrics say why it failed (messages carry no keys).
+        crate::scope::note_error(&self.client_message());
         match self {
             Self::Internal(detail) => tracing::error!(%detail, "internal error"),
             Self::Unavailable(detail) => tracing::error!(%detail, "store unavailable"),

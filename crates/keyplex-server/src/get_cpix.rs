@@ -52,6 +52,7 @@ pub async fn get_cpix(
     headers: HeaderMap,
 ) -> Result<Response, PlainText> {
     let tenant = state.tenant(&tenant)?;
+    let tenant = &*tenant;
     let token = bearer_token(&headers)?;
     authenticate(&state, tenant, &token)?;
     answer(&state, tenant, &format, &content_id, query).await
@@ -65,6 +66,7 @@ pub async fn get_cpix_token_in_path(
     query: Result<Query<GetCpixQuery>, QueryRejection>,
 ) -> Result<Response, PlainText> {
     let tenant = state.tenant(&tenant)?;
+    let tenant = &*tenant;
     if !tenant.config.get_token_in_path {
         return Err(ApiError::Unauthorized(
             "this tenant does not accept the token in the URL path (get_token_in_path is off): send Authorization: Bearer <get_token>".into(),
@@ -96,19 +98,22 @@ fn bearer_token(headers: &HeaderMap) -> Result<String, ApiError> {
 /// Whether `presented` is `tenant`'s GET token. SHA-256 of both sides first, so the
 /// comparison takes the same time whatever the lengths.
 fn token_matches(tenant: &Tenant, presented_digest: &[u8; 32]) -> bool {
-    tenant.config.get_token.as_ref().is_some_and(|t| {
+    // Every token is compared, so timing does not tell which one matched.
+    tenant.config.get_tokens().fold(false, |matched, t| {
         let expected: [u8; 32] = Sha256::digest(t.expose().as_bytes()).into();
-        bool::from(expected.ct_eq(presented_digest))
+        matched | bool::from(expected.ct_eq(presented_digest))
     })
 }
 
 fn authenticate(state: &AppState, tenant: &Tenant, presented: &str) -> Result<(), ApiError> {
     let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
     if token_matches(tenant, &digest) {
+        crate::scope::note_credential("get_token");
         return Ok(());
     }
     if state
         .tenants()
+        .values()
         .filter(|t| t.id != tenant.id)
         .any(|t| token_matches(t, &digest))
     {
@@ -117,7 +122,7 @@ fn authenticate(state: &AppState, tenant: &Tenant, presented: &str) -> Result<()
             tenant.id
         )));
     }
-    if tenant.config.get_token.is_none() {
+    if tenant.config.get_tokens().next().is_none() {
         return Err(ApiError::Unauthorized(
             "GET-style CPIX is not enabled for this tenant (no get_token configured)".into(),
         ));
@@ -201,11 +206,7 @@ async fn answer(
         track_type: TrackType::all(),
         period,
     };
-    let stored = state
-        .store()
-        .ensure_keys(&tenant.id, &[keys::by_slot(slot)?])
-        .await
-        .map_err(ApiError::from)?;
+    let stored = keys::resolve(state, tenant, &content_id, &[keys::by_slot(slot)?]).await?;
     let key = stored
         .first()
         .ok_or_else(|| ApiError::Internal("the store answered no key for one request".into()))?;

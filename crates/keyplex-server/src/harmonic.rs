@@ -40,6 +40,7 @@ pub async fn post_key(
 ) -> Result<Response, PlainText> {
     let (tenant, body) =
         authenticate_packager_request(&state, &tenant, &method, &uri, &headers, body)?;
+    let tenant = &*tenant;
     let body = require_body(body, "a CPIX document (Harmonic key request)")?;
     let request =
         keyplex_cpix::read_document(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;

@@ -27,6 +27,7 @@ pub async fn get_key(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let tenant = state.tenant(&tenant)?;
+    let tenant = &*tenant;
     let kid: KeyId = kid.parse().map_err(|_| {
         ApiError::BadRequest(format!(
             "key id {:?} is not a UUID (8-4-4-4-12) or 32 hex digits",

@@ -2,10 +2,65 @@
 //! Shared by every key interface, so that they all resolve identities the same way.
 
 use keyplex_crypto::random;
-use keyplex_store::{KeyMaterial, KeyRequest};
-use keyplex_types::{ContentId, ContentKeyValue, Iv, KeyId, KeyPeriod, KeySlot, TrackType};
+use keyplex_store::{AuditAction, AuditEvent, KeyMaterial, KeyRequest};
+use keyplex_types::{
+    ContentId, ContentKey, ContentKeyValue, Iv, KeyId, KeyPeriod, KeySlot, TrackType,
+};
 
 use crate::error::ApiError;
+use crate::state::{AppState, Tenant};
+
+/// Resolves the keys a packager request needs for `content_id`: one atomic, durable store
+/// call. Keys it creates are written to the audit trail before this returns, so no new key
+/// reaches a packager without a durable record of who asked for it.
+pub async fn resolve(
+    state: &AppState,
+    tenant: &Tenant,
+    content_id: &ContentId,
+    requests: &[KeyRequest],
+) -> Result<Vec<ContentKey>, ApiError> {
+    let started = std::time::Instant::now();
+    let ensured = state
+        .store()
+        .ensure_keys_reporting(&tenant.id, requests)
+        .await;
+    state
+        .telemetry()
+        .observe_store("ensure_keys", started.elapsed());
+    let ensured = ensured?;
+    let created: Vec<KeyId> = ensured
+        .iter()
+        .filter(|e| e.created)
+        .map(|e| e.key.kid)
+        .collect();
+    crate::scope::note_keys(
+        content_id,
+        ensured.iter().map(|e| e.key.kid),
+        created.len() as u64,
+    );
+    if !created.is_empty() {
+        let (interface, credential, client) = crate::scope::who().unwrap_or((
+            crate::scope::Interface::Other,
+            "-".to_owned(),
+            "-".to_owned(),
+        ));
+        let event = AuditEvent {
+            id: 0,
+            at: time::OffsetDateTime::now_utc(),
+            tenant: tenant.id.as_str().to_owned(),
+            action: AuditAction::KeyCreated,
+            interface: interface.as_str().to_owned(),
+            credential,
+            client,
+            content_id: Some(content_id.clone()),
+            key_ids: created,
+            outcome: "ok".to_owned(),
+            detail: None,
+        };
+        state.audit().record_durable(vec![event]).await?;
+    }
+    Ok(ensured.into_iter().map(|e| e.key).collect())
+}
 
 /// The packager named the kid (CPIX/SPEKE): the kid is the identity. A supplied key or IV
 /// is stored as-is; otherwise fresh ones are generated (and used only if the kid is new).

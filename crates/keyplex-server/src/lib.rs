@@ -5,6 +5,8 @@
 //! errors to HTTP responses, `keys`/`signaling` the shared key and signaling logic every
 //! interface uses.
 
+pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod clearkey;
@@ -20,12 +22,16 @@ pub mod keys;
 pub mod licence_proxy;
 pub mod nagra;
 pub mod players;
+pub mod registry;
+pub mod scope;
 pub mod setup;
 pub mod signaling;
 pub mod sigv4;
 pub mod speke;
 pub mod ssm;
 pub mod state;
+pub mod telemetry;
+pub mod ui;
 pub mod widevine_api;
 
 use std::future::Future;
@@ -70,7 +76,14 @@ pub fn router(state: AppState) -> Router {
             post(widevine_api::post_get_content_key),
         )
         .merge(licence_routes(&state))
+        .merge(admin::router())
+        .route("/metrics", get(metrics))
+        .merge(ui::router())
         .merge(players::router(state.players_dir().to_owned()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            telemetry::track,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -130,16 +143,89 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     }
 }
 
-/// Serves on an already bound listener until `shutdown` completes (tests bind port 0).
+/// `GET /metrics`: Prometheus text. Live sessions are counted in the store at scrape time.
+async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if state.config().admin.protect_metrics
+        && let Err(e) = state.admin_auth().check(&headers)
+    {
+        return e.into_response();
+    }
+    let now = entitlement::now_unix();
+    let mut sessions = Vec::new();
+    for tenant in state.tenant_map().values() {
+        match state
+            .store()
+            .count_live_sessions(Some(&tenant.id), now)
+            .await
+        {
+            Ok(count) => sessions.push((tenant.id.as_str().to_owned(), count)),
+            Err(e) => tracing::warn!(error = %e, "metrics: cannot count sessions"),
+        }
+    }
+    let body = state.telemetry().render(&sessions, state.audit().dropped());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// How often a node looks for tenant and credential changes made through another node.
+pub const REGISTRY_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Serves on an already bound listener until `shutdown` completes (tests bind port 0), with
+/// the background work of a running node: the audit trail's writer and the registry poll.
 pub async fn serve_with_listener(
     state: AppState,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let flusher = {
+        let state = state.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            state
+                .audit()
+                .run_flusher(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+        })
+    };
+    let poller = {
+        let state = state.clone();
+        let mut stop = stop_rx;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REGISTRY_POLL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = async { let _ = stop.wait_for(|s| *s).await; } => break,
+                    _ = tick.tick() => {
+                        if let Err(e) = state.reload_tenants(false).await {
+                            tracing::warn!(error = %e, "cannot check the tenant registry");
+                        }
+                    }
+                }
+            }
+        })
+    };
+    let served = axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await
+    .await;
+    let _ = stop_tx.send(true);
+    let _ = poller.await;
+    let _ = flusher.await;
+    served
 }

@@ -598,6 +598,7 @@ async fn proxy<A: LicenceAdapter>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let tenant = state.tenant(&tenant)?;
+    let tenant = &*tenant;
     let body = crate::body::read_body_bytes(&state, body)?;
     let query = licence_query(query)?;
     let challenge = adapter.challenge(&headers, body)?;
@@ -684,9 +685,14 @@ pub async fn entitled_licence<A: LicenceAdapter>(
         },
         challenge,
     )?;
-    let answer = send_upstream(state, upstream.url, upstream.timeout, request)
-        .await
-        .inspect_err(|e| {
+    let started = std::time::Instant::now();
+    let answer = send_upstream(state, upstream.url, upstream.timeout, request).await;
+    state.telemetry().observe_upstream(
+        drm,
+        if answer.is_ok() { "ok" } else { "error" },
+        started.elapsed(),
+    );
+    let answer = answer.inspect_err(|e| {
             tracing::warn!(tenant = %tenant.id, %user, %drm, content = %content_id, ?kids, error = %e, "licence proxy: upstream failed");
         })?;
     tracing::info!(tenant = %tenant.id, %user, %drm, content = %content_id, ?kids, status = answer.status.as_u16(), "licence proxy: upstream licence passed on");

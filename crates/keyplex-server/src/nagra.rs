@@ -95,6 +95,7 @@ async fn handle(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, NagraJson> {
     let tenant = state.tenant(tenant)?;
+    let tenant = &*tenant;
     state.authenticate_packager(tenant, headers)?;
     let body = read_body(state, body)?;
     let wire: wire::Request = serde_json::from_slice(&body).map_err(|e| {
@@ -118,11 +119,7 @@ async fn handle(
     };
 
     // 2. One atomic, durable store call.
-    let stored = state
-        .store()
-        .ensure_keys(&tenant.id, &[key_request])
-        .await
-        .map_err(ApiError::from)?;
+    let stored = keys::resolve(state, tenant, &request.content_id, &[key_request]).await?;
     let key = stored
         .first()
         .ok_or_else(|| ApiError::Internal("the store answered no key for one request".into()))?;

@@ -38,25 +38,91 @@ pub struct DemoCredentials {
     pub created: bool,
 }
 
+/// Where the running server's master key came from (what a rotation must update).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MasterKeySource {
+    /// `KEYPLEX_MASTER_KEY`: keyplex cannot change it, so it cannot rotate it.
+    Environment,
+    File(PathBuf),
+}
+
 /// Where the master key comes from: `KEYPLEX_MASTER_KEY` (64 hex), else `master_key_file`,
 /// else `<data_dir>/master.key`, created on first start with mode 0600.
 pub fn load_master_key(
     config: &Config,
     env_value: Option<&str>,
 ) -> Result<(MasterKey, Option<PathBuf>), SetupError> {
+    let (key, _, created) = load_master_key_with_source(config, env_value)?;
+    Ok((key, created))
+}
+
+/// [`load_master_key`] with the key's source.
+pub fn load_master_key_with_source(
+    config: &Config,
+    env_value: Option<&str>,
+) -> Result<(MasterKey, MasterKeySource, Option<PathBuf>), SetupError> {
     if let Some(hex) = env_value {
         return MasterKey::from_hex(hex.trim())
-            .map(|k| (k, None))
+            .map(|k| (k, MasterKeySource::Environment, None))
             .map_err(|e| SetupError::MasterKey(format!("KEYPLEX_MASTER_KEY: {e}")));
     }
-    let path = config
+    let path = master_key_path(config);
+    let (key, created) =
+        MasterKey::load_or_create(&path).map_err(|e| SetupError::MasterKey(e.to_string()))?;
+    Ok((
+        key,
+        MasterKeySource::File(path.clone()),
+        created.then_some(path),
+    ))
+}
+
+fn master_key_path(config: &Config) -> PathBuf {
+    config
         .server
         .master_key_file
         .clone()
-        .unwrap_or_else(|| config.server.data_dir.join("master.key"));
-    let (key, created) =
-        MasterKey::load_or_create(&path).map_err(|e| SetupError::MasterKey(e.to_string()))?;
-    Ok((key, created.then_some(path)))
+        .unwrap_or_else(|| config.server.data_dir.join("master.key"))
+}
+
+/// The file a rotation writes the new master key to before re-sealing anything: if the
+/// process dies during the rotation, the next start finds it and finishes the rotation.
+pub fn next_master_key_path(current: &Path) -> PathBuf {
+    let mut name = current.as_os_str().to_owned();
+    name.push(".next");
+    PathBuf::from(name)
+}
+
+/// Where a rotation keeps the previous master key (for restoring database backups taken
+/// before the rotation; delete it once no such backup is needed).
+pub fn retired_master_key_path(current: &Path, fingerprint: &str) -> PathBuf {
+    let mut name = current.as_os_str().to_owned();
+    name.push(format!(".retired-{fingerprint}"));
+    PathBuf::from(name)
+}
+
+/// Makes the key in `<path>.next` the master key file, keeping the old one as retired.
+/// Called once every row is sealed under the new key.
+pub fn promote_next_master_key(path: &Path, old: &MasterKey) -> Result<(), SetupError> {
+    let retired = retired_master_key_path(path, &old.fingerprint());
+    match old.write_new(&retired) {
+        Ok(()) => {}
+        // A retry after a crash between this step and the rename: the file is there.
+        Err(_) if retired.exists() => {}
+        Err(e) => return Err(SetupError::MasterKey(e.to_string())),
+    }
+    std::fs::rename(next_master_key_path(path), path)
+        .map_err(|e| SetupError::MasterKey(format!("cannot install the new master key: {e}")))?;
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| SetupError::MasterKey(format!("cannot sync {}: {e}", dir.display())))?;
+    }
+    Ok(())
 }
 
 pub fn ensure_data_dir(dir: &Path) -> Result<(), SetupError> {
@@ -114,6 +180,35 @@ pub fn add_demo_tenant(config: &mut Config) -> Result<Option<DemoCredentials>, S
     }))
 }
 
+/// The admin token of a configuration without `[admin] token` or `[admin] jwt`: generated
+/// once, kept in `<data_dir>/admin-token` (mode 0600). The bool is true on the start that
+/// created it (the token is then printed once).
+pub fn ensure_admin_token(config: &mut Config) -> Result<Option<(String, bool)>, SetupError> {
+    if config.admin.token.is_some() || config.admin.jwt.is_some() {
+        return Ok(None);
+    }
+    let path = config.server.data_dir.join("admin-token");
+    let err = |message: String| SetupError::Demo {
+        path: path.clone(),
+        message,
+    };
+    let (token, created) = match std::fs::read_to_string(&path) {
+        Ok(text) => (text.trim().to_owned(), false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let token = keyplex_crypto::random::random_token(32).map_err(|e| err(e.to_string()))?;
+            write_private_file(&path, format!("{token}\n").as_bytes())
+                .map_err(|e| err(e.to_string()))?;
+            (token, true)
+        }
+        Err(e) => return Err(err(e.to_string())),
+    };
+    if token.len() < 16 {
+        return Err(err("the admin token must be at least 16 characters".into()));
+    }
+    config.admin.token = Some(Secret::new(token.clone()));
+    Ok(Some((token, created)))
+}
+
 fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt;
@@ -126,14 +221,43 @@ fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Opens the store for `config` and builds the server state.
+/// Opens the store for `config` and builds the server state (the master key from a file).
 pub async fn open_state(config: &Config, master: MasterKey) -> Result<AppState, SetupError> {
+    let source = MasterKeySource::File(master_key_path(config));
+    open_state_with(config, master, source).await
+}
+
+/// Opens the store for `config` and builds the server state: finishes a master key rotation
+/// a crash interrupted, then loads the tenants the admin API stored.
+pub async fn open_state_with(
+    config: &Config,
+    master: MasterKey,
+    source: MasterKeySource,
+) -> Result<AppState, SetupError> {
     if config.server.database_url.is_some() {
         return Err(SetupError::DatabaseUrlUnsupported);
     }
     let db_path = config.server.data_dir.join("keyplex.sqlite");
-    let store = SqliteStore::open(&db_path, master)
+    let store = SqliteStore::open(&db_path, master.clone())
         .await
         .map_err(|e| SetupError::Store(e.to_string()))?;
-    AppState::new(config, Arc::new(store)).map_err(SetupError::State)
+    if let MasterKeySource::File(path) = &source {
+        let next = next_master_key_path(path);
+        if next.exists() {
+            let new = MasterKey::load(&next).map_err(|e| SetupError::MasterKey(e.to_string()))?;
+            tracing::warn!(old = %master.fingerprint(), new = %new.fingerprint(), "finishing an interrupted master key rotation");
+            use keyplex_store::KeyStore as _;
+            store
+                .rotate_master_key(new)
+                .await
+                .map_err(|e| SetupError::Store(e.to_string()))?;
+            promote_next_master_key(path, &master)?;
+        }
+    }
+    let state = AppState::new(config, Arc::new(store), source).map_err(SetupError::State)?;
+    state
+        .reload_tenants(true)
+        .await
+        .map_err(|e| SetupError::Store(e.to_string()))?;
+    Ok(state)
 }

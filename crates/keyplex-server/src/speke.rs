@@ -51,6 +51,7 @@ pub async fn post_speke_v1(
 ) -> Result<Response, PlainText> {
     let (tenant, body) =
         authenticate_packager_request(&state, &tenant, &method, &uri, &headers, body)?;
+    let tenant = &*tenant;
     // An explicit 1.0 is v1; a v2 version on the v1 URL is a misconfiguration.
     let version = header_version(&headers)?;
     if version != SpekeVersion::V1 {
@@ -74,6 +75,7 @@ pub async fn post_speke_v2(
 ) -> Result<Response, PlainText> {
     let (tenant, body) =
         authenticate_packager_request(&state, &tenant, &method, &uri, &headers, body)?;
+    let tenant = &*tenant;
     if !headers.contains_key(SPEKE_VERSION_HEADER) {
         return Err(ApiError::Unprocessable(
             "Missing X-Speke-Version header: SPEKE v2 requests send X-Speke-Version 2.0 or 2.1"

@@ -225,6 +225,7 @@ pub async fn post_setup(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let tenant = state.tenant(&tenant)?;
+    let tenant = &*tenant;
     let token =
         entitlement::presented_token(&headers, entitlement::query_token(query)?.as_deref())?;
     let now = entitlement::now_unix();
@@ -281,6 +282,7 @@ pub async fn post_heartbeat(
     Path((tenant, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let tenant = state.tenant(&tenant)?;
+    let tenant = &*tenant;
     let id = session_id_of(&id)?;
     let now = entitlement::now_unix();
     let session = live_session(&state, tenant, id, now).await?;
@@ -310,6 +312,7 @@ pub async fn delete_session(
     Path((tenant, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let tenant = state.tenant(&tenant)?;
+    let tenant = &*tenant;
     let id = session_id_of(&id)?;
     if !state
         .store()
@@ -342,6 +345,7 @@ pub async fn post_licence(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let tenant = state.tenant(&tenant)?;
+    let tenant = &*tenant;
     let id = session_id_of(&id)?;
     let body = crate::body::read_body_bytes(&state, body)?;
     let request: LicenceRequestJson = serde_json::from_slice(&body)
@@ -352,6 +356,7 @@ pub async fn post_licence(
             request.key_system.chars().take(64).collect::<String>()
         ))
     })?;
+    crate::scope::note_drm(key_system.name());
     let request_type = match request.request_type.as_str() {
         "license-request" => RequestType::Request,
         "license-renewal" => RequestType::Renewal,

@@ -1,7 +1,8 @@
 //! Shared state of the running server: configuration prepared for use, and the store.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use axum::http::HeaderMap;
 use keyplex_store::KeyStore;
@@ -10,6 +11,7 @@ use keyplex_types::TenantId;
 use crate::auth::{PackagerAuth, Presented, Principal, presented_credentials};
 use crate::config::{Config, TenantConfig};
 use crate::error::ApiError;
+use crate::registry::{CredentialInfo, Source, TenantParts};
 
 /// One tenant, ready to serve.
 pub struct Tenant {
@@ -23,7 +25,37 @@ pub struct Tenant {
     pub urls: crate::signaling::TenantUrls,
     /// The player side: entitlement token keys, products, replay protection, CORS origins.
     pub licence: crate::entitlement::LicenceAuth,
+    /// Where the tenant is defined, whether it is disabled, its credentials (no secrets).
+    pub source: Source,
+    pub disabled: bool,
+    pub created_at: Option<time::OffsetDateTime>,
+    pub credentials: Vec<CredentialInfo>,
 }
+
+impl Tenant {
+    /// Prepares a tenant for serving; `Err` says why its settings cannot be used.
+    pub fn build(id: TenantId, parts: TenantParts, public_url: &str) -> Result<Self, String> {
+        let tc = parts.config;
+        tc.validate()?;
+        let auth = PackagerAuth::from_config(&tc)?;
+        let licence = crate::entitlement::LicenceAuth::from_config(tc.licence.as_ref())?;
+        Ok(Self {
+            urls: crate::signaling::TenantUrls::new(public_url, &id, &tc),
+            id,
+            config: tc,
+            auth,
+            probes: crate::signaling::ProbeCache::default(),
+            licence,
+            source: parts.source,
+            disabled: parts.disabled,
+            created_at: parts.created_at,
+            credentials: parts.credentials,
+        })
+    }
+}
+
+/// The tenants being served: replaced whole when the registry changes.
+pub type TenantMap = HashMap<TenantId, Arc<Tenant>>;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -32,17 +64,33 @@ pub struct AppState {
 
 struct Inner {
     store: Arc<dyn KeyStore>,
-    tenants: HashMap<TenantId, Tenant>,
+    /// The configuration file as loaded (the static layer of the tenants).
+    config: Config,
+    tenants: RwLock<Arc<TenantMap>>,
+    /// The store's registry version the current `tenants` were built from.
+    registry_version: AtomicI64,
+    /// Serializes rebuilds, so that an older registry never replaces a newer one.
+    reload_lock: tokio::sync::Mutex<()>,
     max_body_bytes: usize,
     public_url: String,
     /// The folder served at `/players/` (see [`crate::players::locate`]).
     players_dir: std::path::PathBuf,
     /// The licence proxy's one HTTP client to upstream licence servers (connection pool).
     upstream_client: reqwest::Client,
+    admin: crate::admin::AdminAuth,
+    audit: crate::audit::AuditLog,
+    telemetry: crate::telemetry::Telemetry,
+    master_key: crate::setup::MasterKeySource,
 }
 
 impl AppState {
-    pub fn new(config: &Config, store: Arc<dyn KeyStore>) -> Result<Self, String> {
+    /// The state for `config` with the file's tenants; [`Self::reload_tenants`] adds what the
+    /// store's registry holds.
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn KeyStore>,
+        master_key: crate::setup::MasterKeySource,
+    ) -> Result<Self, String> {
         let public_url = config
             .server
             .public_url
@@ -50,38 +98,55 @@ impl AppState {
             .unwrap_or_else(|| format!("http://{}", config.server.listen))
             .trim_end_matches('/')
             .to_owned();
-        let mut tenants = HashMap::new();
-        for (name, tc) in &config.tenants {
-            let id = TenantId::parse(name).map_err(|e| e.to_string())?;
-            let auth = PackagerAuth::from_config(tc).map_err(|e| format!("tenant {name}: {e}"))?;
-            let licence = crate::entitlement::LicenceAuth::from_config(tc.licence.as_ref())
-                .map_err(|e| format!("tenant {name}: {e}"))?;
-            tenants.insert(
-                id.clone(),
-                Tenant {
-                    id: id.clone(),
-                    config: tc.clone(),
-                    auth,
-                    probes: crate::signaling::ProbeCache::default(),
-                    urls: crate::signaling::TenantUrls::new(&public_url, &id, tc),
-                    licence,
-                },
-            );
+        // The file's tenants must all be usable: a typo fails the start, not a request.
+        let parts = crate::registry::merge(config, &keyplex_store::Registry::default());
+        let mut tenants = TenantMap::new();
+        for (id, part) in parts {
+            let tenant = Tenant::build(id.clone(), part, &public_url)
+                .map_err(|e| format!("tenant {id}: {e}"))?;
+            tenants.insert(id, Arc::new(tenant));
         }
         Ok(Self {
             inner: Arc::new(Inner {
+                audit: crate::audit::AuditLog::new(store.clone()),
                 store,
-                tenants,
+                config: config.clone(),
+                tenants: RwLock::new(Arc::new(tenants)),
+                registry_version: AtomicI64::new(i64::MIN),
+                reload_lock: tokio::sync::Mutex::new(()),
                 max_body_bytes: config.server.max_body_bytes,
                 public_url,
                 players_dir: crate::players::locate(config.server.players_dir.as_deref()),
                 upstream_client: crate::licence_proxy::upstream_client()?,
+                admin: crate::admin::AdminAuth::from_config(&config.admin)?,
+                telemetry: crate::telemetry::Telemetry::new(),
+                master_key,
             }),
         })
     }
 
     pub fn store(&self) -> &dyn KeyStore {
         self.inner.store.as_ref()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn audit(&self) -> &crate::audit::AuditLog {
+        &self.inner.audit
+    }
+
+    pub fn telemetry(&self) -> &crate::telemetry::Telemetry {
+        &self.inner.telemetry
+    }
+
+    pub fn admin_auth(&self) -> &crate::admin::AdminAuth {
+        &self.inner.admin
+    }
+
+    pub fn master_key_source(&self) -> &crate::setup::MasterKeySource {
+        &self.inner.master_key
     }
 
     pub fn max_body_bytes(&self) -> usize {
@@ -103,18 +168,62 @@ impl AppState {
         &self.inner.upstream_client
     }
 
-    /// The tenant named in a URL path segment.
-    pub fn tenant(&self, name: &str) -> Result<&Tenant, ApiError> {
+    /// The tenants as they are now (a snapshot: later changes do not show in it).
+    pub fn tenant_map(&self) -> Arc<TenantMap> {
+        match self.inner.tenants.read() {
+            Ok(map) => map.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Rebuilds the tenants from the file and the store's registry, if the registry changed
+    /// since the last rebuild (or always, with `force`).
+    pub async fn reload_tenants(&self, force: bool) -> Result<(), ApiError> {
+        let _one_at_a_time = self.inner.reload_lock.lock().await;
+        if !force {
+            let version = self.store().registry_version().await?;
+            if version == self.inner.registry_version.load(Ordering::Acquire) {
+                return Ok(());
+            }
+        }
+        let registry = self.store().registry().await?;
+        let parts = crate::registry::merge(&self.inner.config, &registry);
+        let tenants = crate::registry::build(parts, &self.inner.public_url);
+        match self.inner.tenants.write() {
+            Ok(mut map) => *map = Arc::new(tenants),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(tenants),
+        }
+        self.inner
+            .registry_version
+            .store(registry.version, Ordering::Release);
+        Ok(())
+    }
+
+    /// The tenant named in a URL path segment, for packager and player routes: 404 when
+    /// unknown, 403 when disabled.
+    pub fn tenant(&self, name: &str) -> Result<Arc<Tenant>, ApiError> {
+        let tenant = self.any_tenant(name)?;
+        if tenant.disabled {
+            return Err(ApiError::Forbidden(format!(
+                "tenant {} is disabled",
+                tenant.id
+            )));
+        }
+        Ok(tenant)
+    }
+
+    /// The tenant with this name, disabled or not (admin routes).
+    pub fn any_tenant(&self, name: &str) -> Result<Arc<Tenant>, ApiError> {
         TenantId::parse(name)
             .ok()
-            .and_then(|id| self.inner.tenants.get(&id))
+            .and_then(|id| self.tenant_map().get(&id).cloned())
             .ok_or_else(|| ApiError::NotFound(format!("unknown tenant {:?}", truncate(name))))
     }
 
-    /// Every configured tenant (for credentials checked outside [`Self::authenticate_packager`],
+    /// Every tenant (for credentials checked outside [`Self::authenticate_packager`],
     /// such as the GET-CPIX token, which must still tell "another tenant's" (403) from "wrong" (401)).
-    pub fn tenants(&self) -> impl Iterator<Item = &Tenant> {
-        self.inner.tenants.values()
+    pub fn tenants(&self) -> Arc<TenantMap> {
+        self.tenant_map()
     }
 
     /// Authenticates a packager for `tenant`: 401 for missing or wrong credentials, 403 for
@@ -130,6 +239,7 @@ impl AppState {
             ));
         };
         if let Some(principal) = tenant.auth.check(&presented)? {
+            crate::scope::note_credential(&principal.credential);
             return Ok(principal);
         }
         if self.belongs_to_another_tenant(&tenant.id, &presented) {
@@ -142,8 +252,7 @@ impl AppState {
     }
 
     fn belongs_to_another_tenant(&self, this: &TenantId, presented: &Presented) -> bool {
-        self.inner
-            .tenants
+        self.tenant_map()
             .values()
             .filter(|t| &t.id != this)
             .any(|t| matches!(t.auth.check(presented), Ok(Some(_)) | Err(_)))

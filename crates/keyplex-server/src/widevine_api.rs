@@ -69,6 +69,7 @@ pub async fn post_get_content_key(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, WidevineJson> {
     let tenant = state.tenant(&tenant)?;
+    let tenant = &*tenant;
     let body = read_body(&state, body)?;
     let envelope = SignedRequest::parse(&body)?;
     authenticate(&state, tenant, &headers, &envelope)?;
@@ -231,6 +232,7 @@ fn authenticate(
     };
     let expected = expected_signature(signer, &envelope.request)?;
     if bool::from(expected.as_slice().ct_eq(signature.as_slice())) {
+        crate::scope::note_credential(&format!("widevine_signer:{}", truncate(name)));
         Ok(())
     } else {
         Err(refuse(
@@ -767,7 +769,7 @@ async fn content_keys(
             plan.push((track.label.clone(), *index));
         }
     }
-    let stored = state.store().ensure_keys(&tenant.id, &requests).await?;
+    let stored = keys::resolve(state, tenant, content_id, &requests).await?;
     if stored.len() != plan.len() {
         return Err(ApiError::Internal(format!(
             "the store answered {} keys for {} requests",
@@ -816,6 +818,7 @@ async fn keys_by_id(
             .as_ref()
             .map_or_else(|| TrackType::ALL.to_owned(), |t| t.as_str().to_owned());
         let period = key.period.index().and_then(|i| u32::try_from(i).ok());
+        crate::scope::note_keys(&key.content_id, [key.kid], 0);
         found.push(LabelledKey { label, key, period });
     }
     Ok(found)

@@ -1,5 +1,6 @@
 //! The `keyplex` command: a thin shell over the library crates.
 
+mod admin_cli;
 mod client;
 
 use std::net::SocketAddr;
@@ -51,6 +52,21 @@ enum Command {
         #[command(subcommand)]
         command: ClientCommand,
     },
+    /// The operator side: tenants, credentials, contents, backups, master key (the admin
+    /// API, /admin/v1).
+    Admin {
+        #[command(flatten)]
+        connection: admin_cli::Connection,
+        #[command(subcommand)]
+        command: admin_cli::AdminCommand,
+    },
+    /// Who created, fetched or was refused which keys, when (the audit trail).
+    Audit {
+        #[command(flatten)]
+        connection: admin_cli::Connection,
+        #[command(flatten)]
+        args: admin_cli::AuditArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -89,7 +105,19 @@ fn main() -> Result<()> {
             command: PsshCommand::Decode { input },
         } => pssh_decode(&input),
         Command::Client { command } => client_command(command),
+        Command::Admin {
+            connection,
+            command,
+        } => block_on(admin_cli::run(&connection, command)),
+        Command::Audit { connection, args } => block_on(admin_cli::audit(&connection, args)),
     }
+}
+
+fn block_on(f: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
 }
 
 fn client_command(command: ClientCommand) -> Result<()> {
@@ -165,12 +193,14 @@ fn serve(
 async fn run(mut config: Config) -> Result<()> {
     setup::ensure_data_dir(&config.server.data_dir)?;
     let env_key = std::env::var("KEYPLEX_MASTER_KEY").ok();
-    let (master, created) = setup::load_master_key(&config, env_key.as_deref())?;
+    let (master, source, created) =
+        setup::load_master_key_with_source(&config, env_key.as_deref())?;
     if let Some(path) = created {
         tracing::warn!(path = %path.display(), "created a new master key: back it up, keys cannot be read without it");
     }
     let demo = setup::add_demo_tenant(&mut config)?;
-    let state = setup::open_state(&config, master).await?;
+    let admin_token = setup::ensure_admin_token(&mut config)?;
+    let state = setup::open_state_with(&config, master, source).await?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -192,6 +222,18 @@ async fn run(mut config: Config) -> Result<()> {
                 config.server.data_dir.display()
             );
         }
+    }
+    match admin_token {
+        // Printed once, like the demo credentials.
+        Some((token, true)) => println!(
+            "keyplex: admin token (for /ui/ and `keyplex admin`): {token}  (kept in {}/admin-token)",
+            config.server.data_dir.display()
+        ),
+        Some((_, false)) => println!(
+            "keyplex: dashboard at http://{addr}/ui/ (admin token in {}/admin-token)",
+            config.server.data_dir.display()
+        ),
+        None => {}
     }
     tracing::info!(%addr, data_dir = %config.server.data_dir.display(), "keyplex listening");
     keyplex_server::serve_with_listener(state, listener, shutdown_signal()).await?;

@@ -1,0 +1,1003 @@
+//! The admin API, `/admin/v1/…`: tenants and credentials (effective at once, kept in the
+//! store), contents and key metadata, the audit trail, the dashboard's stats, key export and
+//! import, and master key rotation. `docs/operators.md` is its reference.
+//!
+//! Authentication: `Authorization: Bearer` with `[admin] token`, or a JWT verified by
+//! `[admin] jwt` (which must carry `exp`). Answers and errors are JSON (problem+json).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use keyplex_store::{
+    AuditAction, AuditEvent, AuditQuery, ExportedKey, StoredCredential, StoredTenant,
+};
+use keyplex_types::{
+    ContentId, ContentKey, ContentKeyValue, Iv, KeyId, KeyOrigin, KeyPeriod, TenantId, TrackType,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use zeroize::Zeroizing;
+
+use crate::auth::JwtVerifier;
+use crate::config::{AdminConfig, TenantConfig};
+use crate::error::ApiError;
+use crate::registry::{CredentialInfo, CredentialSpec, Source, TenantParts};
+use crate::state::{AppState, Tenant};
+use crate::telemetry::Window;
+
+/// How the admin API knows its callers.
+pub struct AdminAuth {
+    /// SHA-256 of `[admin] token` (compared in constant time).
+    token: Option<[u8; 32]>,
+    jwt: Option<JwtVerifier>,
+}
+
+impl AdminAuth {
+    pub fn from_config(config: &AdminConfig) -> Result<Self, String> {
+        Ok(Self {
+            token: config
+                .token
+                .as_ref()
+                .map(|t| Sha256::digest(t.expose().as_bytes()).into()),
+            jwt: config
+                .jwt
+                .as_ref()
+                .map(|j| JwtVerifier::from_configs(&[j], &["exp"]))
+                .transpose()
+                .map_err(|e| format!("[admin] jwt: {e}"))?,
+        })
+    }
+
+    /// Who the caller is (`admin`, `admin-jwt:sub=…`), or 401.
+    pub fn check(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        if self.token.is_none() && self.jwt.is_none() {
+            return Err(ApiError::Unauthorized(
+                "the admin API is not configured: set [admin] token (or [admin] jwt)".into(),
+            ));
+        }
+        let presented = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthorized("admin API: send Authorization: Bearer <admin token>".into())
+            })?;
+        if let Some(expected) = &self.token {
+            let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+            if bool::from(expected.ct_eq(&digest)) {
+                return Ok("admin".to_owned());
+            }
+        }
+        if let Some(jwt) = &self.jwt
+            && let Some(claims) = jwt.verify_claims(presented)?
+        {
+            let sub = claims.get("sub").and_then(|s| s.as_str()).unwrap_or("-");
+            return Ok(format!(
+                "admin-jwt:sub={}",
+                sub.chars().take(64).collect::<String>()
+            ));
+        }
+        Err(ApiError::Unauthorized("invalid admin token".into()))
+    }
+}
+
+/// Every `/admin/v1` route.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/v1/tenants", get(list_tenants).post(create_tenant))
+        .route(
+            "/admin/v1/tenants/{id}",
+            get(get_tenant).patch(patch_tenant),
+        )
+        .route(
+            "/admin/v1/tenants/{id}/credentials",
+            get(list_credentials).post(add_credential),
+        )
+        .route(
+            "/admin/v1/tenants/{id}/credentials/{cred}",
+            axum::routing::delete(revoke_credential),
+        )
+        .route("/admin/v1/tenants/{id}/contents", get(list_contents))
+        .route(
+            "/admin/v1/tenants/{id}/contents/{content_id}/keys",
+            get(content_keys),
+        )
+        .route("/admin/v1/tenants/{id}/export", post(export_keys))
+        .route("/admin/v1/tenants/{id}/import", post(import_keys))
+        .route("/admin/v1/master-key/rotate", post(rotate_master_key))
+        .route("/admin/v1/audit", get(audit))
+        .route("/admin/v1/stats", get(stats))
+}
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(v)| v)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {}", e.body_text())))
+}
+
+fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))
+}
+
+/// Records an admin change durably (before the answer), naming the caller.
+async fn audit_change(
+    state: &AppState,
+    who: &str,
+    tenant: &str,
+    action: AuditAction,
+    detail: String,
+) -> Result<(), ApiError> {
+    let client = crate::scope::who().map_or_else(|| "-".to_owned(), |(_, _, client)| client);
+    state
+        .audit()
+        .record_durable(vec![AuditEvent {
+            id: 0,
+            at: OffsetDateTime::now_utc(),
+            tenant: tenant.to_owned(),
+            action,
+            interface: "admin".to_owned(),
+            credential: who.to_owned(),
+            client,
+            content_id: None,
+            key_ids: Vec::new(),
+            outcome: "ok".to_owned(),
+            detail: Some(detail),
+        }])
+        .await?;
+    Ok(())
+}
+
+// ---- Tenants ----
+
+#[derive(Serialize)]
+struct TenantJson {
+    id: String,
+    source: Source,
+    disabled: bool,
+    #[serde(with = "time::serde::rfc3339::option")]
+    created_at: Option<OffsetDateTime>,
+    credentials: Vec<CredentialInfo>,
+}
+
+impl From<&Tenant> for TenantJson {
+    fn from(t: &Tenant) -> Self {
+        Self {
+            id: t.id.as_str().to_owned(),
+            source: t.source,
+            disabled: t.disabled,
+            created_at: t.created_at,
+            credentials: t.credentials.clone(),
+        }
+    }
+}
+
+async fn list_tenants(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state.admin_auth().check(&headers)?;
+    let map = state.tenant_map();
+    let mut tenants: Vec<TenantJson> = map.values().map(|t| TenantJson::from(&**t)).collect();
+    tenants.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(Json(serde_json::json!({ "tenants": tenants })).into_response())
+}
+
+async fn get_tenant(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    state.admin_auth().check(&headers)?;
+    let tenant = state.any_tenant(&id)?;
+    Ok(Json(TenantJson::from(&*tenant)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    id: String,
+    #[serde(default)]
+    settings: Option<serde_json::Value>,
+    #[serde(default)]
+    disabled: bool,
+}
+
+async fn create_tenant(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<NewTenant>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let who = state.admin_auth().check(&headers)?;
+    let new = json_body(body)?;
+    let id = TenantId::parse(&new.id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let settings = new.settings.unwrap_or_else(|| serde_json::json!({}));
+    let config: TenantConfig = serde_json::from_value(settings.clone())
+        .map_err(|e| ApiError::BadRequest(format!("settings: {e}")))?;
+    if config.has_file_credentials() {
+        return Err(ApiError::BadRequest(
+            "settings: credentials are added with POST /admin/v1/tenants/{id}/credentials, not in settings".into(),
+        ));
+    }
+    // Settings must make a servable tenant (checked before anything is stored).
+    Tenant::build(
+        id.clone(),
+        TenantParts {
+            config,
+            source: Source::Admin,
+            disabled: new.disabled,
+            created_at: None,
+            credentials: Vec::new(),
+        },
+        state.public_url(),
+    )
+    .map_err(|e| ApiError::BadRequest(format!("settings: {e}")))?;
+    if state.tenant_map().contains_key(&id) {
+        return Err(ApiError::Conflict(format!("tenant {id} exists")));
+    }
+    let row = StoredTenant {
+        id: id.clone(),
+        settings: Some(settings.to_string()),
+        disabled: new.disabled,
+        created_at: OffsetDateTime::now_utc(),
+    };
+    if !state.store().create_tenant(&row).await? {
+        return Err(ApiError::Conflict(format!("tenant {id} exists")));
+    }
+    audit_change(
+        &state,
+        &who,
+        id.as_str(),
+        AuditAction::TenantCreated,
+        "created".into(),
+    )
+    .await?;
+    state.reload_tenants(true).await?;
+    let tenant = state.any_tenant(id.as_str())?;
+    Ok((StatusCode::CREATED, Json(TenantJson::from(&*tenant))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantPatch {
+    disabled: Option<bool>,
+}
+
+async fn patch_tenant(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<TenantPatch>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let who = state.admin_auth().check(&headers)?;
+    let patch = json_body(body)?;
+    let tenant = state.any_tenant(&id)?;
+    if let Some(disabled) = patch.disabled {
+        state
+            .store()
+            .set_tenant_disabled(&tenant.id, disabled, OffsetDateTime::now_utc())
+            .await?;
+        let what = if disabled { "disabled" } else { "enabled" };
+        audit_change(
+            &state,
+            &who,
+            tenant.id.as_str(),
+            AuditAction::TenantChanged,
+            what.into(),
+        )
+        .await?;
+        state.reload_tenants(true).await?;
+    }
+    let tenant = state.any_tenant(&id)?;
+    Ok(Json(TenantJson::from(&*tenant)).into_response())
+}
+
+// ---- Credentials ----
+
+async fn list_credentials(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    state.admin_auth().check(&headers)?;
+    let tenant = state.any_tenant(&id)?;
+    Ok(Json(serde_json::json!({ "credentials": tenant.credentials })).into_response())
+}
+
+#[derive(Serialize)]
+struct NewCredentialJson {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    label: String,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    /// A secret keyplex generated (shown once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+}
+
+/// Fills in a secret the caller left out: a Basic password or a GET token.
+fn generate_missing_secret(body: &mut serde_json::Value) -> Result<Option<String>, ApiError> {
+    let field = match body.get("type").and_then(|t| t.as_str()) {
+        Some("basic") => "password",
+        Some("get_token") => "token",
+        _ => return Ok(None),
+    };
+    let Some(object) = body.as_object_mut() else {
+        return Ok(None);
+    };
+    if object.get(field).is_some_and(|v| !v.is_null()) {
+        return Ok(None);
+    }
+    let secret = keyplex_crypto::random::random_token(32)?;
+    object.insert(field.to_owned(), serde_json::Value::String(secret.clone()));
+    Ok(Some(secret))
+}
+
+async fn add_credential(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let who = state.admin_auth().check(&headers)?;
+    let tenant = state.any_tenant(&id)?;
+    let mut body = json_body(body)?;
+    match body.get("type").and_then(|t| t.as_str()) {
+        Some(kind) if CredentialSpec::KINDS.contains(&kind) => {}
+        _ => {
+            return Err(ApiError::BadRequest(format!(
+                "type must be one of {}",
+                CredentialSpec::KINDS.join(", ")
+            )));
+        }
+    }
+    let generated = generate_missing_secret(&mut body)?;
+    let spec: CredentialSpec = serde_json::from_value(body.clone())
+        .map_err(|e| ApiError::BadRequest(format!("credential: {e}")))?;
+    if let CredentialSpec::GetToken { token } = &spec
+        && token.expose().len() < 16
+    {
+        return Err(ApiError::BadRequest(
+            "a get_token must be at least 16 characters".into(),
+        ));
+    }
+    refuse_duplicate(&tenant, &spec)?;
+    // The tenant with this credential must be servable (key formats, lengths).
+    let mut parts = TenantParts {
+        config: tenant.config.clone(),
+        source: tenant.source,
+        disabled: tenant.disabled,
+        created_at: tenant.created_at,
+        credentials: Vec::new(),
+    };
+    let kind = spec.kind();
+    let label = spec.label();
+    parts.add_new(spec);
+    Tenant::build(tenant.id.clone(), parts, state.public_url())
+        .map_err(|e| ApiError::BadRequest(format!("credential: {e}")))?;
+    let credential = StoredCredential {
+        id: format!("cred_{}", keyplex_crypto::random::random_token(16)?),
+        tenant: tenant.id.clone(),
+        kind: kind.to_owned(),
+        label: label.clone(),
+        spec: Zeroizing::new(body.to_string()),
+        created_at: OffsetDateTime::now_utc(),
+    };
+    state.store().add_credential(&credential).await?;
+    audit_change(
+        &state,
+        &who,
+        tenant.id.as_str(),
+        AuditAction::CredentialAdded,
+        format!("{} {kind} {label}", credential.id),
+    )
+    .await?;
+    state.reload_tenants(true).await?;
+    let answer = NewCredentialJson {
+        id: credential.id.clone(),
+        kind,
+        label,
+        created_at: credential.created_at,
+        secret: generated,
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// Credentials that would shadow one another: the same SigV4 access key id or Widevine
+/// signer name twice in a tenant (only the first would ever be checked).
+fn refuse_duplicate(tenant: &Tenant, spec: &CredentialSpec) -> Result<(), ApiError> {
+    let taken = match spec {
+        CredentialSpec::Sigv4(c) => tenant
+            .config
+            .sigv4
+            .iter()
+            .any(|s| s.access_key_id == c.access_key_id),
+        CredentialSpec::WidevineSigner(w) => tenant
+            .config
+            .widevine_signers
+            .iter()
+            .any(|s| s.name == w.name),
+        _ => false,
+    };
+    if taken {
+        return Err(ApiError::Conflict(format!(
+            "tenant {} already has a {} credential {:?}: revoke it first",
+            tenant.id,
+            spec.kind(),
+            spec.label()
+        )));
+    }
+    Ok(())
+}
+
+async fn revoke_credential(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, cred)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let who = state.admin_auth().check(&headers)?;
+    let tenant = state.any_tenant(&id)?;
+    if cred.starts_with("config:") {
+        return Err(ApiError::Conflict(format!(
+            "credential {cred} is written in the configuration file: remove it there"
+        )));
+    }
+    if !state.store().revoke_credential(&tenant.id, &cred).await? {
+        return Err(ApiError::NotFound(format!(
+            "tenant {} has no credential {:?}",
+            tenant.id,
+            cred.chars().take(64).collect::<String>()
+        )));
+    }
+    audit_change(
+        &state,
+        &who,
+        tenant.id.as_str(),
+        AuditAction::CredentialRevoked,
+        cred,
+    )
+    .await?;
+    // Refused from this answer on: the tenants are rebuilt before it leaves.
+    state.reload_tenants(true).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- Contents and keys (metadata only) ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContentsQuery {
+    search: Option<String>,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_contents(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    q: Result<Query<ContentsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    state.admin_auth().check(&headers)?;
+    let tenant = state.any_tenant(&id)?;
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let after = q
+        .after
+        .as_deref()
+        .map(ContentId::parse)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(format!("after: {e}")))?;
+    let search = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    if search.is_some_and(|s| s.len() > 200) {
+        return Err(ApiError::BadRequest(
+            "search is longer than 200 characters".into(),
+        ));
+    }
+    let contents = state
+        .store()
+        .list_contents(&tenant.id, search, after.as_ref(), limit)
+        .await?;
+    let next = (contents.len() == limit as usize)
+        .then(|| contents.last().map(|c| c.content_id.as_str().to_owned()))
+        .flatten();
+    let contents: Vec<serde_json::Value> = contents
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "content_id": c.content_id.as_str(),
+                "keys": c.keys,
+                "first_key_at": rfc3339(c.first_key_at),
+                "last_key_at": rfc3339(c.last_key_at),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "contents": contents, "next": next })).into_response())
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+fn origin_name(origin: KeyOrigin) -> &'static str {
+    match origin {
+        KeyOrigin::Generated => "generated",
+        KeyOrigin::Supplied => "supplied",
+    }
+}
+
+async fn content_keys(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, content_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    state.admin_auth().check(&headers)?;
+    let tenant = state.any_tenant(&id)?;
+    let content_id =
+        ContentId::parse(&content_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let keys = state.store().list_keys(&tenant.id, &content_id).await?;
+    if keys.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "tenant {} has no content {content_id}",
+            tenant.id
+        )));
+    }
+    let keys: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|k| {
+            serde_json::json!({
+                "kid": k.kid.to_string(),
+                "track_type": k.track_type.as_ref().map(TrackType::as_str),
+                "period": k.period.index(),
+                "origin": origin_name(k.origin),
+                "slotted": k.slotted,
+                "created_at": rfc3339(k.created_at),
+            })
+        })
+        .collect();
+    Ok(
+        Json(serde_json::json!({ "content_id": content_id.as_str(), "keys": keys }))
+            .into_response(),
+    )
+}
+
+// ---- Export and import ----
+
+/// The format of an encrypted key bundle.
+const BUNDLE_FORMAT: &str = "keyplex-key-bundle/1";
+
+/// A key bundle as written to the backup file: metadata in the clear, keys encrypted.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyBundle {
+    pub format: String,
+    pub tenant: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub keys: u64,
+    /// SHA-256 of the operator key's SubjectPublicKeyInfo.
+    pub recipient: String,
+    pub key_encryption: String,
+    pub content_encryption: String,
+    pub encrypted_key: String,
+    pub nonce: String,
+    pub ciphertext: String,
+}
+
+/// One key inside a bundle's encrypted payload.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BundleKey {
+    kid: String,
+    content_id: String,
+    /// base64 of the 16 key bytes.
+    key: String,
+    /// base64 of the 16 IV bytes.
+    iv: String,
+    track_type: Option<String>,
+    period: Option<u64>,
+    origin: String,
+    slotted: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+}
+
+impl From<&ExportedKey> for BundleKey {
+    fn from(e: &ExportedKey) -> Self {
+        let k = &e.key;
+        Self {
+            kid: k.kid.to_string(),
+            content_id: k.content_id.as_str().to_owned(),
+            key: B64.encode(k.key.expose()),
+            iv: B64.encode(k.iv.as_bytes()),
+            track_type: k.track_type.as_ref().map(|t| t.as_str().to_owned()),
+            period: k.period.index(),
+            origin: origin_name(k.origin).to_owned(),
+            slotted: e.slotted,
+            created_at: e.created_at,
+        }
+    }
+}
+
+impl BundleKey {
+    fn into_exported(self) -> Result<ExportedKey, String> {
+        let kid: KeyId = self
+            .kid
+            .parse()
+            .map_err(|e| format!("kid {:?}: {e}", self.kid))?;
+        let bad = |what: &str| format!("key {kid}: {what}");
+        let key_bytes = Zeroizing::new(
+            B64.decode(&self.key)
+                .map_err(|_| bad("key is not base64"))?,
+        );
+        let iv = B64.decode(&self.iv).map_err(|_| bad("iv is not base64"))?;
+        Ok(ExportedKey {
+            key: ContentKey {
+                kid,
+                content_id: ContentId::parse(&self.content_id).map_err(|e| bad(&e.to_string()))?,
+                key: ContentKeyValue::from_slice(&key_bytes).map_err(|e| bad(&e.to_string()))?,
+                iv: Iv::from_slice(&iv).map_err(|e| bad(&e.to_string()))?,
+                track_type: self
+                    .track_type
+                    .as_deref()
+                    .map(TrackType::parse)
+                    .transpose()
+                    .map_err(|e| bad(&e.to_string()))?,
+                period: self.period.map_or(KeyPeriod::Vod, KeyPeriod::Index),
+                origin: match self.origin.as_str() {
+                    "generated" => KeyOrigin::Generated,
+                    "supplied" => KeyOrigin::Supplied,
+                    _ => return Err(bad("origin is not generated or supplied")),
+                },
+            },
+            slotted: self.slotted,
+            created_at: self.created_at,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportRequest {
+    /// The operator's RSA public key (`PUBLIC KEY` or `CERTIFICATE` PEM, ≥ 2048 bits).
+    public_key_pem: String,
+}
+
+async fn export_keys(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<ExportRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let who = state.admin_auth().check(&headers)?;
+    let tenant = state.any_tenant(&id)?;
+    let request = json_body(body)?;
+    let exported = state.store().export_keys(&tenant.id).await?;
+    let payload: Vec<BundleKey> = exported.iter().map(BundleKey::from).collect();
+    let mut plaintext = Zeroizing::new(Vec::with_capacity(payload.len() * 260));
+    serde_json::to_writer(&mut *plaintext, &payload)
+        .map_err(|e| ApiError::Internal(format!("cannot serialise the bundle: {e}")))?;
+    drop(payload);
+    let sealed = keyplex_crypto::backup::seal(&request.public_key_pem, &plaintext)
+        .map_err(|e| ApiError::BadRequest(format!("public_key_pem: {e}")))?;
+    let bundle = KeyBundle {
+        format: BUNDLE_FORMAT.to_owned(),
+        tenant: tenant.id.as_str().to_owned(),
+        created_at: OffsetDateTime::now_utc(),
+        keys: exported.len() as u64,
+        recipient: sealed.recipient,
+        key_encryption: "RSA-OAEP-256".to_owned(),
+        content_encryption: "A256GCM".to_owned(),
+        encrypted_key: B64.encode(&sealed.encrypted_key),
+        nonce: B64.encode(sealed.nonce),
+        ciphertext: B64.encode(&sealed.ciphertext),
+    };
+    audit_change(
+        &state,
+        &who,
+        tenant.id.as_str(),
+        AuditAction::KeysExported,
+        format!("{} keys for recipient {}", bundle.keys, bundle.recipient),
+    )
+    .await?;
+    Ok(Json(bundle).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportRequest {
+    bundle: KeyBundle,
+    /// The operator's RSA private key (unencrypted PKCS#8 `PRIVATE KEY` PEM), used for this
+    /// request only.
+    private_key_pem: String,
+}
+
+async fn import_keys(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<ImportRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let who = state.admin_auth().check(&headers)?;
+    let tenant = state.any_tenant(&id)?;
+    let request = json_body(body)?;
+    let private_key_pem = Zeroizing::new(request.private_key_pem);
+    let bundle = &request.bundle;
+    if bundle.format != BUNDLE_FORMAT {
+        return Err(ApiError::BadRequest(format!(
+            "bundle format {:?} is not {BUNDLE_FORMAT}",
+            bundle.format.chars().take(64).collect::<String>()
+        )));
+    }
+    let decode = |what: &str, text: &str| {
+        B64.decode(text)
+            .map_err(|_| ApiError::BadRequest(format!("bundle {what} is not base64")))
+    };
+    let nonce: [u8; 12] = decode("nonce", &bundle.nonce)?
+        .try_into()
+        .map_err(|_| ApiError::BadRequest("bundle nonce must be 12 bytes".into()))?;
+    let sealed = keyplex_crypto::backup::SealedBundle {
+        encrypted_key: decode("encrypted_key", &bundle.encrypted_key)?,
+        nonce,
+        ciphertext: decode("ciphertext", &bundle.ciphertext)?,
+        recipient: bundle.recipient.clone(),
+    };
+    let plaintext = keyplex_crypto::backup::open(&private_key_pem, &sealed).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the bundle does not open with this private key ({e}): wrong key or modified bundle"
+        ))
+    })?;
+    let keys: Vec<BundleKey> = serde_json::from_slice(&plaintext)
+        .map_err(|e| ApiError::BadRequest(format!("bundle payload: {e}")))?;
+    let keys = keys
+        .into_iter()
+        .map(BundleKey::into_exported)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::BadRequest(format!("bundle payload: {e}")))?;
+    let outcome = state.store().import_keys(&tenant.id, &keys).await?;
+    audit_change(
+        &state,
+        &who,
+        tenant.id.as_str(),
+        AuditAction::KeysImported,
+        format!(
+            "{} imported, {} already present, from a bundle of tenant {}",
+            outcome.imported,
+            outcome.already_present,
+            bundle.tenant.chars().take(64).collect::<String>()
+        ),
+    )
+    .await?;
+    Ok(Json(serde_json::json!({
+        "imported": outcome.imported,
+        "already_present": outcome.already_present,
+    }))
+    .into_response())
+}
+
+// ---- Master key rotation ----
+
+static ROTATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn rotate_master_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    use crate::setup::{MasterKeySource, next_master_key_path, promote_next_master_key};
+    use keyplex_crypto::master::MasterKey;
+    let who = state.admin_auth().check(&headers)?;
+    let MasterKeySource::File(path) = state.master_key_source() else {
+        return Err(ApiError::Conflict(
+            "the master key comes from KEYPLEX_MASTER_KEY, which keyplex cannot change: \
+             rotate by restarting with a master key file"
+                .into(),
+        ));
+    };
+    let Ok(_one_at_a_time) = ROTATING.try_lock() else {
+        return Err(ApiError::Conflict(
+            "a master key rotation is already running".into(),
+        ));
+    };
+    let old = MasterKey::load(path).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let new = MasterKey::generate()?;
+    let next = next_master_key_path(path);
+    // Written (and fsynced) before anything is re-sealed: a crash mid-rotation leaves both
+    // keys on disk, and the next start finishes the rotation.
+    new.write_new(&next).map_err(|e| {
+        ApiError::Conflict(format!(
+            "cannot write {} ({e}): a rotation interrupted earlier? restart keyplex to finish it",
+            next.display()
+        ))
+    })?;
+    let report = state.store().rotate_master_key(new).await?;
+    promote_next_master_key(path, &old).map_err(|e| ApiError::Internal(e.to_string()))?;
+    audit_change(
+        &state,
+        &who,
+        "-",
+        AuditAction::MasterKeyRotated,
+        format!(
+            "{} -> {}, {} records re-sealed",
+            old.fingerprint(),
+            report.new_fingerprint,
+            report.rewrapped
+        ),
+    )
+    .await?;
+    tracing::warn!(old = %old.fingerprint(), new = %report.new_fingerprint, rewrapped = report.rewrapped, "master key rotated: back up the new key file");
+    Ok(Json(serde_json::json!({
+        "old_fingerprint": old.fingerprint(),
+        "new_fingerprint": report.new_fingerprint,
+        "rewrapped": report.rewrapped,
+        "retired_key_file": crate::setup::retired_master_key_path(path, &old.fingerprint()).display().to_string(),
+    }))
+    .into_response())
+}
+
+// ---- Audit trail and stats ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    tenant: Option<String>,
+    content_id: Option<String>,
+    action: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    before_id: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// RFC 3339 or Unix seconds.
+fn parse_time(what: &str, text: &str) -> Result<OffsetDateTime, ApiError> {
+    if let Ok(seconds) = text.parse::<i64>() {
+        return OffsetDateTime::from_unix_timestamp(seconds)
+            .map_err(|e| ApiError::BadRequest(format!("{what}: {e}")));
+    }
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+        ApiError::BadRequest(format!("{what} must be an RFC 3339 time or Unix seconds"))
+    })
+}
+
+#[derive(Serialize)]
+struct AuditEventJson {
+    id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    at: OffsetDateTime,
+    tenant: String,
+    action: &'static str,
+    interface: String,
+    credential: String,
+    client: String,
+    content_id: Option<String>,
+    key_ids: Vec<String>,
+    outcome: String,
+    detail: Option<String>,
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    state.admin_auth().check(&headers)?;
+    let q = query(q)?;
+    let query = AuditQuery {
+        tenant: q
+            .tenant
+            .map(|t| TenantId::parse(&t).map(|t| t.as_str().to_owned()))
+            .transpose()
+            .map_err(|e| ApiError::BadRequest(format!("tenant: {e}")))?,
+        content_id: q
+            .content_id
+            .as_deref()
+            .map(ContentId::parse)
+            .transpose()
+            .map_err(|e| ApiError::BadRequest(format!("content_id: {e}")))?,
+        action: q
+            .action
+            .as_deref()
+            .map(|a| {
+                AuditAction::parse(a).ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "action must be one of {}",
+                        AuditAction::ALL.map(AuditAction::as_str).join(", ")
+                    ))
+                })
+            })
+            .transpose()?,
+        since: q
+            .since
+            .as_deref()
+            .map(|t| parse_time("since", t))
+            .transpose()?,
+        until: q
+            .until
+            .as_deref()
+            .map(|t| parse_time("until", t))
+            .transpose()?,
+        before_id: q.before_id,
+        limit: q.limit.unwrap_or(100).clamp(1, 10_000),
+    };
+    // What this node queued is committed first, so a query sees every answered request.
+    state.audit().flush().await?;
+    let events: Vec<AuditEventJson> = state
+        .store()
+        .query_audit(&query)
+        .await?
+        .into_iter()
+        .map(|e| AuditEventJson {
+            id: e.id,
+            at: e.at,
+            tenant: e.tenant,
+            action: e.action.as_str(),
+            interface: e.interface,
+            credential: e.credential,
+            client: e.client,
+            content_id: e.content_id.map(|c| c.as_str().to_owned()),
+            key_ids: e.key_ids.iter().map(KeyId::to_string).collect(),
+            outcome: e.outcome,
+            detail: e.detail,
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "events": events })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsParams {
+    tenant: Option<String>,
+    window: Option<u64>,
+}
+
+async fn stats(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<StatsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    state.admin_auth().check(&headers)?;
+    let q = query(q)?;
+    let window = Window::parse(q.window.unwrap_or(900)).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "window must be one of {:?} seconds",
+            Window::CHOICES
+        ))
+    })?;
+    let tenant = q
+        .tenant
+        .filter(|t| !t.is_empty())
+        .map(|t| state.any_tenant(&t))
+        .transpose()?;
+    let now = crate::entitlement::now_unix();
+    let view = state
+        .telemetry()
+        .stats(tenant.as_ref().map(|t| t.id.as_str()), window, now);
+    let sessions = state
+        .store()
+        .count_live_sessions(tenant.as_ref().map(|t| &t.id), now)
+        .await?;
+    let mut body = serde_json::to_value(&view)
+        .map_err(|e| ApiError::Internal(format!("cannot serialise stats: {e}")))?;
+    if let Some(object) = body.as_object_mut() {
+        object.insert(
+            "tenant".into(),
+            tenant.map_or(serde_json::Value::Null, |t| t.id.as_str().into()),
+        );
+        object.insert("active_sessions".into(), sessions.into());
+    }
+    Ok(Json(body).into_response())
+}

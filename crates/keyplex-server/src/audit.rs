@@ -1,0 +1,117 @@
+//! The audit trail's writer. Events of key creation are committed before the response that
+//! hands the new key out ([`AuditLog::record_durable`]); deliveries and licence decisions are
+//! queued ([`AuditLog::record`]) and committed in batches by [`AuditLog::run_flusher`] every
+//! [`FLUSH_INTERVAL`], so the hot paths never wait for a disk write of their own. Concurrent
+//! durable records share commits, as key creation does.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keyplex_store::{AuditEvent, KeyStore};
+
+/// How long a queued event waits at most before it is committed.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// Queued events kept while the store cannot take them; beyond this the oldest are dropped
+/// (and counted), so that a long store outage cannot exhaust memory.
+const MAX_PENDING: usize = 1_000_000;
+
+pub struct AuditLog {
+    store: Arc<dyn KeyStore>,
+    pending: Mutex<Vec<AuditEvent>>,
+    /// Held by whoever is committing; a durable record waits for it, then commits what is
+    /// queued (its own events included, unless a commit before took them).
+    commit: tokio::sync::Mutex<()>,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+impl AuditLog {
+    pub fn new(store: Arc<dyn KeyStore>) -> Self {
+        Self {
+            store,
+            pending: Mutex::new(Vec::new()),
+            commit: tokio::sync::Mutex::new(()),
+            dropped: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn push(&self, events: impl IntoIterator<Item = AuditEvent>) {
+        let mut pending = match self.pending.lock() {
+            Ok(p) => p,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        pending.extend(events);
+        if pending.len() > MAX_PENDING {
+            let excess = pending.len() - MAX_PENDING;
+            pending.drain(..excess);
+            self.dropped
+                .fetch_add(excess as u64, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(
+                dropped = excess,
+                "audit trail: the store has not taken events for too long; oldest dropped"
+            );
+        }
+    }
+
+    /// Queues an event; it is committed within [`FLUSH_INTERVAL`].
+    pub fn record(&self, event: AuditEvent) {
+        self.push([event]);
+    }
+
+    /// Commits the events (and whatever is queued) before returning.
+    pub async fn record_durable(
+        &self,
+        events: Vec<AuditEvent>,
+    ) -> Result<(), keyplex_store::StoreError> {
+        self.push(events);
+        self.flush().await
+    }
+
+    /// Commits everything queued. On failure the events stay queued for the next attempt.
+    pub async fn flush(&self) -> Result<(), keyplex_store::StoreError> {
+        let _committing = self.commit.lock().await;
+        let batch = match self.pending.lock() {
+            Ok(mut p) => std::mem::take(&mut *p),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match self.store.append_audit(&batch).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let mut pending = match self.pending.lock() {
+                    Ok(p) => p,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                let newer = std::mem::replace(&mut *pending, batch);
+                pending.extend(newer);
+                Err(e)
+            }
+        }
+    }
+
+    /// Events dropped because the store was unavailable for too long.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Commits queued events every [`FLUSH_INTERVAL`] until `stop` resolves, then once more.
+    pub async fn run_flusher(&self, stop: impl Future<Output = ()>) {
+        let mut stop = std::pin::pin!(stop);
+        let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                _ = tick.tick() => {
+                    if let Err(e) = self.flush().await {
+                        tracing::error!(error = %e, "audit trail: cannot write events; will retry");
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.flush().await {
+            tracing::error!(error = %e, "audit trail: events lost at shutdown");
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! The tenants keyplex serves: those of the configuration file and those the admin API
+//! stored, with the credentials of both, merged into one ready-to-serve map.
+//!
+//! The file is the static layer; the store holds what the API changed (new tenants, added
+//! credentials, the disabled flag). Every change rebuilds the whole map and swaps it in, so a
+//! request sees either the old tenants or the new ones, never half of a change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use keyplex_store::{Registry, StoredCredential};
+use keyplex_types::TenantId;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::config::{
+    BasicCredential, Config, JwtConfig, LicenceConfig, Secret, SigV4Credential, TenantConfig,
+    WidevineSigner,
+};
+use crate::state::Tenant;
+
+/// Where a tenant or credential is defined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The configuration file: change it there.
+    Config,
+    /// The admin API (stored in the database).
+    Admin,
+}
+
+/// A credential as listings show it: no secret.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CredentialInfo {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub label: String,
+    pub source: Source,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub created_at: Option<OffsetDateTime>,
+}
+
+/// A credential as the admin API takes it (`POST …/credentials`) and the store keeps it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CredentialSpec {
+    Basic(BasicCredential),
+    Jwt(JwtConfig),
+    Sigv4(SigV4Credential),
+    WidevineSigner(WidevineSigner),
+    GetToken { token: Secret },
+    LicenceJwt(JwtConfig),
+}
+
+impl CredentialSpec {
+    pub const KINDS: [&str; 6] = [
+        "basic",
+        "jwt",
+        "sigv4",
+        "widevine_signer",
+        "get_token",
+        "licence_jwt",
+    ];
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Basic(_) => "basic",
+            Self::Jwt(_) => "jwt",
+            Self::Sigv4(_) => "sigv4",
+            Self::WidevineSigner(_) => "widevine_signer",
+            Self::GetToken { .. } => "get_token",
+            Self::LicenceJwt(_) => "licence_jwt",
+        }
+    }
+
+    /// The public part: what an operator recognises the credential by.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Basic(b) => b.user.clone(),
+            Self::Jwt(j) | Self::LicenceJwt(j) => jwt_label(j),
+            Self::Sigv4(c) => c.access_key_id.clone(),
+            Self::WidevineSigner(w) => w.name.clone(),
+            Self::GetToken { .. } => "token".to_owned(),
+        }
+    }
+
+    /// Adds this credential to a tenant's settings.
+    fn apply(self, tenant: &mut TenantConfig) {
+        match self {
+            Self::Basic(b) => tenant.basic.push(b),
+            Self::Jwt(j) => tenant.extra_jwt.push(j),
+            Self::Sigv4(c) => tenant.sigv4.push(c),
+            Self::WidevineSigner(w) => tenant.widevine_signers.push(w),
+            Self::GetToken { token } => tenant.extra_get_tokens.push(token),
+            Self::LicenceJwt(j) => tenant
+                .licence
+                .get_or_insert_with(LicenceConfig::default)
+                .extra_jwt
+                .push(j),
+        }
+    }
+}
+
+fn jwt_label(j: &JwtConfig) -> String {
+    let mut algs = Vec::new();
+    if j.hs256_secret.is_some() {
+        algs.push("HS256");
+    }
+    if j.rs256_public_key_pem.is_some() {
+        algs.push("RS256");
+    }
+    if j.es256_public_key_pem.is_some() {
+        algs.push("ES256");
+    }
+    algs.join("+")
+}
+
+/// The credentials written in a tenant's file section, with stable ids
+/// (`config:<type>:<n>`).
+fn file_credentials(tc: &TenantConfig) -> Vec<CredentialInfo> {
+    let mut out = Vec::new();
+    let mut push = |kind: &str, n: usize, label: String| {
+        out.push(CredentialInfo {
+            id: format!("config:{kind}:{n}"),
+            kind: kind.to_owned(),
+            label,
+            source: Source::Config,
+            created_at: None,
+        });
+    };
+    for (n, b) in tc.basic.iter().enumerate() {
+        push("basic", n, b.user.clone());
+    }
+    if let Some(j) = &tc.jwt {
+        push("jwt", 0, jwt_label(j));
+    }
+    for (n, c) in tc.sigv4.iter().enumerate() {
+        push("sigv4", n, c.access_key_id.clone());
+    }
+    for (n, w) in tc.widevine_signers.iter().enumerate() {
+        push("widevine_signer", n, w.name.clone());
+    }
+    if tc.get_token.is_some() {
+        push("get_token", 0, "token".to_owned());
+    }
+    if let Some(j) = tc.licence.as_ref().and_then(|l| l.jwt.as_ref()) {
+        push("licence_jwt", 0, jwt_label(j));
+    }
+    out
+}
+
+/// What a tenant is made of before it is prepared for serving.
+pub struct TenantParts {
+    pub config: TenantConfig,
+    pub source: Source,
+    pub disabled: bool,
+    pub created_at: Option<OffsetDateTime>,
+    pub credentials: Vec<CredentialInfo>,
+}
+
+impl TenantParts {
+    /// Adds a stored credential to the tenant (its spec parsed again: it was checked when it
+    /// was added, so a failure here means the row was written by something else).
+    pub fn add_stored(&mut self, credential: &StoredCredential) -> Result<(), String> {
+        let spec: CredentialSpec = serde_json::from_str(&credential.spec)
+            .map_err(|e| format!("credential {}: {e}", credential.id))?;
+        self.credentials.push(CredentialInfo {
+            id: credential.id.clone(),
+            kind: spec.kind().to_owned(),
+            label: credential.label.clone(),
+            source: Source::Admin,
+            created_at: Some(credential.created_at),
+        });
+        spec.apply(&mut self.config);
+        Ok(())
+    }
+
+    /// Adds a credential that is not stored yet (to check it before storing it).
+    pub fn add_new(&mut self, spec: CredentialSpec) {
+        spec.apply(&mut self.config);
+    }
+}
+
+/// Every tenant: the file's, then the store's rows over them. A stored credential or tenant
+/// that cannot be used is logged and left out rather than taking every tenant down.
+pub fn merge(config: &Config, registry: &Registry) -> HashMap<TenantId, TenantParts> {
+    let mut parts: HashMap<TenantId, TenantParts> = HashMap::new();
+    for (name, tc) in &config.tenants {
+        // Names were checked when the file was loaded.
+        let Ok(id) = TenantId::parse(name) else {
+            continue;
+        };
+        parts.insert(
+            id,
+            TenantParts {
+                credentials: file_credentials(tc),
+                config: tc.clone(),
+                source: Source::Config,
+                disabled: false,
+                created_at: None,
+            },
+        );
+    }
+    for row in &registry.tenants {
+        match (parts.get_mut(&row.id), &row.settings) {
+            (Some(file_tenant), _) => file_tenant.disabled = row.disabled,
+            (None, Some(settings)) => match serde_json::from_str::<TenantConfig>(settings) {
+                Ok(config) => {
+                    parts.insert(
+                        row.id.clone(),
+                        TenantParts {
+                            config,
+                            source: Source::Admin,
+                            disabled: row.disabled,
+                            created_at: Some(row.created_at),
+                            credentials: Vec::new(),
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(tenant = %row.id, error = %e, "stored tenant settings are unusable; tenant left out")
+                }
+            },
+            // A row for a file tenant that the file no longer has: nothing to serve.
+            (None, None) => {}
+        }
+    }
+    for credential in &registry.credentials {
+        let Some(tenant) = parts.get_mut(&credential.tenant) else {
+            continue;
+        };
+        if let Err(e) = tenant.add_stored(credential) {
+            tracing::error!(tenant = %credential.tenant, error = %e, "stored credential is unusable; left out");
+        }
+    }
+    parts
+}
+
+/// Prepares every tenant for serving. A tenant whose merged settings cannot be used is left
+/// out with an error in the log (a file tenant cannot get here: the file was checked).
+pub fn build(
+    parts: HashMap<TenantId, TenantParts>,
+    public_url: &str,
+) -> HashMap<TenantId, Arc<Tenant>> {
+    let mut tenants = HashMap::with_capacity(parts.len());
+    for (id, part) in parts {
+        match Tenant::build(id.clone(), part, public_url) {
+            Ok(tenant) => {
+                tenants.insert(id, Arc::new(tenant));
+            }
+            Err(e) => {
+                tracing::error!(tenant = %id, error = %e, "tenant cannot be served; left out")
+            }
+        }
+    }
+    tenants
+}

@@ -1,0 +1,244 @@
+//! What one request did, noted while it runs and read once it is answered: the
+//! [`crate::telemetry::track`] middleware opens a scope around every request; handlers and the
+//! shared code they call note facts into it (who authenticated, which keys were delivered, what
+//! went wrong); the middleware turns the notes into metrics, dashboard counts and audit events.
+//!
+//! A task-local keeps the handlers' signatures free of bookkeeping; noting outside a scope
+//! (unit tests calling a function directly) does nothing.
+
+use std::sync::Mutex;
+
+use keyplex_types::{ContentId, KeyId};
+
+/// Which interface a route belongs to (a bounded set: it is a metrics label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Interface {
+    Cpix,
+    Speke,
+    Nagra,
+    Harmonic,
+    GetCpix,
+    WidevineApi,
+    ClearKey,
+    Hls,
+    Widevine,
+    PlayReady,
+    FairPlay,
+    Prm,
+    /// A licence through a secure session; the DRM is noted by the handler.
+    SsmLicence,
+    /// Session setup, heartbeat, teardown.
+    Ssm,
+    Admin,
+    Other,
+}
+
+/// What an interface is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Packagers asking for keys.
+    Keys,
+    /// Players asking for licences or keys.
+    Licences,
+    Sessions,
+    Admin,
+    Other,
+}
+
+impl Interface {
+    /// The interface of a matched route template (`/{tenant}/cpix`, …).
+    pub fn of_route(route: &str) -> Self {
+        let Some(rest) = route.strip_prefix("/{tenant}/") else {
+            return if route.starts_with("/admin/") {
+                Self::Admin
+            } else {
+                Self::Other
+            };
+        };
+        match rest {
+            "cpix" | "nks/v1/cpix" => Self::Cpix,
+            "speke/v1" | "speke/v2" => Self::Speke,
+            "cks-ws-keyAndSignalization/key" | "cks-ws-keyAndSignalization/cmaf" => Self::Nagra,
+            "cks-ws-ikey/key" => Self::Harmonic,
+            "widevine/getcontentkey" => Self::WidevineApi,
+            "clearkey/v1/licenses" => Self::ClearKey,
+            "hls/v1/keys/{kid}" => Self::Hls,
+            "wvls/contentlicenseservice/v1/licenses" => Self::Widevine,
+            "prls/contentlicenseservice/v1/licenses" => Self::PlayReady,
+            "fpls/contentlicenseservice/v1/licenses" => Self::FairPlay,
+            "prmls/contentlicenseservice/v1/licenses" => Self::Prm,
+            "ssm/v1/sessions/{id}/licence" => Self::SsmLicence,
+            r if r.starts_with("cpix/{format}/") => Self::GetCpix,
+            r if r.starts_with("ssm/") => Self::Ssm,
+            _ => Self::Other,
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Cpix => "cpix",
+            Self::Speke => "speke",
+            Self::Nagra => "nagra",
+            Self::Harmonic => "harmonic",
+            Self::GetCpix => "get_cpix",
+            Self::WidevineApi => "widevine_api",
+            Self::ClearKey => "clearkey",
+            Self::Hls => "hls",
+            Self::Widevine => "widevine",
+            Self::PlayReady => "playready",
+            Self::FairPlay => "fairplay",
+            Self::Prm => "prm",
+            Self::SsmLicence => "ssm_licence",
+            Self::Ssm => "ssm",
+            Self::Admin => "admin",
+            Self::Other => "other",
+        }
+    }
+
+    pub const fn kind(self) -> Kind {
+        match self {
+            Self::Cpix
+            | Self::Speke
+            | Self::Nagra
+            | Self::Harmonic
+            | Self::GetCpix
+            | Self::WidevineApi => Kind::Keys,
+            Self::ClearKey
+            | Self::Hls
+            | Self::Widevine
+            | Self::PlayReady
+            | Self::FairPlay
+            | Self::Prm
+            | Self::SsmLicence => Kind::Licences,
+            Self::Ssm => Kind::Sessions,
+            Self::Admin => Kind::Admin,
+            Self::Other => Kind::Other,
+        }
+    }
+
+    /// The DRM a licence interface serves (`None` for session licences until noted).
+    pub const fn drm(self) -> Option<&'static str> {
+        match self {
+            Self::ClearKey => Some("clearkey"),
+            Self::Hls => Some("hls"),
+            Self::Widevine => Some("widevine"),
+            Self::PlayReady => Some("playready"),
+            Self::FairPlay => Some("fairplay"),
+            Self::Prm => Some("prm"),
+            _ => None,
+        }
+    }
+}
+
+/// The facts a request noted.
+#[derive(Debug, Default)]
+pub struct Notes {
+    /// Set when the scope opens.
+    pub interface: Option<Interface>,
+    pub client: String,
+    /// Who authenticated (`basic:packager`, `entitlement:sub=viewer-1`).
+    pub credential: Option<String>,
+    pub content_id: Option<ContentId>,
+    /// Keys handed out (or, for a denied licence, asked for).
+    pub key_ids: Vec<KeyId>,
+    pub keys_created: u64,
+    pub keys_stored: u64,
+    /// The DRM of a session licence.
+    pub drm: Option<&'static str>,
+    /// The error the request was answered with.
+    pub error: Option<String>,
+}
+
+tokio::task_local! {
+    static NOTES: Mutex<Notes>;
+}
+
+/// Runs `f` with an empty set of notes and returns its output with the notes.
+pub async fn with_notes<F: Future>(
+    interface: Interface,
+    client: String,
+    f: F,
+) -> (F::Output, Notes) {
+    let notes = Notes {
+        interface: Some(interface),
+        client,
+        ..Notes::default()
+    };
+    NOTES
+        .scope(Mutex::new(notes), async move {
+            let out = f.await;
+            let notes = NOTES
+                .try_with(|n| match n.lock() {
+                    Ok(mut n) => std::mem::take(&mut *n),
+                    Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+                })
+                .unwrap_or_default();
+            (out, notes)
+        })
+        .await
+}
+
+fn note(f: impl FnOnce(&mut Notes)) {
+    let _ = NOTES.try_with(|n| match n.lock() {
+        Ok(mut n) => f(&mut n),
+        Err(poisoned) => f(&mut poisoned.into_inner()),
+    });
+}
+
+/// Who is asking and through what, as noted so far: (interface, credential, client).
+pub fn who() -> Option<(Interface, String, String)> {
+    NOTES
+        .try_with(|n| {
+            let n = match n.lock() {
+                Ok(n) => n,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            n.interface.map(|i| {
+                (
+                    i,
+                    n.credential.clone().unwrap_or_else(|| "-".to_owned()),
+                    n.client.clone(),
+                )
+            })
+        })
+        .ok()
+        .flatten()
+}
+
+pub fn note_credential(credential: &str) {
+    note(|n| n.credential = Some(credential.chars().take(128).collect()));
+}
+
+/// Keys a packager request resolved: `created` of them were new.
+pub fn note_keys(content_id: &ContentId, key_ids: impl IntoIterator<Item = KeyId>, created: u64) {
+    note(|n| {
+        n.content_id.get_or_insert_with(|| content_id.clone());
+        let before = n.key_ids.len() as u64;
+        n.key_ids.extend(key_ids);
+        let total = n.key_ids.len() as u64 - before;
+        n.keys_created += created;
+        n.keys_stored += total.saturating_sub(created);
+    });
+}
+
+/// Keys a licence request asked for (content known when the key is).
+pub fn note_licence_keys(content_id: Option<&ContentId>, key_ids: &[KeyId]) {
+    note(|n| {
+        if let Some(content) = content_id {
+            n.content_id.get_or_insert_with(|| content.clone());
+        }
+        for kid in key_ids {
+            if !n.key_ids.contains(kid) {
+                n.key_ids.push(*kid);
+            }
+        }
+    });
+}
+
+pub fn note_drm(drm: &'static str) {
+    note(|n| n.drm = Some(drm));
+}
+
+pub fn note_error(message: &str) {
+    note(|n| n.error = Some(message.chars().take(300).collect()));
+}

@@ -1,0 +1,735 @@
+//! Observability: the [`track`] middleware around every request, the Prometheus metrics it
+//! feeds (`GET /metrics`), the per-tenant time series behind the dashboard
+//! (`GET /admin/v1/stats`), and the audit events of deliveries and licence decisions.
+//!
+//! Labels are bounded: tenants (operator-defined, few), interface and DRM names (fixed sets),
+//! status codes and outcome words. Never content ids or key ids.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use keyplex_store::{AuditAction, AuditEvent};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::scope::{self, Interface, Kind, Notes};
+use crate::state::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    tenant: String,
+    interface: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InterfaceLabels {
+    interface: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    tenant: String,
+    interface: String,
+    /// `created` (new key) or `stored` (served from the store).
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LicenceLabels {
+    tenant: String,
+    drm: String,
+    outcome: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    drm: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DrmLabels {
+    drm: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms to ~8 s.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// Everything `/metrics` and `/admin/v1/stats` report. One per server (not global: tests run
+/// many servers in one process).
+pub struct Telemetry {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: Histograms<InterfaceLabels>,
+    keys: Family<KeyLabels, Counter>,
+    licences: Family<LicenceLabels, Counter>,
+    active_sessions: Family<TenantLabels, Gauge>,
+    upstream: Family<UpstreamLabels, Counter>,
+    upstream_duration: Histograms<DrmLabels>,
+    store_duration: Histograms<OperationLabels>,
+    audit_dropped: Gauge,
+    series: Series,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Telemetry {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("keyplex");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by tenant, interface and HTTP status",
+            requests.clone(),
+        );
+        let request_duration: Histograms<InterfaceLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to response, by interface",
+            request_duration.clone(),
+        );
+        let keys = Family::<KeyLabels, Counter>::default();
+        registry.register(
+            "keys",
+            "Content keys handed to packagers: created (new) or stored (served from the store)",
+            keys.clone(),
+        );
+        let licences = Family::<LicenceLabels, Counter>::default();
+        registry.register(
+            "licences",
+            "Licence decisions by tenant, DRM, outcome (granted, denied) and reason",
+            licences.clone(),
+        );
+        let active_sessions = Family::<TenantLabels, Gauge>::default();
+        registry.register(
+            "active_sessions",
+            "Live secure sessions (read from the store at scrape time)",
+            active_sessions.clone(),
+        );
+        let upstream = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_requests",
+            "Calls of the licence proxy to upstream licence servers, by DRM and outcome",
+            upstream.clone(),
+        );
+        let upstream_duration: Histograms<DrmLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "upstream_duration_seconds",
+            "Latency of upstream licence servers, by DRM",
+            upstream_duration.clone(),
+        );
+        let store_duration: Histograms<OperationLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "store_duration_seconds",
+            "Latency of key store operations",
+            store_duration.clone(),
+        );
+        let audit_dropped = Gauge::default();
+        registry.register(
+            "audit_events_dropped",
+            "Audit events dropped because the store could not take them for too long",
+            audit_dropped.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_duration,
+            keys,
+            licences,
+            active_sessions,
+            upstream,
+            upstream_duration,
+            store_duration,
+            audit_dropped,
+            series: Series::default(),
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, sessions: &[(String, u64)], audit_dropped: u64) -> String {
+        for (tenant, count) in sessions {
+            self.active_sessions
+                .get_or_create(&TenantLabels {
+                    tenant: tenant.clone(),
+                })
+                .set(i64::try_from(*count).unwrap_or(i64::MAX));
+        }
+        self.audit_dropped
+            .set(i64::try_from(audit_dropped).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        if let Err(e) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+
+    /// A store operation's latency.
+    pub fn observe_store(&self, operation: &str, elapsed: Duration) {
+        self.store_duration
+            .get_or_create(&OperationLabels {
+                operation: operation.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// One call of the licence proxy to an upstream licence server.
+    pub fn observe_upstream(&self, drm: &str, outcome: &str, elapsed: Duration) {
+        self.upstream
+            .get_or_create(&UpstreamLabels {
+                drm: drm.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.upstream_duration
+            .get_or_create(&DrmLabels {
+                drm: drm.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    fn observe_request(&self, request: &Finished<'_>) {
+        let interface = request.interface.as_str();
+        self.requests
+            .get_or_create(&RequestLabels {
+                tenant: request.tenant_label().to_owned(),
+                interface: interface.to_owned(),
+                status: request.status.to_string(),
+            })
+            .inc();
+        self.request_duration
+            .get_or_create(&InterfaceLabels {
+                interface: interface.to_owned(),
+            })
+            .observe(request.elapsed.as_secs_f64());
+        let notes = request.notes;
+        for (source, count) in [
+            ("created", notes.keys_created),
+            ("stored", notes.keys_stored),
+        ] {
+            if count > 0 {
+                self.keys
+                    .get_or_create(&KeyLabels {
+                        tenant: request.tenant_label().to_owned(),
+                        interface: interface.to_owned(),
+                        source: source.to_owned(),
+                    })
+                    .inc_by(count);
+            }
+        }
+        if let Some((drm, granted)) = request.licence_decision() {
+            self.licences
+                .get_or_create(&LicenceLabels {
+                    tenant: request.tenant_label().to_owned(),
+                    drm: drm.to_owned(),
+                    outcome: if granted { "granted" } else { "denied" }.to_owned(),
+                    reason: request.reason().to_owned(),
+                })
+                .inc();
+        }
+        self.series.observe(request);
+    }
+
+    /// The dashboard's view of one tenant (or all) over the last `window`.
+    pub fn stats(&self, tenant: Option<&str>, window: Window, now: u64) -> StatsView {
+        self.series.view(tenant, window, now)
+    }
+}
+
+/// A finished request, as the middleware saw it.
+struct Finished<'a> {
+    interface: Interface,
+    /// The tenant, when the URL named one that exists.
+    tenant: Option<&'a str>,
+    status: u16,
+    elapsed: Duration,
+    notes: &'a Notes,
+}
+
+impl Finished<'_> {
+    fn tenant_label(&self) -> &str {
+        self.tenant.unwrap_or("-")
+    }
+
+    /// Answered with success: a 2xx status and no error (the Widevine API answers errors
+    /// with 200 and a status inside its envelope).
+    fn ok(&self) -> bool {
+        (200..300).contains(&self.status) && self.notes.error.is_none()
+    }
+
+    /// For licence routes: the DRM and whether the licence was granted. Requests that never
+    /// reached a decision (the tenant is unknown) are none.
+    fn licence_decision(&self) -> Option<(&'static str, bool)> {
+        if self.interface.kind() != Kind::Licences || self.tenant.is_none() {
+            return None;
+        }
+        let drm = self.interface.drm().or(self.notes.drm).unwrap_or("unknown");
+        Some((drm, self.ok()))
+    }
+
+    /// A word for the outcome (a bounded set: it is a label).
+    fn reason(&self) -> &'static str {
+        match self.status {
+            200..=299 if self.ok() => "ok",
+            200..=299 => "refused",
+            400 => "bad_request",
+            401 => "unauthorized",
+            403 => "forbidden",
+            404 => "not_found",
+            409 => "conflict",
+            413 => "too_large",
+            422 => "unprocessable",
+            429 => "rate_limited",
+            502 => "upstream_error",
+            503 => "unavailable",
+            _ => "error",
+        }
+    }
+}
+
+/// Wraps every request: notes what it did ([`scope`]), then counts it and writes the audit
+/// events of key deliveries and licence decisions.
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let interface = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(Interface::Other, |p| Interface::of_route(p.as_str()));
+    if interface == Interface::Other {
+        return next.run(request).await;
+    }
+    let tenant = tenant_segment(request.uri().path())
+        .filter(|_| interface.kind() != Kind::Admin)
+        .and_then(|name| keyplex_types::TenantId::parse(name).ok())
+        .filter(|id| state.tenant_map().contains_key(id));
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "-".to_owned(), |c| c.0.ip().to_string());
+    let started = Instant::now();
+    let (response, notes) = scope::with_notes(interface, client.clone(), next.run(request)).await;
+    let finished = Finished {
+        interface,
+        tenant: tenant.as_ref().map(keyplex_types::TenantId::as_str),
+        status: response.status().as_u16(),
+        elapsed: started.elapsed(),
+        notes: &notes,
+    };
+    state.telemetry().observe_request(&finished);
+    if let Some(event) = audit_event(&finished, client) {
+        state.audit().record(event);
+    }
+    response.into_response()
+}
+
+fn tenant_segment(path: &str) -> Option<&str> {
+    path.strip_prefix('/')?.split('/').next()
+}
+
+/// The audit event of a finished request: a delivery (keys handed to a packager) or a
+/// licence decision. Key creation is recorded earlier, durably, where the key is created.
+fn audit_event(request: &Finished<'_>, client: String) -> Option<AuditEvent> {
+    let tenant = request.tenant?;
+    let notes = request.notes;
+    let action = match request.interface.kind() {
+        Kind::Keys if request.ok() && !notes.key_ids.is_empty() => AuditAction::KeyDelivered,
+        Kind::Licences if request.ok() => AuditAction::LicenceGranted,
+        Kind::Licences => AuditAction::LicenceDenied,
+        _ => return None,
+    };
+    Some(AuditEvent {
+        id: 0,
+        at: time::OffsetDateTime::now_utc(),
+        tenant: tenant.to_owned(),
+        action,
+        interface: request
+            .licence_decision()
+            .map_or(request.interface.as_str(), |(drm, _)| drm)
+            .to_owned(),
+        credential: notes.credential.clone().unwrap_or_else(|| "-".to_owned()),
+        client,
+        content_id: notes.content_id.clone(),
+        key_ids: notes.key_ids.clone(),
+        outcome: request.reason().to_owned(),
+        detail: if request.ok() {
+            None
+        } else {
+            notes.error.clone()
+        },
+    })
+}
+
+// ---- The dashboard's time series ----
+
+/// Resolution of the stored series.
+const BUCKET_SECONDS: u64 = 10;
+/// How far back the series go (24 h).
+const KEPT_BUCKETS: usize = 8_640;
+
+/// A window the dashboard can show, with the bucket size it is shown in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub seconds: u64,
+    pub bucket_seconds: u64,
+}
+
+impl Window {
+    pub const CHOICES: [u64; 5] = [300, 900, 3_600, 21_600, 86_400];
+
+    pub fn parse(seconds: u64) -> Option<Self> {
+        let bucket_seconds = match seconds {
+            300 | 900 => 10,
+            3_600 => 60,
+            21_600 => 300,
+            86_400 => 900,
+            _ => return None,
+        };
+        Some(Self {
+            seconds,
+            bucket_seconds,
+        })
+    }
+}
+
+/// What is counted per interface or DRM name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Measure {
+    KeyRequests,
+    KeysCreated,
+    KeysServed,
+    LicencesGranted,
+    LicencesDenied,
+    Errors,
+}
+
+/// Latency buckets: upper bounds 50 µs × 1.5^k.
+const LATENCY_BUCKETS: usize = 36;
+
+fn latency_bucket(elapsed: Duration) -> usize {
+    let mut bound = 50e-6;
+    let seconds = elapsed.as_secs_f64();
+    for k in 0..LATENCY_BUCKETS - 1 {
+        if seconds <= bound {
+            return k;
+        }
+        bound *= 1.5;
+    }
+    LATENCY_BUCKETS - 1
+}
+
+fn latency_bound_ms(bucket: usize) -> f64 {
+    50e-3 * 1.5f64.powi(i32::try_from(bucket).unwrap_or(i32::MAX))
+}
+
+#[derive(Default)]
+struct Bucket {
+    start: u64,
+    counts: HashMap<(Measure, &'static str), u64>,
+    latency: HashMap<&'static str, [u32; LATENCY_BUCKETS]>,
+}
+
+#[derive(Default)]
+struct Series {
+    /// Tenant → its buckets, oldest first.
+    tenants: Mutex<HashMap<String, VecDeque<Bucket>>>,
+}
+
+impl Series {
+    fn observe(&self, request: &Finished<'_>) {
+        let Some(tenant) = request.tenant else {
+            return;
+        };
+        let kind = request.interface.kind();
+        if !matches!(kind, Kind::Keys | Kind::Licences) {
+            return;
+        }
+        let now = unix_now();
+        let start = now - now % BUCKET_SECONDS;
+        let mut tenants = match self.tenants.lock() {
+            Ok(t) => t,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let buckets = tenants.entry(tenant.to_owned()).or_default();
+        if buckets.back().is_none_or(|b| b.start < start) {
+            buckets.push_back(Bucket {
+                start,
+                ..Bucket::default()
+            });
+            while buckets.len() > KEPT_BUCKETS {
+                buckets.pop_front();
+            }
+        }
+        let Some(bucket) = buckets.back_mut() else {
+            return;
+        };
+        let mut add = |measure: Measure, name: &'static str, n: u64| {
+            if n > 0 {
+                *bucket.counts.entry((measure, name)).or_default() += n;
+            }
+        };
+        let interface = request.interface.as_str();
+        let notes = request.notes;
+        if let Some((drm, granted)) = request.licence_decision() {
+            let measure = if granted {
+                Measure::LicencesGranted
+            } else {
+                Measure::LicencesDenied
+            };
+            add(measure, drm, 1);
+            if !request.ok() {
+                add(Measure::Errors, drm, 1);
+            }
+        } else {
+            add(Measure::KeyRequests, interface, 1);
+            add(Measure::KeysCreated, interface, notes.keys_created);
+            add(Measure::KeysServed, interface, notes.keys_stored);
+            if !request.ok() {
+                add(Measure::Errors, interface, 1);
+            }
+        }
+        let name = request.licence_decision().map_or(interface, |(drm, _)| drm);
+        let histogram = bucket.latency.entry(name).or_insert([0; LATENCY_BUCKETS]);
+        if let Some(slot) = histogram.get_mut(latency_bucket(request.elapsed)) {
+            *slot += 1;
+        }
+    }
+
+    fn view(&self, tenant: Option<&str>, window: Window, now: u64) -> StatsView {
+        let end = now - now % window.bucket_seconds + window.bucket_seconds;
+        let first = end.saturating_sub(window.seconds);
+        let mut out: Vec<StatsBucket> = (0..window.seconds / window.bucket_seconds)
+            .map(|i| StatsBucket::empty(first + i * window.bucket_seconds))
+            .collect();
+        let mut totals = StatsBucket::empty(first);
+        let mut latency: BTreeMap<&'static str, [u64; LATENCY_BUCKETS]> = BTreeMap::new();
+        let tenants = match self.tenants.lock() {
+            Ok(t) => t,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for (name, buckets) in tenants.iter() {
+            if tenant.is_some_and(|t| t != name) {
+                continue;
+            }
+            for bucket in buckets.iter().filter(|b| b.start >= first && b.start < end) {
+                let index = usize::try_from((bucket.start - first) / window.bucket_seconds)
+                    .unwrap_or(usize::MAX);
+                let Some(slot) = out.get_mut(index) else {
+                    continue;
+                };
+                for (&(measure, key), &n) in &bucket.counts {
+                    slot.add(measure, key, n);
+                    totals.add(measure, key, n);
+                }
+                for (&key, histogram) in &bucket.latency {
+                    let total = latency.entry(key).or_insert([0; LATENCY_BUCKETS]);
+                    for (t, h) in total.iter_mut().zip(histogram) {
+                        *t += u64::from(*h);
+                    }
+                }
+            }
+        }
+        StatsView {
+            window_seconds: window.seconds,
+            bucket_seconds: window.bucket_seconds,
+            now,
+            buckets: out,
+            totals: totals.counts,
+            latency_ms: latency
+                .into_iter()
+                .map(|(key, histogram)| (key.to_owned(), Percentiles::of(&histogram)))
+                .collect(),
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0)
+}
+
+/// One bucket of `/admin/v1/stats`.
+#[derive(Debug, serde::Serialize)]
+pub struct StatsBucket {
+    pub t: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+/// Counts per interface or DRM name, one map per measure.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Counts {
+    pub key_requests: BTreeMap<&'static str, u64>,
+    pub keys_created: BTreeMap<&'static str, u64>,
+    pub keys_served: BTreeMap<&'static str, u64>,
+    pub licences_granted: BTreeMap<&'static str, u64>,
+    pub licences_denied: BTreeMap<&'static str, u64>,
+    pub errors: BTreeMap<&'static str, u64>,
+}
+
+impl StatsBucket {
+    fn empty(t: u64) -> Self {
+        Self {
+            t,
+            counts: Counts::default(),
+        }
+    }
+
+    fn add(&mut self, measure: Measure, key: &'static str, n: u64) {
+        let c = &mut self.counts;
+        let map = match measure {
+            Measure::KeyRequests => &mut c.key_requests,
+            Measure::KeysCreated => &mut c.keys_created,
+            Measure::KeysServed => &mut c.keys_served,
+            Measure::LicencesGranted => &mut c.licences_granted,
+            Measure::LicencesDenied => &mut c.licences_denied,
+            Measure::Errors => &mut c.errors,
+        };
+        *map.entry(key).or_default() += n;
+    }
+}
+
+/// Latency percentiles of one interface over the window (upper bounds of histogram buckets,
+/// so within 50 % above the true value).
+#[derive(Debug, serde::Serialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+}
+
+impl Percentiles {
+    fn of(histogram: &[u64; LATENCY_BUCKETS]) -> Self {
+        let count: u64 = histogram.iter().sum();
+        let quantile = |q: f64| {
+            // The smallest bucket whose cumulative count reaches q of all.
+            let target = (q * count as f64).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            for (k, n) in histogram.iter().enumerate() {
+                seen += n;
+                if seen >= target {
+                    return (latency_bound_ms(k) * 1000.0).round() / 1000.0;
+                }
+            }
+            0.0
+        };
+        Self {
+            count,
+            p50: quantile(0.5),
+            p90: quantile(0.9),
+            p99: quantile(0.99),
+        }
+    }
+}
+
+/// `GET /admin/v1/stats` without the tenant and session fields (added by the handler).
+#[derive(Debug, serde::Serialize)]
+pub struct StatsView {
+    pub window_seconds: u64,
+    pub bucket_seconds: u64,
+    pub now: u64,
+    pub buckets: Vec<StatsBucket>,
+    pub totals: Counts,
+    pub latency_ms: BTreeMap<String, Percentiles>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_have_at_most_a_hundred_buckets() {
+        for seconds in Window::CHOICES {
+            let w = Window::parse(seconds).unwrap();
+            assert!(seconds / w.bucket_seconds <= 100, "{seconds}");
+            assert_eq!(w.bucket_seconds % BUCKET_SECONDS, 0);
+        }
+        assert!(Window::parse(60).is_none());
+    }
+
+    #[test]
+    fn percentiles_come_from_the_histogram() {
+        let mut h = [0u64; LATENCY_BUCKETS];
+        h[latency_bucket(Duration::from_micros(40))] = 90;
+        h[latency_bucket(Duration::from_millis(20))] = 10;
+        let p = Percentiles::of(&h);
+        assert_eq!(p.count, 100);
+        assert!(p.p50 <= 0.05, "{p:?}");
+        assert!(p.p99 >= 20.0 && p.p99 <= 30.0, "{p:?}");
+    }
+
+    #[test]
+    fn licence_requests_count_per_drm_and_keys_per_interface() {
+        let telemetry = Telemetry::new();
+        let notes = Notes {
+            keys_created: 1,
+            keys_stored: 2,
+            ..Notes::default()
+        };
+        for (interface, status) in [
+            (Interface::Cpix, 200),
+            (Interface::Cpix, 401),
+            (Interface::ClearKey, 200),
+            (Interface::ClearKey, 403),
+        ] {
+            telemetry.observe_request(&Finished {
+                interface,
+                tenant: Some("acme"),
+                status,
+                elapsed: Duration::from_millis(2),
+                notes: &notes,
+            });
+        }
+        let view = telemetry.stats(Some("acme"), Window::parse(300).unwrap(), unix_now());
+        assert_eq!(view.totals.key_requests.get("cpix"), Some(&2));
+        assert_eq!(view.totals.keys_created.get("cpix"), Some(&2));
+        assert_eq!(view.totals.licences_granted.get("clearkey"), Some(&1));
+        assert_eq!(view.totals.licences_denied.get("clearkey"), Some(&1));
+        assert_eq!(view.totals.errors.get("cpix"), Some(&1));
+        assert_eq!(view.latency_ms["cpix"].count, 2);
+        let other = telemetry.stats(Some("globex"), Window::parse(300).unwrap(), unix_now());
+        assert!(other.totals.key_requests.is_empty());
+        let text = telemetry.render(&[("acme".into(), 3)], 0);
+        assert!(
+            text.contains(
+                r#"keyplex_requests_total{tenant="acme",interface="cpix",status="401"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"keyplex_active_sessions{tenant="acme"} 3"#),
+            "{text}"
+        );
+    }
+}

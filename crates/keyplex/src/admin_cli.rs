@@ -1,0 +1,487 @@
+//! `keyplex admin …` and `keyplex audit …`: the admin API (`/admin/v1`, docs/operators.md)
+//! from the command line. Every command is one or two HTTP calls; answers are printed as JSON
+//! (the audit trail as a table unless `--json`).
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+#[derive(Args, Clone)]
+pub struct Connection {
+    /// The keyplex server.
+    #[arg(
+        long,
+        env = "KEYPLEX_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    url: String,
+    /// The admin token (`[admin] token`, or the generated `<data_dir>/admin-token`).
+    #[arg(
+        long,
+        env = "KEYPLEX_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    token: Option<String>,
+    /// A file holding the admin token (e.g. `keyplex-data/admin-token`).
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Tenants: list, show, create, disable, enable.
+    Tenants {
+        #[command(subcommand)]
+        command: TenantsCommand,
+    },
+    /// A tenant's credentials: list, add, revoke.
+    Credentials {
+        #[command(subcommand)]
+        command: CredentialsCommand,
+    },
+    /// A tenant's contents and their keys' metadata (never key values).
+    Contents {
+        #[command(subcommand)]
+        command: ContentsCommand,
+    },
+    /// Write a tenant's keys to a bundle encrypted to an RSA public key (backup).
+    Export {
+        tenant: String,
+        /// The operator's RSA public key (PEM `PUBLIC KEY` or `CERTIFICATE`, ≥ 2048 bits).
+        #[arg(long)]
+        public_key: PathBuf,
+        /// Where to write the bundle (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Restore keys from a bundle into a tenant (identical keys already there are skipped;
+    /// a conflicting key refuses the whole bundle).
+    Import {
+        tenant: String,
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The operator's RSA private key (unencrypted PKCS#8 PEM).
+        #[arg(long)]
+        private_key: PathBuf,
+    },
+    /// Master key operations.
+    MasterKey {
+        #[command(subcommand)]
+        command: MasterKeyCommand,
+    },
+    /// Counts behind the dashboard.
+    Stats {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// 300, 900, 3600, 21600 or 86400 seconds.
+        #[arg(long, default_value_t = 900)]
+        window: u64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TenantsCommand {
+    List,
+    Show {
+        id: String,
+    },
+    /// Create a tenant; `--settings` takes the fields of a `[tenants.x]` table as JSON.
+    Create {
+        id: String,
+        #[arg(long)]
+        settings: Option<String>,
+    },
+    /// Refuse every packager and player request of the tenant (its keys stay).
+    Disable {
+        id: String,
+    },
+    Enable {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CredentialsCommand {
+    List {
+        tenant: String,
+    },
+    /// Add a credential: `--type basic --set user=packager` (a password is generated and
+    /// printed once when none is set), `--type sigv4 --set access_key_id=… --set
+    /// secret_access_key=…`, `--type jwt --set-file rs256_public_key_pem=key.pem`, …
+    Add {
+        tenant: String,
+        /// basic, jwt, sigv4, widevine_signer, get_token or licence_jwt.
+        #[arg(long = "type")]
+        kind: String,
+        /// A field of the credential, `name=value`.
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// A field read from a file, `name=path` (PEM keys).
+        #[arg(long = "set-file", value_name = "NAME=PATH")]
+        set_file: Vec<String>,
+    },
+    /// Revoke a credential: refused at once.
+    Revoke {
+        tenant: String,
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ContentsCommand {
+    List {
+        tenant: String,
+        #[arg(long)]
+        search: Option<String>,
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    Keys {
+        tenant: String,
+        content_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum MasterKeyCommand {
+    /// Generate a new master key and re-seal every stored key and credential under it,
+    /// online. The previous key file is kept as `master.key.retired-<fingerprint>`.
+    Rotate,
+}
+
+#[derive(Args)]
+pub struct AuditArgs {
+    #[arg(long)]
+    tenant: Option<String>,
+    #[arg(long)]
+    content_id: Option<String>,
+    /// key.created, key.delivered, licence.granted, licence.denied, admin.…
+    #[arg(long)]
+    action: Option<String>,
+    /// RFC 3339 time or Unix seconds.
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long)]
+    until: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// Print the events as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    fn new(connection: &Connection) -> Result<Self> {
+        let token = match (&connection.token, &connection.token_file) {
+            (Some(token), _) => token.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .trim()
+                .to_owned(),
+            (None, None) => {
+                bail!("the admin token is needed: --token, KEYPLEX_ADMIN_TOKEN or --token-file")
+            }
+        };
+        Ok(Self {
+            http: reqwest::Client::new(),
+            base: connection.url.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .query(query);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            let detail = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or(text);
+            bail!("{} {path}: {detail}", status.as_u16());
+        }
+        if text.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).context("the server's answer is not JSON")
+    }
+
+    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value> {
+        self.call(reqwest::Method::GET, path, query, None).await
+    }
+}
+
+fn segment(s: &str) -> String {
+    // Ids are [A-Za-z0-9_.:-]: nothing to escape but refuse what would change the path.
+    s.replace(['/', '?', '#'], "_")
+}
+
+fn print(value: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn credential_body(kind: &str, set: &[String], set_file: &[String]) -> Result<Value> {
+    let mut body = serde_json::Map::new();
+    body.insert("type".into(), Value::String(kind.to_owned()));
+    for pair in set {
+        let (name, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--set {pair:?}: expected NAME=VALUE"))?;
+        body.insert(name.to_owned(), Value::String(value.to_owned()));
+    }
+    for pair in set_file {
+        let (name, path) = pair
+            .split_once('=')
+            .with_context(|| format!("--set-file {pair:?}: expected NAME=PATH"))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+        body.insert(name.to_owned(), Value::String(text));
+    }
+    Ok(Value::Object(body))
+}
+
+pub async fn run(connection: &Connection, command: AdminCommand) -> Result<()> {
+    use reqwest::Method;
+    let api = Api::new(connection)?;
+    match command {
+        AdminCommand::Tenants { command } => match command {
+            TenantsCommand::List => print(&api.get("/admin/v1/tenants", &[]).await?),
+            TenantsCommand::Show { id } => print(
+                &api.get(&format!("/admin/v1/tenants/{}", segment(&id)), &[])
+                    .await?,
+            ),
+            TenantsCommand::Create { id, settings } => {
+                let settings: Value = match settings {
+                    Some(text) => serde_json::from_str(&text).context("--settings is not JSON")?,
+                    None => json!({}),
+                };
+                let body = json!({ "id": id, "settings": settings });
+                print(
+                    &api.call(Method::POST, "/admin/v1/tenants", &[], Some(body))
+                        .await?,
+                )
+            }
+            TenantsCommand::Disable { id } => {
+                let path = format!("/admin/v1/tenants/{}", segment(&id));
+                print(
+                    &api.call(Method::PATCH, &path, &[], Some(json!({"disabled": true})))
+                        .await?,
+                )
+            }
+            TenantsCommand::Enable { id } => {
+                let path = format!("/admin/v1/tenants/{}", segment(&id));
+                print(
+                    &api.call(Method::PATCH, &path, &[], Some(json!({"disabled": false})))
+                        .await?,
+                )
+            }
+        },
+        AdminCommand::Credentials { command } => match command {
+            CredentialsCommand::List { tenant } => print(
+                &api.get(
+                    &format!("/admin/v1/tenants/{}/credentials", segment(&tenant)),
+                    &[],
+                )
+                .await?,
+            ),
+            CredentialsCommand::Add {
+                tenant,
+                kind,
+                set,
+                set_file,
+            } => {
+                let body = credential_body(&kind, &set, &set_file)?;
+                let path = format!("/admin/v1/tenants/{}/credentials", segment(&tenant));
+                print(&api.call(Method::POST, &path, &[], Some(body)).await?)
+            }
+            CredentialsCommand::Revoke { tenant, id } => {
+                let path = format!(
+                    "/admin/v1/tenants/{}/credentials/{}",
+                    segment(&tenant),
+                    segment(&id)
+                );
+                api.call(Method::DELETE, &path, &[], None).await?;
+                println!("revoked {id}");
+                Ok(())
+            }
+        },
+        AdminCommand::Contents { command } => match command {
+            ContentsCommand::List {
+                tenant,
+                search,
+                after,
+                limit,
+            } => {
+                let mut query = Vec::new();
+                if let Some(s) = search {
+                    query.push(("search", s));
+                }
+                if let Some(a) = after {
+                    query.push(("after", a));
+                }
+                if let Some(l) = limit {
+                    query.push(("limit", l.to_string()));
+                }
+                let path = format!("/admin/v1/tenants/{}/contents", segment(&tenant));
+                print(&api.get(&path, &query).await?)
+            }
+            ContentsCommand::Keys { tenant, content_id } => {
+                let path = format!(
+                    "/admin/v1/tenants/{}/contents/{}/keys",
+                    segment(&tenant),
+                    segment(&content_id)
+                );
+                print(&api.get(&path, &[]).await?)
+            }
+        },
+        AdminCommand::Export {
+            tenant,
+            public_key,
+            out,
+        } => {
+            let pem = std::fs::read_to_string(&public_key)
+                .with_context(|| format!("cannot read {}", public_key.display()))?;
+            let path = format!("/admin/v1/tenants/{}/export", segment(&tenant));
+            let bundle = api
+                .call(
+                    Method::POST,
+                    &path,
+                    &[],
+                    Some(json!({ "public_key_pem": pem })),
+                )
+                .await?;
+            let text = serde_json::to_string_pretty(&bundle)?;
+            match out {
+                Some(out) => {
+                    std::fs::write(&out, text + "\n")
+                        .with_context(|| format!("cannot write {}", out.display()))?;
+                    eprintln!(
+                        "wrote {} keys of tenant {tenant} to {}",
+                        bundle.get("keys").and_then(Value::as_u64).unwrap_or(0),
+                        out.display()
+                    );
+                }
+                None => println!("{text}"),
+            }
+            Ok(())
+        }
+        AdminCommand::Import {
+            tenant,
+            bundle,
+            private_key,
+        } => {
+            let bundle: Value = serde_json::from_str(
+                &std::fs::read_to_string(&bundle)
+                    .with_context(|| format!("cannot read {}", bundle.display()))?,
+            )
+            .context("the bundle is not JSON")?;
+            let pem = std::fs::read_to_string(&private_key)
+                .with_context(|| format!("cannot read {}", private_key.display()))?;
+            let path = format!("/admin/v1/tenants/{}/import", segment(&tenant));
+            let body = json!({ "bundle": bundle, "private_key_pem": pem });
+            print(&api.call(Method::POST, &path, &[], Some(body)).await?)
+        }
+        AdminCommand::MasterKey {
+            command: MasterKeyCommand::Rotate,
+        } => print(
+            &api.call(Method::POST, "/admin/v1/master-key/rotate", &[], None)
+                .await?,
+        ),
+        AdminCommand::Stats { tenant, window } => {
+            let mut query = vec![("window", window.to_string())];
+            if let Some(t) = tenant {
+                query.push(("tenant", t));
+            }
+            print(&api.get("/admin/v1/stats", &query).await?)
+        }
+    }
+}
+
+pub async fn audit(connection: &Connection, args: AuditArgs) -> Result<()> {
+    let api = Api::new(connection)?;
+    let mut query = vec![("limit", args.limit.to_string())];
+    for (name, value) in [
+        ("tenant", args.tenant),
+        ("content_id", args.content_id),
+        ("action", args.action),
+        ("since", args.since),
+        ("until", args.until),
+    ] {
+        if let Some(value) = value {
+            query.push((name, value));
+        }
+    }
+    let answer = api.get("/admin/v1/audit", &query).await?;
+    if args.json {
+        return print(&answer);
+    }
+    let events = answer
+        .get("events")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    println!(
+        "{:<24} {:<10} {:<22} {:<12} {:<28} {:<15} {:<20} {:<7} KEY IDS",
+        "TIME", "TENANT", "ACTION", "INTERFACE", "CREDENTIAL", "CLIENT", "CONTENT", "OUTCOME"
+    );
+    let text = |e: &Value, field: &str| {
+        e.get(field)
+            .and_then(Value::as_str)
+            .unwrap_or("-")
+            .to_owned()
+    };
+    for e in &events {
+        let kids: Vec<String> = e
+            .get("key_ids")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        println!(
+            "{:<24} {:<10} {:<22} {:<12} {:<28} {:<15} {:<20} {:<7} {}",
+            text(e, "at"),
+            text(e, "tenant"),
+            text(e, "action"),
+            text(e, "interface"),
+            text(e, "credential"),
+            text(e, "client"),
+            text(e, "content_id"),
+            text(e, "outcome"),
+            kids.join(",")
+        );
+    }
+    Ok(())
+}
