@@ -120,6 +120,19 @@ pub fn router() -> Router<AppState> {
         .route("/admin/v1/master-key/rotate", post(rotate_master_key))
         .route("/admin/v1/audit", get(audit))
         .route("/admin/v1/stats", get(stats))
+        .layer(axum::middleware::map_response(bearer_challenge))
+}
+
+/// Admin 401s challenge for a Bearer token only: a Basic challenge would make browsers pop
+/// their own login box over the dashboard's.
+async fn bearer_challenge(mut response: Response) -> Response {
+    if let Some(value) = response
+        .headers_mut()
+        .get_mut(axum::http::header::WWW_AUTHENTICATE)
+    {
+        *value = axum::http::HeaderValue::from_static("Bearer realm=\"keyplex-admin\"");
+    }
+    response
 }
 
 fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {

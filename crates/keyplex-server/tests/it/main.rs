@@ -1,6 +1,7 @@
 //! Integration tests: each drives a real keyplex server over HTTP on a loopback port.
 //! One test binary (one link step) with a module per interface.
 
+mod admin;
 mod auth;
 mod clearkey;
 mod common;
