@@ -29,10 +29,10 @@ use zeroize::Zeroizing;
 
 use crate::auth::JwtVerifier;
 use crate::config::{AdminConfig, TenantConfig};
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::registry::{CredentialInfo, CredentialSpec, Source, TenantParts};
 use crate::state::{AppState, Tenant};
-use crate::telemetry::Window;
+use crate::telemetry::{StatsView, Window};
 
 /// How the admin API knows its callers.
 pub struct AdminAuth {
@@ -175,14 +175,23 @@ async fn audit_change(
 
 // ---- Tenants ----
 
-#[derive(Serialize)]
+/// A tenant as the admin API shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Tenant)]
 struct TenantJson {
     id: String,
     source: Source,
+    /// A disabled tenant answers 403 to packagers and players alike; its keys stay.
     disabled: bool,
+    /// When the admin API created it (`null` for tenants of the configuration file).
     #[serde(with = "time::serde::rfc3339::option")]
     created_at: Option<OffsetDateTime>,
     credentials: Vec<CredentialInfo>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct TenantList {
+    tenants: Vec<TenantJson>,
 }
 
 impl From<&Tenant> for TenantJson {
@@ -197,6 +206,18 @@ impl From<&Tenant> for TenantJson {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/v1/tenants",
+    operation_id = "admin_list_tenants",
+    tag = "admin",
+    summary = "List the tenants",
+    responses(
+        (status = 200, description = "Every tenant, by id", body = TenantList),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_bearer" = [])),
+)]
 async fn list_tenants(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -205,9 +226,25 @@ async fn list_tenants(
     let map = state.tenant_map();
     let mut tenants: Vec<TenantJson> = map.values().map(|t| TenantJson::from(&**t)).collect();
     tenants.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(Json(serde_json::json!({ "tenants": tenants })).into_response())
+    Ok(Json(TenantList { tenants }).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/v1/tenants/{id}",
+    operation_id = "admin_get_tenant",
+    tag = "admin",
+    summary = "One tenant",
+    params(
+        ("id" = String, Path, description = "Tenant id"),
+    ),
+    responses(
+        (status = 200, description = "The tenant", body = TenantJson),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tenant", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_bearer" = [])),
+)]
 async fn get_tenant(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -218,16 +255,38 @@ async fn get_tenant(
     Ok(Json(TenantJson::from(&*tenant)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"id": "acme", "settings": {"crypto_period_seconds": 60}}))]
 struct NewTenant {
+    /// `[A-Za-z0-9_-]`, as a `[tenants.x]` table name.
     id: String,
+    /// The fields of a `[tenants.x]` table of the configuration file (`kid_override`,
+    /// `crypto_period_seconds`, `playready_la_url`, `licence = {…}`, …) except credentials,
+    /// which are added with `POST /admin/v1/tenants/{id}/credentials`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     settings: Option<serde_json::Value>,
     #[serde(default)]
     disabled: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/v1/tenants",
+    operation_id = "admin_create_tenant",
+    tag = "admin",
+    summary = "Create a tenant",
+    request_body(content = NewTenant, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The new tenant", body = TenantJson),
+        (status = 400, description = "Malformed request, or settings that do not make a servable tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant exists", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_bearer" = [])),
+)]
 async fn create_tenant(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -282,12 +341,32 @@ async fn create_tenant(
     Ok((StatusCode::CREATED, Json(TenantJson::from(&*tenant))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TenantPatch {
+    /// Disable (`true`) or enable (`false`) the tenant.
     disabled: Option<bool>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/admin/v1/tenants/{id}",
+    operation_id = "admin_patch_tenant",
+    tag = "admin",
+    summary = "Disable or enable a tenant",
+    params(
+        ("id" = String, Path, description = "Tenant id"),
+    ),
+    request_body(content = TenantPatch, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The tenant", body = TenantJson),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_bearer" = [])),
+)]
 async fn patch_tenant(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -319,6 +398,27 @@ async fn patch_tenant(
 
 // ---- Credentials ----
 
+#[derive(Serialize, utoipa::ToSchema)]
+struct CredentialList {
+    credentials: Vec<CredentialInfo>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/admin/v1/tenants/{id}/credentials",
+    operation_id = "admin_list_credentials",
+    tag = "admin",
+    summary = "A tenant's credentials (no secrets)",
+    params(
+        ("id" = String, Path, description = "Tenant id"),
+    ),
+    responses(
+        (status = 200, description = "The credentials, file ones first", body = CredentialList),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tenant", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_bearer" = [])),
+)]
 async fn list_credentials(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -326,18 +426,25 @@ async fn list_credentials(
 ) -> Result<Response, ApiError> {
     state.admin_auth().check(&headers)?;
     let tenant = state.any_tenant(&id)?;
-    Ok(Json(serde_json::json!({ "credentials": tenant.credentials })).into_response())
+    Ok(Json(CredentialList {
+        credentials: tenant.credentials.clone(),
+    })
+    .into_response())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = NewCredential)]
 struct NewCredentialJson {
     id: String,
+    /// The credential's type (`basic`, `jwt`, …).
     #[serde(rename = "type")]
     kind: &'static str,
+    /// The non-secret part (user name, access key id, signer name, key algorithm).
     label: String,
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
-    /// A secret keyplex generated (shown once).
+    /// A secret keyplex generated (shown once): the `basic` password or the `get_token` the
+    /// request left out.
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
 }
@@ -360,6 +467,28 @@ fn generate_missing_secret(body: &mut serde_json::Value) -> Result<Option<String
     Ok(Some(secret))
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/v1/tenants/{id}/credentials",
+    operation_id = "admin_add_credential",
+    tag = "admin",
+    summary = "Add a credential to a tenant",
+    description = "Effective at once on this node, within two seconds on the others. A `basic` password or \
+        `get_token` left out is generated and returned once in `secret`.",
+    params(
+        ("id" = String, Path, description = "Tenant id"),
+    ),
+    request_body(content = doc::CredentialRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The credential", body = NewCredentialJson),
+        (status = 400, description = "Unknown type, missing or malformed fields", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant has a credential with this access key id or signer name", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_bearer" = [])),
+)]
 async fn add_credential(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -457,6 +586,27 @@ fn refuse_duplicate(tenant: &Tenant, spec: &CredentialSpec) -> Result<(), ApiErr
     Ok(())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/tenants/{id}/credentials/{cred}",
+    operation_id = "admin_revoke_credential",
+    tag = "admin",
+    summary = "Revoke a credential",
+    description = "Refused from the answer on. Credentials of the configuration file (`config:…`) are \
+        changed there.",
+    params(
+        ("id" = String, Path, description = "Tenant id"),
+        ("cred" = String, Path, description = "Credential id (`cred_…`)"),
+    ),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tenant or credential", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A credential of the configuration file", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_bearer" = [])),
+)]
 async fn revoke_credential(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -491,14 +641,56 @@ async fn revoke_credential(
 
 // ---- Contents and keys (metadata only) ----
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ContentsQuery {
+    /// Content ids containing this text (at most 200 characters).
     search: Option<String>,
+    /// The `next` of the previous page.
     after: Option<String>,
+    /// Page size, 1 to 1000 (default 50).
     limit: Option<u32>,
 }
 
+/// A content and its keys, by count.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Content)]
+struct ContentJson {
+    content_id: String,
+    keys: u64,
+    #[schema(format = DateTime)]
+    first_key_at: String,
+    #[schema(format = DateTime)]
+    last_key_at: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct ContentList {
+    contents: Vec<ContentJson>,
+    /// The `after` of the next page; `null` on the last page.
+    next: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/admin/v1/tenants/{id}/contents",
+    operation_id = "admin_list_contents",
+    tag = "admin",
+    summary = "A tenant's contents",
+    params(
+        ("id" = String, Path, description = "Tenant id"),
+        ContentsQuery,
+    ),
+    responses(
+        (status = 200, description = "One page of contents, by content id", body = ContentList),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_bearer" = [])),
+)]
 async fn list_contents(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -528,18 +720,16 @@ async fn list_contents(
     let next = (contents.len() == limit as usize)
         .then(|| contents.last().map(|c| c.content_id.as_str().to_owned()))
         .flatten();
-    let contents: Vec<serde_json::Value> = contents
+    let contents: Vec<ContentJson> = contents
         .iter()
-        .map(|c| {
-            serde_json::json!({
-                "content_id": c.content_id.as_str(),
-                "keys": c.keys,
-                "first_key_at": rfc3339(c.first_key_at),
-                "last_key_at": rfc3339(c.last_key_at),
-            })
+        .map(|c| ContentJson {
+            content_id: c.content_id.as_str().to_owned(),
+            keys: c.keys,
+            first_key_at: rfc3339(c.first_key_at),
+            last_key_at: rfc3339(c.last_key_at),
         })
         .collect();
-    Ok(Json(serde_json::json!({ "contents": contents, "next": next })).into_response())
+    Ok(Json(ContentList { contents, next }).into_response())
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -553,6 +743,48 @@ fn origin_name(origin: KeyOrigin) -> &'static str {
     }
 }
 
+/// A key's metadata: never key bytes.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = KeyInfo)]
+struct KeyInfoJson {
+    /// The key id (UUID).
+    kid: String,
+    track_type: Option<String>,
+    /// The key period index (`null`: VOD).
+    period: Option<u64>,
+    /// `generated` or `supplied`.
+    origin: &'static str,
+    /// True when the key is bound to its (content, track, period) slot.
+    slotted: bool,
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct ContentKeys {
+    content_id: String,
+    keys: Vec<KeyInfoJson>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/admin/v1/tenants/{id}/contents/{content_id}/keys",
+    operation_id = "admin_content_keys",
+    tag = "admin",
+    summary = "A content's keys (metadata only)",
+    params(
+        ("id" = String, Path, description = "Tenant id"),
+        ("content_id" = String, Path, description = "Content id"),
+    ),
+    responses(
+        (status = 200, description = "The keys of the content", body = ContentKeys),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tenant or content", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_bearer" = [])),
+)]
 async fn content_keys(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -569,23 +801,22 @@ async fn content_keys(
             tenant.id
         )));
     }
-    let keys: Vec<serde_json::Value> = keys
+    let keys: Vec<KeyInfoJson> = keys
         .iter()
-        .map(|k| {
-            serde_json::json!({
-                "kid": k.kid.to_string(),
-                "track_type": k.track_type.as_ref().map(TrackType::as_str),
-                "period": k.period.index(),
-                "origin": origin_name(k.origin),
-                "slotted": k.slotted,
-                "created_at": rfc3339(k.created_at),
-            })
+        .map(|k| KeyInfoJson {
+            kid: k.kid.to_string(),
+            track_type: k.track_type.as_ref().map(|t| t.as_str().to_owned()),
+            period: k.period.index(),
+            origin: origin_name(k.origin),
+            slotted: k.slotted,
+            created_at: rfc3339(k.created_at),
         })
         .collect();
-    Ok(
-        Json(serde_json::json!({ "content_id": content_id.as_str(), "keys": keys }))
-            .into_response(),
-    )
+    Ok(Json(ContentKeys {
+        content_id: content_id.as_str().to_owned(),
+        keys,
+    })
+    .into_response())
 }
 
 // ---- Export and import ----
@@ -594,20 +825,28 @@ async fn content_keys(
 const BUNDLE_FORMAT: &str = "keyplex-key-bundle/1";
 
 /// A key bundle as written to the backup file: metadata in the clear, keys encrypted.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyBundle {
+    /// `keyplex-key-bundle/1`.
     pub format: String,
+    /// The tenant the keys were exported from.
     pub tenant: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// How many keys the bundle holds.
     pub keys: u64,
     /// SHA-256 of the operator key's SubjectPublicKeyInfo.
     pub recipient: String,
+    /// `RSA-OAEP-256`.
     pub key_encryption: String,
+    /// `A256GCM`.
     pub content_encryption: String,
+    /// base64 of the AES key, encrypted to the operator's RSA key.
     pub encrypted_key: String,
+    /// base64 of the 12-byte AES-GCM nonce.
     pub nonce: String,
+    /// base64 of the encrypted keys (JSON).
     pub ciphertext: String,
 }
 
@@ -683,13 +922,32 @@ impl BundleKey {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ExportRequest {
     /// The operator's RSA public key (`PUBLIC KEY` or `CERTIFICATE` PEM, ≥ 2048 bits).
     public_key_pem: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/v1/tenants/{id}/export",
+    operation_id = "admin_export_keys",
+    tag = "admin",
+    summary = "Export a tenant's keys, encrypted to an RSA key",
+    params(
+        ("id" = String, Path, description = "Tenant id"),
+    ),
+    request_body(content = ExportRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The key bundle", body = KeyBundle),
+        (status = 400, description = "Malformed request or public key", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_bearer" = [])),
+)]
 async fn export_keys(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -730,7 +988,7 @@ async fn export_keys(
     Ok(Json(bundle).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ImportRequest {
     bundle: KeyBundle,
@@ -739,6 +997,34 @@ struct ImportRequest {
     private_key_pem: String,
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+struct ImportAnswer {
+    /// Keys added.
+    imported: u64,
+    /// Identical keys the store already had.
+    already_present: u64,
+}
+
+#[utoipa::path(
+    post,
+    path = "/admin/v1/tenants/{id}/import",
+    operation_id = "admin_import_keys",
+    tag = "admin",
+    summary = "Import a key bundle into a tenant",
+    params(
+        ("id" = String, Path, description = "Tenant id"),
+    ),
+    request_body(content = ImportRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "What was imported", body = ImportAnswer),
+        (status = 400, description = "Malformed request, or a bundle that does not open with this key", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A key id of the bundle exists with another key (nothing imported)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_bearer" = [])),
+)]
 async fn import_keys(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -795,10 +1081,10 @@ async fn import_keys(
         ),
     )
     .await?;
-    Ok(Json(serde_json::json!({
-        "imported": outcome.imported,
-        "already_present": outcome.already_present,
-    }))
+    Ok(Json(ImportAnswer {
+        imported: outcome.imported,
+        already_present: outcome.already_present,
+    })
     .into_response())
 }
 
@@ -806,6 +1092,33 @@ async fn import_keys(
 
 static ROTATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+#[derive(Serialize, utoipa::ToSchema)]
+struct RotationAnswer {
+    old_fingerprint: String,
+    new_fingerprint: String,
+    /// Content keys and credentials re-sealed under the new key.
+    rewrapped: u64,
+    /// Where the previous key file was moved (keep it until the new key is backed up).
+    retired_key_file: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/admin/v1/master-key/rotate",
+    operation_id = "admin_rotate_master_key",
+    tag = "admin",
+    summary = "Rotate the master key",
+    description = "Generates a new master key and re-seals every content key and credential under it while \
+        the store keeps serving.",
+    responses(
+        (status = 200, description = "The rotation", body = RotationAnswer),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The master key comes from KEYPLEX_MASTER_KEY, or a rotation is running", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_bearer" = [])),
+)]
 async fn rotate_master_key(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -852,26 +1165,35 @@ async fn rotate_master_key(
     )
     .await?;
     tracing::warn!(old = %old.fingerprint(), new = %report.new_fingerprint, rewrapped = report.rewrapped, "master key rotated: back up the new key file");
-    Ok(Json(serde_json::json!({
-        "old_fingerprint": old.fingerprint(),
-        "new_fingerprint": report.new_fingerprint,
-        "rewrapped": report.rewrapped,
-        "retired_key_file": crate::setup::retired_master_key_path(path, &old.fingerprint()).display().to_string(),
-    }))
+    Ok(Json(RotationAnswer {
+        old_fingerprint: old.fingerprint(),
+        new_fingerprint: report.new_fingerprint,
+        rewrapped: report.rewrapped,
+        retired_key_file: crate::setup::retired_master_key_path(path, &old.fingerprint())
+            .display()
+            .to_string(),
+    })
     .into_response())
 }
 
 // ---- Audit trail and stats ----
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AuditParams {
     tenant: Option<String>,
     content_id: Option<String>,
+    /// An action: `key.created`, `key.delivered`, `licence.granted`, `licence.denied`,
+    /// `admin.…`.
     action: Option<String>,
+    /// RFC 3339 time or Unix seconds.
     since: Option<String>,
+    /// RFC 3339 time or Unix seconds.
     until: Option<String>,
+    /// Events older than this id (the next page).
     before_id: Option<i64>,
+    /// 1 to 10 000 (default 100).
     limit: Option<u32>,
 }
 
@@ -886,7 +1208,9 @@ fn parse_time(what: &str, text: &str) -> Result<OffsetDateTime, ApiError> {
     })
 }
 
-#[derive(Serialize)]
+/// An event of the audit trail (never key material).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = AuditEvent)]
 struct AuditEventJson {
     id: i64,
     #[serde(with = "time::serde::rfc3339")]
@@ -902,6 +1226,29 @@ struct AuditEventJson {
     detail: Option<String>,
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+struct AuditEvents {
+    /// Newest first.
+    events: Vec<AuditEventJson>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/admin/v1/audit",
+    operation_id = "admin_audit",
+    tag = "admin",
+    summary = "Query the audit trail",
+    params(
+        AuditParams,
+    ),
+    responses(
+        (status = 200, description = "The events, newest first", body = AuditEvents),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_bearer" = [])),
+)]
 async fn audit(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -967,16 +1314,49 @@ async fn audit(
             detail: e.detail,
         })
         .collect();
-    Ok(Json(serde_json::json!({ "events": events })).into_response())
+    Ok(Json(AuditEvents { events }).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct StatsParams {
+    /// One tenant (default: all tenants together).
     tenant: Option<String>,
+    /// Seconds: 300, 900 (default), 3600, 21600 or 86400.
     window: Option<u64>,
 }
 
+/// `GET /admin/v1/stats`: this node's counts since it started.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Stats)]
+struct StatsJson {
+    /// The tenant asked for; `null`: all tenants.
+    tenant: Option<String>,
+    #[serde(flatten)]
+    view: StatsView,
+    /// Live secure sessions (from the store).
+    active_sessions: u64,
+}
+
+#[utoipa::path(
+    get,
+    path = "/admin/v1/stats",
+    operation_id = "admin_stats",
+    tag = "admin",
+    summary = "The dashboard's data",
+    params(
+        StatsParams,
+    ),
+    responses(
+        (status = 200, description = "Counts per bucket and totals, latency percentiles", body = StatsJson),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_bearer" = [])),
+)]
 async fn stats(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1003,14 +1383,132 @@ async fn stats(
         .store()
         .count_live_sessions(tenant.as_ref().map(|t| &t.id), now)
         .await?;
-    let mut body = serde_json::to_value(&view)
-        .map_err(|e| ApiError::Internal(format!("cannot serialise stats: {e}")))?;
-    if let Some(object) = body.as_object_mut() {
-        object.insert(
-            "tenant".into(),
-            tenant.map_or(serde_json::Value::Null, |t| t.id.as_str().into()),
-        );
-        object.insert("active_sessions".into(), sessions.into());
+    Ok(Json(StatsJson {
+        tenant: tenant.map(|t| t.id.as_str().to_owned()),
+        view,
+        active_sessions: sessions,
+    })
+    .into_response())
+}
+
+/// Request shapes of this API that are read through configuration types (which stay free of
+/// OpenAPI derives), for the OpenAPI document only. The tests below check them against the
+/// types that really read them.
+pub mod doc {
+    use serde::Serialize;
+
+    /// `POST /admin/v1/tenants/{id}/credentials`: a credential, by `type`.
+    #[derive(Serialize, utoipa::ToSchema)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    #[schema(as = Credential, example = json!({"type": "basic", "user": "packager"}))]
+    pub enum CredentialRequest {
+        /// HTTP Basic for packagers; the password is generated (and returned once) when left
+        /// out.
+        Basic {
+            user: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            password: Option<String>,
+        },
+        /// Keys that verify packagers' JWTs.
+        Jwt(JwtKeys),
+        /// AWS SigV4 static credentials (CPIX and SPEKE routes).
+        Sigv4 {
+            access_key_id: String,
+            secret_access_key: String,
+            /// Default `us-east-1`.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            region: Option<String>,
+            /// Default `execute-api`.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            service: Option<String>,
+        },
+        /// A Widevine API signer (Shaka Packager's `--signer`).
+        WidevineSigner {
+            name: String,
+            /// 64 hex characters (AES-256 key).
+            aes_key: String,
+            /// 32 hex characters.
+            aes_iv: String,
+        },
+        /// The token of GET-style CPIX (at least 16 characters); generated when left out.
+        GetToken {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            token: Option<String>,
+        },
+        /// Keys that verify players' entitlement tokens.
+        LicenceJwt(JwtKeys),
     }
-    Ok(Json(body).into_response())
+
+    /// JWT verification keys: at least one; exactly the algorithms given are accepted.
+    #[derive(Serialize, utoipa::ToSchema)]
+    pub struct JwtKeys {
+        /// HS256 shared secret (at least 32 bytes).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub hs256_secret: Option<String>,
+        /// RS256 public key, PEM.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub rs256_public_key_pem: Option<String>,
+        /// ES256 public key, PEM.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub es256_public_key_pem: Option<String>,
+        /// Required `iss`, if set.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub issuer: Option<String>,
+        /// Required `aud`, if set.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub audience: Option<String>,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::doc::{CredentialRequest, JwtKeys};
+    use crate::registry::CredentialSpec;
+
+    fn jwt() -> JwtKeys {
+        JwtKeys {
+            hs256_secret: Some("a-long-shared-secret-for-the-tests".into()),
+            rs256_public_key_pem: Some("-----BEGIN PUBLIC KEY-----".into()),
+            es256_public_key_pem: Some("-----BEGIN PUBLIC KEY-----".into()),
+            issuer: Some("portal".into()),
+            audience: Some("keyplex".into()),
+        }
+    }
+
+    /// Every documented credential, with every field, is what the admin API reads.
+    #[test]
+    fn documented_credentials_are_credential_specs() {
+        let documented = [
+            CredentialRequest::Basic {
+                user: "packager".into(),
+                password: Some("secret".into()),
+            },
+            CredentialRequest::Jwt(jwt()),
+            CredentialRequest::Sigv4 {
+                access_key_id: "AKID".into(),
+                secret_access_key: "secret".into(),
+                region: Some("eu-west-1".into()),
+                service: Some("execute-api".into()),
+            },
+            CredentialRequest::WidevineSigner {
+                name: "widevine_test".into(),
+                aes_key: "00".repeat(32),
+                aes_iv: "00".repeat(16),
+            },
+            CredentialRequest::GetToken {
+                token: Some("a-token-of-sixteen-chars".into()),
+            },
+            CredentialRequest::LicenceJwt(jwt()),
+        ];
+        let mut kinds = Vec::new();
+        for credential in documented {
+            let json = serde_json::to_value(&credential).unwrap();
+            let spec: CredentialSpec =
+                serde_json::from_value(json.clone()).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert_eq!(json["type"], spec.kind());
+            kinds.push(spec.kind());
+        }
+        assert_eq!(kinds, CredentialSpec::KINDS);
+    }
 }

@@ -25,9 +25,38 @@ use axum::response::{IntoResponse, Response};
 use keyplex_drm::clearkey::{ClearKeyLicenseRequest, SessionType, clearkey_license_response};
 
 use crate::entitlement::{self, Entitlement, TokenQuery};
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::state::{AppState, Tenant};
 
+#[utoipa::path(
+    post,
+    path = "/{tenant}/clearkey/v1/licenses",
+    operation_id = "clearkey_licence",
+    tag = "licence",
+    summary = "W3C Clear Key licence",
+    description = "The licence request a Clear Key CDM produced, forwarded unchanged; the answer \
+        is the JSON Web Key set of the requested keys the entitlement token covers (others are \
+        left out). Never cached.",
+    params(
+        ("tenant" = String, Path, description = "Tenant id"),
+        ("token" = Option<String>, Query, description = "The entitlement token, for players \
+            that cannot send `Authorization: Bearer`"),
+    ),
+    request_body(content = doc::ClearKeyLicenceRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The licence (JSON Web Key set)",
+            body = doc::ClearKeyLicence, content_type = "application/json"),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid entitlement token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not entitled to any requested key id, a persistent licence \
+            the policy does not allow, another tenant's token, or a disabled tenant",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tenant, or a tenant without licence keys", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("entitlement_jwt" = []), ("entitlement_query" = [])),
+)]
 pub async fn post_licence(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -88,4 +117,86 @@ pub async fn licence_for(
     let pairs: Vec<_> = keys.iter().map(|k| (k.kid, &k.key)).collect();
     let licence = clearkey_license_response(&pairs, request.session_type);
     Ok(licence)
+}
+
+/// The wire shapes of this route, for the OpenAPI document only: the request is parsed and the
+/// licence written by `keyplex_drm::clearkey` (a crate without HTTP). The tests below check
+/// that these shapes match what that code reads and writes.
+pub mod doc {
+    use serde::{Deserialize, Serialize};
+
+    /// An EME Clear Key licence request (EME §9.1.3).
+    #[derive(Serialize, Deserialize, utoipa::ToSchema)]
+    #[serde(deny_unknown_fields)]
+    #[schema(example = json!({"kids": ["nrQFDeRLSAKTLifXUIPiZg"], "type": "temporary"}))]
+    pub struct ClearKeyLicenceRequest {
+        /// Key ids, base64url (padded or not; standard base64 tolerated), 1 to 256.
+        pub kids: Vec<String>,
+        /// The session type (default `temporary`).
+        #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+        pub session_type: Option<SessionType>,
+    }
+
+    #[derive(Serialize, Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "kebab-case")]
+    #[schema(as = ClearKeySessionType)]
+    pub enum SessionType {
+        Temporary,
+        PersistentLicense,
+    }
+
+    /// A Clear Key licence: a JSON Web Key set (EME §9.1.4).
+    #[derive(Serialize, Deserialize, utoipa::ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct ClearKeyLicence {
+        pub keys: Vec<Jwk>,
+        /// The request's session type, echoed.
+        #[serde(rename = "type")]
+        pub session_type: SessionType,
+    }
+
+    /// One symmetric key.
+    #[derive(Serialize, Deserialize, utoipa::ToSchema)]
+    #[serde(deny_unknown_fields)]
+    #[schema(as = ClearKeyJwk)]
+    pub struct Jwk {
+        /// `oct`.
+        pub kty: String,
+        /// The key id, base64url without padding.
+        pub kid: String,
+        /// The key, base64url without padding.
+        pub k: String,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use keyplex_drm::clearkey::{ClearKeyLicenseRequest, clearkey_license_response};
+    use keyplex_types::{ContentKeyValue, KeyId};
+
+    use super::doc;
+
+    #[test]
+    fn the_documented_shapes_are_the_wire_shapes() {
+        let kid: KeyId = "9eb4050d-e44b-4802-932e-27d75083e266".parse().unwrap();
+        let key = ContentKeyValue::from_slice(&[7; 16]).unwrap();
+        for session_type in [
+            keyplex_drm::clearkey::SessionType::Temporary,
+            keyplex_drm::clearkey::SessionType::PersistentLicense,
+        ] {
+            let licence = clearkey_license_response(&[(kid, &key)], session_type);
+            let parsed: doc::ClearKeyLicence = serde_json::from_str(&licence).unwrap();
+            assert_eq!(parsed.keys.len(), 1);
+            assert_eq!(parsed.keys[0].kty, "oct");
+            let request = doc::ClearKeyLicenceRequest {
+                kids: vec![parsed.keys[0].kid.clone()],
+                session_type: Some(parsed.session_type),
+            };
+            let read =
+                ClearKeyLicenseRequest::parse(&serde_json::to_vec(&request).unwrap()).unwrap();
+            assert_eq!(read.kids, [kid]);
+            assert_eq!(read.session_type, session_type);
+        }
+    }
 }

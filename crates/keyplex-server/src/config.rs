@@ -76,7 +76,7 @@ const fn default_max_body_bytes() -> usize {
     1024 * 1024
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Bearer token for `/admin/v1`.
@@ -88,6 +88,24 @@ pub struct AdminConfig {
     /// `GET /metrics` requires the admin token too (it names tenants).
     #[serde(default)]
     pub protect_metrics: bool,
+    /// Audit events older than this many days are deleted (hourly); 0 keeps them for ever.
+    #[serde(default = "default_audit_retention_days")]
+    pub audit_retention_days: u32,
+}
+
+const fn default_audit_retention_days() -> u32 {
+    90
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            token: None,
+            jwt: None,
+            protect_metrics: false,
+            audit_retention_days: default_audit_retention_days(),
+        }
+    }
 }
 
 /// One tenant (operator). Every key route lives under `/{tenant}/…`.

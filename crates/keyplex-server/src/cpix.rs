@@ -37,6 +37,36 @@ use crate::state::{AppState, Tenant};
 
 /// `POST /{tenant}/nks/v1/cpix` and `POST /{tenant}/cpix`. With an `X-Speke-Version` header
 /// the request is SPEKE (AWS encryptors configured with this URL) and answered as such.
+#[utoipa::path(
+    post,
+    path = "/{tenant}/nks/v1/cpix",
+    operation_id = "cpix",
+    tag = "packager",
+    summary = "CPIX key exchange",
+    description = "DASH-IF CPIX 2.3/2.4: the packager sends a CPIX document naming its keys and the \
+        signaling it wants; keyplex answers the same document with keys (in clear, or encrypted \
+        to the `DeliveryDataList` certificates) and DRM signaling. Nothing is stored for a \
+        rejected request.",
+    params(
+        ("tenant" = String, Path, description = "Tenant id"),
+        ("X-Speke-Version" = Option<String>, Header, description = "When present (`1.0`, `2.0`, \
+            `2.1`), the request is SPEKE and answered as on `/speke/v1` or `/speke/v2`"),
+    ),
+    request_body(content = String, content_type = "application/xml", description = "A CPIX \
+        document naming the keys (by kid) and the signaling wanted"),
+    responses(
+        (status = 200, description = "The CPIX document with keys and DRM signaling", body = String, content_type = "application/xml"),
+        (status = 400, description = "Not a readable CPIX document", body = String, content_type = "text/plain"),
+        (status = 401, description = "No valid packager credentials", body = String, content_type = "text/plain"),
+        (status = 403, description = "Another tenant's credentials, or a disabled tenant", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown tenant", body = String, content_type = "text/plain"),
+        (status = 409, description = "A key id that exists with another key", body = String, content_type = "text/plain"),
+        (status = 413, description = "Body too large", body = String, content_type = "text/plain"),
+        (status = 422, description = "A SPEKE request (with `X-Speke-Version`) that breaks the profile", body = String, content_type = "text/plain"),
+        (status = 503, description = "Key store unavailable", body = String, content_type = "text/plain"),
+    ),
+    security(("packager_basic" = []), ("packager_jwt" = []), ("nv_authorizations" = []), ("sigv4" = [])),
+)]
 pub async fn post_cpix(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -57,6 +87,37 @@ pub async fn post_cpix(
     let response = exchange(&state, tenant, request).await?;
     Ok(xml_response(&response))
 }
+
+/// The OpenAPI entry of the second URL of [`post_cpix`] (this function is never called).
+#[utoipa::path(
+    post,
+    path = "/{tenant}/cpix",
+    operation_id = "cpix_short",
+    tag = "packager",
+    summary = "CPIX key exchange (short URL)",
+    description = "The same handler as `POST /{tenant}/nks/v1/cpix`.",
+    params(
+        ("tenant" = String, Path, description = "Tenant id"),
+        ("X-Speke-Version" = Option<String>, Header, description = "When present (`1.0`, `2.0`, \
+            `2.1`), the request is SPEKE and answered as on `/speke/v1` or `/speke/v2`"),
+    ),
+    request_body(content = String, content_type = "application/xml", description = "A CPIX \
+        document naming the keys (by kid) and the signaling wanted"),
+    responses(
+        (status = 200, description = "The CPIX document with keys and DRM signaling", body = String, content_type = "application/xml"),
+        (status = 400, description = "Not a readable CPIX document", body = String, content_type = "text/plain"),
+        (status = 401, description = "No valid packager credentials", body = String, content_type = "text/plain"),
+        (status = 403, description = "Another tenant's credentials, or a disabled tenant", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown tenant", body = String, content_type = "text/plain"),
+        (status = 409, description = "A key id that exists with another key", body = String, content_type = "text/plain"),
+        (status = 413, description = "Body too large", body = String, content_type = "text/plain"),
+        (status = 422, description = "A SPEKE request (with `X-Speke-Version`) that breaks the profile", body = String, content_type = "text/plain"),
+        (status = 503, description = "Key store unavailable", body = String, content_type = "text/plain"),
+    ),
+    security(("packager_basic" = []), ("packager_jwt" = []), ("nv_authorizations" = []), ("sigv4" = [])),
+)]
+#[allow(dead_code)]
+fn post_cpix_short_url() {}
 
 /// 200 with the CPIX document.
 pub fn xml_response(doc: &CpixDocument) -> Response {

@@ -100,24 +100,42 @@ impl From<keyplex_crypto::CryptoError> for ApiError {
     }
 }
 
+/// An RFC 9457 problem details object: the body of every error of the JSON routes
+/// (`application/problem+json`), except the NAGRA-style and Widevine routes.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401,
+    "detail": "invalid admin token"}))]
+pub struct Problem {
+    /// Always `about:blank`: the HTTP status says what kind of error it is.
+    #[serde(rename = "type")]
+    #[schema(example = "about:blank")]
+    pub kind: &'static str,
+    /// The reason phrase of the HTTP status.
+    pub title: &'static str,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What is wrong, for a person (never key material nor internal details).
+    pub detail: String,
+}
+
 /// RFC 9457 problem details.
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.log();
         let status = self.status();
-        let body = serde_json::json!({
-            "type": "about:blank",
-            "title": status.canonical_reason().unwrap_or("error"),
-            "status": status.as_u16(),
-            "detail": self.client_message(),
-        });
+        let body = Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("error"),
+            status: status.as_u16(),
+            detail: self.client_message(),
+        };
         let response = (
             status,
             [(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/problem+json"),
             )],
-            body.to_string(),
+            serde_json::to_string(&body).unwrap_or_default(),
         )
             .into_response();
         self.with_auth_header(response)
@@ -190,21 +208,35 @@ impl From<ApiError> for NagraJson {
     }
 }
 
+/// The body of a NAGRA-style error, `application/json`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"status": "UNSUPPORTED_DRM",
+    "errorMessage": "unknown DRM system id 00000000-0000-0000-0000-000000000000 in drmList"}))]
+pub struct NagraError {
+    /// A machine-readable code: `INVALID_REQUEST`, `UNSUPPORTED_DRM`, `UNSUPPORTED_EMI`,
+    /// `TIMESTAMP_OUT_OF_RANGE`, `UNAUTHORIZED`, `FORBIDDEN`, `NOT_FOUND`, `KEY_CONFLICT`,
+    /// `REQUEST_TOO_LARGE`, `SERVICE_UNAVAILABLE`, `INTERNAL_ERROR`.
+    pub status: &'static str,
+    /// What is wrong, for a person.
+    pub error_message: String,
+}
+
 impl IntoResponse for NagraJson {
     fn into_response(self) -> Response {
         let err = self.error;
         err.log();
-        let body = serde_json::json!({
-            "status": self.code,
-            "errorMessage": err.client_message(),
-        });
+        let body = NagraError {
+            status: self.code,
+            error_message: err.client_message(),
+        };
         let response = (
             err.status(),
             [(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             )],
-            body.to_string(),
+            serde_json::to_string(&body).unwrap_or_default(),
         )
             .into_response();
         err.with_auth_header(response)
@@ -262,19 +294,23 @@ impl IntoResponse for WidevineJson {
         let err = self.error;
         err.log();
         let message = err.client_message();
-        let inner = serde_json::json!({ "status": self.status, "status_message": message });
-        let body = serde_json::json!({
-            "response": base64::engine::general_purpose::STANDARD.encode(inner.to_string()),
-            "status": self.status,
-            "status_message": message,
-        });
+        let inner = crate::widevine_api::StatusJson {
+            status: self.status,
+            status_message: message.clone(),
+        };
+        let inner = serde_json::to_string(&inner).unwrap_or_default();
+        let body = crate::widevine_api::SignedResponse {
+            response: base64::engine::general_purpose::STANDARD.encode(inner),
+            status: Some(self.status),
+            status_message: Some(message),
+        };
         (
             StatusCode::OK,
             [(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             )],
-            body.to_string(),
+            serde_json::to_string(&body).unwrap_or_default(),
         )
             .into_response()
     }

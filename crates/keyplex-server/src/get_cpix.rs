@@ -36,7 +36,8 @@ use crate::signaling;
 use crate::state::{AppState, Tenant};
 
 /// Optional query parameters.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GetCpixQuery {
     /// `cenc` or `cbcs` (also `cens`, `cbc1`): overrides the format's default scheme.
     pub scheme: Option<String>,
@@ -45,6 +46,30 @@ pub struct GetCpixQuery {
 }
 
 /// `GET /{tenant}/cpix/{format}/{content_id}` with `Authorization: Bearer <get_token>`.
+#[utoipa::path(
+    get,
+    path = "/{tenant}/cpix/{format}/{content_id}",
+    operation_id = "get_cpix",
+    tag = "packager",
+    summary = "GET-style CPIX (encoders that can only GET)",
+    description = "keyplex chooses the key id: the key of the slot (content, track type `ALL`, \
+        period) — the same key NAGRA `/key`, the Widevine API and CPIX with kid override give.",
+    params(
+        ("tenant" = String, Path, description = "Tenant id"),
+        ("format" = String, Path, description = "`dash` (Widevine, PlayReady, Clear Key, W3C common pssh; cenc) or `hls` (FairPlay, Widevine; cbcs)"),
+        ("content_id" = String, Path, description = "Content id"),
+        GetCpixQuery,
+    ),
+    responses(
+        (status = 200, description = "A CPIX 2.3 document with one key and its signaling. Never cached.", body = String, content_type = "application/xml"),
+        (status = 400, description = "Unknown format, malformed content id, scheme or period", body = String, content_type = "text/plain"),
+        (status = 401, description = "No valid get_token", body = String, content_type = "text/plain"),
+        (status = 403, description = "Another tenant's token, or a disabled tenant", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown tenant", body = String, content_type = "text/plain"),
+        (status = 503, description = "Key store unavailable", body = String, content_type = "text/plain"),
+    ),
+    security(("get_token" = [])),
+)]
 pub async fn get_cpix(
     State(state): State<AppState>,
     Path((tenant, format, content_id)): Path<(String, String, String)>,
@@ -60,6 +85,31 @@ pub async fn get_cpix(
 
 /// `GET /{tenant}/cpix/{format}/{content_id}/{token}`: only for tenants with
 /// `get_token_in_path = true`.
+#[utoipa::path(
+    get,
+    path = "/{tenant}/cpix/{format}/{content_id}/{token}",
+    operation_id = "get_cpix_token_in_path",
+    tag = "packager",
+    summary = "GET-style CPIX with the token in the path",
+    description = "As `GET /{tenant}/cpix/{format}/{content_id}`, for tenants that set \
+        `get_token_in_path = true` (such URLs end up in access logs).",
+    params(
+        ("tenant" = String, Path, description = "Tenant id"),
+        ("format" = String, Path, description = "`dash` or `hls`"),
+        ("content_id" = String, Path, description = "Content id"),
+        ("token" = String, Path, description = "The tenant's get_token"),
+        GetCpixQuery,
+    ),
+    responses(
+        (status = 200, description = "A CPIX 2.3 document with one key and its signaling. Never cached.", body = String, content_type = "application/xml"),
+        (status = 400, description = "Unknown format, malformed content id, scheme or period", body = String, content_type = "text/plain"),
+        (status = 401, description = "No valid get_token, or tokens in the path not allowed", body = String, content_type = "text/plain"),
+        (status = 403, description = "Another tenant's token, or a disabled tenant", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown tenant", body = String, content_type = "text/plain"),
+        (status = 503, description = "Key store unavailable", body = String, content_type = "text/plain"),
+    ),
+    security(()),
+)]
 pub async fn get_cpix_token_in_path(
     State(state): State<AppState>,
     Path((tenant, format, content_id, token)): Path<(String, String, String, String)>,

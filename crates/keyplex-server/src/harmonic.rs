@@ -30,6 +30,29 @@ use crate::error::{ApiError, PlainText};
 use crate::state::AppState;
 
 /// `POST /{tenant}/cks-ws-ikey/key`.
+#[utoipa::path(
+    post,
+    path = "/{tenant}/cks-ws-ikey/key",
+    operation_id = "harmonic_key",
+    tag = "packager",
+    summary = "Harmonic-style key request (CPIX)",
+    description = "The CPIX engine behind Harmonic's URL: a CPIX document naming the encoder's \
+        keys in, the same document with keys and signaling out; an empty `DRMSystem` gets every \
+        form of signaling its DRM has.",
+    params(("tenant" = String, Path, description = "Tenant id")),
+    request_body(content = String, content_type = "application/xml", description = "A CPIX document"),
+    responses(
+        (status = 200, description = "The CPIX document with keys and signaling", body = String, content_type = "application/xml"),
+        (status = 400, description = "Not a readable CPIX document", body = String, content_type = "text/plain"),
+        (status = 401, description = "No valid packager credentials", body = String, content_type = "text/plain"),
+        (status = 403, description = "Another tenant's credentials, or a disabled tenant", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown tenant", body = String, content_type = "text/plain"),
+        (status = 409, description = "A key id that exists with another key", body = String, content_type = "text/plain"),
+        (status = 413, description = "Body too large", body = String, content_type = "text/plain"),
+        (status = 503, description = "Key store unavailable", body = String, content_type = "text/plain"),
+    ),
+    security(("packager_basic" = []), ("packager_jwt" = []), ("nv_authorizations" = [])),
+)]
 pub async fn post_key(
     State(state): State<AppState>,
     Path(tenant): Path<String>,

@@ -17,9 +17,35 @@ use axum::response::{IntoResponse, Response};
 use keyplex_types::KeyId;
 
 use crate::entitlement::{self, TokenQuery};
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/{tenant}/hls/v1/keys/{kid}",
+    operation_id = "hls_key",
+    tag = "licence",
+    summary = "HLS AES-128 key delivery",
+    description = "The `#EXT-X-KEY:METHOD=AES-128,URI=…` URL: the 16 raw key bytes (RFC 8216 \
+        §5.2) for a request whose entitlement covers the key's content. Never cached.",
+    params(
+        ("tenant" = String, Path, description = "Tenant id"),
+        ("kid" = String, Path, description = "Key id, 8-4-4-4-12 or 32 hex digits"),
+        ("token" = Option<String>, Query, description = "The entitlement token, for players \
+            that cannot send `Authorization: Bearer`"),
+    ),
+    responses(
+        (status = 200, description = "The 16 key bytes", body = inline(crate::openapi::Binary), content_type = "application/octet-stream"),
+        (status = 400, description = "Malformed key id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid entitlement token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A key id the entitlement does not cover (unknown ones \
+            included), another tenant's token, or a disabled tenant",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tenant, or a tenant without licence keys", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("entitlement_jwt" = []), ("entitlement_query" = [])),
+)]
 pub async fn get_key(
     State(state): State<AppState>,
     Path((tenant, kid)): Path<(String, String)>,

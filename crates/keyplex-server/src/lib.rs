@@ -21,6 +21,7 @@ pub mod hls_keys;
 pub mod keys;
 pub mod licence_proxy;
 pub mod nagra;
+pub mod openapi;
 pub mod players;
 pub mod registry;
 pub mod scope;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.max_body_bytes();
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi::get_openapi_json))
         .route("/{tenant}/nks/v1/cpix", post(cpix::post_cpix))
         .route("/{tenant}/cpix", post(cpix::post_cpix))
         .route("/{tenant}/speke/v1", post(speke::post_speke_v1))
@@ -133,6 +135,19 @@ fn licence_routes(state: &AppState) -> Router<AppState> {
 }
 
 /// 200 once the store answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    summary = "Health check",
+    description = "200 once the key store answers, 503 while it does not.",
+    responses(
+        (status = 200, description = "`ok`", body = String, content_type = "text/plain"),
+        (status = 503, description = "`store unavailable`", body = String, content_type = "text/plain"),
+    ),
+    security(()),
+)]
 async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     match state.store().ping().await {
         Ok(()) => (StatusCode::OK, "ok\n"),
@@ -144,6 +159,22 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
 }
 
 /// `GET /metrics`: Prometheus text. Live sessions are counted in the store at scrape time.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    description = "The Prometheus text exposition format. Behind the admin token when \
+        `[admin] protect_metrics` is set.",
+    responses(
+        (status = 200, description = "Metrics", body = String,
+            content_type = "text/plain; version=0.0.4"),
+        (status = 401, description = "`[admin] protect_metrics` is set and no valid admin \
+            token was sent", body = error::Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("admin_bearer" = [])),
+)]
 async fn metrics(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
@@ -177,6 +208,23 @@ async fn metrics(
         .into_response()
 }
 
+/// How often the audit trail's retention is applied.
+pub const AUDIT_PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Deletes audit events older than `[admin] audit_retention_days` (0: never).
+async fn purge_audit(state: &AppState) {
+    let days = state.config().admin.audit_retention_days;
+    if days == 0 {
+        return;
+    }
+    let before = time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
+    match state.store().purge_audit(before).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(purged = n, days, "audit trail: retention applied"),
+        Err(e) => tracing::warn!(error = %e, "audit trail: cannot apply retention"),
+    }
+}
+
 /// How often a node looks for tenant and credential changes made through another node.
 pub const REGISTRY_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -205,6 +253,7 @@ pub async fn serve_with_listener(
         let mut stop = stop_rx;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(REGISTRY_POLL);
+            let mut last_purge = None;
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
@@ -212,6 +261,10 @@ pub async fn serve_with_listener(
                     _ = tick.tick() => {
                         if let Err(e) = state.reload_tenants(false).await {
                             tracing::warn!(error = %e, "cannot check the tenant registry");
+                        }
+                        if last_purge.is_none_or(|t: std::time::Instant| t.elapsed() >= AUDIT_PURGE_EVERY) {
+                            last_purge = Some(std::time::Instant::now());
+                            purge_audit(&state).await;
                         }
                     }
                 }

@@ -37,7 +37,7 @@ use keyplex_types::{ContentId, ContentKey, KeyId, TrackType};
 use serde::{Deserialize, Serialize};
 
 use crate::entitlement::{self, Hdcp, LicencePolicy};
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::state::{AppState, Tenant};
 
 /// The names `[tenants.x.licence] upstream` accepts, one per proxied DRM.
@@ -68,6 +68,43 @@ pub fn upstream_client() -> Result<reqwest::Client, String> {
         .map_err(|e| format!("licence proxy HTTP client: {e}"))
 }
 
+#[utoipa::path(
+    post,
+    path = "/{tenant}/wvls/contentlicenseservice/v1/licenses",
+    operation_id = "widevine_licence",
+    tag = "licence",
+    summary = "Widevine licence proxy",
+    description = "Checks the entitlement, finds the content's keys and forwards the player's \
+        challenge with the keys and the token's licence policy to the tenant's upstream licence \
+        server for Widevine (`[tenants.x.licence] upstream`). The upstream's answer (2xx status, \
+        body, `Content-Type`) goes back unchanged, never cached. The keys are named by `kid` \
+        and/or `content_id`; with neither, the one content the token covers.",
+    params(
+        ("tenant" = String, Path, description = "Tenant id"),
+        ("token" = Option<String>, Query, description = "The entitlement token, for players \
+            that cannot send `Authorization: Bearer`"),
+        ("kid" = Option<Vec<String>>, Query, style = Form, explode, description = "Key id(s) \
+            of the licence (UUID or 32 hex digits), repeatable, at most 64"),
+        ("content_id" = Option<String>, Query, description = "The content of the licence"),
+    ),
+    request_body(content = inline(crate::openapi::Binary), content_type = "application/octet-stream", description = "The CDM's licence challenge (a signed Widevine protobuf); sent upstream base64 in a Widevine-style JSON request"),
+    responses(
+        (status = 200, description = "The upstream licence server's answer, passed back \
+            unchanged (its 2xx status, body and `Content-Type`)",
+            content(("application/octet-stream"))),
+        (status = 400, description = "Malformed challenge or query, or keys that do not fit \
+            this DRM's licence", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid entitlement token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A token covering nothing or not the named content, a key \
+            not covered (unknown ones included), another tenant's token, or a disabled tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tenant, a tenant without licence keys, or no \
+            upstream for this DRM", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The upstream licence server failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("entitlement_jwt" = []), ("entitlement_query" = [])),
+)]
 pub async fn post_widevine(
     state: State<AppState>,
     tenant: Path<String>,
@@ -86,6 +123,44 @@ pub async fn post_widevine(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/{tenant}/prls/contentlicenseservice/v1/licenses",
+    operation_id = "playready_licence",
+    tag = "licence",
+    summary = "PlayReady licence proxy",
+    description = "Checks the entitlement, finds the content's keys and forwards the player's \
+        challenge with the keys and the token's licence policy to the tenant's upstream licence \
+        server for PlayReady (`[tenants.x.licence] upstream`). The upstream's answer (2xx status, \
+        body, `Content-Type`) goes back unchanged, never cached. The keys are named by `kid` \
+        and/or `content_id`; with neither, the one content the token covers.",
+    params(
+        ("tenant" = String, Path, description = "Tenant id"),
+        ("token" = Option<String>, Query, description = "The entitlement token, for players \
+            that cannot send `Authorization: Bearer`"),
+        ("kid" = Option<Vec<String>>, Query, style = Form, explode, description = "Key id(s) \
+            of the licence (UUID or 32 hex digits), repeatable, at most 64"),
+        ("content_id" = Option<String>, Query, description = "The content of the licence"),
+        ("SOAPAction" = Option<String>, Header, description = "Passed upstream (default: the AcquireLicense action)"),
+    ),
+    request_body(content = String, content_type = "text/xml", description = "The `AcquireLicense` SOAP envelope, forwarded byte for byte; the keys travel beside it in `X-Keyplex-Content-Keys`"),
+    responses(
+        (status = 200, description = "The upstream licence server's answer, passed back \
+            unchanged (its 2xx status, body and `Content-Type`)",
+            content(("application/octet-stream"))),
+        (status = 400, description = "Malformed challenge or query, or keys that do not fit \
+            this DRM's licence", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid entitlement token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A token covering nothing or not the named content, a key \
+            not covered (unknown ones included), another tenant's token, or a disabled tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tenant, a tenant without licence keys, or no \
+            upstream for this DRM", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The upstream licence server failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("entitlement_jwt" = []), ("entitlement_query" = [])),
+)]
 pub async fn post_playready(
     state: State<AppState>,
     tenant: Path<String>,
@@ -96,6 +171,43 @@ pub async fn post_playready(
     proxy(PlayReadySoap, state, tenant, query, headers, body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/{tenant}/fpls/contentlicenseservice/v1/licenses",
+    operation_id = "fairplay_licence",
+    tag = "licence",
+    summary = "FairPlay licence proxy (SPC/CKC)",
+    description = "Checks the entitlement, finds the content's keys and forwards the player's \
+        challenge with the keys and the token's licence policy to the tenant's upstream licence \
+        server for FairPlay (`[tenants.x.licence] upstream`). The upstream's answer (2xx status, \
+        body, `Content-Type`) goes back unchanged, never cached. The keys are named by `kid` \
+        and/or `content_id`; with neither, the one content the token covers.",
+    params(
+        ("tenant" = String, Path, description = "Tenant id"),
+        ("token" = Option<String>, Query, description = "The entitlement token, for players \
+            that cannot send `Authorization: Bearer`"),
+        ("kid" = Option<Vec<String>>, Query, style = Form, explode, description = "Key id(s) \
+            of the licence (UUID or 32 hex digits), repeatable, at most 64"),
+        ("content_id" = Option<String>, Query, description = "The content of the licence"),
+    ),
+    request_body(description = "The SPC: raw bytes, the form field `spc=<base64>`, or JSON `{\"spc\": \"<base64>\"}`; the CKC comes back", content((inline(crate::openapi::Binary) = "application/octet-stream"), (SpcJson = "application/json"), (SpcForm = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "The upstream licence server's answer, passed back \
+            unchanged (its 2xx status, body and `Content-Type`)",
+            content(("application/octet-stream"))),
+        (status = 400, description = "Malformed challenge or query, or keys that do not fit \
+            this DRM's licence", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid entitlement token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A token covering nothing or not the named content, a key \
+            not covered (unknown ones included), another tenant's token, or a disabled tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tenant, a tenant without licence keys, or no \
+            upstream for this DRM", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The upstream licence server failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("entitlement_jwt" = []), ("entitlement_query" = [])),
+)]
 pub async fn post_fairplay(
     state: State<AppState>,
     tenant: Path<String>,
@@ -106,6 +218,43 @@ pub async fn post_fairplay(
     proxy(FairPlaySpc, state, tenant, query, headers, body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/{tenant}/prmls/contentlicenseservice/v1/licenses",
+    operation_id = "prm_licence",
+    tag = "licence",
+    summary = "NAGRA PRM licence proxy",
+    description = "Checks the entitlement, finds the content's keys and forwards the player's \
+        challenge with the keys and the token's licence policy to the tenant's upstream licence \
+        server for NAGRA PRM (`[tenants.x.licence] upstream`). The upstream's answer (2xx status, \
+        body, `Content-Type`) goes back unchanged, never cached. The keys are named by `kid` \
+        and/or `content_id`; with neither, the one content the token covers.",
+    params(
+        ("tenant" = String, Path, description = "Tenant id"),
+        ("token" = Option<String>, Query, description = "The entitlement token, for players \
+            that cannot send `Authorization: Bearer`"),
+        ("kid" = Option<Vec<String>>, Query, style = Form, explode, description = "Key id(s) \
+            of the licence (UUID or 32 hex digits), repeatable, at most 64"),
+        ("content_id" = Option<String>, Query, description = "The content of the licence"),
+    ),
+    request_body(content = inline(crate::openapi::Binary), content_type = "application/octet-stream", description = "The PRM CDM's licence challenge; sent upstream base64 in a Widevine-style JSON request"),
+    responses(
+        (status = 200, description = "The upstream licence server's answer, passed back \
+            unchanged (its 2xx status, body and `Content-Type`)",
+            content(("application/octet-stream"))),
+        (status = 400, description = "Malformed challenge or query, or keys that do not fit \
+            this DRM's licence", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid entitlement token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A token covering nothing or not the named content, a key \
+            not covered (unknown ones included), another tenant's token, or a disabled tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tenant, a tenant without licence keys, or no \
+            upstream for this DRM", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The upstream licence server failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("entitlement_jwt" = []), ("entitlement_query" = [])),
+)]
 pub async fn post_prm(
     state: State<AppState>,
     tenant: Path<String>,
@@ -433,13 +582,18 @@ impl LicenceAdapter for PlayReadySoap {
 /// passed back unchanged. A FairPlay licence carries one key.
 pub struct FairPlaySpc;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = FairPlaySpcJson)]
 struct SpcJson {
+    /// The SPC, base64 (standard or URL-safe, padded or not).
+    #[schema(content_encoding = "base64")]
     spc: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = FairPlaySpcForm)]
 struct SpcForm {
+    /// The SPC, base64 (standard or URL-safe, padded or not).
     spc: String,
 }
 

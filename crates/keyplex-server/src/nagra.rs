@@ -33,7 +33,7 @@ use keyplex_types::{
 };
 use time::OffsetDateTime;
 
-use crate::error::{ApiError, NagraJson};
+use crate::error::{ApiError, NagraError, NagraJson};
 use crate::keys;
 use crate::signaling;
 use crate::state::{AppState, Tenant};
@@ -62,6 +62,31 @@ pub const EMI_CBCS: u32 = 16426;
 pub const MAX_TIMESTAMP_DISTANCE: time::Duration = time::Duration::days(31);
 
 /// `POST /{tenant}/cks-ws-keyAndSignalization/key`.
+#[utoipa::path(
+    post,
+    path = "/{tenant}/cks-ws-keyAndSignalization/key",
+    operation_id = "nagra_key",
+    tag = "packager",
+    summary = "NAGRA-style key and signalization",
+    description = "One key for the content (`drmContent.drmContentId`; keyplex chooses the key id \
+        unless `scheduledKey` supplies it) with the signaling of each DRM of `drmList` (default: \
+        every DRM keyplex can signal for the streaming mode). DASH is signaled with cenc, HLS with \
+        cbcs; EMI 16426 asks for cbcs everywhere.",
+    params(("tenant" = String, Path, description = "Tenant id")),
+    request_body(content = wire::Request, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The key (unless the packager supplied it) and the DRM signaling, `status` `OK`",
+            body = wire::Response, content_type = "application/json"),
+        (status = 400, description = "`INVALID_REQUEST`, `UNSUPPORTED_DRM`, `UNSUPPORTED_EMI` or `TIMESTAMP_OUT_OF_RANGE`", body = NagraError),
+        (status = 401, description = "`UNAUTHORIZED`: no valid packager credentials", body = NagraError),
+        (status = 403, description = "`FORBIDDEN`: another tenant's credentials, or a disabled tenant", body = NagraError),
+        (status = 404, description = "`NOT_FOUND`: unknown tenant", body = NagraError),
+        (status = 409, description = "`KEY_CONFLICT`: a supplied key id exists with another key", body = NagraError),
+        (status = 413, description = "`REQUEST_TOO_LARGE`", body = NagraError),
+        (status = 503, description = "`SERVICE_UNAVAILABLE`: the key store is unavailable", body = NagraError),
+    ),
+    security(("packager_basic" = []), ("packager_jwt" = []), ("nv_authorizations" = [])),
+)]
 pub async fn post_key(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -72,6 +97,30 @@ pub async fn post_key(
 }
 
 /// `POST /{tenant}/cks-ws-keyAndSignalization/cmaf`.
+#[utoipa::path(
+    post,
+    path = "/{tenant}/cks-ws-keyAndSignalization/cmaf",
+    operation_id = "nagra_cmaf",
+    tag = "packager",
+    summary = "NAGRA-style key and CMAF (CBCS) signalization",
+    description = "As `/key`, with the CMAF table enforced: CBCS only (EMI 16426 or none); \
+        no streaming mode: FairPlay, PlayReady, PRM, Widevine; HLS: FairPlay, PRM, Widevine; \
+        DASH: PRM, PlayReady, Widevine.",
+    params(("tenant" = String, Path, description = "Tenant id")),
+    request_body(content = wire::Request, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The key (unless the packager supplied it) and the DRM signaling, `status` `OK`",
+            body = wire::Response, content_type = "application/json"),
+        (status = 400, description = "`INVALID_REQUEST`, `UNSUPPORTED_DRM`, `UNSUPPORTED_EMI` or `TIMESTAMP_OUT_OF_RANGE`", body = NagraError),
+        (status = 401, description = "`UNAUTHORIZED`: no valid packager credentials", body = NagraError),
+        (status = 403, description = "`FORBIDDEN`: another tenant's credentials, or a disabled tenant", body = NagraError),
+        (status = 404, description = "`NOT_FOUND`: unknown tenant", body = NagraError),
+        (status = 409, description = "`KEY_CONFLICT`: a supplied key id exists with another key", body = NagraError),
+        (status = 413, description = "`REQUEST_TOO_LARGE`", body = NagraError),
+        (status = 503, description = "`SERVICE_UNAVAILABLE`: the key store is unavailable", body = NagraError),
+    ),
+    security(("packager_basic" = []), ("packager_jwt" = []), ("nv_authorizations" = [])),
+)]
 pub async fn post_cmaf(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -636,77 +685,114 @@ fn truncate(s: &str) -> String {
 mod wire {
     use serde::{Deserialize, Serialize};
 
-    #[derive(Deserialize)]
+    /// A NAGRA key-and-signalization request. Fields are optional in the JSON; the ones named
+    /// required in their descriptions are refused with `INVALID_REQUEST` when missing.
+    #[derive(Deserialize, utoipa::ToSchema)]
     #[serde(rename_all = "camelCase")]
+    #[schema(as = NagraRequest, example = json!({
+        "drmContent": {"drmContentId": "movie-1",
+            "profile": {"distributionMode": "VOD", "streamingMode": "DASH"}},
+        "drmList": ["edef8ba9-79d6-4ace-a3c8-27dcd51d21ed"]}))]
     pub struct Request {
+        /// Required.
         pub drm_content: Option<DrmContent>,
+        /// A packager-supplied key (`keyId` + `keyValue`, optional `iv`) and/or the time the
+        /// key is for (when the tenant rotates keys).
         pub scheduled_key: Option<ScheduledKey>,
+        /// DRM system ids (UUIDs); absent or empty: the defaults of the API and mode.
         pub drm_list: Option<Vec<String>>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, utoipa::ToSchema)]
     #[serde(rename_all = "camelCase")]
+    #[schema(as = NagraDrmContent)]
     pub struct DrmContent {
+        /// Required: the content id (`[A-Za-z0-9_.:-]{1,200}`).
         pub drm_content_id: Option<String>,
+        /// Required, with `distributionMode`.
         pub profile: Option<Profile>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, utoipa::ToSchema)]
     #[serde(rename_all = "camelCase")]
+    #[schema(as = NagraProfile)]
     pub struct Profile {
+        /// Required, free text (e.g. `VOD`, `LIVE`).
         pub distribution_mode: Option<String>,
+        /// `HLS`, `DASH`, or absent (both).
         pub streaming_mode: Option<String>,
+        /// Encryption Method Indicator; 16426 = CBCS.
         pub emi: Option<Emi>,
     }
 
     /// A number; a string of digits is tolerated.
-    #[derive(Deserialize)]
+    #[derive(Deserialize, utoipa::ToSchema)]
     #[serde(untagged)]
+    #[schema(as = NagraEmi)]
     pub enum Emi {
         Number(u32),
         Text(String),
     }
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, utoipa::ToSchema)]
     #[serde(rename_all = "camelCase")]
+    #[schema(as = NagraScheduledKey)]
     pub struct ScheduledKey {
+        /// A supplied key's id (UUID), with `keyValue`.
         pub key_id: Option<String>,
+        /// A supplied key: 16 bytes, base64.
         pub key_value: Option<String>,
+        /// A supplied key's IV: 16 bytes, base64 (only with `keyId` and `keyValue`).
         pub iv: Option<String>,
+        /// RFC 3339: the time whose key period is asked for (default now).
+        #[schema(format = DateTime)]
         pub timestamp: Option<String>,
     }
 
-    #[derive(Serialize)]
+    #[derive(Serialize, utoipa::ToSchema)]
     #[serde(rename_all = "camelCase")]
+    #[schema(as = NagraResponse)]
     pub struct Response {
+        /// `OK`.
         pub status: &'static str,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub error_message: Option<String>,
+        /// Absent when the packager supplied the key with its IV.
         #[serde(skip_serializing_if = "Option::is_none")]
         pub content_key: Option<ContentKey>,
         pub drm_signalization: Vec<DrmSignalization>,
     }
 
-    #[derive(Serialize)]
+    #[derive(Serialize, utoipa::ToSchema)]
     #[serde(rename_all = "camelCase")]
+    #[schema(as = NagraContentKey)]
     pub struct ContentKey {
+        /// The key id (UUID).
         pub key_id: String,
+        /// The key, base64 (absent for a supplied key).
         #[serde(skip_serializing_if = "Option::is_none")]
         pub key_value: Option<String>,
+        /// The IV, base64.
         #[serde(skip_serializing_if = "Option::is_none")]
         pub iv: Option<String>,
     }
 
-    #[derive(Serialize)]
+    #[derive(Serialize, utoipa::ToSchema)]
     #[serde(rename_all = "camelCase")]
+    #[schema(as = NagraDrmSignalization)]
     pub struct DrmSignalization {
+        /// The DRM system id (UUID).
         pub system_id: String,
+        /// DASH: base64 of the whole pssh box.
         #[serde(skip_serializing_if = "Option::is_none")]
         pub pssh: Option<String>,
+        /// DASH: the `ContentProtection` element (XML text).
         #[serde(skip_serializing_if = "Option::is_none")]
         pub content_protection: Option<String>,
+        /// HLS: the key URI.
         #[serde(skip_serializing_if = "Option::is_none")]
         pub key_uri: Option<String>,
+        /// HLS: the whole `#EXT-X-KEY` line.
         #[serde(skip_serializing_if = "Option::is_none")]
         pub ext_x_key: Option<String>,
     }

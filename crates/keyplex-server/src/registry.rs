@@ -20,7 +20,7 @@ use crate::config::{
 use crate::state::Tenant;
 
 /// Where a tenant or credential is defined.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// The configuration file: change it there.
@@ -30,13 +30,18 @@ pub enum Source {
 }
 
 /// A credential as listings show it: no secret.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct CredentialInfo {
+    /// `cred_…` (admin API) or `config:<type>:<n>` (configuration file, cannot be deleted
+    /// through the API).
     pub id: String,
+    /// `basic`, `jwt`, `sigv4`, `widevine_signer`, `get_token` or `licence_jwt`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The non-secret part: user name, access key id, signer name, key algorithm.
     pub label: String,
     pub source: Source,
+    /// When the admin API added it (`null` for credentials of the configuration file).
     #[serde(with = "time::serde::rfc3339::option")]
     pub created_at: Option<OffsetDateTime>,
 }

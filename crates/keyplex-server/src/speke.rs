@@ -41,6 +41,34 @@ pub const SPEKE_VERSION_HEADER: &str = "x-speke-version";
 pub const USER_AGENT: &str = concat!("keyplex/", env!("CARGO_PKG_VERSION"));
 
 /// `POST /{tenant}/speke/v1`.
+#[utoipa::path(
+    post,
+    path = "/{tenant}/speke/v1",
+    operation_id = "speke_v1",
+    tag = "packager",
+    summary = "AWS SPEKE v1 key exchange",
+    description = "SPEKE v1: the content id is `CPIX@id`; the `speke:` elements and \
+        `URIExtXKey` are answered. Response header `Speke-User-Agent`.",
+    params(
+        ("tenant" = String, Path, description = "Tenant id"),
+        ("X-Speke-Version" = Option<String>, Header, description = "Absent or `1.0`"),
+    ),
+    request_body(content = String, content_type = "application/xml", description = "A SPEKE \
+        (CPIX) request document"),
+    responses(
+        (status = 200, description = "The CPIX document with keys and signaling",
+            body = String, content_type = "application/xml"),
+        (status = 400, description = "Not a readable CPIX document", body = String, content_type = "text/plain"),
+        (status = 401, description = "No valid packager credentials", body = String, content_type = "text/plain"),
+        (status = 403, description = "Another tenant's credentials, or a disabled tenant", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown tenant", body = String, content_type = "text/plain"),
+        (status = 409, description = "A key id that exists with another key", body = String, content_type = "text/plain"),
+        (status = 413, description = "Body too large", body = String, content_type = "text/plain"),
+        (status = 422, description = "The request breaks the SPEKE profile (the exact AWS message)", body = String, content_type = "text/plain"),
+        (status = 503, description = "Key store unavailable", body = String, content_type = "text/plain"),
+    ),
+    security(("packager_basic" = []), ("packager_jwt" = []), ("nv_authorizations" = []), ("sigv4" = [])),
+)]
 pub async fn post_speke_v1(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -65,6 +93,35 @@ pub async fn post_speke_v1(
 }
 
 /// `POST /{tenant}/speke/v2`.
+#[utoipa::path(
+    post,
+    path = "/{tenant}/speke/v2",
+    operation_id = "speke_v2",
+    tag = "packager",
+    summary = "AWS SPEKE v2 key exchange",
+    description = "SPEKE v2.0 / v2.1: the document must follow AWS's v2 constraints and \
+        encryption contract; every output it names is answered or the request is refused. Response \
+        headers `X-Speke-Version` and `X-Speke-User-Agent`.",
+    params(
+        ("tenant" = String, Path, description = "Tenant id"),
+        ("X-Speke-Version" = String, Header, description = "`2.0` or `2.1`"),
+    ),
+    request_body(content = String, content_type = "application/xml", description = "A SPEKE \
+        (CPIX) request document"),
+    responses(
+        (status = 200, description = "The CPIX document with keys and signaling",
+            body = String, content_type = "application/xml"),
+        (status = 400, description = "Not a readable CPIX document", body = String, content_type = "text/plain"),
+        (status = 401, description = "No valid packager credentials", body = String, content_type = "text/plain"),
+        (status = 403, description = "Another tenant's credentials, or a disabled tenant", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown tenant", body = String, content_type = "text/plain"),
+        (status = 409, description = "A key id that exists with another key", body = String, content_type = "text/plain"),
+        (status = 413, description = "Body too large", body = String, content_type = "text/plain"),
+        (status = 422, description = "The request breaks the SPEKE profile (the exact AWS message)", body = String, content_type = "text/plain"),
+        (status = 503, description = "Key store unavailable", body = String, content_type = "text/plain"),
+    ),
+    security(("packager_basic" = []), ("packager_jwt" = []), ("nv_authorizations" = []), ("sigv4" = [])),
+)]
 pub async fn post_speke_v2(
     State(state): State<AppState>,
     Path(tenant): Path<String>,

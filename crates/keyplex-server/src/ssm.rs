@@ -34,7 +34,7 @@ use keyplex_types::{ContentId, KeyId};
 use serde::{Deserialize, Serialize};
 
 use crate::entitlement::{self, Entitlement, LicencePolicy, TokenQuery};
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::licence_proxy::{self, FairPlaySpc, LicenceAdapter, PlayReadySoap, WidevineStyleJson};
 use crate::state::{AppState, Tenant};
 
@@ -126,41 +126,66 @@ impl StoredEntitlement {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = SsmSetupAnswer)]
 struct SetupAnswer {
+    /// The session id (base64url): the bearer secret of the session's later calls.
     session_id: String,
+    /// Seconds between heartbeats.
     heartbeat: u64,
+    /// Unix seconds: when the session expires without a heartbeat or licence.
     expires_at: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = SsmHeartbeatAnswer)]
 struct HeartbeatAnswer {
+    /// Seconds between heartbeats.
     heartbeat: u64,
+    /// Unix seconds: the session's new expiry.
     expires_at: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = SsmLicenceAnswer)]
 struct LicenceAnswer {
+    /// base64 of the licence: for ClearKey the JSON Web Key set, otherwise the upstream
+    /// licence server's answer.
+    #[schema(content_encoding = "base64")]
     licence: String,
+    /// Seconds between heartbeats.
     heartbeat: u64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = SsmLicenceRequest, example = json!({"keySystem": "org.w3.clearkey",
+    "payload": "eyJraWRzIjpbIm5yUUZEZVJMU0FLVExpZlhVSVBpWmciXSwidHlwZSI6InRlbXBvcmFyeSJ9",
+    "requestType": "license-request"}))]
 struct LicenceRequestJson {
+    /// A DRM system id (with or without `urn:uuid:`) or EME key system name:
+    /// `org.w3.clearkey`, `com.widevine.alpha`, `com.microsoft.playready`, `com.apple.fps`.
     key_system: String,
+    /// base64 (or base64url) of the CDM's licence request.
+    #[schema(content_encoding = "base64")]
     payload: String,
+    /// `license-request` or `license-renewal`.
     request_type: String,
+    /// Key id(s) the licence is for (UUID or 32 hex digits), for DRMs whose challenge
+    /// keyplex cannot read.
     #[serde(default)]
     kid: Option<KidField>,
+    /// The content the licence is for.
     #[serde(default)]
     content_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// One key id, or a list of them.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
+#[schema(as = SsmKid)]
 enum KidField {
     One(String),
     Many(Vec<String>),
@@ -218,6 +243,30 @@ fn unknown_session() -> ApiError {
 }
 
 /// `POST /{tenant}/ssm/v1/sessions/setup`
+#[utoipa::path(
+    post,
+    path = "/{tenant}/ssm/v1/sessions/setup",
+    operation_id = "ssm_setup",
+    tag = "licence",
+    summary = "Open a secure session",
+    description = "Verifies the entitlement token and opens a session bound to it. Refused when \
+        the user (`sub`) already has `max_streams` live sessions.",
+    params(
+        ("tenant" = String, Path, description = "Tenant id"),
+        ("token" = Option<String>, Query, description = "The entitlement token, for players \
+            that cannot send `Authorization: Bearer`"),
+    ),
+    responses(
+        (status = 201, description = "Session opened", body = SetupAnswer, content_type = "application/json"),
+        (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid entitlement token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A token covering no content, the concurrent stream limit \
+            reached, another tenant's token, or a disabled tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tenant, or a tenant without licence keys", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("entitlement_jwt" = []), ("entitlement_query" = [])),
+)]
 pub async fn post_setup(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -277,6 +326,20 @@ pub async fn post_setup(
 }
 
 /// `POST /{tenant}/ssm/v1/sessions/{id}/heartbeat`
+#[utoipa::path(
+    post,
+    path = "/{tenant}/ssm/v1/sessions/{id}/heartbeat",
+    operation_id = "ssm_heartbeat",
+    tag = "licence",
+    summary = "Keep a secure session alive",
+    params(("tenant" = String, Path, description = "Tenant id"), ("id" = String, Path, description = "The session id setup answered")),
+    responses(
+        (status = 200, description = "Session extended", body = HeartbeatAnswer, content_type = "application/json"),
+        (status = 404, description = "Unknown tenant, or an unknown, expired or torn-down session", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(()),
+)]
 pub async fn post_heartbeat(
     State(state): State<AppState>,
     Path((tenant, id)): Path<(String, String)>,
@@ -307,6 +370,20 @@ pub async fn post_heartbeat(
 }
 
 /// `DELETE /{tenant}/ssm/v1/sessions/{id}`
+#[utoipa::path(
+    delete,
+    path = "/{tenant}/ssm/v1/sessions/{id}",
+    operation_id = "ssm_teardown",
+    tag = "licence",
+    summary = "Tear down a secure session",
+    params(("tenant" = String, Path, description = "Tenant id"), ("id" = String, Path, description = "The session id setup answered")),
+    responses(
+        (status = 204, description = "Session closed"),
+        (status = 404, description = "Unknown tenant, or an unknown, expired or torn-down session", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(()),
+)]
 pub async fn delete_session(
     State(state): State<AppState>,
     Path((tenant, id)): Path<(String, String)>,
@@ -339,6 +416,32 @@ async fn live_session(
 }
 
 /// `POST /{tenant}/ssm/v1/sessions/{id}/licence`
+#[utoipa::path(
+    post,
+    path = "/{tenant}/ssm/v1/sessions/{id}/licence",
+    operation_id = "ssm_licence",
+    tag = "licence",
+    summary = "A licence through a secure session",
+    description = "ClearKey: the payload is the EME Clear Key request and the licence the JSON \
+        Web Key set. Widevine, PlayReady, FairPlay: the payload is the CDM's challenge, forwarded \
+        through the licence proxy; the licence is the upstream's answer. The entitlement is the \
+        one verified at setup.",
+    params(("tenant" = String, Path, description = "Tenant id"), ("id" = String, Path, description = "The session id setup answered")),
+    request_body(content = LicenceRequestJson, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The licence", body = LicenceAnswer, content_type = "application/json"),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not entitled to the requested keys", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tenant, an unknown, expired or torn-down session, \
+            or no upstream licence server for this DRM", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`license-renewal` without a prior licence of that key \
+            system in the session", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The upstream licence server failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(()),
+)]
 pub async fn post_licence(
     State(state): State<AppState>,
     Path((tenant, id)): Path<(String, String)>,

@@ -579,21 +579,31 @@ fn unix_now() -> u64 {
 }
 
 /// One bucket of `/admin/v1/stats`.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct StatsBucket {
+    /// Unix seconds: the bucket's start.
     pub t: u64,
     #[serde(flatten)]
     pub counts: Counts,
 }
 
-/// Counts per interface or DRM name, one map per measure.
-#[derive(Debug, Default, serde::Serialize)]
+/// Counts per interface or DRM name, one map per measure: keys are interface names (`cpix`,
+/// `speke`, `nagra`, `harmonic`, `get_cpix`, `widevine_api`) for key traffic and DRM names
+/// (`clearkey`, `hls`, `widevine`, `playready`, `fairplay`, `prm`) for licences.
+#[derive(Debug, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct Counts {
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub key_requests: BTreeMap<&'static str, u64>,
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub keys_created: BTreeMap<&'static str, u64>,
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub keys_served: BTreeMap<&'static str, u64>,
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub licences_granted: BTreeMap<&'static str, u64>,
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub licences_denied: BTreeMap<&'static str, u64>,
+    /// Answers with status ≥ 400, per interface.
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub errors: BTreeMap<&'static str, u64>,
 }
 
@@ -621,7 +631,7 @@ impl StatsBucket {
 
 /// Latency percentiles of one interface over the window (upper bounds of histogram buckets,
 /// so within 50 % above the true value).
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Percentiles {
     pub count: u64,
     pub p50: f64,
@@ -654,7 +664,7 @@ impl Percentiles {
 }
 
 /// `GET /admin/v1/stats` without the tenant and session fields (added by the handler).
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct StatsView {
     pub window_seconds: u64,
     pub bucket_seconds: u64,

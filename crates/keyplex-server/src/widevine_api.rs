@@ -61,7 +61,55 @@ pub const MAX_CRYPTO_PERIOD_COUNT: u32 = 100;
 /// shared with the one-key-per-content interfaces).
 const TRACK_TYPES: [&str; 6] = ["SD", "HD", "UHD1", "UHD2", "AUDIO", "ALL"];
 
+/// The answer of the Widevine API (`SignedModularDrmResponse` as JSON): always HTTP 200.
+/// `response` is base64 of the JSON `CommonEncryptionResponse`, or, for a refused request, of
+/// `{"status", "status_message"}` (`WidevineStatus`), whose two fields are then repeated in
+/// clear beside it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SignedResponse {
+    /// base64 of the JSON `CommonEncryptionResponse` (schema `CommonEncryptionResponse`) or,
+    /// on errors, of `WidevineStatus`.
+    #[schema(content_encoding = "base64", content_media_type = "application/json")]
+    pub response: String,
+    /// On errors only: the non-OK `CommonEncryptionResponse.Status` (`SIGNATURE_FAILED`,
+    /// `ACCESS_DENIED`, `MALFORMED_REQUEST`, `TRACK_TYPE_MISSING`, `INTERNAL_ERROR`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+    /// On errors only: what is wrong, for a person.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_message: Option<String>,
+}
+
+/// The `CommonEncryptionResponse` of a refused request (base64 in `SignedResponse.response`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = WidevineStatus)]
+pub struct StatusJson {
+    pub status: &'static str,
+    pub status_message: String,
+}
+
 /// `POST /{tenant}/widevine/getcontentkey`.
+#[utoipa::path(
+    post,
+    path = "/{tenant}/widevine/getcontentkey",
+    operation_id = "widevine_get_content_key",
+    tag = "packager",
+    summary = "Widevine common-encryption key request (Shaka Packager)",
+    description = "The signed JSON protocol of Shaka Packager's `--enable_widevine_encryption`: \
+        `request` is base64 of a JSON `CommonEncryptionRequest`, signed by one of the tenant's \
+        `widevine_signers` (AES-256-CBC of the SHA-1 of the `request` bytes). A tenant without \
+        signers takes its packager credentials (Basic or JWT) instead. Every answer is HTTP 200: \
+        errors are a non-OK `status` inside the envelope.",
+    params(("tenant" = String, Path, description = "Tenant id")),
+    request_body(content = RawSignedRequest, content_type = "application/json",
+        description = "`SignedModularDrmRequest` as JSON"),
+    responses(
+        (status = 200, description = "A `CommonEncryptionResponse` (base64 in `response`); \
+            errors too, with `status` and `status_message` beside it",
+            body = SignedResponse, content_type = "application/json"),
+    ),
+    security((), ("packager_basic" = []), ("packager_jwt" = []), ("nv_authorizations" = [])),
+)]
 pub async fn post_get_content_key(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -77,14 +125,20 @@ pub async fn post_get_content_key(
     let response = answer(&state, tenant, &request).await?;
     let inner = serde_json::to_vec(&response)
         .map_err(|e| ApiError::Internal(format!("writing the Widevine response: {e}")))?;
-    let body = serde_json::json!({ "response": STANDARD.encode(inner) });
+    let body = SignedResponse {
+        response: STANDARD.encode(inner),
+        status: None,
+        status_message: None,
+    };
+    let body = serde_json::to_string(&body)
+        .map_err(|e| ApiError::Internal(format!("writing the Widevine response: {e}")))?;
     Ok((
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        body.to_string(),
+        body,
     )
         .into_response())
 }
@@ -121,12 +175,19 @@ struct SignedRequest {
     signer: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// `SignedModularDrmRequest` as JSON.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = WidevineSignedRequest)]
 struct RawSignedRequest {
+    /// base64 of the JSON `CommonEncryptionRequest` (schema `CommonEncryptionRequest`): the
+    /// exact bytes the signature covers.
     #[serde(default)]
+    #[schema(content_encoding = "base64", content_media_type = "application/json")]
     request: Option<String>,
+    /// base64 of AES-256-CBC(SHA-1(`request` bytes)) under the signer's key and IV.
     #[serde(default)]
     signature: Option<String>,
+    /// The name of one of the tenant's `widevine_signers`.
     #[serde(default)]
     signer: Option<String>,
 }
@@ -264,8 +325,9 @@ pub fn expected_signature(signer: &WidevineSigner, request: &[u8]) -> Result<Vec
 
 /// `CommonEncryptionRequest` as JSON, field names in snake_case or lowerCamelCase (what the
 /// protobuf JSON parser accepts); unknown fields are ignored, `null` means absent.
-#[derive(Deserialize)]
-struct RawRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = CommonEncryptionRequest)]
+pub(crate) struct RawRequest {
     #[serde(default, alias = "contentId")]
     content_id: Option<String>,
     #[serde(default)]
@@ -288,8 +350,10 @@ struct RawRequest {
     video_feature: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = CommonEncryptionRequestTrack)]
 struct RawTrack {
+    /// `SD`, `HD`, `UHD1`, `UHD2`, `AUDIO` (or keyplex's `ALL`).
     #[serde(default, rename = "type")]
     track_type: Option<String>,
 }
@@ -301,6 +365,26 @@ struct RawTrack {
 enum NumberOrText {
     Number(serde_json::Number),
     Text(String),
+}
+
+/// `NumberOrText` in the OpenAPI document: an integer, or a string (digits or an enum name).
+impl utoipa::PartialSchema for NumberOrText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Integer))
+            .item(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some(
+                "Protobuf JSON: an integer as a number or a string; an enum as its name or number",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for NumberOrText {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "ProtobufNumberOrText".into()
+    }
 }
 
 impl NumberOrText {
@@ -645,15 +729,17 @@ fn track_plans(
 
 /// `CommonEncryptionResponse`, fields in field-number order, names as the packager's
 /// protobuf JSON printer writes them.
-#[derive(Serialize)]
-struct ResponseJson {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CommonEncryptionResponse)]
+pub(crate) struct ResponseJson {
     status: &'static str,
     drm: Vec<DrmJson>,
     tracks: Vec<TrackJson>,
     content_id: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CommonEncryptionResponseDrm)]
 struct DrmJson {
     #[serde(rename = "type")]
     drm_type: &'static str,
@@ -661,7 +747,8 @@ struct DrmJson {
 }
 
 /// One track's key. Not `Debug`: it holds the key.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CommonEncryptionResponseTrack)]
 struct TrackJson {
     #[serde(rename = "type")]
     track_type: String,
@@ -673,7 +760,8 @@ struct TrackJson {
     crypto_period_index: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CommonEncryptionResponsePssh)]
 struct PsshJson {
     drm_type: &'static str,
     /// The Widevine pssh data only (no box header).

@@ -224,6 +224,9 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Events matching `query`, newest first, at most `query.limit`.
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
 
+    /// Deletes events older than `before` (retention), in small transactions; the count.
+    async fn purge_audit(&self, before: time::OffsetDateTime) -> Result<u64>;
+
     // ---- Listings, backup, rotation ----
 
     /// A tenant's contents in content id order: those whose id contains `search`

@@ -694,6 +694,10 @@ impl KeyStore for SqliteStore {
         self.core.query_audit(query).await
     }
 
+    async fn purge_audit(&self, before: time::OffsetDateTime) -> Result<u64> {
+        self.core.purge_audit(before).await
+    }
+
     async fn list_contents(
         &self,
         tenant: &TenantId,

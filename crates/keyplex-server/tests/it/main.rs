@@ -13,6 +13,7 @@ mod harmonic;
 mod hls_keys;
 mod licence_proxy;
 mod nagra;
+mod openapi;
 mod players;
 mod speke;
 mod speke_sigv4;

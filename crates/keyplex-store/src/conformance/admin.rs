@@ -176,7 +176,8 @@ fn event(
 async fn audit_events_are_queryable<S: KeyStore>(store: &S) {
     let scenario = "audit trail";
     let tenant = new_tenant();
-    let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+    // Long ago, so that the purge below touches no other scenario's events.
+    let t0 = OffsetDateTime::from_unix_timestamp(1_000_000_000).unwrap();
     let minute = time::Duration::minutes(1);
     let events: Vec<AuditEvent> = (0..250)
         .map(|i| {
@@ -240,6 +241,19 @@ async fn audit_events_are_queryable<S: KeyStore>(store: &S) {
         created.iter().all(|e| e.action == AuditAction::KeyCreated),
         "{scenario}: action"
     );
+    // Retention: events before a time go, the rest stay.
+    let purged = store.purge_audit(t0 + minute * 100).await.unwrap();
+    assert!(purged >= 100, "{scenario}: purged {purged}");
+    let kept = store
+        .query_audit(&AuditQuery {
+            tenant: Some(tenant.as_str().into()),
+            limit: 1000,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 150, "{scenario}: retention");
+    assert!(kept.iter().all(|e| e.at >= t0 + minute * 100), "{scenario}");
     let other = store
         .query_audit(&AuditQuery {
             tenant: Some(new_tenant().as_str().into()),

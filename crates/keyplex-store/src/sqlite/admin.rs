@@ -316,6 +316,32 @@ impl Core {
         rows.iter().map(decode_audit).collect()
     }
 
+    pub(super) async fn purge_audit(&self, before: OffsetDateTime) -> Result<u64> {
+        let before = unix_ms(before)?;
+        let mut purged = 0;
+        loop {
+            // Small batches: key creation waits for the write lock at most a few milliseconds.
+            let deleted = self
+                .write("an audit purge", async |conn| {
+                    sqlx::query(
+                        "DELETE FROM audit_events WHERE id IN \
+                         (SELECT id FROM audit_events WHERE at_ms < ? ORDER BY at_ms LIMIT ?)",
+                    )
+                    .bind(before)
+                    .bind(REWRAP_BATCH * 4)
+                    .execute(&mut *conn)
+                    .await
+                    .map(|r| r.rows_affected())
+                    .map_err(|e| db_error("cannot purge audit events", e))
+                })
+                .await?;
+            purged += deleted;
+            if deleted == 0 {
+                return Ok(purged);
+            }
+        }
+    }
+
     pub(super) async fn list_contents(
         &self,
         tenant: &TenantId,

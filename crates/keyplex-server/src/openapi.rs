@@ -1,0 +1,427 @@
+//! The OpenAPI 3.1 document of every route, served at `GET /openapi.json`.
+//!
+//! It is generated from the code: each handler carries `#[utoipa::path(...)]` (path,
+//! parameters, bodies, statuses, security) beside its code, the types it reads and writes
+//! derive `utoipa::ToSchema`, and [`ApiDoc`] collects them. The JSON routes are described
+//! field by field; the others (CPIX/SPEKE XML, licence-proxy challenges, HLS key bytes,
+//! Prometheus text, the dashboard and the reference players) are listed with their media
+//! types, so that the document names every route of [`crate::router`]
+//! (`tests/it/openapi.rs` checks that against the source).
+//!
+//! A few shapes are read or written by code that stays free of OpenAPI derives (the
+//! configuration types behind admin credentials, `keyplex_drm`'s Clear Key licence): they are
+//! described by documentation-only types (`admin::doc`, `clearkey::doc`) whose unit tests
+//! check them against that code.
+
+use std::sync::LazyLock;
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{Modify, OpenApi};
+
+use crate::{
+    admin, clearkey, cpix, get_cpix, harmonic, hls_keys, licence_proxy, nagra, speke, ssm,
+    widevine_api,
+};
+
+/// The document. `ApiDoc::openapi()` builds it; `/openapi.json` serves it.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "keyplex",
+        version = env!("CARGO_PKG_VERSION"),
+        description = "keyplex, a multi-DRM key server: key exchange for packagers (CPIX, SPEKE, \
+            NAGRA-style JSON, Harmonic, GET CPIX, the Widevine API), licences for players \
+            (Clear Key, HLS AES-128, secure sessions, a licence proxy per DRM) and the admin API.\n\n\
+            Every path but `/healthz`, `/metrics`, `/openapi.json`, `/ui…`, `/players…` and \
+            `/admin/v1/…` starts with the tenant. The reference is in the repository's `docs/`: \
+            `docs/integrations.md` (packagers), `docs/licences.md` (players and entitlement \
+            tokens), `docs/players.md` (the reference players), `docs/operators.md` (admin API, \
+            audit trail, metrics, dashboard).\n\n\
+            JSON errors are `application/problem+json` (`Problem`), except the NAGRA-style routes \
+            (`NagraError`) and the Widevine API (a non-OK `status` in an HTTP 200); the CPIX, \
+            SPEKE and Harmonic routes answer errors in `text/plain`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        // Operations and documentation
+        crate::healthz,
+        crate::metrics,
+        get_openapi_json,
+        // Packagers
+        cpix::post_cpix,
+        cpix::post_cpix_short_url,
+        speke::post_speke_v1,
+        speke::post_speke_v2,
+        nagra::post_key,
+        nagra::post_cmaf,
+        harmonic::post_key,
+        get_cpix::get_cpix,
+        get_cpix::get_cpix_token_in_path,
+        widevine_api::post_get_content_key,
+        // Players
+        clearkey::post_licence,
+        hls_keys::get_key,
+        licence_proxy::post_widevine,
+        licence_proxy::post_playready,
+        licence_proxy::post_fairplay,
+        licence_proxy::post_prm,
+        ssm::post_setup,
+        ssm::post_licence,
+        ssm::post_heartbeat,
+        ssm::delete_session,
+        // Admin API
+        admin::list_tenants,
+        admin::create_tenant,
+        admin::get_tenant,
+        admin::patch_tenant,
+        admin::list_credentials,
+        admin::add_credential,
+        admin::revoke_credential,
+        admin::list_contents,
+        admin::content_keys,
+        admin::export_keys,
+        admin::import_keys,
+        admin::rotate_master_key,
+        admin::audit,
+        admin::stats,
+        // Dashboard and reference players (static files)
+        ui_redirect,
+        ui_index,
+        ui_index_html,
+        ui_app_js,
+        ui_style_css,
+        players_redirect,
+        players_index,
+        players_file,
+    ),
+    components(schemas(
+        crate::error::Problem,
+        crate::error::NagraError,
+        widevine_api::RawRequest,
+        widevine_api::ResponseJson,
+        widevine_api::StatusJson,
+    )),
+    modifiers(&SecuritySchemes, &WidevineEncodedContent),
+    tags(
+        (name = "packager", description = "Key exchange for packagers and encoders \
+            (`docs/integrations.md`)"),
+        (name = "licence", description = "Licences and keys for players, checked against \
+            entitlement tokens (`docs/licences.md`)"),
+        (name = "admin", description = "The admin API: tenants, credentials, contents, key \
+            export and import, master key rotation, audit trail, stats (`docs/operators.md`)"),
+        (name = "operations", description = "Health, metrics and this document"),
+        (name = "static", description = "The operator dashboard (`/ui/`) and the reference \
+            players (`/players/`, `docs/players.md`)"),
+    ),
+)]
+pub struct ApiDoc;
+
+/// The bytes of a body that is not text (`type: string`, `format: binary`).
+pub struct Binary;
+
+impl utoipa::PartialSchema for Binary {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Binary {}
+
+/// The security schemes the operations name.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let http = |scheme: HttpAuthScheme, jwt: bool, description: &str| {
+            let builder = HttpBuilder::new()
+                .scheme(scheme)
+                .description(Some(description));
+            let builder = if jwt {
+                builder.bearer_format("JWT")
+            } else {
+                builder
+            };
+            SecurityScheme::Http(builder.build())
+        };
+        let schemes = [
+            (
+                "admin_bearer",
+                http(
+                    HttpAuthScheme::Bearer,
+                    false,
+                    "`Authorization: Bearer` with `[admin] token`, or a JWT verified by \
+                     `[admin] jwt` (with `exp`)",
+                ),
+            ),
+            (
+                "packager_basic",
+                http(
+                    HttpAuthScheme::Basic,
+                    false,
+                    "A packager credential of the tenant (`basic`)",
+                ),
+            ),
+            (
+                "packager_jwt",
+                http(
+                    HttpAuthScheme::Bearer,
+                    true,
+                    "A packager JWT verified by the tenant's `jwt` keys",
+                ),
+            ),
+            (
+                "nv_authorizations",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    "nv-authorizations",
+                    "A packager JWT in NAGRA's `nv-authorizations` header",
+                ))),
+            ),
+            (
+                "sigv4",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    "Authorization",
+                    "AWS Signature Version 4 (`AWS4-HMAC-SHA256 …`) with a `sigv4` credential \
+                     of the tenant",
+                ))),
+            ),
+            (
+                "get_token",
+                http(
+                    HttpAuthScheme::Bearer,
+                    false,
+                    "The tenant's `get_token` (GET-style CPIX)",
+                ),
+            ),
+            (
+                "entitlement_jwt",
+                http(
+                    HttpAuthScheme::Bearer,
+                    true,
+                    "A player's entitlement token, verified by the tenant's `[licence] jwt` keys \
+                     (`docs/licences.md`)",
+                ),
+            ),
+            (
+                "entitlement_query",
+                SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                    "token",
+                    "The entitlement token as `?token=`, for players that cannot set headers",
+                ))),
+            ),
+        ];
+        for (name, scheme) in schemes {
+            components.add_security_scheme(name, scheme);
+        }
+    }
+}
+
+/// The Widevine API carries JSON inside base64 strings: `contentSchema` names it.
+struct WidevineEncodedContent;
+
+impl Modify for WidevineEncodedContent {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::OneOfBuilder;
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        let reference =
+            |name: &str| RefOr::<Schema>::Ref(utoipa::openapi::Ref::from_schema_name(name));
+        let encoded: [(&str, &str, RefOr<Schema>); 2] = [
+            (
+                "WidevineSignedRequest",
+                "request",
+                reference("CommonEncryptionRequest"),
+            ),
+            (
+                "SignedResponse",
+                "response",
+                OneOfBuilder::new()
+                    .item(reference("CommonEncryptionResponse"))
+                    .item(reference("WidevineStatus"))
+                    .into(),
+            ),
+        ];
+        for (schema, property, content) in encoded {
+            if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema)
+                && let Some(RefOr::T(Schema::Object(field))) = object.properties.get_mut(property)
+            {
+                field.content_schema = Some(Box::new(content));
+            }
+        }
+    }
+}
+
+/// The JSON text of the document, built on first use.
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    ApiDoc::openapi().to_json().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot write the OpenAPI document");
+        String::from("{}")
+    })
+});
+
+/// `GET /openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "operations",
+    summary = "This OpenAPI document",
+    responses((status = 200, description = "The OpenAPI 3.1 document of every route",
+        body = Object, content_type = "application/json")),
+    security(()),
+)]
+pub async fn get_openapi_json() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        DOCUMENT.as_str(),
+    )
+        .into_response()
+}
+
+// The dashboard and the reference players are static files served by `crate::ui` and
+// `crate::players`; these never-called functions are their entries in the document.
+
+#[utoipa::path(get, path = "/ui", operation_id = "ui_redirect", tag = "static",
+    summary = "The operator dashboard (redirect)",
+    responses((status = 308, description = "Redirect to `/ui/`")),
+    security(()))]
+#[allow(dead_code)]
+fn ui_redirect() {}
+
+#[utoipa::path(get, path = "/ui/", operation_id = "ui", tag = "static",
+    summary = "The operator dashboard",
+    description = "The page logs in with the admin token and reads `/admin/v1/…`.",
+    responses((status = 200, description = "The dashboard page", body = String,
+        content_type = "text/html")),
+    security(()))]
+#[allow(dead_code)]
+fn ui_index() {}
+
+#[utoipa::path(get, path = "/ui/index.html", operation_id = "ui_index_html", tag = "static",
+    summary = "The operator dashboard (page)",
+    responses((status = 200, description = "The dashboard page", body = String,
+        content_type = "text/html")),
+    security(()))]
+#[allow(dead_code)]
+fn ui_index_html() {}
+
+#[utoipa::path(get, path = "/ui/app.js", operation_id = "ui_app_js", tag = "static",
+    summary = "The operator dashboard (script)",
+    responses((status = 200, description = "The dashboard's script", body = String,
+        content_type = "text/javascript")),
+    security(()))]
+#[allow(dead_code)]
+fn ui_app_js() {}
+
+#[utoipa::path(get, path = "/ui/style.css", operation_id = "ui_style_css", tag = "static",
+    summary = "The operator dashboard (style sheet)",
+    responses((status = 200, description = "The dashboard's style sheet", body = String,
+        content_type = "text/css")),
+    security(()))]
+#[allow(dead_code)]
+fn ui_style_css() {}
+
+#[utoipa::path(get, path = "/players", operation_id = "players_redirect", tag = "static",
+    summary = "The reference players (redirect)",
+    responses((status = 308, description = "Redirect to `/players/`")),
+    security(()))]
+#[allow(dead_code)]
+fn players_redirect() {}
+
+#[utoipa::path(get, path = "/players/", operation_id = "players", tag = "static",
+    summary = "The reference players",
+    description = "Shaka Player, dash.js and hls.js pages, served from `[server] players_dir` \
+        (built by `players/build.sh`).",
+    responses(
+        (status = 200, description = "The players' index page", body = String,
+            content_type = "text/html"),
+        (status = 404, description = "The players are not built (the page says how)",
+            body = String, content_type = "text/html"),
+    ),
+    security(()))]
+#[allow(dead_code)]
+fn players_index() {}
+
+#[utoipa::path(get, path = "/players/{file}", operation_id = "players_file", tag = "static",
+    summary = "A file of the reference players",
+    params(("file" = String, Path, description = "A file below the players folder (may \
+        contain `/`)")),
+    responses(
+        (status = 200, description = "The file, with the media type of its extension"),
+        (status = 404, description = "No such file", body = String, content_type = "text/html"),
+    ),
+    security(()))]
+#[allow(dead_code)]
+fn players_file() {}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_is_openapi_3_1_json() {
+        let doc: serde_json::Value = serde_json::from_str(&DOCUMENT).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(doc["info"]["title"], "keyplex");
+        assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    }
+
+    /// Every `$ref` points at a schema of the document.
+    #[test]
+    fn every_reference_resolves() {
+        fn walk(value: &serde_json::Value, refs: &mut Vec<String>) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    if let Some(serde_json::Value::String(r)) = map.get("$ref") {
+                        refs.push(r.clone());
+                    }
+                    map.values().for_each(|v| walk(v, refs));
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, refs)),
+                _ => {}
+            }
+        }
+        let doc: serde_json::Value = serde_json::from_str(&DOCUMENT).unwrap();
+        let mut refs = Vec::new();
+        walk(&doc, &mut refs);
+        assert!(!refs.is_empty());
+        for r in refs {
+            let name = r.strip_prefix("#/components/schemas/").unwrap();
+            assert!(
+                doc["components"]["schemas"].get(name).is_some(),
+                "{r} does not resolve"
+            );
+        }
+    }
+
+    /// Operations name only security schemes the document defines.
+    #[test]
+    fn every_security_requirement_is_defined() {
+        let doc: serde_json::Value = serde_json::from_str(&DOCUMENT).unwrap();
+        let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let security = operation["security"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{method} {path} names no security"));
+                for requirement in security {
+                    for name in requirement.as_object().unwrap().keys() {
+                        assert!(schemes.contains_key(name), "{method} {path}: {name}");
+                    }
+                }
+            }
+        }
+    }
+}
