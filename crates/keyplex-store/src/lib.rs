@@ -18,6 +18,7 @@ use keyplex_types::{
 };
 
 mod cache;
+mod columns;
 pub mod conformance;
 mod records;
 mod rules;

@@ -10,18 +10,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use keyplex_crypto::master::MasterKey;
-use keyplex_types::{
-    ContentId, ContentKey, Iv, KeyId, KeyOrigin, KeyPeriod, KeySlot, TenantId, TrackType,
-};
+use keyplex_types::{ContentId, ContentKey, KeyId, KeySlot, TenantId, TrackType};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Row as _, SqlitePool};
 
 mod admin;
 
 use crate::cache::{KEY_CACHE_CAPACITY, KeyCache};
+use crate::columns::{
+    InfoRow, KeyRow, SessionRow, hex_of, origin_column, period_column, slot_period_column,
+    unix_column,
+};
 use crate::rules::{self, KeySealer};
 use crate::{
     EnsuredKey, KeyInfo, KeyRequest, KeyStore, NewSession, Result, Session, SessionOpen, StoreError,
@@ -34,8 +35,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Readers never block each other in WAL mode; a few suffice on a small machine.
 const READ_CONNECTIONS: u32 = 4;
-/// `key_slots.period` for VOD: NULL would not be unique in SQLite.
-const VOD_SLOT_PERIOD: i64 = -1;
 
 /// Content keys in one SQLite database file.
 ///
@@ -331,10 +330,7 @@ impl Core {
         let sealed = self
             .sealer
             .seal(tenant, &key.kid, &key.content_id, &key.key)?;
-        let origin = match key.origin {
-            KeyOrigin::Generated => "generated",
-            KeyOrigin::Supplied => "supplied",
-        };
+        let origin = origin_column(key.origin);
         sqlx::query(
             "INSERT INTO content_keys \
              (tenant, kid, content_id, sealed_key, iv, track_type, period, origin, master_key_id, created_at) \
@@ -373,7 +369,7 @@ impl Core {
         tenant: &TenantId,
         kid: &KeyId,
     ) -> Result<Option<ContentKey>> {
-        let row = sqlx::query(
+        let row: Option<KeyRow> = sqlx::query_as(
             "SELECT content_id, sealed_key, iv, track_type, period, origin, master_key_id \
              FROM content_keys WHERE tenant = ? AND kid = ?",
         )
@@ -382,35 +378,8 @@ impl Core {
         .fetch_optional(&mut *conn)
         .await
         .map_err(|e| db_error(&format!("cannot read key {kid}"), e))?;
-        row.map(|row| self.decode_key(tenant, *kid, &row))
+        row.map(|row| row.decode(&self.sealer, tenant, *kid))
             .transpose()
-    }
-
-    fn decode_key(&self, tenant: &TenantId, kid: KeyId, row: &SqliteRow) -> Result<ContentKey> {
-        let corrupt = |reason: String| StoreError::Corrupt {
-            kid: kid.to_string(),
-            reason,
-        };
-        let column_error = |e: sqlx::Error| corrupt(format!("unreadable column: {e}"));
-        let content_id: String = row.try_get("content_id").map_err(column_error)?;
-        let content_id = ContentId::parse(&content_id).map_err(|e| corrupt(e.to_string()))?;
-        let sealed: Vec<u8> = row.try_get("sealed_key").map_err(column_error)?;
-        let sealed_by: String = row.try_get("master_key_id").map_err(column_error)?;
-        let iv: Vec<u8> = row.try_get("iv").map_err(column_error)?;
-        let key = self
-            .sealer
-            .open(tenant, &kid, &content_id, &sealed, &sealed_by)?;
-        Ok(ContentKey {
-            kid,
-            content_id,
-            key,
-            iv: Iv::from_slice(&iv).map_err(|e| corrupt(e.to_string()))?,
-            track_type: decode_track_type(row.try_get("track_type").map_err(column_error)?)
-                .map_err(corrupt)?,
-            period: decode_period(row.try_get("period").map_err(column_error)?).map_err(corrupt)?,
-            origin: decode_origin(&row.try_get::<String, _>("origin").map_err(column_error)?)
-                .map_err(corrupt)?,
-        })
     }
 }
 
@@ -499,7 +468,7 @@ impl KeyStore for SqliteStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, content_id = %content_id))]
     async fn list_keys(&self, tenant: &TenantId, content_id: &ContentId) -> Result<Vec<KeyInfo>> {
-        let rows = sqlx::query(
+        let rows: Vec<InfoRow> = sqlx::query_as(
             "SELECT k.kid, k.track_type, k.period, k.origin, k.created_at, s.kid IS NOT NULL AS slotted \
              FROM content_keys AS k \
              LEFT JOIN key_slots AS s ON s.tenant = k.tenant AND s.kid = k.kid \
@@ -511,9 +480,7 @@ impl KeyStore for SqliteStore {
         .fetch_all(&self.core.reader)
         .await
         .map_err(|e| db_error(&format!("cannot list the keys of {content_id}"), e))?;
-        rows.iter()
-            .map(|row| decode_info(content_id, row))
-            .collect()
+        rows.into_iter().map(|row| row.decode(content_id)).collect()
     }
 
     async fn ping(&self) -> Result<()> {
@@ -590,7 +557,7 @@ impl KeyStore for SqliteStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
     async fn get_session(&self, tenant: &TenantId, id: &str, now: u64) -> Result<Option<Session>> {
-        let row = sqlx::query(
+        let row: Option<SessionRow> = sqlx::query_as(
             "SELECT session_id, user_id, entitlement, heartbeat_seconds, key_systems, created_at, \
              expires_at FROM sessions WHERE tenant = ? AND session_id = ? AND expires_at > ?",
         )
@@ -600,7 +567,7 @@ impl KeyStore for SqliteStore {
         .fetch_optional(&self.core.reader)
         .await
         .map_err(|e| db_error("cannot read a session", e))?;
-        row.as_ref().map(decode_session).transpose()
+        row.map(SessionRow::decode).transpose()
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
@@ -620,7 +587,7 @@ impl KeyStore for SqliteStore {
             )));
         }
         // One statement: the expiry check, the extension and the key system append are atomic.
-        let row = sqlx::query(
+        let row: Option<SessionRow> = sqlx::query_as(
             "UPDATE sessions SET expires_at = max(expires_at, ?1), key_systems = CASE \
                WHEN ?2 IS NULL OR instr(' ' || key_systems || ' ', ' ' || ?2 || ' ') > 0 THEN key_systems \
                WHEN key_systems = '' THEN ?2 \
@@ -636,7 +603,7 @@ impl KeyStore for SqliteStore {
         .fetch_optional(&self.core.writer)
         .await
         .map_err(|e| db_error("cannot update a session", e))?;
-        row.as_ref().map(decode_session).transpose()
+        row.map(SessionRow::decode).transpose()
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
@@ -725,32 +692,6 @@ impl KeyStore for SqliteStore {
     }
 }
 
-fn unix_column(seconds: u64) -> Result<i64> {
-    i64::try_from(seconds).map_err(|_| StoreError::Internal(format!("time {seconds} out of range")))
-}
-
-fn decode_session(row: &SqliteRow) -> Result<Session> {
-    let id: String = row.get("session_id");
-    // The session id is a bearer secret: errors do not name it.
-    let corrupt = |reason: &str| StoreError::Corrupt {
-        kid: "a session".to_owned(),
-        reason: reason.to_owned(),
-    };
-    let unsigned = |column: &str| -> Result<u64> {
-        u64::try_from(row.get::<i64, _>(column)).map_err(|_| corrupt(&format!("negative {column}")))
-    };
-    let key_systems: String = row.get("key_systems");
-    Ok(Session {
-        user: row.get("user_id"),
-        entitlement: row.get("entitlement"),
-        heartbeat_seconds: unsigned("heartbeat_seconds")?,
-        key_systems: key_systems.split_whitespace().map(str::to_owned).collect(),
-        created_at: unsigned("created_at")?,
-        expires_at: unsigned("expires_at")?,
-        id,
-    })
-}
-
 async fn migrate(pool: &SqlitePool) -> Result<()> {
     sqlx::migrate!("migrations/sqlite")
         .run(pool)
@@ -783,78 +724,6 @@ async fn fetch_slot(
         })
     })
     .transpose()
-}
-
-fn decode_info(content_id: &ContentId, row: &SqliteRow) -> Result<KeyInfo> {
-    let kid_bytes: Vec<u8> = row.try_get("kid").map_err(|e| StoreError::Corrupt {
-        kid: "(unreadable)".to_owned(),
-        reason: format!("unreadable column: {e}"),
-    })?;
-    let corrupt = |reason: String| StoreError::Corrupt {
-        kid: hex_of(&kid_bytes),
-        reason,
-    };
-    let column_error = |e: sqlx::Error| corrupt(format!("unreadable column: {e}"));
-    let kid = KeyId::from_slice(&kid_bytes).map_err(|e| corrupt(e.to_string()))?;
-    let created_at: i64 = row.try_get("created_at").map_err(column_error)?;
-    Ok(KeyInfo {
-        kid,
-        content_id: content_id.clone(),
-        track_type: decode_track_type(row.try_get("track_type").map_err(column_error)?)
-            .map_err(corrupt)?,
-        period: decode_period(row.try_get("period").map_err(column_error)?).map_err(corrupt)?,
-        origin: decode_origin(&row.try_get::<String, _>("origin").map_err(column_error)?)
-            .map_err(corrupt)?,
-        slotted: row.try_get("slotted").map_err(column_error)?,
-        created_at: time::OffsetDateTime::from_unix_timestamp(created_at)
-            .map_err(|e| corrupt(e.to_string()))?,
-    })
-}
-
-fn decode_track_type(value: Option<String>) -> Result<Option<TrackType>, String> {
-    value
-        .map(|t| TrackType::parse(&t).map_err(|e| e.to_string()))
-        .transpose()
-}
-
-fn decode_period(value: Option<i64>) -> Result<KeyPeriod, String> {
-    match value {
-        None => Ok(KeyPeriod::Vod),
-        Some(index) => u64::try_from(index)
-            .map(KeyPeriod::Index)
-            .map_err(|_| format!("negative key period {index}")),
-    }
-}
-
-fn decode_origin(value: &str) -> Result<KeyOrigin, String> {
-    match value {
-        "generated" => Ok(KeyOrigin::Generated),
-        "supplied" => Ok(KeyOrigin::Supplied),
-        other => Err(format!("unknown key origin {other:?}")),
-    }
-}
-
-/// `content_keys.period`: NULL for VOD, else the index (SQLite integers are signed 64-bit).
-fn period_column(period: KeyPeriod) -> Result<Option<i64>> {
-    period
-        .index()
-        .map(|index| {
-            i64::try_from(index).map_err(|_| {
-                StoreError::Internal(format!(
-                    "key period index {index} is beyond the storable range (2^63 - 1)"
-                ))
-            })
-        })
-        .transpose()
-}
-
-/// `key_slots.period`: [`VOD_SLOT_PERIOD`] for VOD, else the index.
-fn slot_period_column(period: KeyPeriod) -> Result<i64> {
-    Ok(period_column(period)?.unwrap_or(VOD_SLOT_PERIOD))
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Maps a database error to the store's vocabulary: anything that a retry or an operator can
@@ -906,6 +775,7 @@ mod tests {
 
     use super::*;
     use crate::KeyMaterial;
+    use keyplex_types::KeyPeriod;
 
     fn master() -> MasterKey {
         MasterKey::from_hex(&"5a".repeat(32)).unwrap()
@@ -1234,18 +1104,6 @@ mod tests {
             .map(|k| k.kid)
             .collect();
         assert_eq!(listed, kids, "same-second keys keep their insertion order");
-    }
-
-    #[test]
-    fn period_columns() {
-        assert_eq!(period_column(KeyPeriod::Vod).unwrap(), None);
-        assert_eq!(period_column(KeyPeriod::Index(0)).unwrap(), Some(0));
-        assert_eq!(slot_period_column(KeyPeriod::Vod).unwrap(), VOD_SLOT_PERIOD);
-        assert_eq!(slot_period_column(KeyPeriod::Index(7)).unwrap(), 7);
-        assert!(period_column(KeyPeriod::Index(u64::MAX)).is_err());
-        assert_eq!(decode_period(None).unwrap(), KeyPeriod::Vod);
-        assert_eq!(decode_period(Some(9)).unwrap(), KeyPeriod::Index(9));
-        assert!(decode_period(Some(-1)).is_err());
     }
 
     #[tokio::test]

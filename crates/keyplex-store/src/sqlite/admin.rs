@@ -3,16 +3,18 @@
 //! single writer connection as key creation.
 
 use keyplex_crypto::master::MasterKey;
-use keyplex_types::{ContentId, KeyId, KeyPeriod, KeySlot, TenantId};
-use sqlx::sqlite::SqliteRow;
+use keyplex_types::{ContentId, KeyId, KeySlot, TenantId};
 use sqlx::{Row as _, SqliteConnection};
 use time::OffsetDateTime;
-use zeroize::Zeroizing;
 
-use super::{Core, db_error, fetch_slot, hex_of, unix_column};
+use super::{Core, db_error, fetch_slot};
+use crate::columns::{
+    AuditRow, CredentialRow, FullKeyRow, TenantRow, corrupt, from_unix, key_ids_column,
+    period_text, unix_column, unix_ms,
+};
 use crate::{
-    AuditAction, AuditEvent, AuditQuery, ContentSummary, ExportedKey, ImportOutcome, Registry,
-    Result, RotationReport, StoreError, StoredCredential, StoredTenant,
+    AuditEvent, AuditQuery, ContentSummary, ExportedKey, ImportOutcome, Registry, Result,
+    RotationReport, StoreError, StoredCredential, StoredTenant,
 };
 
 /// Rows re-sealed per transaction during a master key rotation: small enough that key
@@ -20,22 +22,6 @@ use crate::{
 const REWRAP_BATCH: i64 = 256;
 /// Audit rows per INSERT statement (SQLite allows 32 766 bound parameters).
 const AUDIT_ROWS_PER_STATEMENT: usize = 200;
-
-fn corrupt(what: &str, reason: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        kid: what.to_owned(),
-        reason: reason.to_string(),
-    }
-}
-
-fn from_unix(seconds: i64, what: &str) -> Result<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp(seconds).map_err(|e| corrupt(what, e))
-}
-
-fn unix_ms(at: OffsetDateTime) -> Result<i64> {
-    i64::try_from(at.unix_timestamp_nanos() / 1_000_000)
-        .map_err(|_| StoreError::Internal(format!("time {at} out of range")))
-}
 
 async fn bump_version(conn: &mut SqliteConnection) -> Result<()> {
     sqlx::query("UPDATE registry_version SET version = version + 1 WHERE singleton = 1")
@@ -68,56 +54,30 @@ impl Core {
                 .fetch_one(&mut *conn)
                 .await
                 .map_err(|e| db_error("cannot read the registry version", e))?;
-        let tenant_rows =
-            sqlx::query("SELECT id, settings, disabled, created_at FROM tenants ORDER BY id")
+        let tenant_rows: Vec<TenantRow> =
+            sqlx::query_as("SELECT id, settings, disabled, created_at FROM tenants ORDER BY id")
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(|e| db_error("cannot read tenants", e))?;
-        let mut tenants = Vec::with_capacity(tenant_rows.len());
-        for row in &tenant_rows {
-            let id: String = row.get("id");
-            tenants.push(StoredTenant {
-                id: TenantId::parse(&id).map_err(|e| corrupt(&format!("tenant {id}"), e))?,
-                settings: row.get("settings"),
-                disabled: row.get::<i64, _>("disabled") != 0,
-                created_at: from_unix(row.get("created_at"), "tenant")?,
-            });
-        }
-        let credential_rows = sqlx::query(
+        let tenants = tenant_rows
+            .into_iter()
+            .map(TenantRow::decode)
+            .collect::<Result<Vec<_>>>()?;
+        let credential_rows: Vec<CredentialRow> = sqlx::query_as(
             "SELECT id, tenant, kind, label, sealed_spec, master_key_id, created_at \
              FROM credentials ORDER BY created_at, id",
         )
         .fetch_all(&mut *conn)
         .await
         .map_err(|e| db_error("cannot read credentials", e))?;
-        let mut credentials = Vec::with_capacity(credential_rows.len());
-        for row in &credential_rows {
-            credentials.push(self.decode_credential(row)?);
-        }
+        let credentials = credential_rows
+            .into_iter()
+            .map(|row| row.decode(&self.sealer))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Registry {
             version,
             tenants,
             credentials,
-        })
-    }
-
-    fn decode_credential(&self, row: &SqliteRow) -> Result<StoredCredential> {
-        let id: String = row.get("id");
-        let tenant: String = row.get("tenant");
-        let tenant =
-            TenantId::parse(&tenant).map_err(|e| corrupt(&format!("credential {id}"), e))?;
-        let sealed: Vec<u8> = row.get("sealed_spec");
-        let sealed_by: String = row.get("master_key_id");
-        let spec = self.sealer.open_secret(&tenant, &id, &sealed, &sealed_by)?;
-        let spec = String::from_utf8(spec.to_vec())
-            .map_err(|_| corrupt(&format!("credential {id}"), "spec is not UTF-8"))?;
-        Ok(StoredCredential {
-            created_at: from_unix(row.get("created_at"), "credential")?,
-            kind: row.get("kind"),
-            label: row.get("label"),
-            spec: Zeroizing::new(spec),
-            tenant,
-            id,
         })
     }
 
@@ -252,12 +212,7 @@ impl Core {
                     rows.push((unix_ms(event.at)?, event));
                 }
                 query.push_values(rows, |mut row, (at_ms, event)| {
-                    let key_ids = event
-                        .key_ids
-                        .iter()
-                        .map(KeyId::to_string)
-                        .collect::<Vec<_>>()
-                        .join(" ");
+                    let key_ids = key_ids_column(&event.key_ids);
                     row.push_bind(at_ms)
                         .push_bind(event.tenant.clone())
                         .push_bind(event.action.as_str())
@@ -308,12 +263,12 @@ impl Core {
         query
             .push(" ORDER BY at_ms DESC, id DESC LIMIT ")
             .push_bind(i64::from(q.limit));
-        let rows = query
-            .build()
+        let rows: Vec<AuditRow> = query
+            .build_query_as()
             .fetch_all(&self.reader)
             .await
             .map_err(|e| db_error("cannot read the audit trail", e))?;
-        rows.iter().map(decode_audit).collect()
+        rows.into_iter().map(AuditRow::decode).collect()
     }
 
     pub(super) async fn purge_audit(&self, before: OffsetDateTime) -> Result<u64> {
@@ -394,8 +349,8 @@ impl Core {
     }
 
     pub(super) async fn export_keys(&self, tenant: &TenantId) -> Result<Vec<ExportedKey>> {
-        let rows = sqlx::query(
-            "SELECT k.kid, k.content_id, k.sealed_key, k.iv, k.track_type, k.period, k.origin, \
+        let rows: Vec<FullKeyRow> = sqlx::query_as(
+            "SELECT k.tenant, k.kid, k.content_id, k.sealed_key, k.iv, k.track_type, k.period, k.origin, \
              k.master_key_id, k.created_at, s.kid IS NOT NULL AS slotted \
              FROM content_keys AS k \
              LEFT JOIN key_slots AS s ON s.tenant = k.tenant AND s.kid = k.kid \
@@ -406,14 +361,14 @@ impl Core {
         .await
         .map_err(|e| db_error("cannot export keys", e))?;
         let mut keys = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let kid_bytes: Vec<u8> = row.get("kid");
-            let kid = KeyId::from_slice(&kid_bytes).map_err(|e| corrupt(&hex_of(&kid_bytes), e))?;
-            let key = self.decode_key(tenant, kid, row)?;
+        for row in rows {
+            let kid = row.kid()?;
+            let created_at = from_unix(row.created_at, &kid.to_string())?;
+            let slotted = row.slotted;
             keys.push(ExportedKey {
-                key,
-                slotted: row.get("slotted"),
-                created_at: from_unix(row.get("created_at"), &kid.to_string())?,
+                key: row.key.decode(&self.sealer, tenant, kid)?,
+                slotted,
+                created_at,
             });
         }
         Ok(keys)
@@ -525,21 +480,21 @@ impl Core {
         conn: &mut SqliteConnection,
         new_fingerprint: &str,
     ) -> Result<u64> {
-        let rows = sqlx::query(
-            "SELECT tenant, kid, content_id, sealed_key, iv, track_type, period, origin, master_key_id \
-             FROM content_keys WHERE master_key_id <> ? LIMIT ?",
+        let rows: Vec<FullKeyRow> = sqlx::query_as(
+            "SELECT tenant, kid, content_id, sealed_key, iv, track_type, period, origin, master_key_id, \
+             created_at, FALSE AS slotted FROM content_keys WHERE master_key_id <> ? LIMIT ?",
         )
         .bind(new_fingerprint)
         .bind(REWRAP_BATCH)
         .fetch_all(&mut *conn)
         .await
         .map_err(|e| db_error("cannot read keys to re-seal", e))?;
-        for row in &rows {
-            let tenant: String = row.get("tenant");
-            let tenant = TenantId::parse(&tenant).map_err(|e| corrupt(&tenant, e))?;
-            let kid_bytes: Vec<u8> = row.get("kid");
-            let kid = KeyId::from_slice(&kid_bytes).map_err(|e| corrupt(&hex_of(&kid_bytes), e))?;
-            let key = self.decode_key(&tenant, kid, row)?;
+        let count = rows.len() as u64;
+        for row in rows {
+            let tenant = row.tenant()?;
+            let kid = row.kid()?;
+            let kid_bytes = row.kid.clone();
+            let key = row.key.decode(&self.sealer, &tenant, kid)?;
             let sealed = self.sealer.seal(&tenant, &kid, &key.content_id, &key.key)?;
             sqlx::query(
                 "UPDATE content_keys SET sealed_key = ?, master_key_id = ? WHERE tenant = ? AND kid = ?",
@@ -552,7 +507,7 @@ impl Core {
             .await
             .map_err(|e| db_error(&format!("cannot re-seal key {kid}"), e))?;
         }
-        Ok(rows.len() as u64)
+        Ok(count)
     }
 
     async fn rewrap_credentials(
@@ -560,7 +515,7 @@ impl Core {
         conn: &mut SqliteConnection,
         new_fingerprint: &str,
     ) -> Result<u64> {
-        let rows = sqlx::query(
+        let rows: Vec<CredentialRow> = sqlx::query_as(
             "SELECT id, tenant, kind, label, sealed_spec, master_key_id, created_at \
              FROM credentials WHERE master_key_id <> ?",
         )
@@ -568,8 +523,9 @@ impl Core {
         .fetch_all(&mut *conn)
         .await
         .map_err(|e| db_error("cannot read credentials to re-seal", e))?;
-        for row in &rows {
-            let credential = self.decode_credential(row)?;
+        let count = rows.len() as u64;
+        for row in rows {
+            let credential = row.decode(&self.sealer)?;
             let sealed = self.sealer.seal_secret(
                 &credential.tenant,
                 &credential.id,
@@ -583,7 +539,7 @@ impl Core {
                 .await
                 .map_err(|e| db_error("cannot re-seal a credential", e))?;
         }
-        Ok(rows.len() as u64)
+        Ok(count)
     }
 }
 
@@ -605,39 +561,4 @@ async fn bind_slot(
     .await
     .map_err(|e| db_error(&format!("cannot bind key {kid} to its slot"), e))?;
     Ok(())
-}
-
-fn period_text(period: KeyPeriod) -> String {
-    period
-        .index()
-        .map_or_else(|| "VOD".to_owned(), |i| i.to_string())
-}
-
-fn decode_audit(row: &SqliteRow) -> Result<AuditEvent> {
-    let id: i64 = row.get("id");
-    let what = format!("audit event {id}");
-    let at_ms: i64 = row.get("at_ms");
-    let action: String = row.get("action");
-    let key_ids: String = row.get("key_ids");
-    let content_id: Option<String> = row.get("content_id");
-    Ok(AuditEvent {
-        id,
-        at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
-            .map_err(|e| corrupt(&what, e))?,
-        tenant: row.get("tenant"),
-        action: AuditAction::parse(&action)
-            .ok_or_else(|| corrupt(&what, format!("unknown action {action:?}")))?,
-        interface: row.get("interface"),
-        credential: row.get("credential"),
-        client: row.get("client"),
-        content_id: content_id
-            .map(|c| ContentId::parse(&c).map_err(|e| corrupt(&what, e)))
-            .transpose()?,
-        key_ids: key_ids
-            .split_whitespace()
-            .map(|k| k.parse::<KeyId>().map_err(|e| corrupt(&what, e)))
-            .collect::<Result<_>>()?,
-        outcome: row.get("outcome"),
-        detail: row.get("detail"),
-    })
 }
