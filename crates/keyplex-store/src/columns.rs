@@ -308,12 +308,6 @@ pub(crate) fn slot_period_column(period: KeyPeriod) -> Result<i64> {
     Ok(period_column(period)?.unwrap_or(VOD_SLOT_PERIOD))
 }
 
-pub(crate) fn period_text(period: KeyPeriod) -> String {
-    period
-        .index()
-        .map_or_else(|| "VOD".to_owned(), |i| i.to_string())
-}
-
 pub(crate) fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

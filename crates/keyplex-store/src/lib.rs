@@ -20,11 +20,13 @@ use keyplex_types::{
 mod cache;
 mod columns;
 pub mod conformance;
+pub mod postgres;
 mod records;
 mod rules;
 pub mod sqlite;
 
 pub use keyplex_crypto::master::MasterKey;
+pub use postgres::PostgresStore;
 pub use records::{
     AuditAction, AuditEvent, AuditQuery, ContentSummary, ExportedKey, ImportOutcome, Registry,
     RotationReport, StoredCredential, StoredTenant,
@@ -239,6 +241,9 @@ pub trait KeyStore: Send + Sync + 'static {
         after: Option<&ContentId>,
         limit: u32,
     ) -> Result<Vec<ContentSummary>>;
+
+    /// Every tenant that has at least one stored key (for copying a store).
+    async fn tenants_with_keys(&self) -> Result<Vec<TenantId>>;
 
     /// Every key of a tenant, opened, with what restores it exactly (for backups).
     async fn export_keys(&self, tenant: &TenantId) -> Result<Vec<ExportedKey>>;

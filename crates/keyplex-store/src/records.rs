@@ -157,6 +157,23 @@ pub struct ExportedKey {
     pub created_at: OffsetDateTime,
 }
 
+impl ExportedKey {
+    /// The slot the key is bound to: `None` unless `slotted` and it has a track type.
+    pub fn slot(&self) -> Option<keyplex_types::KeySlot> {
+        if !self.slotted {
+            return None;
+        }
+        self.key
+            .track_type
+            .clone()
+            .map(|track_type| keyplex_types::KeySlot {
+                content_id: self.key.content_id.clone(),
+                track_type,
+                period: self.key.period,
+            })
+    }
+}
+
 /// What an import did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ImportOutcome {

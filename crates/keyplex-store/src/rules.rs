@@ -302,6 +302,54 @@ pub(crate) fn kid_in_use(slot: &KeySlot, kid: KeyId) -> StoreError {
     )
 }
 
+/// What importing one exported key must do, given what the store holds for its key id and
+/// (when the key is slotted) for its slot.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ImportStep {
+    /// Store the key (bound to the slot, if any).
+    Insert(Option<KeySlot>),
+    /// The identical key is stored; bind it to `Some(slot)` if it is not bound yet.
+    Present(Option<KeySlot>),
+}
+
+/// Decides an import: a key id or slot already stored must hold the identical key.
+pub(crate) fn import_step(
+    exported: &crate::ExportedKey,
+    stored: Option<&ContentKey>,
+    slot_kid: Option<KeyId>,
+) -> Result<ImportStep> {
+    let key = &exported.key;
+    let slot = exported.slot();
+    if exported.slotted && slot.is_none() {
+        return Err(conflict(
+            key.kid,
+            "marked as bound to a key slot but has no track type".into(),
+        ));
+    }
+    if let (Some(slot), Some(slot_kid)) = (&slot, slot_kid)
+        && slot_kid != key.kid
+    {
+        return Err(conflict(
+            key.kid,
+            format!("{} already holds key id {slot_kid}", describe_slot(slot)),
+        ));
+    }
+    match stored {
+        None => Ok(ImportStep::Insert(slot)),
+        Some(stored) => {
+            let same =
+                stored.content_id == key.content_id && stored.key == key.key && stored.iv == key.iv;
+            if !same {
+                return Err(conflict(
+                    key.kid,
+                    "already stored with another content, key or IV".into(),
+                ));
+            }
+            Ok(ImportStep::Present(slot.filter(|_| slot_kid.is_none())))
+        }
+    }
+}
+
 /// The key to store for a request that found nothing, and the slot to bind it to (if any).
 pub(crate) fn new_key(request: &KeyRequest) -> (ContentKey, Option<&KeySlot>) {
     match request {

@@ -675,6 +675,10 @@ impl KeyStore for SqliteStore {
         self.core.list_contents(tenant, search, after, limit).await
     }
 
+    async fn tenants_with_keys(&self) -> Result<Vec<TenantId>> {
+        self.core.tenants_with_keys().await
+    }
+
     async fn export_keys(&self, tenant: &TenantId) -> Result<Vec<crate::ExportedKey>> {
         self.core.export_keys(tenant).await
     }

@@ -10,11 +10,12 @@ use time::OffsetDateTime;
 use super::{Core, db_error, fetch_slot};
 use crate::columns::{
     AuditRow, CredentialRow, FullKeyRow, TenantRow, corrupt, from_unix, key_ids_column,
-    period_text, unix_column, unix_ms,
+    unix_column, unix_ms,
 };
+use crate::rules::{self, ImportStep};
 use crate::{
     AuditEvent, AuditQuery, ContentSummary, ExportedKey, ImportOutcome, Registry, Result,
-    RotationReport, StoreError, StoredCredential, StoredTenant,
+    RotationReport, StoredCredential, StoredTenant,
 };
 
 /// Rows re-sealed per transaction during a master key rotation: small enough that key
@@ -348,6 +349,18 @@ impl Core {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
+    pub(super) async fn tenants_with_keys(&self) -> Result<Vec<TenantId>> {
+        let tenants: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT tenant FROM content_keys ORDER BY tenant")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(|e| db_error("cannot list tenants with keys", e))?;
+        tenants
+            .iter()
+            .map(|t| TenantId::parse(t).map_err(|e| corrupt(t, e)))
+            .collect()
+    }
+
     pub(super) async fn export_keys(&self, tenant: &TenantId) -> Result<Vec<ExportedKey>> {
         let rows: Vec<FullKeyRow> = sqlx::query_as(
             "SELECT k.tenant, k.kid, k.content_id, k.sealed_key, k.iv, k.track_type, k.period, k.origin, \
@@ -383,62 +396,22 @@ impl Core {
             let mut outcome = ImportOutcome::default();
             for exported in keys {
                 let key = &exported.key;
-                let slot = exported
-                    .slotted
-                    .then(|| {
-                        key.track_type.clone().map(|track_type| KeySlot {
-                            content_id: key.content_id.clone(),
-                            track_type,
-                            period: key.period,
-                        })
-                    })
-                    .flatten();
-                if exported.slotted && slot.is_none() {
-                    return Err(StoreError::Conflict {
-                        kid: key.kid,
-                        reason: "marked as bound to a key slot but has no track type".into(),
-                    });
-                }
                 let stored = self.fetch_key(conn, tenant, &key.kid).await?;
-                let slot_kid = match &slot {
-                    Some(slot) => fetch_slot(conn, tenant, slot).await?,
+                let slot_kid = match exported.slot() {
+                    Some(slot) => fetch_slot(conn, tenant, &slot).await?,
                     None => None,
                 };
-                if let Some(slot_kid) = slot_kid
-                    && slot_kid != key.kid
-                {
-                    return Err(StoreError::Conflict {
-                        kid: key.kid,
-                        reason: format!(
-                            "its slot ({}, {}, {}) already holds key id {slot_kid}",
-                            key.content_id,
-                            key.track_type.as_ref().map_or("-", |t| t.as_str()),
-                            period_text(key.period)
-                        ),
-                    });
-                }
-                match stored {
-                    Some(stored) => {
-                        let same = stored.content_id == key.content_id
-                            && stored.key == key.key
-                            && stored.iv == key.iv;
-                        if !same {
-                            return Err(StoreError::Conflict {
-                                kid: key.kid,
-                                reason: "already stored with another content, key or IV".into(),
-                            });
-                        }
-                        if let Some(slot) = &slot
-                            && slot_kid.is_none()
-                        {
-                            bind_slot(conn, tenant, slot, &key.kid).await?;
-                        }
-                        outcome.already_present += 1;
-                    }
-                    None => {
+                match rules::import_step(exported, stored.as_ref(), slot_kid)? {
+                    ImportStep::Insert(slot) => {
                         self.insert_key(conn, tenant, key, slot.as_ref(), exported.created_at)
                             .await?;
                         outcome.imported += 1;
+                    }
+                    ImportStep::Present(unbound) => {
+                        if let Some(slot) = unbound {
+                            bind_slot(conn, tenant, &slot, &key.kid).await?;
+                        }
+                        outcome.already_present += 1;
                     }
                 }
             }
