@@ -1291,6 +1291,7 @@ async fn audit(
             .map(|t| parse_time("until", t))
             .transpose()?,
         before_id: q.before_id,
+        after_id: None,
         limit: q.limit.unwrap_or(100).clamp(1, 10_000),
     };
     // What this node queued is committed first, so a query sees every answered request.

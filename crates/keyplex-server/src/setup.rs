@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use keyplex_crypto::master::MasterKey;
-use keyplex_store::SqliteStore;
+use keyplex_store::{KeyStore, StoreLocation};
 
 use crate::config::{BasicCredential, Config, Secret, TenantConfig};
 use crate::state::AppState;
@@ -21,10 +21,17 @@ pub enum SetupError {
     MasterKey(String),
     #[error("cannot open key store: {0}")]
     Store(String),
+    #[error("database_url: {0}")]
+    DatabaseUrl(String),
     #[error(
-        "database_url is set, but this build stores keys in SQLite only (PostgreSQL comes with the scale-out release)"
+        "the store at {store} holds rows sealed under master key(s) {unknown}, but this node's \
+         master key is {ours}: every node must use the same master key (see docs/deployment.md)"
     )]
-    DatabaseUrlUnsupported,
+    ForeignMasterKey {
+        store: String,
+        unknown: String,
+        ours: String,
+    },
     #[error("demo tenant credentials file {path}: {message}")]
     Demo { path: PathBuf, message: String },
     #[error("{0}")]
@@ -222,6 +229,53 @@ fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 }
 
 /// Opens the store for `config` and builds the server state (the master key from a file).
+/// Where the store is: `database_url` (`postgres://…`, or `sqlite://PATH`), else
+/// `<data_dir>/keyplex.sqlite`.
+pub fn store_location(config: &Config) -> Result<StoreLocation, SetupError> {
+    match &config.server.database_url {
+        Some(url) => {
+            StoreLocation::parse(url.expose()).map_err(|e| SetupError::DatabaseUrl(e.to_string()))
+        }
+        None => Ok(StoreLocation::Sqlite(
+            config.server.data_dir.join("keyplex.sqlite"),
+        )),
+    }
+}
+
+/// `KEYPLEX_DATABASE_URL` overrides `[server] database_url`.
+pub fn apply_database_url_env(config: &mut Config, env_value: Option<String>) {
+    if let Some(url) = env_value.filter(|u| !u.trim().is_empty()) {
+        config.server.database_url = Some(Secret::new(url.trim()));
+    }
+}
+
+/// Refuses to serve a store whose rows this node cannot open: a node started with another
+/// master key (a generated one, on a shared database) would answer every request "corrupt".
+async fn check_master_key(
+    store: &dyn KeyStore,
+    location: &StoreLocation,
+    master: &MasterKey,
+    next: Option<&MasterKey>,
+) -> Result<(), SetupError> {
+    let ours = master.fingerprint();
+    let next = next.map(MasterKey::fingerprint);
+    let unknown: Vec<String> = store
+        .sealing_fingerprints()
+        .await
+        .map_err(|e| SetupError::Store(e.to_string()))?
+        .into_iter()
+        .filter(|fp| *fp != ours && Some(fp) != next.as_ref())
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(SetupError::ForeignMasterKey {
+        store: location.redacted(),
+        unknown: unknown.join(", "),
+        ours,
+    })
+}
+
 pub async fn open_state(config: &Config, master: MasterKey) -> Result<AppState, SetupError> {
     let source = MasterKeySource::File(master_key_path(config));
     open_state_with(config, master, source).await
@@ -234,27 +288,30 @@ pub async fn open_state_with(
     master: MasterKey,
     source: MasterKeySource,
 ) -> Result<AppState, SetupError> {
-    if config.server.database_url.is_some() {
-        return Err(SetupError::DatabaseUrlUnsupported);
-    }
-    let db_path = config.server.data_dir.join("keyplex.sqlite");
-    let store = SqliteStore::open(&db_path, master.clone())
+    let location = store_location(config)?;
+    let store = location
+        .open(master.clone())
         .await
-        .map_err(|e| SetupError::Store(e.to_string()))?;
-    if let MasterKeySource::File(path) = &source {
-        let next = next_master_key_path(path);
-        if next.exists() {
-            let new = MasterKey::load(&next).map_err(|e| SetupError::MasterKey(e.to_string()))?;
-            tracing::warn!(old = %master.fingerprint(), new = %new.fingerprint(), "finishing an interrupted master key rotation");
-            use keyplex_store::KeyStore as _;
-            store
-                .rotate_master_key(new)
-                .await
-                .map_err(|e| SetupError::Store(e.to_string()))?;
-            promote_next_master_key(path, &master)?;
+        .map_err(|e| SetupError::Store(format!("{}: {e}", location.redacted())))?;
+    let next = match &source {
+        MasterKeySource::File(path) => {
+            let next = next_master_key_path(path);
+            next.exists()
+                .then(|| MasterKey::load(&next).map_err(|e| SetupError::MasterKey(e.to_string())))
+                .transpose()?
         }
+        MasterKeySource::Environment => None,
+    };
+    check_master_key(store.as_ref(), &location, &master, next.as_ref()).await?;
+    if let (MasterKeySource::File(path), Some(new)) = (&source, next) {
+        tracing::warn!(old = %master.fingerprint(), new = %new.fingerprint(), "finishing an interrupted master key rotation");
+        store
+            .rotate_master_key(new)
+            .await
+            .map_err(|e| SetupError::Store(e.to_string()))?;
+        promote_next_master_key(path, &master)?;
     }
-    let state = AppState::new(config, Arc::new(store), source).map_err(SetupError::State)?;
+    let state = AppState::new(config, store, source).map_err(SetupError::State)?;
     state
         .reload_tenants(true)
         .await

@@ -20,11 +20,13 @@ use keyplex_types::{
 mod cache;
 mod columns;
 pub mod conformance;
+mod copy;
 pub mod postgres;
 mod records;
 mod rules;
 pub mod sqlite;
 
+pub use copy::{CopyReport, copy_store};
 pub use keyplex_crypto::master::MasterKey;
 pub use postgres::PostgresStore;
 pub use records::{
@@ -32,6 +34,62 @@ pub use records::{
     RotationReport, StoredCredential, StoredTenant,
 };
 pub use sqlite::SqliteStore;
+
+/// Where a store lives: `postgres://…` (several nodes) or a SQLite file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreLocation {
+    Sqlite(std::path::PathBuf),
+    /// The URL (with its password): never print it whole.
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// Reads `postgres://…`, `postgresql://…`, `sqlite://PATH` or `sqlite:PATH`.
+    pub fn parse(url: &str) -> Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_owned()));
+        }
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            && !path.is_empty()
+        {
+            return Ok(Self::Sqlite(std::path::PathBuf::from(path)));
+        }
+        Err(StoreError::Internal(
+            "a store URL is postgres://… or sqlite://PATH".to_owned(),
+        ))
+    }
+
+    /// The location without credentials, for logs and messages.
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Self::Postgres(url) => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+                let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                let host = host.split_once('?').map_or(host, |(h, _)| h);
+                format!("{scheme}://{host}")
+            }
+        }
+    }
+
+    /// Opens the store (creating a SQLite file's database, bringing the schema up to date).
+    pub async fn open(&self, master: MasterKey) -> Result<std::sync::Arc<dyn KeyStore>> {
+        Ok(match self {
+            Self::Sqlite(path) => std::sync::Arc::new(SqliteStore::open(path, master).await?),
+            Self::Postgres(url) => std::sync::Arc::new(PostgresStore::connect(url, master).await?),
+        })
+    }
+
+    /// Brings the schema up to date and returns (safe from several nodes at once).
+    pub async fn migrate(&self) -> Result<()> {
+        match self {
+            Self::Sqlite(path) => SqliteStore::migrate_path(path).await,
+            Self::Postgres(url) => PostgresStore::migrate_url(url).await,
+        }
+    }
+}
 
 /// A candidate key: what keyplex will store if the identity it is asked under is new.
 /// Generated keys come from `keyplex_crypto::random`; supplied keys from the packager.
@@ -252,6 +310,10 @@ pub trait KeyStore: Send + Sync + 'static {
     /// creation time, slot binding); a key id or slot already stored must hold the identical
     /// key, else [`StoreError::Conflict`] and nothing is written.
     async fn import_keys(&self, tenant: &TenantId, keys: &[ExportedKey]) -> Result<ImportOutcome>;
+
+    /// Fingerprints of the master keys that sealed stored rows (keys and credentials): a node
+    /// whose keyring lacks one of them must not serve (it would answer "corrupt").
+    async fn sealing_fingerprints(&self) -> Result<Vec<String>>;
 
     /// Makes `new` the master key: every content key and credential is re-sealed under it,
     /// in small transactions, while the store keeps serving (rows not yet re-sealed still

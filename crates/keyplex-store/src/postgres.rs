@@ -12,7 +12,6 @@
 //! The in-memory key cache is safe across nodes for the reason it is safe on one: a stored
 //! key never changes, and only committed rows are cached.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -55,8 +54,12 @@ macro_rules! in_transaction {
                     .await
                     .map(|()| value)
                     .map_err(|e| classify(&format!("cannot commit {what}"), e)),
-                // Dropping `tx` rolls it back.
-                Err(e) => Err(e),
+                // Rolled back now, not when the pool next hands the connection out: until
+                // then its row locks would block every node racing for the same rows.
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    Err(e)
+                }
             };
             match outcome {
                 Ok(value) => {
@@ -248,17 +251,16 @@ impl Core {
         }
     }
 
-    /// The write path of a batch, inside its transaction: re-resolves every request and
-    /// claims what is still missing, in request order (a later request sees the rows of an
-    /// earlier one, as in SQLite). Two nodes claiming overlapping rows in different orders may
-    /// deadlock; PostgreSQL then aborts one transaction, which runs again and finds the other's
-    /// keys.
+    /// The write path of a batch, inside its transaction: locks the identities it needs (see
+    /// [`lock_identities`]), then re-resolves every request and claims what is still missing,
+    /// in request order (a later request sees the rows of an earlier one, as in SQLite).
     async fn create_missing(
         &self,
         conn: &mut PgConnection,
         tenant: &TenantId,
         requests: &[KeyRequest],
     ) -> TxResult<Vec<EnsuredKey>> {
+        lock_identities(conn, tenant, requests).await?;
         let mut answers = Vec::with_capacity(requests.len());
         for request in requests {
             answers.push(self.ensure_one(conn, tenant, request).await?);
@@ -373,6 +375,42 @@ impl Core {
             .await
             .map_err(|e| db_error("cannot get a database connection", e))
     }
+}
+
+/// Takes a transaction advisory lock per identity (key id or slot) of the batch, in one global
+/// order (sorted by hash), on whichever node: writers of overlapping batches then queue
+/// instead of claiming rows in different orders, which deadlocks in PostgreSQL's unique-index
+/// waits (and these waits are not always resolved by its deadlock detector). A hash collision
+/// only makes two unrelated writers queue.
+async fn lock_identities(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    requests: &[KeyRequest],
+) -> TxResult<()> {
+    const SEPARATOR: char = '\u{1f}';
+    let identities: Vec<String> = requests
+        .iter()
+        .map(|request| match request {
+            KeyRequest::ByKid { candidate, .. } => {
+                format!("kid{SEPARATOR}{tenant}{SEPARATOR}{}", candidate.kid)
+            }
+            KeyRequest::BySlot { slot, .. } => format!(
+                "slot{SEPARATOR}{tenant}{SEPARATOR}{}{SEPARATOR}{}{SEPARATOR}{}",
+                slot.content_id,
+                slot.track_type.as_str(),
+                slot.period.index().map_or(-1, |i| i128::from(i))
+            ),
+        })
+        .collect();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(h) FROM \
+         (SELECT DISTINCT hashtextextended(t, 11) AS h FROM unnest($1::text[]) AS t ORDER BY h) AS ordered",
+    )
+    .bind(&identities)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| classify("cannot lock the batch's key identities", e))?;
+    Ok(())
 }
 
 /// Binds `kid` to an empty slot; false when the slot (or the key id) is taken.
@@ -735,6 +773,15 @@ impl KeyStore for PostgresStore {
         self.core.import_keys(tenant, keys).await
     }
 
+    async fn sealing_fingerprints(&self) -> Result<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT master_key_id FROM content_keys UNION SELECT master_key_id FROM credentials",
+        )
+        .fetch_all(&self.core.pool)
+        .await
+        .map_err(|e| db_error("cannot read master key fingerprints", e))
+    }
+
     async fn rotate_master_key(&self, new: MasterKey) -> Result<crate::RotationReport> {
         self.core.rotate_master_key(new).await
     }
@@ -832,6 +879,8 @@ pub async fn create_test_database(server_url: &str, prefix: &str) -> Result<Stri
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
+    use std::sync::Arc;
+
     use keyplex_crypto::random;
     use keyplex_types::KeyPeriod;
 

@@ -136,6 +136,9 @@ pub struct AuditQuery {
     pub until: Option<OffsetDateTime>,
     /// Events with a smaller id only (paging backwards).
     pub before_id: Option<i64>,
+    /// Events with a larger id only, oldest (smallest id) first: reading the whole trail in
+    /// insertion order, as a store copy does.
+    pub after_id: Option<i64>,
     pub limit: u32,
 }
 

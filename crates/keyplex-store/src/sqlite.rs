@@ -114,6 +114,24 @@ impl SqliteStore {
         }))
     }
 
+    /// Brings the schema of the database at `path` up to date (creating it) and closes it.
+    pub async fn migrate_path(path: &Path) -> Result<()> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|e| db_error(&format!("cannot open {}", path.display()), e))?;
+        let outcome = migrate(&pool).await;
+        pool.close().await;
+        outcome
+    }
+
     /// A private in-memory database (for tests and throw-away demos): nothing survives the
     /// store. Reads and writes share its single connection, which is never recycled because
     /// closing it would drop the database.
@@ -689,6 +707,15 @@ impl KeyStore for SqliteStore {
         keys: &[crate::ExportedKey],
     ) -> Result<crate::ImportOutcome> {
         self.core.import_keys(tenant, keys).await
+    }
+
+    async fn sealing_fingerprints(&self) -> Result<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT master_key_id FROM content_keys UNION SELECT master_key_id FROM credentials",
+        )
+        .fetch_all(&self.core.reader)
+        .await
+        .map_err(|e| db_error("cannot read master key fingerprints", e))
     }
 
     async fn rotate_master_key(&self, new: MasterKey) -> Result<crate::RotationReport> {

@@ -229,9 +229,13 @@ impl Core {
         if let Some(before) = q.before_id {
             query.push(" AND id < ").push_bind(before);
         }
-        query
-            .push(" ORDER BY at_ms DESC, id DESC LIMIT ")
-            .push_bind(i64::from(q.limit));
+        if let Some(after) = q.after_id {
+            query.push(" AND id > ").push_bind(after);
+            query.push(" ORDER BY id LIMIT ");
+        } else {
+            query.push(" ORDER BY at_ms DESC, id DESC LIMIT ");
+        }
+        query.push_bind(i64::from(q.limit));
         let rows: Vec<AuditRow> = query
             .build_query_as()
             .fetch_all(&self.pool)
