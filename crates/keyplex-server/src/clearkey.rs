@@ -74,7 +74,7 @@ pub async fn post_licence(
     let token =
         entitlement::presented_token(&headers, entitlement::query_token(query)?.as_deref())?;
     let entitlement =
-        entitlement::verify(&state, tenant, token.as_deref(), entitlement::now_unix())?;
+        entitlement::verify(&state, tenant, token.as_deref(), entitlement::now_unix()).await?;
     let licence = licence_for(&state, tenant, &entitlement, &request).await?;
     Ok((
         StatusCode::OK,

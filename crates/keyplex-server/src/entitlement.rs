@@ -17,7 +17,6 @@
 //! Requests without a valid token never reach the store at all.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
 
 use axum::http::HeaderMap;
 use keyplex_types::{ContentId, ContentKey, KeyId};
@@ -34,8 +33,8 @@ pub struct LicenceAuth {
     /// `None` when the tenant configured no licence token keys: it delivers no licences.
     verifier: Option<JwtVerifier>,
     products: HashMap<String, Vec<ContentId>>,
-    /// `Some` when `replay_protection = true`.
-    replay: Option<ReplayGuard>,
+    /// `replay_protection = true`: every token needs a `jti`, spent in the store on first use.
+    single_use: bool,
     cors: CorsOrigins,
 }
 
@@ -45,7 +44,7 @@ impl LicenceAuth {
             return Ok(Self {
                 verifier: None,
                 products: HashMap::new(),
-                replay: None,
+                single_use: false,
                 cors: CorsOrigins::default(),
             });
         };
@@ -73,7 +72,7 @@ impl LicenceAuth {
         Ok(Self {
             verifier,
             products,
-            replay: config.replay_protection.then(ReplayGuard::default),
+            single_use: config.replay_protection,
             cors: CorsOrigins::from_config(&config.cors_origins),
         })
     }
@@ -279,8 +278,9 @@ pub fn presented_token(
 /// Verifies the entitlement token of a request for `tenant` (step 1 of the module's order):
 /// 404 when the tenant delivers no licences, 401 for a missing, forged, expired, not yet
 /// valid, malformed or replayed token, 403 for a token signed with another tenant's licence
-/// key. Reads nothing from the store.
-pub fn verify(
+/// key. Reads nothing from the store, but records the `jti` of a single-use token there (so
+/// that every node sharing the store refuses its replay).
+pub async fn verify(
     state: &AppState,
     tenant: &Tenant,
     token: Option<&str>,
@@ -318,14 +318,19 @@ pub fn verify(
         "entitlement:sub={}",
         entitlement.user.chars().take(64).collect::<String>()
     ));
-    if let Some(replay) = &licence.replay {
+    if licence.single_use {
         let Some(jti) = &entitlement.token_id else {
             return Err(ApiError::Unauthorized(
                 "this tenant accepts single-use entitlement tokens only: the token needs a jti"
                     .into(),
             ));
         };
-        if !replay.first_use(jti, entitlement.expires_at, now_unix) {
+        let forget_after = entitlement.expires_at.saturating_add(REPLAY_LEEWAY_SECONDS);
+        if !state
+            .store()
+            .spend_token_id(&tenant.id, jti, forget_after, now_unix)
+            .await?
+        {
             return Err(ApiError::Unauthorized(
                 "entitlement token already used (single use)".into(),
             ));
@@ -427,49 +432,8 @@ pub fn now_unix() -> u64 {
     u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0)
 }
 
-/// Token ids already used, remembered until the token expires (a replay after `exp` fails
-/// anyway). In memory and per process: a restart forgets them, and several nodes do not
-/// share them — sessions (a later part of issue 4) move this to the store.
-#[derive(Default)]
-struct ReplayGuard {
-    inner: Mutex<ReplayState>,
-}
-
-#[derive(Default)]
-struct ReplayState {
-    /// jti → expiry (Unix seconds).
-    used: HashMap<String, u64>,
-    /// Size at which expired entries are dropped next (amortizes the sweep).
-    sweep_at: usize,
-}
-
 /// Beyond `exp`, the verifier's leeway still accepts a token for this long.
 const REPLAY_LEEWAY_SECONDS: u64 = 30;
-const MIN_SWEEP: usize = 1024;
-
-impl ReplayGuard {
-    /// True the first time `jti` is seen (and records it), false for a replay.
-    fn first_use(&self, jti: &str, expires_at: u64, now: u64) -> bool {
-        let mut state = match self.inner.lock() {
-            Ok(guard) => guard,
-            // A panic elsewhere while holding the lock leaves a map that is still valid.
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if state.used.len() >= state.sweep_at.max(MIN_SWEEP) {
-            state.used.retain(|_, expiry| *expiry >= now);
-            state.sweep_at = state.used.len() * 2;
-        }
-        if state.used.get(jti).is_some_and(|expiry| *expiry >= now) {
-            return false;
-        }
-        state.used.insert(
-            jti.to_owned(),
-            expires_at.saturating_add(REPLAY_LEEWAY_SECONDS),
-        );
-        true
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -544,30 +508,6 @@ mod tests {
                 "{claims}: {err:?}"
             );
         }
-    }
-
-    #[test]
-    fn replay_guard_accepts_each_jti_once_until_it_expires() {
-        let guard = ReplayGuard::default();
-        assert!(guard.first_use("a", 100, 50));
-        assert!(!guard.first_use("a", 100, 60));
-        assert!(guard.first_use("b", 100, 60));
-        // Past exp + leeway the verifier refuses the token anyway; the entry may go.
-        assert!(guard.first_use("a", 300, 100 + REPLAY_LEEWAY_SECONDS + 1));
-    }
-
-    #[test]
-    fn replay_guard_forgets_expired_ids_as_it_grows() {
-        let guard = ReplayGuard::default();
-        for i in 0..(MIN_SWEEP * 3) {
-            assert!(guard.first_use(&format!("old-{i}"), 10, 5));
-        }
-        // Everything above expired at 40; the next sweep drops it.
-        for i in 0..=MIN_SWEEP {
-            assert!(guard.first_use(&format!("new-{i}"), 1_000, 500));
-        }
-        let len = guard.inner.lock().unwrap().used.len();
-        assert!(len <= MIN_SWEEP * 2, "{len} entries kept");
     }
 
     #[test]

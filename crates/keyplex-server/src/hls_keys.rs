@@ -63,7 +63,7 @@ pub async fn get_key(
     let token =
         entitlement::presented_token(&headers, entitlement::query_token(query)?.as_deref())?;
     let entitlement =
-        entitlement::verify(&state, tenant, token.as_deref(), entitlement::now_unix())?;
+        entitlement::verify(&state, tenant, token.as_deref(), entitlement::now_unix()).await?;
     let user: String = entitlement.user.chars().take(64).collect();
     let Some(key) = entitlement::covered_keys(&state, tenant, &entitlement, &[kid])
         .await?

@@ -212,7 +212,15 @@ async fn metrics(
 pub const AUDIT_PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Deletes audit events older than `[admin] audit_retention_days` (0: never).
-async fn purge_audit(state: &AppState) {
+async fn apply_retention(state: &AppState) {
+    match state
+        .store()
+        .purge_token_ids(crate::entitlement::now_unix())
+        .await
+    {
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot forget expired single-use token ids"),
+    }
     let days = state.config().admin.audit_retention_days;
     if days == 0 {
         return;
@@ -264,7 +272,7 @@ pub async fn serve_with_listener(
                         }
                         if last_purge.is_none_or(|t: std::time::Instant| t.elapsed() >= AUDIT_PURGE_EVERY) {
                             last_purge = Some(std::time::Instant::now());
-                            purge_audit(&state).await;
+                            apply_retention(&state).await;
                         }
                     }
                 }

@@ -759,7 +759,7 @@ async fn proxy<A: LicenceAdapter>(
     let upstream = upstream_of(&adapter, tenant)?;
     let token = entitlement::presented_token(&headers, query.token.as_deref())?;
     let entitlement =
-        entitlement::verify(&state, tenant, token.as_deref(), entitlement::now_unix())?;
+        entitlement::verify(&state, tenant, token.as_deref(), entitlement::now_unix()).await?;
     let answer = entitled_licence(
         &adapter,
         &state,

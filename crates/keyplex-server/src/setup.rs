@@ -2,7 +2,6 @@
 //! `demo` tenant.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use keyplex_crypto::master::MasterKey;
 use keyplex_store::{KeyStore, StoreLocation};

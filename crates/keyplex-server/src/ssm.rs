@@ -278,7 +278,7 @@ pub async fn post_setup(
     let token =
         entitlement::presented_token(&headers, entitlement::query_token(query)?.as_deref())?;
     let now = entitlement::now_unix();
-    let entitlement = entitlement::verify(&state, tenant, token.as_deref(), now)?;
+    let entitlement = entitlement::verify(&state, tenant, token.as_deref(), now).await?;
     if entitlement.contents.is_empty() {
         return Err(ApiError::Forbidden(
             "the entitlement token covers no content".into(),

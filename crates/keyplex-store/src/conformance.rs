@@ -41,6 +41,7 @@ pub async fn run<S: KeyStore>(store: Arc<S>) {
     sessions_live_until_they_expire_or_close(&*store).await;
     session_limit_counts_live_sessions_per_user(&*store).await;
     racing_session_openings_respect_the_limit(&store).await;
+    token_ids_are_spent_once(&store).await;
     admin::run_all(&store).await;
 }
 
@@ -877,6 +878,73 @@ async fn racing_identical_requests_create_one_key<S: KeyStore>(store: &Arc<S>) {
         2,
         "racing requests: exactly one key per identity was created"
     );
+}
+
+async fn token_ids_are_spent_once<S: KeyStore>(store: &Arc<S>) {
+    let scenario = "single-use token ids";
+    let tenant = new_tenant();
+    let other = new_tenant();
+    let now = 1_900_000_000;
+    assert!(
+        store
+            .spend_token_id(&tenant, "t-1", now + 60, now)
+            .await
+            .unwrap(),
+        "{scenario}: first use"
+    );
+    assert!(
+        !store
+            .spend_token_id(&tenant, "t-1", now + 60, now + 1)
+            .await
+            .unwrap(),
+        "{scenario}: replay"
+    );
+    assert!(
+        store
+            .spend_token_id(&other, "t-1", now + 60, now)
+            .await
+            .unwrap(),
+        "{scenario}: per tenant"
+    );
+    // Once the first use has expired the id is free again (its token is expired anyway).
+    assert!(
+        store
+            .spend_token_id(&tenant, "t-1", now + 200, now + 61)
+            .await
+            .unwrap(),
+        "{scenario}: after expiry"
+    );
+    assert!(
+        store.purge_token_ids(now + 500).await.unwrap() >= 2,
+        "{scenario}: purge"
+    );
+    assert!(
+        store
+            .spend_token_id(&tenant, "t-1", now + 600, now + 501)
+            .await
+            .unwrap(),
+        "{scenario}: purged"
+    );
+
+    // Racing presentations of one id: exactly one wins.
+    let mut racers = Vec::new();
+    for _ in 0..RACERS {
+        let store = store.clone();
+        let tenant = tenant.clone();
+        racers.push(tokio::spawn(async move {
+            store
+                .spend_token_id(&tenant, "raced", now + 60, now)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for racer in racers {
+        if racer.await.unwrap() {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1, "{scenario}: racing uses");
 }
 
 fn new_session(user: &str, now: u64, lifetime: u64) -> NewSession {

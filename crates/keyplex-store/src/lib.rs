@@ -249,6 +249,20 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Ends a session (teardown). True when a live session was closed.
     async fn close_session(&self, tenant: &TenantId, id: &str, now: u64) -> Result<bool>;
 
+    /// Records that an entitlement token id was presented: true the first time (or once the
+    /// id's earlier use has expired), false for a replay. Atomic across every node sharing
+    /// the store. `expires_at` (Unix seconds) is when the id may be forgotten.
+    async fn spend_token_id(
+        &self,
+        tenant: &TenantId,
+        jti: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool>;
+
+    /// Forgets token ids that expired before `now`; the count.
+    async fn purge_token_ids(&self, now: u64) -> Result<u64>;
+
     /// How many sessions are live at `now`, of one tenant or of all.
     async fn count_live_sessions(&self, tenant: Option<&TenantId>, now: u64) -> Result<u64>;
 

@@ -694,6 +694,42 @@ impl KeyStore for PostgresStore {
         Ok(live.unwrap_or(false))
     }
 
+    async fn spend_token_id(
+        &self,
+        tenant: &TenantId,
+        jti: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool> {
+        // One statement: the row lock decides between nodes presenting the same id at once.
+        let first = sqlx::query(
+            "INSERT INTO used_token_ids (tenant, jti, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (tenant, jti) DO UPDATE SET expires_at = excluded.expires_at \
+             WHERE used_token_ids.expires_at < $4",
+        )
+        .bind(tenant.as_str())
+        .bind(jti)
+        .bind(unix_column(expires_at)?)
+        .bind(unix_column(now)?)
+        .execute(&self.core.pool)
+        .await
+        .map_err(|e| db_error("cannot record a token id", e))?
+        .rows_affected()
+            == 1;
+        Ok(first)
+    }
+
+    async fn purge_token_ids(&self, now: u64) -> Result<u64> {
+        Ok(
+            sqlx::query("DELETE FROM used_token_ids WHERE expires_at < $1")
+                .bind(unix_column(now)?)
+                .execute(&self.core.pool)
+                .await
+                .map_err(|e| db_error("cannot purge token ids", e))?
+                .rows_affected(),
+        )
+    }
+
     async fn count_live_sessions(&self, tenant: Option<&TenantId>, now: u64) -> Result<u64> {
         let count: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM sessions WHERE ($1::text IS NULL OR tenant = $1::text) AND expires_at > $2",

@@ -638,6 +638,22 @@ impl KeyStore for SqliteStore {
         Ok(deleted.is_some_and(|row| row.get::<bool, _>(0)))
     }
 
+    async fn spend_token_id(
+        &self,
+        tenant: &TenantId,
+        jti: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool> {
+        self.core
+            .spend_token_id(tenant, jti, unix_column(expires_at)?, unix_column(now)?)
+            .await
+    }
+
+    async fn purge_token_ids(&self, now: u64) -> Result<u64> {
+        self.core.purge_token_ids(unix_column(now)?).await
+    }
+
     async fn count_live_sessions(&self, tenant: Option<&TenantId>, now: u64) -> Result<u64> {
         self.core.count_live_sessions(tenant, now).await
     }

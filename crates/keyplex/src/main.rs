@@ -42,6 +42,23 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Bring the store's schema up to date and exit (safe to run from several nodes at once).
+    Migrate {
+        /// TOML configuration file (its `database_url`, else `<data_dir>/keyplex.sqlite`).
+        #[arg(long, env = "KEYPLEX_CONFIG")]
+        config: Option<PathBuf>,
+        /// Data directory (overrides `[server] data_dir`).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The store to migrate: `postgres://…` or `sqlite://PATH` (overrides the config).
+        #[arg(long, env = "KEYPLEX_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+    },
+    /// Work with whole stores.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Work with PSSH boxes.
     Pssh {
         #[command(subcommand)]
@@ -66,6 +83,28 @@ enum Command {
         connection: admin_cli::Connection,
         #[command(flatten)]
         args: admin_cli::AuditArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy every tenant, credential, key and audit event of one store into another (e.g.
+    /// SQLite into PostgreSQL), then read every key back from the target and compare. Stop
+    /// the servers writing to the source first. Running it again copies only what is new.
+    Copy {
+        /// The store to read: `sqlite://PATH` or `postgres://…`.
+        #[arg(long)]
+        from: String,
+        /// The store to write: `postgres://…` or `sqlite://PATH`.
+        #[arg(long)]
+        to: String,
+        /// The master key file both stores are sealed under (else `KEYPLEX_MASTER_KEY`, else
+        /// the configuration's master key).
+        #[arg(long)]
+        master_key_file: Option<PathBuf>,
+        /// TOML configuration file, for its master key settings.
+        #[arg(long, env = "KEYPLEX_CONFIG")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -101,6 +140,20 @@ fn main() -> Result<()> {
             listen,
             data,
         } => serve(config, listen, data),
+        Command::Migrate {
+            config,
+            data,
+            database_url,
+        } => block_on(migrate(config, data, database_url)),
+        Command::Store {
+            command:
+                StoreCommand::Copy {
+                    from,
+                    to,
+                    master_key_file,
+                    config,
+                },
+        } => block_on(store_copy(&from, &to, master_key_file, config)),
         Command::Pssh {
             command: PsshCommand::Decode { input },
         } => pssh_decode(&input),
@@ -118,6 +171,94 @@ fn block_on(f: impl std::future::Future<Output = Result<()>>) -> Result<()> {
         .enable_all()
         .build()?
         .block_on(f)
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config> {
+    Ok(match path {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    })
+}
+
+async fn migrate(
+    config: Option<PathBuf>,
+    data: Option<PathBuf>,
+    database_url: Option<String>,
+) -> Result<()> {
+    let mut config = load_config(config.as_ref())?;
+    if let Some(data) = data {
+        config.server.data_dir = data;
+    }
+    setup::apply_database_url_env(&mut config, database_url);
+    let location = setup::store_location(&config)?;
+    if let keyplex_store::StoreLocation::Sqlite(path) = &location
+        && let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        setup::ensure_data_dir(dir)?;
+    }
+    location
+        .migrate()
+        .await
+        .with_context(|| format!("migrating {}", location.redacted()))?;
+    println!("keyplex: {} is up to date", location.redacted());
+    Ok(())
+}
+
+async fn store_copy(
+    from: &str,
+    to: &str,
+    master_key_file: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> Result<()> {
+    let mut config = load_config(config.as_ref())?;
+    if let Some(file) = master_key_file {
+        config.server.master_key_file = Some(file);
+    }
+    let env_key = std::env::var("KEYPLEX_MASTER_KEY").ok();
+    let key_path = config
+        .server
+        .master_key_file
+        .clone()
+        .unwrap_or_else(|| config.server.data_dir.join("master.key"));
+    // Copying never creates a master key: one that does not exist seals nothing yet.
+    let master = match env_key {
+        Some(hex) => keyplex_store::MasterKey::from_hex(hex.trim())
+            .map_err(|e| anyhow::anyhow!("KEYPLEX_MASTER_KEY: {e}"))?,
+        None => keyplex_store::MasterKey::load(&key_path)
+            .with_context(|| format!("reading the master key {}", key_path.display()))?,
+    };
+    let from = keyplex_store::StoreLocation::parse(from).context("--from")?;
+    let to = keyplex_store::StoreLocation::parse(to).context("--to")?;
+    if from == to {
+        anyhow::bail!("--from and --to are the same store");
+    }
+    let source = from
+        .open(master.clone())
+        .await
+        .with_context(|| format!("opening {}", from.redacted()))?;
+    let target = to
+        .open(master)
+        .await
+        .with_context(|| format!("opening {}", to.redacted()))?;
+    let report = keyplex_store::copy_store(source.as_ref(), target.as_ref())
+        .await
+        .with_context(|| format!("copying {} into {}", from.redacted(), to.redacted()))?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "from": from.redacted(),
+            "to": to.redacted(),
+            "tenants_copied": report.tenants_copied,
+            "credentials_copied": report.credentials_copied,
+            "keys_copied": report.keys_copied,
+            "keys_already_present": report.keys_already_present,
+            "keys_verified": report.keys_verified,
+            "audit_events_copied": report.audit_events_copied,
+            "audit_skipped": report.audit_skipped,
+        })
+    );
+    Ok(())
 }
 
 fn client_command(command: ClientCommand) -> Result<()> {
@@ -174,10 +315,8 @@ fn serve(
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn")),
         )
         .init();
-    let mut config = match &config_path {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
+    let mut config = load_config(config_path.as_ref())?;
+    setup::apply_database_url_env(&mut config, std::env::var("KEYPLEX_DATABASE_URL").ok());
     if let Some(listen) = listen {
         config.server.listen = listen;
     }

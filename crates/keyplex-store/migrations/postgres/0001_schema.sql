@@ -99,3 +99,14 @@ CREATE TABLE audit_events (
 
 CREATE INDEX audit_by_content ON audit_events (tenant, content_id, at_ms);
 CREATE INDEX audit_by_time ON audit_events (at_ms);
+
+-- Entitlement token ids already presented (single-use tokens), shared by every node; see
+-- migrations/sqlite/0004_used_token_ids.sql.
+CREATE TABLE used_token_ids (
+    tenant     TEXT    NOT NULL,
+    jti        TEXT    NOT NULL,
+    expires_at BIGINT  NOT NULL,
+    PRIMARY KEY (tenant, jti)
+);
+
+CREATE INDEX used_token_ids_by_expiry ON used_token_ids (expires_at);

@@ -337,6 +337,46 @@ impl Core {
             .collect()
     }
 
+    pub(super) async fn spend_token_id(
+        &self,
+        tenant: &TenantId,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool> {
+        self.write("a token id", async |conn| {
+            // Inserted, or an expired earlier use replaced: the first (valid) use.
+            let first = sqlx::query(
+                "INSERT INTO used_token_ids (tenant, jti, expires_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (tenant, jti) DO UPDATE SET expires_at = excluded.expires_at \
+                 WHERE used_token_ids.expires_at < ?4",
+            )
+            .bind(tenant.as_str())
+            .bind(jti)
+            .bind(expires_at)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| db_error("cannot record a token id", e))?
+            .rows_affected()
+                == 1;
+            Ok(first)
+        })
+        .await
+    }
+
+    pub(super) async fn purge_token_ids(&self, now: i64) -> Result<u64> {
+        self.write("a token id purge", async |conn| {
+            sqlx::query("DELETE FROM used_token_ids WHERE expires_at < ?")
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(|e| db_error("cannot purge token ids", e))
+        })
+        .await
+    }
+
     pub(super) async fn count_live_sessions(
         &self,
         tenant: Option<&TenantId>,
