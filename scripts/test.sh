@@ -11,6 +11,12 @@ step "PostgreSQL (for the multi-node store): start it if it is down"
 if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start 2>/dev/null || true
 fi
+PG_URL="${KEYPLEX_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+for _ in $(seq 1 30); do pg_isready -q -d "$PG_URL" && break; sleep 1; done
+pg_isready -d "$PG_URL" || { echo "PostgreSQL is not answering at $PG_URL" >&2; exit 1; }
+# Every store and cluster test creates its own database (keyplex_*_test_*); drop earlier runs'.
+psql "$PG_URL" -qAt -c "SELECT datname FROM pg_database WHERE datname LIKE 'keyplex\_%test\_%'" |
+  while read -r db; do psql "$PG_URL" -q -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"; done
 
 step "Python checkers (.venv)"
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi

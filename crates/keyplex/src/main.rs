@@ -312,7 +312,7 @@ fn serve(
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KEYPLEX_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn,sqlx::postgres::notice=warn")),
         )
         .init();
     let mut config = load_config(config_path.as_ref())?;
@@ -374,7 +374,8 @@ async fn run(mut config: Config) -> Result<()> {
         ),
         None => {}
     }
-    tracing::info!(%addr, data_dir = %config.server.data_dir.display(), "keyplex listening");
+    let store = setup::store_location(&config)?.redacted();
+    tracing::info!(%addr, %store, data_dir = %config.server.data_dir.display(), "keyplex listening");
     keyplex_server::serve_with_listener(state, listener, shutdown_signal()).await?;
     Ok(())
 }
