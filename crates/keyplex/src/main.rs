@@ -311,8 +311,11 @@ fn serve(
 ) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KEYPLEX_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn,sqlx::postgres::notice=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("KEYPLEX_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(
+                    "info,tower_http=warn,sqlx::postgres::notice=warn",
+                )
+            }),
         )
         .init();
     let mut config = load_config(config_path.as_ref())?;

@@ -443,10 +443,8 @@ async fn tenants_and_credentials_change_without_restart_and_survive_one() {
     let hooli = get(&server, "/admin/v1/tenants/hooli").await;
     assert_eq!(hooli["credentials"].as_array().unwrap().len(), 1);
     assert_eq!(hooli["credentials"][0]["source"], "admin");
-    // The credential secret is sealed at rest: not in the database file in the clear.
-    let db = std::fs::read(server.data_dir.path().join("keyplex.sqlite")).unwrap();
-    let wal = std::fs::read(server.data_dir.path().join("keyplex.sqlite-wal")).unwrap_or_default();
-    for bytes in [&db, &wal] {
+    // The credential secret is sealed at rest: not in the database in the clear.
+    for bytes in &crate::common::stored_bytes(&server) {
         assert!(
             !bytes.windows(24).any(|w| w == b"the-new-encoder-password"),
             "secret in the clear"

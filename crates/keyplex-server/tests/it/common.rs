@@ -51,6 +51,50 @@ pub fn vector(rel: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("vector {}: {e}", path.display()))
 }
 
+/// With `KEYPLEX_IT_STORE=postgres` (a second pass of `scripts/test.sh`), every test server
+/// keeps its store in a fresh PostgreSQL database instead of SQLite. The database's URL is
+/// kept in the data directory, so that a restarted server finds the same database.
+async fn use_postgres_if_asked(config: &mut Config, data_dir: &std::path::Path) {
+    if std::env::var("KEYPLEX_IT_STORE").as_deref() != Ok("postgres")
+        || config.server.database_url.is_some()
+    {
+        return;
+    }
+    let marker = data_dir.join("test-database-url");
+    let url = match std::fs::read_to_string(&marker) {
+        Ok(url) => url,
+        Err(_) => {
+            let url = keyplex_store::postgres::create_test_database(
+                &keyplex_store::postgres::test_server_url(),
+                "keyplex_it_test",
+            )
+            .await
+            .expect("KEYPLEX_IT_STORE=postgres needs PostgreSQL (127.0.0.1:5432)");
+            std::fs::write(&marker, &url).unwrap();
+            url
+        }
+    };
+    config.server.database_url = Some(keyplex_server::config::Secret::new(url));
+}
+
+/// Everything the server's store holds on disk: the SQLite file and its WAL, or a `pg_dump`
+/// of its PostgreSQL database (for "nothing secret in the clear" checks).
+pub fn stored_bytes(server: &TestServer) -> Vec<Vec<u8>> {
+    let dir = server.data_dir.path();
+    if let Ok(url) = std::fs::read_to_string(dir.join("test-database-url")) {
+        let dump = std::process::Command::new("pg_dump")
+            .arg(url)
+            .output()
+            .expect("pg_dump");
+        assert!(dump.status.success(), "pg_dump failed");
+        assert!(!dump.stdout.is_empty());
+        return vec![dump.stdout];
+    }
+    let db = std::fs::read(dir.join("keyplex.sqlite")).unwrap();
+    let wal = std::fs::read(dir.join("keyplex.sqlite-wal")).unwrap_or_default();
+    vec![db, wal]
+}
+
 pub struct TestServer {
     pub base: String,
     pub client: reqwest::Client,
@@ -86,6 +130,7 @@ impl TestServer {
         let mut config = Config::from_toml(std::path::Path::new("test.toml"), &toml).unwrap();
         config.server.data_dir = data_dir.path().to_owned();
         tweak(&mut config);
+        use_postgres_if_asked(&mut config, data_dir.path()).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let base = format!("http://{addr}");
