@@ -76,12 +76,17 @@ def test_master_key_from_environment_and_a_wrong_one_is_refused(keyplex_bin, tmp
     assert status == 200
     stop(proc)
 
-    # Another master key cannot read the stored key: keyplex refuses rather than invent one.
-    proc, base = start(keyplex_bin, tmp_path, {"KEYPLEX_MASTER_KEY": os.urandom(32).hex()})
-    status, body = cpix(base, "demo", password, kid)
-    stop(proc)
-    assert status == 500, body
-    assert "PlainValue" not in body
+    # Another master key cannot read the stored key: keyplex refuses to start on this store
+    # (rather than answer every request "corrupt", or invent keys), naming the fingerprints.
+    other = os.urandom(32).hex()
+    refused = subprocess.run(
+        [str(keyplex_bin), "serve", "--listen", f"127.0.0.1:{keyplex_proc.free_port()}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "KEYPLEX_MASTER_KEY": other},
+    )
+    assert refused.returncode != 0
+    assert "same master key" in refused.stderr, refused.stderr
+    assert other not in refused.stderr and key_a not in refused.stderr
 
     proc, base = start(keyplex_bin, tmp_path, {"KEYPLEX_MASTER_KEY": key_a})
     status, again = cpix(base, "demo", password, kid)

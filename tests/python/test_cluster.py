@@ -202,6 +202,20 @@ def test_concurrent_requests_over_three_nodes_make_one_key_per_slot(cluster):
         slots = [(k.get("track_type"), k.get("period")) for k in listed["keys"]]
         assert len(slots) == 3 and len(set(slots)) == 3, listed
 
+    # The dashboard of any node counts the requests all three answered (each node adds its
+    # counts to the database every 2 seconds).
+    deadline = time.time() + 8
+    while True:
+        status, stats = admin(nodes[1].base, "GET", "/admin/v1/stats?tenant=acme&window=300")
+        assert status == 200, stats
+        created = stats["totals"]["keys_created"].get("nagra", 0)
+        requested = stats["totals"]["key_requests"].get("nagra", 0)
+        if (created >= 30 and requested >= 200) or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert stats["totals"]["key_requests"].get("nagra", 0) >= 200, stats["totals"]
+    assert created >= 30, stats["totals"]
+
 
 def test_sessions_move_between_nodes_and_the_stream_limit_holds_across_them(cluster):
     a, b, c = (n.base for n in cluster["nodes"])

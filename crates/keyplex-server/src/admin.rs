@@ -1379,7 +1379,13 @@ async fn stats(
     let now = crate::entitlement::now_unix();
     let view = state
         .telemetry()
-        .stats(tenant.as_ref().map(|t| t.id.as_str()), window, now);
+        .stats(
+            state.store(),
+            tenant.as_ref().map(|t| t.id.as_str()),
+            window,
+            now,
+        )
+        .await?;
     let sessions = state
         .store()
         .count_live_sessions(tenant.as_ref().map(|t| &t.id), now)

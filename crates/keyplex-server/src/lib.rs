@@ -221,6 +221,11 @@ async fn apply_retention(state: &AppState) {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot forget expired single-use token ids"),
     }
+    // The dashboard shows a day at most.
+    let day_ago = crate::entitlement::now_unix().saturating_sub(86_400 + 3_600);
+    if let Err(e) = state.store().purge_stats(day_ago).await {
+        tracing::warn!(error = %e, "cannot delete old dashboard counts");
+    }
     let days = state.config().admin.audit_retention_days;
     if days == 0 {
         return;
@@ -244,6 +249,7 @@ pub async fn serve_with_listener(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let state_for_shutdown = state.clone();
     let flusher = {
         let state = state.clone();
         let mut stop = stop_rx.clone();
@@ -270,6 +276,9 @@ pub async fn serve_with_listener(
                         if let Err(e) = state.reload_tenants(false).await {
                             tracing::warn!(error = %e, "cannot check the tenant registry");
                         }
+                        if let Err(e) = state.telemetry().flush_stats(state.store()).await {
+                            tracing::warn!(error = %e, "cannot add dashboard counts to the store");
+                        }
                         if last_purge.is_none_or(|t: std::time::Instant| t.elapsed() >= AUDIT_PURGE_EVERY) {
                             last_purge = Some(std::time::Instant::now());
                             apply_retention(&state).await;
@@ -288,5 +297,12 @@ pub async fn serve_with_listener(
     let _ = stop_tx.send(true);
     let _ = poller.await;
     let _ = flusher.await;
+    if let Err(e) = state_for_shutdown
+        .telemetry()
+        .flush_stats(state_for_shutdown.store())
+        .await
+    {
+        tracing::warn!(error = %e, "cannot add the last dashboard counts to the store");
+    }
     served
 }

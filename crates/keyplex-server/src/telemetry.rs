@@ -2,10 +2,14 @@
 //! feeds (`GET /metrics`), the per-tenant time series behind the dashboard
 //! (`GET /admin/v1/stats`), and the audit events of deliveries and licence decisions.
 //!
+//! The time series are counted in the node for a moment, then added to the store (every 2 s,
+//! and before each read), so the dashboard shows the whole service, whichever node serves it
+//! and however many nodes share the database. Prometheus metrics stay per node (scrape each).
+//!
 //! Labels are bounded: tenants (operator-defined, few), interface and DRM names (fixed sets),
 //! status codes and outcome words. Never content ids or key ids.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -13,7 +17,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use keyplex_store::{AuditAction, AuditEvent};
+use keyplex_store::{AuditAction, AuditEvent, KeyStore, StatsCount};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -263,9 +267,36 @@ impl Telemetry {
         self.series.observe(request);
     }
 
-    /// The dashboard's view of one tenant (or all) over the last `window`.
-    pub fn stats(&self, tenant: Option<&str>, window: Window, now: u64) -> StatsView {
-        self.series.view(tenant, window, now)
+    /// Adds what this node counted since the last flush to the store. On failure the counts
+    /// are kept for the next flush.
+    pub async fn flush_stats(&self, store: &dyn KeyStore) -> Result<(), keyplex_store::StoreError> {
+        let counts = self.series.take();
+        if counts.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = store.add_stats(&counts).await {
+            self.series.put_back(counts);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The dashboard's view of one tenant (or all) over the last `window`: this node's counts
+    /// are flushed first, so the view includes every request it answered.
+    pub async fn stats(
+        &self,
+        store: &dyn KeyStore,
+        tenant: Option<&str>,
+        window: Window,
+        now: u64,
+    ) -> Result<StatsView, keyplex_store::StoreError> {
+        if let Err(e) = self.flush_stats(store).await {
+            tracing::warn!(error = %e, "cannot add dashboard counts to the store");
+        }
+        let end = now - now % window.bucket_seconds + window.bucket_seconds;
+        let first = end.saturating_sub(window.seconds);
+        let counts = store.read_stats(tenant, first, end).await?;
+        Ok(view(&counts, window, first, end, now))
     }
 }
 
@@ -396,7 +427,7 @@ fn audit_event(request: &Finished<'_>, client: String) -> Option<AuditEvent> {
 /// Resolution of the stored series.
 const BUCKET_SECONDS: u64 = 10;
 /// How far back the series go (24 h).
-const KEPT_BUCKETS: usize = 8_640;
+const KEPT_SECONDS: u64 = 86_400;
 
 /// A window the dashboard can show, with the bucket size it is shown in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -453,17 +484,31 @@ fn latency_bound_ms(bucket: usize) -> f64 {
     50e-3 * 1.5f64.powi(i32::try_from(bucket).unwrap_or(i32::MAX))
 }
 
-#[derive(Default)]
-struct Bucket {
-    start: u64,
-    counts: HashMap<(Measure, &'static str), u64>,
-    latency: HashMap<&'static str, [u32; LATENCY_BUCKETS]>,
+impl Measure {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::KeyRequests => "key_requests",
+            Self::KeysCreated => "keys_created",
+            Self::KeysServed => "keys_served",
+            Self::LicencesGranted => "licences_granted",
+            Self::LicencesDenied => "licences_denied",
+            Self::Errors => "errors",
+        }
+    }
 }
 
+/// `stats_counts.measure` of latency observations (`slot`: the histogram bucket).
+const LATENCY_MEASURE: &str = "latency";
+/// `stats_counts.slot` of plain counts.
+const NO_SLOT: i32 = -1;
+
+/// A row of `stats_counts` being counted: (tenant, bucket start, measure, name, slot).
+type StatsKey = (String, u64, &'static str, String, i32);
+
+/// Counts of this node not yet added to the store.
 #[derive(Default)]
 struct Series {
-    /// Tenant → its buckets, oldest first.
-    tenants: Mutex<HashMap<String, VecDeque<Bucket>>>,
+    pending: Mutex<HashMap<StatsKey, u64>>,
 }
 
 impl Series {
@@ -477,26 +522,15 @@ impl Series {
         }
         let now = unix_now();
         let start = now - now % BUCKET_SECONDS;
-        let mut tenants = match self.tenants.lock() {
-            Ok(t) => t,
+        let mut pending = match self.pending.lock() {
+            Ok(p) => p,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let buckets = tenants.entry(tenant.to_owned()).or_default();
-        if buckets.back().is_none_or(|b| b.start < start) {
-            buckets.push_back(Bucket {
-                start,
-                ..Bucket::default()
-            });
-            while buckets.len() > KEPT_BUCKETS {
-                buckets.pop_front();
-            }
-        }
-        let Some(bucket) = buckets.back_mut() else {
-            return;
-        };
-        let mut add = |measure: Measure, name: &'static str, n: u64| {
+        let mut add = |measure: &'static str, name: &str, slot: i32, n: u64| {
             if n > 0 {
-                *bucket.counts.entry((measure, name)).or_default() += n;
+                *pending
+                    .entry((tenant.to_owned(), start, measure, name.to_owned(), slot))
+                    .or_default() += n;
             }
         };
         let interface = request.interface.as_str();
@@ -507,70 +541,125 @@ impl Series {
             } else {
                 Measure::LicencesDenied
             };
-            add(measure, drm, 1);
+            add(measure.as_str(), drm, NO_SLOT, 1);
             if !request.ok() {
-                add(Measure::Errors, drm, 1);
+                add(Measure::Errors.as_str(), drm, NO_SLOT, 1);
             }
         } else {
-            add(Measure::KeyRequests, interface, 1);
-            add(Measure::KeysCreated, interface, notes.keys_created);
-            add(Measure::KeysServed, interface, notes.keys_stored);
+            add(Measure::KeyRequests.as_str(), interface, NO_SLOT, 1);
+            add(
+                Measure::KeysCreated.as_str(),
+                interface,
+                NO_SLOT,
+                notes.keys_created,
+            );
+            add(
+                Measure::KeysServed.as_str(),
+                interface,
+                NO_SLOT,
+                notes.keys_stored,
+            );
             if !request.ok() {
-                add(Measure::Errors, interface, 1);
+                add(Measure::Errors.as_str(), interface, NO_SLOT, 1);
             }
         }
         let name = request.licence_decision().map_or(interface, |(drm, _)| drm);
-        let histogram = bucket.latency.entry(name).or_insert([0; LATENCY_BUCKETS]);
-        if let Some(slot) = histogram.get_mut(latency_bucket(request.elapsed)) {
-            *slot += 1;
-        }
+        let slot = i32::try_from(latency_bucket(request.elapsed)).unwrap_or(i32::MAX);
+        add(LATENCY_MEASURE, name, slot, 1);
     }
 
-    fn view(&self, tenant: Option<&str>, window: Window, now: u64) -> StatsView {
-        let end = now - now % window.bucket_seconds + window.bucket_seconds;
-        let first = end.saturating_sub(window.seconds);
-        let mut out: Vec<StatsBucket> = (0..window.seconds / window.bucket_seconds)
-            .map(|i| StatsBucket::empty(first + i * window.bucket_seconds))
-            .collect();
-        let mut totals = StatsBucket::empty(first);
-        let mut latency: BTreeMap<&'static str, [u64; LATENCY_BUCKETS]> = BTreeMap::new();
-        let tenants = match self.tenants.lock() {
-            Ok(t) => t,
+    fn take(&self) -> Vec<StatsCount> {
+        let mut pending = match self.pending.lock() {
+            Ok(p) => p,
             Err(poisoned) => poisoned.into_inner(),
         };
-        for (name, buckets) in tenants.iter() {
-            if tenant.is_some_and(|t| t != name) {
-                continue;
-            }
-            for bucket in buckets.iter().filter(|b| b.start >= first && b.start < end) {
-                let index = usize::try_from((bucket.start - first) / window.bucket_seconds)
-                    .unwrap_or(usize::MAX);
-                let Some(slot) = out.get_mut(index) else {
-                    continue;
-                };
-                for (&(measure, key), &n) in &bucket.counts {
-                    slot.add(measure, key, n);
-                    totals.add(measure, key, n);
-                }
-                for (&key, histogram) in &bucket.latency {
-                    let total = latency.entry(key).or_insert([0; LATENCY_BUCKETS]);
-                    for (t, h) in total.iter_mut().zip(histogram) {
-                        *t += u64::from(*h);
-                    }
-                }
-            }
+        pending
+            .drain()
+            .map(
+                |((tenant, bucket_start, measure, name, slot), count)| StatsCount {
+                    tenant,
+                    bucket_start,
+                    measure: measure.to_owned(),
+                    name,
+                    slot,
+                    count,
+                },
+            )
+            .collect()
+    }
+
+    /// Counts a failed flush could not store, kept for the next one (bounded: past a day of
+    /// buckets they would be purged anyway).
+    fn put_back(&self, counts: Vec<StatsCount>) {
+        let mut pending = match self.pending.lock() {
+            Ok(p) => p,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let oldest = unix_now().saturating_sub(KEPT_SECONDS);
+        for c in counts.into_iter().filter(|c| c.bucket_start >= oldest) {
+            let measure = MEASURES
+                .iter()
+                .copied()
+                .find(|m| *m == c.measure)
+                .unwrap_or(LATENCY_MEASURE);
+            *pending
+                .entry((c.tenant, c.bucket_start, measure, c.name, c.slot))
+                .or_default() += c.count;
         }
-        StatsView {
-            window_seconds: window.seconds,
-            bucket_seconds: window.bucket_seconds,
-            now,
-            buckets: out,
-            totals: totals.counts,
-            latency_ms: latency
-                .into_iter()
-                .map(|(key, histogram)| (key.to_owned(), Percentiles::of(&histogram)))
-                .collect(),
+    }
+}
+
+/// Every `stats_counts.measure` this module writes.
+const MEASURES: [&str; 7] = [
+    "key_requests",
+    "keys_created",
+    "keys_served",
+    "licences_granted",
+    "licences_denied",
+    "errors",
+    LATENCY_MEASURE,
+];
+
+/// The dashboard's view of stored counts of buckets in `[first, end)`.
+fn view(counts: &[StatsCount], window: Window, first: u64, end: u64, now: u64) -> StatsView {
+    let mut out: Vec<StatsBucket> = (0..window.seconds / window.bucket_seconds)
+        .map(|i| StatsBucket::empty(first + i * window.bucket_seconds))
+        .collect();
+    let mut totals = StatsBucket::empty(first);
+    let mut latency: BTreeMap<String, [u64; LATENCY_BUCKETS]> = BTreeMap::new();
+    for c in counts
+        .iter()
+        .filter(|c| c.bucket_start >= first && c.bucket_start < end)
+    {
+        if c.measure == LATENCY_MEASURE {
+            let histogram = latency
+                .entry(c.name.clone())
+                .or_insert([0; LATENCY_BUCKETS]);
+            if let Some(slot) = usize::try_from(c.slot)
+                .ok()
+                .and_then(|s| histogram.get_mut(s))
+            {
+                *slot += c.count;
+            }
+            continue;
         }
+        let index =
+            usize::try_from((c.bucket_start - first) / window.bucket_seconds).unwrap_or(usize::MAX);
+        if let Some(slot) = out.get_mut(index) {
+            slot.add(&c.measure, &c.name, c.count);
+            totals.add(&c.measure, &c.name, c.count);
+        }
+    }
+    StatsView {
+        window_seconds: window.seconds,
+        bucket_seconds: window.bucket_seconds,
+        now,
+        buckets: out,
+        totals: totals.counts,
+        latency_ms: latency
+            .into_iter()
+            .map(|(key, histogram)| (key, Percentiles::of(&histogram)))
+            .collect(),
     }
 }
 
@@ -592,19 +681,13 @@ pub struct StatsBucket {
 /// (`clearkey`, `hls`, `widevine`, `playready`, `fairplay`, `prm`) for licences.
 #[derive(Debug, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct Counts {
-    #[schema(value_type = BTreeMap<String, u64>)]
-    pub key_requests: BTreeMap<&'static str, u64>,
-    #[schema(value_type = BTreeMap<String, u64>)]
-    pub keys_created: BTreeMap<&'static str, u64>,
-    #[schema(value_type = BTreeMap<String, u64>)]
-    pub keys_served: BTreeMap<&'static str, u64>,
-    #[schema(value_type = BTreeMap<String, u64>)]
-    pub licences_granted: BTreeMap<&'static str, u64>,
-    #[schema(value_type = BTreeMap<String, u64>)]
-    pub licences_denied: BTreeMap<&'static str, u64>,
+    pub key_requests: BTreeMap<String, u64>,
+    pub keys_created: BTreeMap<String, u64>,
+    pub keys_served: BTreeMap<String, u64>,
+    pub licences_granted: BTreeMap<String, u64>,
+    pub licences_denied: BTreeMap<String, u64>,
     /// Answers with status ≥ 400, per interface.
-    #[schema(value_type = BTreeMap<String, u64>)]
-    pub errors: BTreeMap<&'static str, u64>,
+    pub errors: BTreeMap<String, u64>,
 }
 
 impl StatsBucket {
@@ -615,17 +698,18 @@ impl StatsBucket {
         }
     }
 
-    fn add(&mut self, measure: Measure, key: &'static str, n: u64) {
+    fn add(&mut self, measure: &str, key: &str, n: u64) {
         let c = &mut self.counts;
         let map = match measure {
-            Measure::KeyRequests => &mut c.key_requests,
-            Measure::KeysCreated => &mut c.keys_created,
-            Measure::KeysServed => &mut c.keys_served,
-            Measure::LicencesGranted => &mut c.licences_granted,
-            Measure::LicencesDenied => &mut c.licences_denied,
-            Measure::Errors => &mut c.errors,
+            "key_requests" => &mut c.key_requests,
+            "keys_created" => &mut c.keys_created,
+            "keys_served" => &mut c.keys_served,
+            "licences_granted" => &mut c.licences_granted,
+            "licences_denied" => &mut c.licences_denied,
+            "errors" => &mut c.errors,
+            _ => return,
         };
-        *map.entry(key).or_default() += n;
+        *map.entry(key.to_owned()).or_default() += n;
     }
 }
 
@@ -699,8 +783,13 @@ mod tests {
         assert!(p.p99 >= 20.0 && p.p99 <= 30.0, "{p:?}");
     }
 
-    #[test]
-    fn licence_requests_count_per_drm_and_keys_per_interface() {
+    #[tokio::test]
+    async fn licence_requests_count_per_drm_and_keys_per_interface() {
+        let store = keyplex_store::SqliteStore::open_in_memory(
+            keyplex_store::MasterKey::generate().unwrap(),
+        )
+        .await
+        .unwrap();
         let telemetry = Telemetry::new();
         let notes = Notes {
             keys_created: 1,
@@ -721,15 +810,31 @@ mod tests {
                 notes: &notes,
             });
         }
-        let view = telemetry.stats(Some("acme"), Window::parse(300).unwrap(), unix_now());
+        let window = Window::parse(300).unwrap();
+        let view = telemetry
+            .stats(&store, Some("acme"), window, unix_now())
+            .await
+            .unwrap();
         assert_eq!(view.totals.key_requests.get("cpix"), Some(&2));
         assert_eq!(view.totals.keys_created.get("cpix"), Some(&2));
         assert_eq!(view.totals.licences_granted.get("clearkey"), Some(&1));
         assert_eq!(view.totals.licences_denied.get("clearkey"), Some(&1));
         assert_eq!(view.totals.errors.get("cpix"), Some(&1));
         assert_eq!(view.latency_ms["cpix"].count, 2);
-        let other = telemetry.stats(Some("globex"), Window::parse(300).unwrap(), unix_now());
+        let other = telemetry
+            .stats(&store, Some("globex"), window, unix_now())
+            .await
+            .unwrap();
         assert!(other.totals.key_requests.is_empty());
+        // Counts are in the store, not in the node: another node's view sees them, and they
+        // are not counted twice.
+        let another_node = Telemetry::new();
+        let seen = another_node
+            .stats(&store, Some("acme"), window, unix_now())
+            .await
+            .unwrap();
+        assert_eq!(seen.totals.key_requests.get("cpix"), Some(&2));
+        assert_eq!(seen.latency_ms["cpix"].count, 2);
         let text = telemetry.render(&[("acme".into(), 3)], 0);
         assert!(
             text.contains(

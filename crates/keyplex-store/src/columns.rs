@@ -250,6 +250,35 @@ impl AuditRow {
     }
 }
 
+#[derive(sqlx::FromRow)]
+pub(crate) struct StatsRow {
+    pub tenant: String,
+    pub bucket_start: i64,
+    pub measure: String,
+    pub name: String,
+    pub slot: i32,
+    pub count: i64,
+}
+
+impl StatsRow {
+    pub(crate) fn decode(self) -> Result<crate::StatsCount> {
+        let negative = |what: &str| corrupt("a stats row", format!("negative {what}"));
+        Ok(crate::StatsCount {
+            bucket_start: u64::try_from(self.bucket_start).map_err(|_| negative("bucket"))?,
+            count: u64::try_from(self.count).map_err(|_| negative("count"))?,
+            tenant: self.tenant,
+            measure: self.measure,
+            name: self.name,
+            slot: self.slot,
+        })
+    }
+}
+
+/// `stats_counts.count` of an addition.
+pub(crate) fn count_column(count: u64) -> Result<i64> {
+    i64::try_from(count).map_err(|_| StoreError::Internal(format!("count {count} out of range")))
+}
+
 /// `audit_events.key_ids`.
 pub(crate) fn key_ids_column(key_ids: &[KeyId]) -> String {
     key_ids

@@ -31,7 +31,7 @@ pub use keyplex_crypto::master::MasterKey;
 pub use postgres::PostgresStore;
 pub use records::{
     AuditAction, AuditEvent, AuditQuery, ContentSummary, ExportedKey, ImportOutcome, Registry,
-    RotationReport, StoredCredential, StoredTenant,
+    RotationReport, StatsCount, StoredCredential, StoredTenant,
 };
 pub use sqlite::SqliteStore;
 
@@ -301,6 +301,24 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Deletes events older than `before` (retention), in small transactions; the count.
     async fn purge_audit(&self, before: time::OffsetDateTime) -> Result<u64>;
+
+    // ---- The dashboard's time series ----
+
+    /// Adds `counts` to the stored counts (rows with the same tenant, bucket, measure, name
+    /// and slot add up), in one transaction. Several nodes add to the same rows.
+    async fn add_stats(&self, counts: &[StatsCount]) -> Result<()>;
+
+    /// The stored counts of buckets starting in `[from, until)` (Unix seconds), of one tenant
+    /// or of all.
+    async fn read_stats(
+        &self,
+        tenant: Option<&str>,
+        from: u64,
+        until: u64,
+    ) -> Result<Vec<StatsCount>>;
+
+    /// Deletes counts of buckets that started before `before`; the count of rows.
+    async fn purge_stats(&self, before: u64) -> Result<u64>;
 
     // ---- Listings, backup, rotation ----
 

@@ -398,7 +398,7 @@ async fn lock_identities(
                 "slot{SEPARATOR}{tenant}{SEPARATOR}{}{SEPARATOR}{}{SEPARATOR}{}",
                 slot.content_id,
                 slot.track_type.as_str(),
-                slot.period.index().map_or(-1, |i| i128::from(i))
+                slot.period.index().map_or(-1, i128::from)
             ),
         })
         .collect();
@@ -781,6 +781,23 @@ impl KeyStore for PostgresStore {
 
     async fn purge_audit(&self, before: time::OffsetDateTime) -> Result<u64> {
         self.core.purge_audit(before).await
+    }
+
+    async fn add_stats(&self, counts: &[crate::StatsCount]) -> Result<()> {
+        self.core.add_stats(counts).await
+    }
+
+    async fn read_stats(
+        &self,
+        tenant: Option<&str>,
+        from: u64,
+        until: u64,
+    ) -> Result<Vec<crate::StatsCount>> {
+        self.core.read_stats(tenant, from, until).await
+    }
+
+    async fn purge_stats(&self, before: u64) -> Result<u64> {
+        self.core.purge_stats(before).await
     }
 
     async fn list_contents(

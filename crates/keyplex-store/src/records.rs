@@ -193,3 +193,18 @@ pub struct RotationReport {
     /// Content keys and credentials re-sealed under the new key.
     pub rewrapped: u64,
 }
+
+/// One count of the dashboard's time series: how many `measure` events (key requests, keys
+/// created, licences granted, …, or latency observations in histogram bucket `slot`) `name`
+/// (an interface or DRM) had for `tenant` in the bucket starting at `bucket_start`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StatsCount {
+    pub tenant: String,
+    /// Unix seconds.
+    pub bucket_start: u64,
+    pub measure: String,
+    pub name: String,
+    /// -1 for plain counts; the latency histogram bucket otherwise.
+    pub slot: i32,
+    pub count: u64,
+}

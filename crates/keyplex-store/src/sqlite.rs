@@ -699,6 +699,23 @@ impl KeyStore for SqliteStore {
         self.core.purge_audit(before).await
     }
 
+    async fn add_stats(&self, counts: &[crate::StatsCount]) -> Result<()> {
+        self.core.add_stats(counts).await
+    }
+
+    async fn read_stats(
+        &self,
+        tenant: Option<&str>,
+        from: u64,
+        until: u64,
+    ) -> Result<Vec<crate::StatsCount>> {
+        self.core.read_stats(tenant, from, until).await
+    }
+
+    async fn purge_stats(&self, before: u64) -> Result<u64> {
+        self.core.purge_stats(before).await
+    }
+
     async fn list_contents(
         &self,
         tenant: &TenantId,

@@ -110,3 +110,16 @@ CREATE TABLE used_token_ids (
 );
 
 CREATE INDEX used_token_ids_by_expiry ON used_token_ids (expires_at);
+
+-- The dashboard's time series, added to by every node; see migrations/sqlite/0005_stats.sql.
+CREATE TABLE stats_counts (
+    tenant       TEXT    NOT NULL,
+    bucket_start BIGINT  NOT NULL,
+    measure      TEXT    NOT NULL,
+    name         TEXT    NOT NULL,
+    slot         INTEGER NOT NULL,
+    count        BIGINT  NOT NULL,
+    PRIMARY KEY (tenant, bucket_start, measure, name, slot)
+);
+
+CREATE INDEX stats_counts_by_time ON stats_counts (bucket_start);

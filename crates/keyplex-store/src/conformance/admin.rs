@@ -21,7 +21,76 @@ pub(super) async fn run_all<S: KeyStore>(store: &Arc<S>) {
     export_then_import_restores_identical_keys(&**store).await;
     import_refuses_conflicts_and_writes_nothing(&**store).await;
     live_sessions_are_counted(&**store).await;
+    dashboard_counts_add_up_across_writers(store).await;
     rotation_rewraps_every_key(store).await;
+}
+
+async fn dashboard_counts_add_up_across_writers<S: KeyStore>(store: &Arc<S>) {
+    let scenario = "dashboard counts";
+    let tenant = new_tenant().as_str().to_owned();
+    let other = new_tenant().as_str().to_owned();
+    let t0 = 1_000_000_000u64;
+    let count = |tenant: &str, bucket: u64, measure: &str, slot: i32, n: u64| crate::StatsCount {
+        tenant: tenant.to_owned(),
+        bucket_start: bucket,
+        measure: measure.to_owned(),
+        name: "cpix".to_owned(),
+        slot,
+        count: n,
+    };
+    // Eight writers (nodes) add to the same rows at once.
+    let mut writers = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        let batch = vec![
+            count(&tenant, t0, "key_requests", -1, 3),
+            count(&tenant, t0, "latency", 7, 1),
+            count(&tenant, t0 + 10, "key_requests", -1, 1),
+            count(&other, t0, "key_requests", -1, 5),
+        ];
+        writers.push(tokio::spawn(async move { store.add_stats(&batch).await }));
+    }
+    for writer in writers {
+        writer.await.unwrap().unwrap();
+    }
+    let mut mine = store.read_stats(Some(&tenant), t0, t0 + 20).await.unwrap();
+    mine.sort();
+    assert_eq!(
+        mine,
+        vec![
+            count(&tenant, t0, "key_requests", -1, 24),
+            count(&tenant, t0, "latency", 7, 8),
+            count(&tenant, t0 + 10, "key_requests", -1, 8),
+        ],
+        "{scenario}: sums per row"
+    );
+    assert_eq!(
+        store
+            .read_stats(Some(&tenant), t0 + 10, t0 + 11)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "{scenario}: window"
+    );
+    let all = store.read_stats(None, t0, t0 + 20).await.unwrap();
+    assert!(
+        all.iter().any(|c| c.tenant == other && c.count == 40),
+        "{scenario}: all tenants"
+    );
+    assert!(
+        store.purge_stats(t0 + 10).await.unwrap() >= 3,
+        "{scenario}: purge"
+    );
+    assert_eq!(
+        store
+            .read_stats(Some(&tenant), t0, t0 + 20)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "{scenario}: purged"
+    );
 }
 
 fn now() -> OffsetDateTime {
