@@ -12,6 +12,27 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Every server these suites start logs keyplex's own debug events, so that the secrets check
+# (`saw_key`, tests/python/conftest.py) reads the most a server would ever write.
+os.environ.setdefault("KEYPLEX_LOG", "info,keyplex=debug,keyplex_server=debug,keyplex_store=debug")
+
+# Raw content keys the tests received from servers; no server log may contain any of them.
+SEEN_KEYS: set[bytes] = set()
+
+
+def saw_key(raw: bytes) -> None:
+    """Records a content key a server answered (16 raw bytes)."""
+    if len(raw) == 16:
+        SEEN_KEYS.add(bytes(raw))
+
+
+def key_spellings(raw: bytes) -> list[str]:
+    """The ways a 16-byte key could appear in text: hex (both cases), base64, base64url."""
+    import base64
+    b64 = base64.b64encode(raw).decode()
+    return [raw.hex(), raw.hex().upper(), b64, b64.rstrip("="),
+            base64.urlsafe_b64encode(raw).decode().rstrip("=")]
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+import keyplex_proc
 from test_cli import start, stop
 
 
@@ -52,6 +53,7 @@ def cpix_key(base, tenant, user, password, content, kid=None):
     except urllib.error.HTTPError as e:
         return e.code, kid, None
     value = re.search(r"<pskc:PlainValue>([^<]+)</pskc:PlainValue>", text).group(1)
+    keyplex_proc.saw_key(base64.b64decode(value))
     return 200, kid, base64.b64decode(value)
 
 

@@ -148,12 +148,18 @@ def nagra_body(content, timestamp=None):
     return body
 
 
-def nagra_key(base, content, timestamp=None, tenant="acme", auth=PACKAGER):
+# acme rotates keys every 60 s, and a request without a timestamp gets the key of *now*: the
+# tests pin one moment so that asking again later (after a minute boundary) means the same key.
+PINNED_TIME = int(time.time())
+
+
+def nagra_key(base, content, timestamp=PINNED_TIME, tenant="acme", auth=PACKAGER):
     status, v = call(base, "POST", f"/{tenant}/cks-ws-keyAndSignalization/key",
                      nagra_body(content, timestamp), {"Authorization": auth})
     if status != 200:
         return status, None
     ck = v["contentKey"]
+    keyplex_proc.saw_key(base64.b64decode(ck["keyValue"]))
     return status, (ck["keyId"], ck["keyValue"], ck["iv"])
 
 
@@ -178,9 +184,9 @@ def test_concurrent_requests_over_three_nodes_make_one_key_per_slot(cluster):
     nodes = cluster["nodes"]
     run = uuid.uuid4().hex[:6]
     contents = [f"cluster-{run}-{i}" for i in range(10)]
-    # A period boundary ten minutes ahead: two 60-second periods after it, plus VOD.
-    boundary = int(time.time()) // 60 * 60 + 600
-    moments = [None, boundary + 1, boundary + 61]
+    # Three 60-second key periods: the pinned moment's, and two after a boundary ten minutes on.
+    boundary = PINNED_TIME // 60 * 60 + 600
+    moments = [PINNED_TIME, boundary + 1, boundary + 61]
     jobs = [(nodes[n % 3].base, contents[n % 10], moments[(n // 10) % 3]) for n in range(200)]
 
     with ThreadPoolExecutor(max_workers=50) as pool:

@@ -46,6 +46,7 @@ def cpix_key(base, content, kid):
     except OSError:
         return None, None
     value = re.search(r"<pskc:PlainValue>([^<]+)</pskc:PlainValue>", text).group(1)
+    keyplex_proc.saw_key(base64.b64decode(value))
     iv = re.search(r'explicitIV="([^"]+)"', text)
     return 200, (value, iv.group(1) if iv else None)
 
