@@ -307,7 +307,7 @@ pub fn authenticate_request(
     if let Some(credential) = tenant.auth.sigv4_credential(&auth.access_key_id) {
         sigv4::verify(&signed, &auth, credential, now).map_err(unauthorized)?;
         let credential = format!("sigv4:{}", truncate(&auth.access_key_id));
-        crate::scope::note_credential(&credential);
+        crate::rate_limit::admit(tenant, &credential)?;
         return Ok(Principal { credential });
     }
     let others_key = state

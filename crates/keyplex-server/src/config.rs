@@ -194,6 +194,11 @@ impl TenantConfig {
         if self.crypto_period_seconds == Some(0) {
             return Err("crypto_period_seconds must be at least 1".into());
         }
+        if let Some(limit) = self.rate_limit
+            && (limit.requests_per_second == 0 || limit.burst == 0)
+        {
+            return Err("rate_limit needs requests_per_second and burst of at least 1".into());
+        }
         for signer in &self.widevine_signers {
             let key_ok = hex::decode(signer.aes_key.expose()).is_ok_and(|k| k.len() == 32);
             let iv_ok = hex::decode(&signer.aes_iv).is_ok_and(|k| k.len() == 16);
@@ -309,6 +314,7 @@ pub struct PrmTemplate {
     pub hls_keyformat: Option<String>,
 }
 
+/// `rate_limit = { requests_per_second = N, burst = M }`: per credential (`rate_limit.rs`).
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {

@@ -314,10 +314,13 @@ pub async fn verify(
         return Err(ApiError::Unauthorized("invalid entitlement token".into()));
     };
     let entitlement = licence.entitlement(claims)?;
-    crate::scope::note_credential(&format!(
-        "entitlement:sub={}",
-        entitlement.user.chars().take(64).collect::<String>()
-    ));
+    crate::rate_limit::admit(
+        tenant,
+        &format!(
+            "entitlement:sub={}",
+            entitlement.user.chars().take(64).collect::<String>()
+        ),
+    )?;
     if licence.single_use {
         let Some(jti) = &entitlement.token_id else {
             return Err(ApiError::Unauthorized(

@@ -28,6 +28,9 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The credential's rate limit is used up (→ 429 with `Retry-After`).
+    #[error("rate limit of this credential exceeded; retry after {retry_after_seconds} s")]
+    TooManyRequests { retry_after_seconds: u64 },
     /// The licence proxy's upstream licence server failed (→ 502). The message names what
     /// failed (status, timeout, connection), never the request it was sent.
     #[error("upstream licence server failed: {0}")]
@@ -48,6 +51,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -72,11 +76,21 @@ impl ApiError {
     }
 
     fn with_auth_header(&self, mut response: Response) -> Response {
-        if matches!(self, Self::Unauthorized(_)) {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"keyplex\", Bearer"),
-            );
+        match self {
+            Self::Unauthorized(_) => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"keyplex\", Bearer"),
+                );
+            }
+            Self::TooManyRequests {
+                retry_after_seconds,
+            } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+            }
+            _ => {}
         }
         response
     }
@@ -195,6 +209,7 @@ impl NagraJson {
             ApiError::Conflict(_) => "KEY_CONFLICT",
             ApiError::PayloadTooLarge { .. } => "REQUEST_TOO_LARGE",
             ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            ApiError::TooManyRequests { .. } => "TOO_MANY_REQUESTS",
             ApiError::Internal(_) => "INTERNAL_ERROR",
             ApiError::BadGateway(_) => "BAD_GATEWAY",
         }
@@ -216,7 +231,7 @@ impl From<ApiError> for NagraJson {
 pub struct NagraError {
     /// A machine-readable code: `INVALID_REQUEST`, `UNSUPPORTED_DRM`, `UNSUPPORTED_EMI`,
     /// `TIMESTAMP_OUT_OF_RANGE`, `UNAUTHORIZED`, `FORBIDDEN`, `NOT_FOUND`, `KEY_CONFLICT`,
-    /// `REQUEST_TOO_LARGE`, `SERVICE_UNAVAILABLE`, `INTERNAL_ERROR`.
+    /// `REQUEST_TOO_LARGE`, `TOO_MANY_REQUESTS`, `SERVICE_UNAVAILABLE`, `INTERNAL_ERROR`.
     pub status: &'static str,
     /// What is wrong, for a person.
     pub error_message: String,
@@ -273,8 +288,10 @@ impl WidevineJson {
             ApiError::BadRequest(_)
             | ApiError::Unprocessable(_)
             | ApiError::PayloadTooLarge { .. } => "MALFORMED_REQUEST",
+            // INTERNAL_ERROR is the status Shaka Packager retries.
             ApiError::Conflict(_)
             | ApiError::Unavailable(_)
+            | ApiError::TooManyRequests { .. }
             | ApiError::Internal(_)
             | ApiError::BadGateway(_) => "INTERNAL_ERROR",
         }

@@ -158,7 +158,7 @@ fn token_matches(tenant: &Tenant, presented_digest: &[u8; 32]) -> bool {
 fn authenticate(state: &AppState, tenant: &Tenant, presented: &str) -> Result<(), ApiError> {
     let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
     if token_matches(tenant, &digest) {
-        crate::scope::note_credential("get_token");
+        crate::rate_limit::admit(tenant, "get_token")?;
         return Ok(());
     }
     if state

@@ -23,6 +23,7 @@ pub mod licence_proxy;
 pub mod nagra;
 pub mod openapi;
 pub mod players;
+pub mod rate_limit;
 pub mod registry;
 pub mod scope;
 pub mod setup;
@@ -275,6 +276,11 @@ pub async fn serve_with_listener(
                     _ = tick.tick() => {
                         if let Err(e) = state.reload_tenants(false).await {
                             tracing::warn!(error = %e, "cannot check the tenant registry");
+                        }
+                        for tenant in state.tenants().values() {
+                            if let Some(limiter) = &tenant.rate_limiter {
+                                limiter.forget_idle();
+                            }
                         }
                         if let Err(e) = state.telemetry().flush_stats(state.store()).await {
                             tracing::warn!(error = %e, "cannot add dashboard counts to the store");

@@ -30,6 +30,8 @@ pub struct Tenant {
     pub disabled: bool,
     pub created_at: Option<time::OffsetDateTime>,
     pub credentials: Vec<CredentialInfo>,
+    /// `rate_limit`, per credential (`None`: unlimited).
+    pub rate_limiter: Option<crate::rate_limit::CredentialLimiter>,
 }
 
 impl Tenant {
@@ -39,7 +41,12 @@ impl Tenant {
         tc.validate()?;
         let auth = PackagerAuth::from_config(&tc)?;
         let licence = crate::entitlement::LicenceAuth::from_config(tc.licence.as_ref())?;
+        let rate_limiter = tc
+            .rate_limit
+            .map(crate::rate_limit::CredentialLimiter::new)
+            .transpose()?;
         Ok(Self {
+            rate_limiter,
             urls: crate::signaling::TenantUrls::new(public_url, &id, &tc),
             id,
             config: tc,
@@ -239,7 +246,7 @@ impl AppState {
             ));
         };
         if let Some(principal) = tenant.auth.check(&presented)? {
-            crate::scope::note_credential(&principal.credential);
+            crate::rate_limit::admit(tenant, &principal.credential)?;
             return Ok(principal);
         }
         if self.belongs_to_another_tenant(&tenant.id, &presented) {

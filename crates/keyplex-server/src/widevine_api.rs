@@ -293,7 +293,7 @@ fn authenticate(
     };
     let expected = expected_signature(signer, &envelope.request)?;
     if bool::from(expected.as_slice().ct_eq(signature.as_slice())) {
-        crate::scope::note_credential(&format!("widevine_signer:{}", truncate(name)));
+        crate::rate_limit::admit(tenant, &format!("widevine_signer:{}", truncate(name)))?;
         Ok(())
     } else {
         Err(refuse(

@@ -15,6 +15,7 @@ mod licence_proxy;
 mod nagra;
 mod openapi;
 mod players;
+mod rate_limit;
 mod speke;
 mod speke_sigv4;
 mod ssm;
