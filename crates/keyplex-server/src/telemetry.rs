@@ -502,13 +502,23 @@ const LATENCY_MEASURE: &str = "latency";
 /// `stats_counts.slot` of plain counts.
 const NO_SLOT: i32 = -1;
 
-/// A row of `stats_counts` being counted: (tenant, bucket start, measure, name, slot).
-type StatsKey = (String, u64, &'static str, String, i32);
+/// Counts of this node not yet added to the store: per (tenant, bucket start), per
+/// (measure, name, slot). Names are the fixed interface and DRM names, so the hot path
+/// allocates only when a tenant's bucket is new.
+type Pending = HashMap<String, HashMap<u64, HashMap<(&'static str, &'static str, i32), u64>>>;
 
-/// Counts of this node not yet added to the store.
 #[derive(Default)]
 struct Series {
-    pending: Mutex<HashMap<StatsKey, u64>>,
+    pending: Mutex<Pending>,
+    /// Counts a failed flush could not store, offered again with the next one.
+    retry: Mutex<Vec<StatsCount>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 impl Series {
@@ -522,15 +532,17 @@ impl Series {
         }
         let now = unix_now();
         let start = now - now % BUCKET_SECONDS;
-        let mut pending = match self.pending.lock() {
-            Ok(p) => p,
-            Err(poisoned) => poisoned.into_inner(),
+        let mut pending = lock(&self.pending);
+        if !pending.contains_key(tenant) {
+            pending.insert(tenant.to_owned(), HashMap::new());
+        }
+        let Some(buckets) = pending.get_mut(tenant) else {
+            return;
         };
-        let mut add = |measure: &'static str, name: &str, slot: i32, n: u64| {
+        let bucket = buckets.entry(start).or_default();
+        let mut add = |measure: &'static str, name: &'static str, slot: i32, n: u64| {
             if n > 0 {
-                *pending
-                    .entry((tenant.to_owned(), start, measure, name.to_owned(), slot))
-                    .or_default() += n;
+                *bucket.entry((measure, name, slot)).or_default() += n;
             }
         };
         let interface = request.interface.as_str();
@@ -569,56 +581,32 @@ impl Series {
     }
 
     fn take(&self) -> Vec<StatsCount> {
-        let mut pending = match self.pending.lock() {
-            Ok(p) => p,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        pending
-            .drain()
-            .map(
-                |((tenant, bucket_start, measure, name, slot), count)| StatsCount {
-                    tenant,
-                    bucket_start,
-                    measure: measure.to_owned(),
-                    name,
-                    slot,
-                    count,
-                },
-            )
-            .collect()
+        let mut counts = std::mem::take(&mut *lock(&self.retry));
+        for (tenant, buckets) in lock(&self.pending).drain() {
+            for (bucket_start, rows) in buckets {
+                counts.extend(
+                    rows.into_iter()
+                        .map(|((measure, name, slot), count)| StatsCount {
+                            tenant: tenant.clone(),
+                            bucket_start,
+                            measure: measure.to_owned(),
+                            name: name.to_owned(),
+                            slot,
+                            count,
+                        }),
+                );
+            }
+        }
+        counts
     }
 
-    /// Counts a failed flush could not store, kept for the next one (bounded: past a day of
-    /// buckets they would be purged anyway).
+    /// Keeps counts a failed flush could not store for the next one (bounded: older than a
+    /// day they would be purged anyway). The store adds rows up, so duplicates are fine.
     fn put_back(&self, counts: Vec<StatsCount>) {
-        let mut pending = match self.pending.lock() {
-            Ok(p) => p,
-            Err(poisoned) => poisoned.into_inner(),
-        };
         let oldest = unix_now().saturating_sub(KEPT_SECONDS);
-        for c in counts.into_iter().filter(|c| c.bucket_start >= oldest) {
-            let measure = MEASURES
-                .iter()
-                .copied()
-                .find(|m| *m == c.measure)
-                .unwrap_or(LATENCY_MEASURE);
-            *pending
-                .entry((c.tenant, c.bucket_start, measure, c.name, c.slot))
-                .or_default() += c.count;
-        }
+        lock(&self.retry).extend(counts.into_iter().filter(|c| c.bucket_start >= oldest));
     }
 }
-
-/// Every `stats_counts.measure` this module writes.
-const MEASURES: [&str; 7] = [
-    "key_requests",
-    "keys_created",
-    "keys_served",
-    "licences_granted",
-    "licences_denied",
-    "errors",
-    LATENCY_MEASURE,
-];
 
 /// The dashboard's view of stored counts of buckets in `[first, end)`.
 fn view(counts: &[StatsCount], window: Window, first: u64, end: u64, now: u64) -> StatsView {
