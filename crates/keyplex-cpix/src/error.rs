@@ -61,6 +61,12 @@ pub enum CpixError {
         value: String,
         expected: &'static str,
     },
+    #[error("{parent} has more than {limit} {element} elements")]
+    TooManyElements {
+        element: &'static str,
+        parent: &'static str,
+        limit: usize,
+    },
     #[error("ContentKey kid {0} appears more than once")]
     DuplicateKid(String),
     #[error("{element}@{attribute} {value:?} does not name any {target} in the document")]

@@ -32,6 +32,13 @@ use crate::ns;
 /// could exhaust memory.
 pub const NODES_LIMIT: u32 = 100_000;
 
+/// Most entries of one list: a live request for 5 track types over 100 key periods has 500
+/// content keys and, for 5 DRM systems, 2,500 `DRMSystem`s. The limit bounds the work one
+/// request can cause (keys created, signaling built, answer size), not only its memory.
+pub const MAX_CONTENT_KEYS: usize = 1_024;
+/// See [`MAX_CONTENT_KEYS`]; for the lists whose entries are per key and per DRM system.
+pub const MAX_LIST_ENTRIES: usize = 8_192;
+
 /// Parses a CPIX document (UTF-8 with or without BOM, or UTF-16 with BOM).
 pub fn read_document(xml: &[u8]) -> Result<CpixDocument, CpixError> {
     let text = decode(xml)?;
@@ -40,6 +47,7 @@ pub fn read_document(xml: &[u8]) -> Result<CpixDocument, CpixError> {
     if text.contains("<!DOCTYPE") {
         return Err(CpixError::Dtd);
     }
+    check_depth(&text)?;
     let options = ParsingOptions {
         allow_dtd: false,
         nodes_limit: NODES_LIMIT,
@@ -49,6 +57,62 @@ pub fn read_document(xml: &[u8]) -> Result<CpixDocument, CpixError> {
         other => CpixError::Xml(other.to_string()),
     })?;
     read_root(doc.root_element())
+}
+
+/// Deepest element nesting accepted. CPIX documents nest about 8 deep (12 with an XML
+/// signature); roxmltree's tokenizer recurses once per level, so without this bound a
+/// 50,000-deep document overflows the stack.
+pub const MAX_DEPTH: usize = 64;
+
+/// Counts element nesting without parsing, so that roxmltree only sees documents it can
+/// handle. It only needs to be right for well-formed XML: whatever it miscounts in broken
+/// XML, roxmltree refuses afterwards (the count only ever errs on the side of refusing).
+fn check_depth(text: &str) -> Result<(), CpixError> {
+    let bytes = text.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    let skip_past = |from: usize, end: &str| -> usize {
+        text[from..].find(end).map_or(bytes.len(), |p| from + p + end.len())
+    };
+    while let Some(offset) = bytes[i..].iter().position(|&b| b == b'<') {
+        i += offset;
+        let rest = &text[i..];
+        if rest.starts_with("<!--") {
+            i = skip_past(i, "-->");
+        } else if rest.starts_with("<![CDATA[") {
+            i = skip_past(i, "]]>");
+        } else if rest.starts_with("<?") {
+            i = skip_past(i, "?>");
+        } else if rest.starts_with("</") {
+            depth = depth.saturating_sub(1);
+            i = skip_past(i, ">");
+        } else {
+            // A start tag: find its end outside quoted attribute values ('>' may appear in them).
+            let mut quote = None;
+            let mut j = i + 1;
+            while j < bytes.len() {
+                match (quote, bytes[j]) {
+                    (None, b'"' | b'\'') => quote = Some(bytes[j]),
+                    (Some(q), b) if b == q => quote = None,
+                    (None, b'>') => break,
+                    _ => {}
+                }
+                j += 1;
+            }
+            if j >= bytes.len() || bytes[j - 1] != b'/' {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(CpixError::Xml(format!(
+                        "elements nested deeper than {MAX_DEPTH} levels"
+                    )));
+                }
+            }
+            i = j + 1;
+        }
+        if i >= bytes.len() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Decodes the byte stream per its BOM (XML 1.0 Appendix F); no BOM means UTF-8.
@@ -356,10 +420,24 @@ fn read_list<T>(
     item: &'static str,
     read_item: fn(Node<'_, '_>) -> Result<T, CpixError>,
 ) -> Result<Vec<T>, CpixError> {
+    let limit = if item == "ContentKey" {
+        MAX_CONTENT_KEYS
+    } else {
+        MAX_LIST_ENTRIES
+    };
     let mut out = Vec::new();
     for child in elements(list) {
         match classify(child) {
-            Child::Cpix(name) if name == item => out.push(read_item(child)?),
+            Child::Cpix(name) if name == item => {
+                if out.len() == limit {
+                    return Err(CpixError::TooManyElements {
+                        element: item,
+                        parent,
+                        limit,
+                    });
+                }
+                out.push(read_item(child)?);
+            }
             Child::Cpix(_) => return Err(unknown(child, parent)),
             Child::Signature | Child::Foreign => {}
         }
@@ -1359,6 +1437,37 @@ mod tests {
         format!(
             r#"<CPIX xmlns="urn:dashif:org:cpix" xmlns:pskc="urn:ietf:params:xml:ns:keyprov:pskc"><ContentKeyList>{keys}</ContentKeyList></CPIX>"#
         )
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        for depth in [1_000, 50_000, 200_000] {
+            let xml = format!(
+                r#"<CPIX xmlns="urn:dashif:org:cpix">{}{}</CPIX>"#,
+                "<x>".repeat(depth),
+                "</x>".repeat(depth)
+            );
+            assert!(read_document(xml.as_bytes()).is_err(), "depth {depth}");
+        }
+    }
+
+    #[test]
+    fn content_keys_beyond_the_limit_are_refused() {
+        let keys = |n: usize| -> String {
+            (0..n)
+                .map(|i| format!(r#"<ContentKey kid="{i:08x}-0000-4000-8000-000000000000"/>"#))
+                .collect()
+        };
+        let doc = read_document(with_keys(&keys(MAX_CONTENT_KEYS)).as_bytes()).unwrap();
+        assert_eq!(doc.content_keys.map(|k| k.len()), Some(MAX_CONTENT_KEYS));
+        assert_eq!(
+            err(&with_keys(&keys(MAX_CONTENT_KEYS + 1))),
+            CpixError::TooManyElements {
+                element: "ContentKey",
+                parent: "ContentKeyList",
+                limit: MAX_CONTENT_KEYS,
+            }
+        );
     }
 
     #[test]

@@ -15,7 +15,9 @@ pub fn read_body_bytes(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if let Some(seconds) = crate::deadline::is_body_deadline(&e) {
+            ApiError::RequestTimeout { seconds }
+        } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge {
                 limit: state.max_body_bytes(),
             }

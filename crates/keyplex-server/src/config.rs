@@ -50,6 +50,38 @@ pub struct ServerConfig {
     /// `./players/dist`.
     #[serde(default)]
     pub players_dir: Option<PathBuf>,
+    /// A request must be received and answered within this many seconds: a body still
+    /// arriving at the deadline is answered 408, a handler still working 503.
+    #[serde(default = "default_request_timeout_seconds")]
+    pub request_timeout_seconds: u64,
+    /// A connection must deliver a request's headers within this many seconds of being
+    /// opened or of its previous response (idle keep-alive connections included), or it is
+    /// closed. Slow-header clients (slowloris) hold a connection at most this long.
+    #[serde(default = "default_header_timeout_seconds")]
+    pub header_timeout_seconds: u64,
+    /// Most header fields one request may carry (more → 431).
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// Largest request line plus headers, in bytes (larger → 431).
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Open connections served at once; further clients wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// HTTPS on the listener (rustls). Without it, plain HTTP (behind a TLS-terminating proxy).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: PEM files, re-read on SIGHUP and when either file changes, so that a
+/// renewed certificate is served without a restart (a broken renewal keeps the old one).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first (PEM).
+    pub cert_file: PathBuf,
+    /// The private key (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key_file: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +94,12 @@ impl Default for ServerConfig {
             max_body_bytes: default_max_body_bytes(),
             public_url: None,
             players_dir: None,
+            request_timeout_seconds: default_request_timeout_seconds(),
+            header_timeout_seconds: default_header_timeout_seconds(),
+            max_headers: default_max_headers(),
+            max_header_bytes: default_max_header_bytes(),
+            max_connections: default_max_connections(),
+            tls: None,
         }
     }
 }
@@ -74,6 +112,21 @@ fn default_data_dir() -> PathBuf {
 }
 const fn default_max_body_bytes() -> usize {
     1024 * 1024
+}
+const fn default_request_timeout_seconds() -> u64 {
+    30
+}
+const fn default_header_timeout_seconds() -> u64 {
+    20
+}
+const fn default_max_headers() -> usize {
+    64
+}
+const fn default_max_header_bytes() -> usize {
+    16 * 1024
+}
+const fn default_max_connections() -> usize {
+    4096
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -512,6 +565,35 @@ impl Config {
             return Err(ConfigError::Parse {
                 path: PathBuf::from("[server]"),
                 message: "max_body_bytes must be at least 1024".into(),
+            });
+        }
+        let server = &self.server;
+        let limits = [
+            (
+                (1..=3600).contains(&server.request_timeout_seconds),
+                "request_timeout_seconds must be 1 to 3600",
+            ),
+            (
+                (1..=3600).contains(&server.header_timeout_seconds),
+                "header_timeout_seconds must be 1 to 3600",
+            ),
+            (
+                (8..=1024).contains(&server.max_headers),
+                "max_headers must be 8 to 1024",
+            ),
+            (
+                (1024..=1024 * 1024).contains(&server.max_header_bytes),
+                "max_header_bytes must be 1024 to 1048576",
+            ),
+            (
+                server.max_connections >= 1,
+                "max_connections must be at least 1",
+            ),
+        ];
+        if let Some((_, message)) = limits.iter().find(|(ok, _)| !ok) {
+            return Err(ConfigError::Parse {
+                path: PathBuf::from("[server]"),
+                message: (*message).into(),
             });
         }
         Ok(())

@@ -31,6 +31,13 @@ pub enum ApiError {
     /// The credential's rate limit is used up (→ 429 with `Retry-After`).
     #[error("rate limit of this credential exceeded; retry after {retry_after_seconds} s")]
     TooManyRequests { retry_after_seconds: u64 },
+    /// The request body did not arrive within `[server] request_timeout_seconds` (→ 408).
+    #[error("request body not received within {seconds} s")]
+    RequestTimeout { seconds: u64 },
+    /// The request was received but not answered within its deadline (→ 503): the store or
+    /// an upstream is too slow; retrying later is the right reaction.
+    #[error("request not answered within {seconds} s, try again")]
+    Deadline { seconds: u64 },
     /// The licence proxy's upstream licence server failed (→ 502). The message names what
     /// failed (status, timeout, connection), never the request it was sent.
     #[error("upstream licence server failed: {0}")]
@@ -52,6 +59,8 @@ impl ApiError {
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::Deadline { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -69,6 +78,7 @@ impl ApiError {
             Self::Internal(detail) => tracing::error!(%detail, "internal error"),
             Self::Unavailable(detail) => tracing::error!(%detail, "store unavailable"),
             Self::BadGateway(detail) => tracing::warn!(%detail, "upstream licence server failed"),
+            Self::Deadline { seconds } => tracing::error!(seconds, "request deadline passed"),
             other => {
                 tracing::info!(status = other.status().as_u16(), message = %other, "request rejected")
             }
@@ -210,6 +220,8 @@ impl NagraJson {
             ApiError::PayloadTooLarge { .. } => "REQUEST_TOO_LARGE",
             ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
             ApiError::TooManyRequests { .. } => "TOO_MANY_REQUESTS",
+            ApiError::RequestTimeout { .. } => "REQUEST_TIMEOUT",
+            ApiError::Deadline { .. } => "SERVICE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_ERROR",
             ApiError::BadGateway(_) => "BAD_GATEWAY",
         }
@@ -231,7 +243,7 @@ impl From<ApiError> for NagraJson {
 pub struct NagraError {
     /// A machine-readable code: `INVALID_REQUEST`, `UNSUPPORTED_DRM`, `UNSUPPORTED_EMI`,
     /// `TIMESTAMP_OUT_OF_RANGE`, `UNAUTHORIZED`, `FORBIDDEN`, `NOT_FOUND`, `KEY_CONFLICT`,
-    /// `REQUEST_TOO_LARGE`, `TOO_MANY_REQUESTS`, `SERVICE_UNAVAILABLE`, `INTERNAL_ERROR`.
+    /// `REQUEST_TOO_LARGE`, `REQUEST_TIMEOUT`, `TOO_MANY_REQUESTS`, `SERVICE_UNAVAILABLE`, `INTERNAL_ERROR`.
     pub status: &'static str,
     /// What is wrong, for a person.
     pub error_message: String,
@@ -292,6 +304,8 @@ impl WidevineJson {
             ApiError::Conflict(_)
             | ApiError::Unavailable(_)
             | ApiError::TooManyRequests { .. }
+            | ApiError::RequestTimeout { .. }
+            | ApiError::Deadline { .. }
             | ApiError::Internal(_)
             | ApiError::BadGateway(_) => "INTERNAL_ERROR",
         }

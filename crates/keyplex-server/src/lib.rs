@@ -13,6 +13,7 @@ pub mod clearkey;
 pub mod config;
 pub mod cors;
 pub mod cpix;
+pub mod deadline;
 pub mod entitlement;
 pub mod error;
 pub mod get_cpix;
@@ -20,6 +21,7 @@ pub mod harmonic;
 pub mod hls_keys;
 pub mod keys;
 pub mod licence_proxy;
+pub mod listener;
 pub mod nagra;
 pub mod openapi;
 pub mod players;
@@ -33,6 +35,7 @@ pub mod speke;
 pub mod ssm;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 pub mod ui;
 pub mod widevine_api;
 
@@ -83,6 +86,11 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(ui::router())
         .merge(players::router(state.players_dir().to_owned()))
+        // Inside `track`, so that a request that ran out of time is counted and audited.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            deadline::limit,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             telemetry::track,
@@ -249,6 +257,15 @@ pub async fn serve_with_listener(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let config = state.config().clone();
+    // A certificate that cannot be loaded stops the start, before anything runs.
+    let certificate = match &config.server.tls {
+        Some(files) => Some(
+            tls::ReloadableCertificate::load(files)
+                .map_err(|e| std::io::Error::other(e.to_string()))?,
+        ),
+        None => None,
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state_for_shutdown = state.clone();
     let flusher = {
@@ -294,11 +311,13 @@ pub async fn serve_with_listener(
             }
         })
     };
-    let served = axum::serve(
+    let served = listener::serve(
         listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router(state),
+        listener::ConnectionLimits::from_config(&config.server),
+        certificate,
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
     .await;
     let _ = stop_tx.send(true);
     let _ = poller.await;

@@ -102,7 +102,10 @@ impl AppState {
             .server
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", config.server.listen))
+            .unwrap_or_else(|| {
+                let scheme = if config.server.tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{}", config.server.listen)
+            })
             .trim_end_matches('/')
             .to_owned();
         // The file's tenants must all be usable: a typo fails the start, not a request.
@@ -158,6 +161,11 @@ impl AppState {
 
     pub fn max_body_bytes(&self) -> usize {
         self.inner.max_body_bytes
+    }
+
+    /// `[server] request_timeout_seconds` (see [`crate::deadline`]).
+    pub fn request_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.inner.config.server.request_timeout_seconds)
     }
 
     /// The base URL keyplex is reached at, without a trailing slash.

@@ -684,6 +684,33 @@ async fn an_upstream_that_does_not_answer_in_time_is_502() {
 }
 
 #[tokio::test]
+async fn a_request_past_the_server_deadline_is_503() {
+    // The upstream timeout (60 s) is longer than the server's request deadline (2 s): the
+    // deadline answers, in the licence routes' problem+json, and the server stays up.
+    let (upstream, base) = Upstream::start().await;
+    let upstreams = vec![("fairplay".to_owned(), format!("{base}/fp"))];
+    let server = TestServer::start_with(ACME_CONFIG, move |config: &mut Config| {
+        config.server.request_timeout_seconds = 2;
+        let licence = config.tenants.get_mut("acme").unwrap().licence.as_mut().unwrap();
+        licence.upstream.extend(upstreams);
+        licence.upstream_timeout_seconds = Some(60);
+    })
+    .await;
+    let (kid, _, _) = key_of(&server, "movie-1").await;
+    let token = acme_token(&["movie-1"]);
+    upstream.then(Reply {
+        delay: Duration::from_secs(20),
+        ..Reply::status(200)
+    });
+    let resp = post(&server, "fpls", &format!("?kid={kid}"), Some(&token), "x/y", "spc").await;
+    let (status, detail) = crate::entitlement::problem(resp).await;
+    assert_eq!(status, 503, "{detail}");
+    assert!(detail.contains("not answered within 2 s"), "{detail}");
+    let health = server.client.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
 async fn proxy_routes_answer_cors_preflights_with_soapaction() {
     let (server, _upstream) = proxied().await;
     let resp = server

@@ -11,6 +11,7 @@ mod entitlement;
 mod get_cpix;
 mod harmonic;
 mod hls_keys;
+mod hostile;
 mod licence_proxy;
 mod nagra;
 mod openapi;
