@@ -401,7 +401,11 @@ async fn every_corpus_request_gets_a_clear_4xx_and_stores_nothing() {
         }
     }
     assert!(failures.is_empty(), "{} cases failed:\n{}", failures.len(), failures.join("\n"));
-    // Nothing of the above created a key (the corpus never names valid content).
+    // Nothing of the above created a key: after one valid request, exactly one was created.
+    let valid = server
+        .post_cpix("acme", vod_request("hostile-valid", KID, "cenc", &[WV]))
+        .await;
+    assert_eq!(valid.status(), 200);
     let metrics = client
         .get(server.url("/metrics"))
         .send()
@@ -412,10 +416,10 @@ async fn every_corpus_request_gets_a_clear_4xx_and_stores_nothing() {
         .unwrap();
     let created: f64 = metrics
         .lines()
-        .filter(|l| l.starts_with("keyplex_keys_created_total"))
+        .filter(|l| l.starts_with("keyplex_keys_total{") && l.contains("source=\"created\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
-    assert_eq!(created, 0.0, "hostile requests created keys:\n{metrics}");
+    assert_eq!(created, 1.0, "hostile requests created keys:\n{metrics}");
 }
 
 // --- connection-level abuse ------------------------------------------------------------------
