@@ -7,6 +7,9 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod error;
+/// For the fuzz target in `fuzz/` and its regression test; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod model;
 mod reader;
 pub mod speke;

@@ -18,6 +18,9 @@ pub mod clearkey;
 pub mod dash;
 pub mod describe;
 pub mod fairplay;
+/// For the fuzz targets in `fuzz/` and their regression test; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hls;
 pub mod playready;
 pub mod pssh;

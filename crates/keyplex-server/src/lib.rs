@@ -16,6 +16,9 @@ pub mod cpix;
 pub mod deadline;
 pub mod entitlement;
 pub mod error;
+/// For the fuzz targets in `fuzz/` and their regression test; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod get_cpix;
 pub mod harmonic;
 pub mod hls_keys;

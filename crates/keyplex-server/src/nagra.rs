@@ -147,25 +147,12 @@ async fn handle(
     let tenant = &*tenant;
     state.authenticate_packager(tenant, headers)?;
     let body = read_body(state, body)?;
-    let wire: wire::Request = serde_json::from_slice(&body).map_err(|e| {
-        invalid(format!(
-            "the body is not a NAGRA key-and-signalization request: {e}"
-        ))
-    })?;
-    let request = Request::from_wire(wire)?;
-
     // 1. Everything that can be wrong is checked before a key exists.
-    let plan = signaling_plan(api, tenant, &request)?;
-    let period = key_period(tenant, request.timestamp, OffsetDateTime::now_utc())?;
-    let slot = KeySlot {
-        content_id: request.content_id.clone(),
-        track_type: TrackType::all(),
-        period,
-    };
-    let key_request = match &request.supplied {
-        Some(s) => keys::by_slot_supplied(slot, s.kid, s.key.clone(), s.iv)?,
-        None => keys::by_slot(slot)?,
-    };
+    let Prepared {
+        request,
+        plan,
+        key_request,
+    } = prepare(api, tenant, &body, OffsetDateTime::now_utc())?;
 
     // 2. One atomic, durable store call.
     let stored = keys::resolve(state, tenant, &request.content_id, &[key_request]).await?;
@@ -210,6 +197,57 @@ async fn handle(
         json,
     )
         .into_response())
+}
+
+/// A request that passed every check `handle` makes before the store is asked.
+struct Prepared {
+    request: Request,
+    plan: Vec<Wanted>,
+    key_request: keyplex_store::KeyRequest,
+}
+
+/// The body parsed and checked against the tenant: the JSON, the typed request, the
+/// signaling plan, the key period and the key identity. Reads nothing from the store.
+fn prepare(
+    api: Api,
+    tenant: &Tenant,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<Prepared, NagraJson> {
+    let wire: wire::Request = serde_json::from_slice(body).map_err(|e| {
+        invalid(format!(
+            "the body is not a NAGRA key-and-signalization request: {e}"
+        ))
+    })?;
+    let request = Request::from_wire(wire)?;
+    let plan = signaling_plan(api, tenant, &request)?;
+    let period = key_period(tenant, request.timestamp, now)?;
+    let slot = KeySlot {
+        content_id: request.content_id.clone(),
+        track_type: TrackType::all(),
+        period,
+    };
+    let key_request = match &request.supplied {
+        Some(s) => keys::by_slot_supplied(slot, s.kid, s.key.clone(), s.iv)?,
+        None => keys::by_slot(slot)?,
+    };
+    Ok(Prepared {
+        request,
+        plan,
+        key_request,
+    })
+}
+
+/// The checks of `POST …/key` (`cmaf = false`) or `…/cmaf` on `body`, up to the store: for
+/// [`crate::fuzzing`], which must run the route's own parser.
+pub(crate) fn check_request_for_fuzzing(
+    cmaf: bool,
+    tenant: &Tenant,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<(), NagraJson> {
+    let api = if cmaf { Api::Cmaf } else { Api::Key };
+    prepare(api, tenant, body, now).map(|_| ())
 }
 
 fn invalid(message: String) -> NagraJson {

@@ -143,6 +143,53 @@ pub async fn post_get_content_key(
         .into_response())
 }
 
+/// The route's work on `body` up to authentication and the store, for [`crate::fuzzing`],
+/// which must run the route's own parsers: the signed envelope, the signature
+/// `authenticate` would compare (with the tenant's first signer), then
+/// [`check_request_for_fuzzing`] on the request it carries.
+pub(crate) fn check_body_for_fuzzing(tenant: &Tenant, body: &[u8]) -> Result<(), WidevineJson> {
+    let envelope = SignedRequest::parse(body)?;
+    if let Some(signer) = tenant.config.widevine_signers.first() {
+        expected_signature(signer, &envelope.request)?;
+    }
+    check_request_for_fuzzing(tenant, &envelope.request)
+}
+
+/// A bare `CommonEncryptionRequest`: parsed, preflighted, and signaled as `answer` would for
+/// each key of a content request, with fixed key material where the store's would be.
+pub(crate) fn check_request_for_fuzzing(tenant: &Tenant, json: &[u8]) -> Result<(), WidevineJson> {
+    let request = CommonEncryptionRequest::parse(json)?;
+    signaling::preflight(tenant, DrmSystem::Widevine, request.scheme)?;
+    let Subject::Content { id, .. } = &request.subject else {
+        return Ok(());
+    };
+    let indexes: Vec<Option<u32>> = match request.periods {
+        None => vec![None],
+        // One period is enough: the others differ only in the index.
+        Some((first, count)) => vec![Some(first), Some(first.saturating_add(count - 1))],
+    };
+    for index in indexes {
+        for track in &request.tracks {
+            let key = ContentKey {
+                kid: KeyId::from_bytes([1; 16]),
+                content_id: id.clone(),
+                key: keyplex_types::ContentKeyValue::from_bytes([2; 16]),
+                iv: keyplex_types::Iv::from_bytes([3; 16]),
+                track_type: Some(track.slot_type.clone()),
+                period: index.map_or(KeyPeriod::Vod, |i| KeyPeriod::Index(u64::from(i))),
+                origin: keyplex_types::KeyOrigin::Generated,
+            };
+            let signal = signaling::for_key(tenant, DrmSystem::Widevine, &key, request.scheme)?;
+            let boxes = signal
+                .pssh
+                .ok_or_else(|| ApiError::Internal("Widevine signaling without a pssh box".into()))?;
+            PsshBox::parse(&boxes)
+                .map_err(|e| ApiError::Internal(format!("re-reading our Widevine pssh: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
 /// A refusal with the `CommonEncryptionResponse.Status` that says what is wrong.
 fn refuse(status: &'static str, message: impl Into<String>) -> WidevineJson {
     let error = match status {
