@@ -43,7 +43,9 @@ mod tests {
             .join("tests/fuzz_regressions/cpix_document");
         let mut count = 0;
         for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let path = entry.unwrap_or_else(|e| panic!("{}: {e}", dir.display())).path();
+            let path = entry
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .path();
             let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             // A panic names the file, so a regression points at its input.
             eprintln!("{}", path.display());

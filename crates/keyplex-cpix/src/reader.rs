@@ -71,7 +71,9 @@ fn check_depth(text: &str) -> Result<(), CpixError> {
     let bytes = text.as_bytes();
     let (mut depth, mut i) = (0usize, 0usize);
     let skip_past = |from: usize, end: &str| -> usize {
-        text[from..].find(end).map_or(bytes.len(), |p| from + p + end.len())
+        text[from..]
+            .find(end)
+            .map_or(bytes.len(), |p| from + p + end.len())
     };
     while let Some(offset) = bytes[i..].iter().position(|&b| b == b'<') {
         i += offset;

@@ -359,7 +359,10 @@ impl LicenceAuth {
     /// other-tenant lookup: for [`crate::fuzzing`], which must run the token and claim
     /// parsers of the licence routes. `Ok(None)`: not this tenant's token, or the tenant
     /// delivers no licences.
-    pub(crate) fn check_token_for_fuzzing(&self, token: &str) -> Result<Option<Entitlement>, ApiError> {
+    pub(crate) fn check_token_for_fuzzing(
+        &self,
+        token: &str,
+    ) -> Result<Option<Entitlement>, ApiError> {
         match &self.verifier {
             Some(verifier) => self.check_token(verifier, token),
             None => Ok(None),

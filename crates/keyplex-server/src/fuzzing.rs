@@ -117,7 +117,10 @@ pub fn widevine_api(data: &[u8]) {
 /// the bytes as the claims of a token signed with each test tenant's key, so that the
 /// fuzzer reaches claim parsing past the signature.
 pub fn entitlement_token(data: &[u8]) {
-    let tenants = [(tenant("portal"), PORTAL_SECRET), (tenant("strict"), STRICT_SECRET)];
+    let tenants = [
+        (tenant("portal"), PORTAL_SECRET),
+        (tenant("strict"), STRICT_SECRET),
+    ];
     if let Ok(text) = std::str::from_utf8(data) {
         let mut headers = HeaderMap::new();
         if let Ok(value) = HeaderValue::from_str(text) {
@@ -209,7 +212,8 @@ mod tests {
                 crate::nagra::check_request_for_fuzzing(false, tenant(name), nagra, now()).is_ok()
             );
         }
-        let widevine = br#"{"content_id":"bW92aWUtMQ==","tracks":[{"type":"SD"},{"type":"AUDIO"}]}"#;
+        let widevine =
+            br#"{"content_id":"bW92aWUtMQ==","tracks":[{"type":"SD"},{"type":"AUDIO"}]}"#;
         assert!(crate::widevine_api::check_request_for_fuzzing(tenant("vod"), widevine).is_ok());
     }
 }

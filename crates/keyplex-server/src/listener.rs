@@ -178,8 +178,7 @@ async fn handshake(
 /// Reloads the certificate on SIGHUP and when its files change.
 async fn watch_certificate(certificate: Arc<ReloadableCertificate>) {
     #[cfg(unix)]
-    let mut hangup =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut tick = tokio::time::interval(CERTIFICATE_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

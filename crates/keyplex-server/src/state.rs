@@ -103,7 +103,11 @@ impl AppState {
             .public_url
             .clone()
             .unwrap_or_else(|| {
-                let scheme = if config.server.tls.is_some() { "https" } else { "http" };
+                let scheme = if config.server.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
                 format!("{scheme}://{}", config.server.listen)
             })
             .trim_end_matches('/')

@@ -180,9 +180,9 @@ pub(crate) fn check_request_for_fuzzing(tenant: &Tenant, json: &[u8]) -> Result<
                 origin: keyplex_types::KeyOrigin::Generated,
             };
             let signal = signaling::for_key(tenant, DrmSystem::Widevine, &key, request.scheme)?;
-            let boxes = signal
-                .pssh
-                .ok_or_else(|| ApiError::Internal("Widevine signaling without a pssh box".into()))?;
+            let boxes = signal.pssh.ok_or_else(|| {
+                ApiError::Internal("Widevine signaling without a pssh box".into())
+            })?;
             PsshBox::parse(&boxes)
                 .map_err(|e| ApiError::Internal(format!("re-reading our Widevine pssh: {e}")))?;
         }

@@ -104,7 +104,9 @@ fn cpix_with_key(content_id: &str, kid: &str, key_xml: &str, extra: &str) -> Str
 }
 
 fn plain_value(b64: &str) -> String {
-    format!("<cpix:Data><pskc:Secret><pskc:PlainValue>{b64}</pskc:PlainValue></pskc:Secret></cpix:Data>")
+    format!(
+        "<cpix:Data><pskc:Secret><pskc:PlainValue>{b64}</pskc:PlainValue></pskc:Secret></cpix:Data>"
+    )
 }
 
 fn period_list(index: &str) -> String {
@@ -349,18 +351,35 @@ fn corpus() -> Vec<Case> {
     ]
 }
 
-fn is_client_error_shape(case: &Case, status: u16, content_type: &str, text: &str) -> Result<(), String> {
+fn is_client_error_shape(
+    case: &Case,
+    status: u16,
+    content_type: &str,
+    text: &str,
+) -> Result<(), String> {
     if status != case.status {
-        return Err(format!("status {status}, expected {}: {text:.300}", case.status));
+        return Err(format!(
+            "status {status}, expected {}: {text:.300}",
+            case.status
+        ));
     }
     if content_type != case.error_type {
-        return Err(format!("content type {content_type:?}, expected {:?}", case.error_type));
+        return Err(format!(
+            "content type {content_type:?}, expected {:?}",
+            case.error_type
+        ));
     }
     if !text.to_lowercase().contains(&case.needle.to_lowercase()) {
-        return Err(format!("message {text:.300} should mention {:?}", case.needle));
+        return Err(format!(
+            "message {text:.300} should mention {:?}",
+            case.needle
+        ));
     }
     if text.len() > 4096 {
-        return Err(format!("error message of {} bytes: it echoes the input", text.len()));
+        return Err(format!(
+            "error message of {} bytes: it echoes the input",
+            text.len()
+        ));
     }
     Ok(())
 }
@@ -400,7 +419,12 @@ async fn every_corpus_request_gets_a_clear_4xx_and_stores_nothing() {
             failures.push(format!("{}: {why}", case.name));
         }
     }
-    assert!(failures.is_empty(), "{} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     // Nothing of the above created a key: after one valid request, exactly one was created.
     let valid = server
         .post_cpix("acme", vod_request("hostile-valid", KID, "cenc", &[WV]))
@@ -468,7 +492,11 @@ async fn read_answer(stream: &mut TcpStream) -> String {
         }
     })
     .await;
-    assert!(read.is_ok(), "no answer within {HANG:?}: {:?}", String::from_utf8_lossy(&answer));
+    assert!(
+        read.is_ok(),
+        "no answer within {HANG:?}: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
     String::from_utf8_lossy(&answer).into_owned()
 }
 
@@ -516,7 +544,13 @@ async fn header_floods_and_huge_headers_are_431() {
     .await;
     assert_eq!(status_of(&answer), Some(431), "{answer:.200}");
     // The server is still fine.
-    let ok = exchange(&server, "GET /healthz HTTP/1.1\r\nhost: k\r\nconnection: close\r\n\r\n", &[], Duration::ZERO).await;
+    let ok = exchange(
+        &server,
+        "GET /healthz HTTP/1.1\r\nhost: k\r\nconnection: close\r\n\r\n",
+        &[],
+        Duration::ZERO,
+    )
+    .await;
     assert_eq!(status_of(&ok), Some(200), "{ok:.200}");
 }
 
@@ -541,7 +575,13 @@ async fn a_slow_body_is_408_in_the_interfaces_format() {
         "POST /acme/cks-ws-keyAndSignalization/key HTTP/1.1\r\nhost: k\r\nauthorization: {}\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n",
         basic()
     );
-    let answer = exchange(&server, &head, &[b"{", b"\"", b"d"], Duration::from_millis(1200)).await;
+    let answer = exchange(
+        &server,
+        &head,
+        &[b"{", b"\"", b"d"],
+        Duration::from_millis(1200),
+    )
+    .await;
     assert_eq!(status_of(&answer), Some(408), "{answer:.300}");
     assert!(answer.contains("\"REQUEST_TIMEOUT\""), "{answer:.300}");
 }
@@ -566,7 +606,10 @@ async fn a_truncated_body_is_400() {
 async fn slow_headers_lose_their_connection() {
     let server = start_with_short_timeouts().await;
     let mut stream = TcpStream::connect(addr(&server)).await.unwrap();
-    stream.write_all(b"GET /healthz HTTP/1.1\r\nhost: k\r\n").await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: k\r\n")
+        .await
+        .unwrap();
     // Never finishes its headers: the server closes the connection (read gives EOF) after
     // header_timeout_seconds instead of holding it for ever.
     let answer = read_answer(&mut stream).await;

@@ -691,7 +691,13 @@ async fn a_request_past_the_server_deadline_is_503() {
     let upstreams = vec![("fairplay".to_owned(), format!("{base}/fp"))];
     let server = TestServer::start_with(ACME_CONFIG, move |config: &mut Config| {
         config.server.request_timeout_seconds = 2;
-        let licence = config.tenants.get_mut("acme").unwrap().licence.as_mut().unwrap();
+        let licence = config
+            .tenants
+            .get_mut("acme")
+            .unwrap()
+            .licence
+            .as_mut()
+            .unwrap();
         licence.upstream.extend(upstreams);
         licence.upstream_timeout_seconds = Some(60);
     })
@@ -702,11 +708,24 @@ async fn a_request_past_the_server_deadline_is_503() {
         delay: Duration::from_secs(20),
         ..Reply::status(200)
     });
-    let resp = post(&server, "fpls", &format!("?kid={kid}"), Some(&token), "x/y", "spc").await;
+    let resp = post(
+        &server,
+        "fpls",
+        &format!("?kid={kid}"),
+        Some(&token),
+        "x/y",
+        "spc",
+    )
+    .await;
     let (status, detail) = crate::entitlement::problem(resp).await;
     assert_eq!(status, 503, "{detail}");
     assert!(detail.contains("not answered within 2 s"), "{detail}");
-    let health = server.client.get(server.url("/healthz")).send().await.unwrap();
+    let health = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
 }
 
