@@ -68,50 +68,49 @@ pub const MAX_DEPTH: usize = 64;
 /// handle. It only needs to be right for well-formed XML: whatever it miscounts in broken
 /// XML, roxmltree refuses afterwards (the count only ever errs on the side of refusing).
 fn check_depth(text: &str) -> Result<(), CpixError> {
-    let bytes = text.as_bytes();
-    let (mut depth, mut i) = (0usize, 0usize);
-    let skip_past = |from: usize, end: &str| -> usize {
-        text[from..]
-            .find(end)
-            .map_or(bytes.len(), |p| from + p + end.len())
-    };
-    while let Some(offset) = bytes[i..].iter().position(|&b| b == b'<') {
-        i += offset;
-        let rest = &text[i..];
+    fn skip_past<'a>(rest: &'a str, end: &str) -> &'a str {
+        rest.find(end)
+            .and_then(|p| rest.get(p + end.len()..))
+            .unwrap_or("")
+    }
+    let too_deep = || CpixError::Xml(format!("elements nested deeper than {MAX_DEPTH} levels"));
+    let mut depth = 0usize;
+    let mut rest = text;
+    while let Some(offset) = rest.find('<') {
+        rest = rest.get(offset..).unwrap_or("");
         if rest.starts_with("<!--") {
-            i = skip_past(i, "-->");
+            rest = skip_past(rest, "-->");
         } else if rest.starts_with("<![CDATA[") {
-            i = skip_past(i, "]]>");
+            rest = skip_past(rest, "]]>");
         } else if rest.starts_with("<?") {
-            i = skip_past(i, "?>");
+            rest = skip_past(rest, "?>");
         } else if rest.starts_with("</") {
             depth = depth.saturating_sub(1);
-            i = skip_past(i, ">");
+            rest = skip_past(rest, ">");
         } else {
-            // A start tag: find its end outside quoted attribute values ('>' may appear in them).
-            let mut quote = None;
-            let mut j = i + 1;
-            while j < bytes.len() {
-                match (quote, bytes[j]) {
-                    (None, b'"' | b'\'') => quote = Some(bytes[j]),
-                    (Some(q), b) if b == q => quote = None,
-                    (None, b'>') => break,
+            // A start tag: its end is the first '>' outside quoted attribute values ('>' may
+            // appear in them); `/>` closes an empty element.
+            let (mut quote, mut prev, mut end) = (None, 0u8, None);
+            for (j, b) in rest.bytes().enumerate().skip(1) {
+                match (quote, b) {
+                    (None, b'"' | b'\'') => quote = Some(b),
+                    (Some(q), _) if b == q => quote = None,
+                    (None, b'>') => {
+                        end = Some((j, prev));
+                        break;
+                    }
                     _ => {}
                 }
-                j += 1;
+                prev = b;
             }
-            if j >= bytes.len() || bytes[j - 1] != b'/' {
+            if end.is_none_or(|(_, before)| before != b'/') {
                 depth += 1;
                 if depth > MAX_DEPTH {
-                    return Err(CpixError::Xml(format!(
-                        "elements nested deeper than {MAX_DEPTH} levels"
-                    )));
+                    return Err(too_deep());
                 }
             }
-            i = j + 1;
-        }
-        if i >= bytes.len() {
-            break;
+            // '>' is ASCII, so the byte after it starts a character.
+            rest = end.and_then(|(j, _)| rest.get(j + 1..)).unwrap_or("");
         }
     }
     Ok(())
@@ -1451,6 +1450,17 @@ mod tests {
             );
             assert!(read_document(xml.as_bytes()).is_err(), "depth {depth}");
         }
+        // The count: the root plus 63 levels pass the check, one more does not; empty
+        // elements, comments, CDATA and '>' inside attribute values do not count.
+        let nested = |levels: usize| {
+            format!(
+                r#"<r a=">>"><!-- <x> --><![CDATA[<x>]]><e/>{}{}</r>"#,
+                "<x b='/>'>".repeat(levels),
+                "</x>".repeat(levels)
+            )
+        };
+        assert_eq!(check_depth(&nested(MAX_DEPTH - 1)), Ok(()));
+        assert!(check_depth(&nested(MAX_DEPTH)).is_err());
     }
 
     #[test]
