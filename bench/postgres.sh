@@ -40,26 +40,18 @@ PG_SERVER="${BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 PG_SERVER="${PG_SERVER%/}"
 USER_PASS="packager:bench-secret"
 
-for value in "$MEASURE_SECONDS" "$WARMUP_SECONDS" "$CONNECTIONS" "$THREADS" $NODE_COUNTS; do
-  [[ "$value" =~ ^[1-9][0-9]*$ ]] || { echo "bench: settings must be positive integers, got '$value'" >&2; exit 1; }
-done
+# shellcheck source=bench/lib.sh
+. "$BENCH_DIR/lib.sh"
+# shellcheck disable=SC2086 # NODE_COUNTS is a list
+require_positive_integers "$MEASURE_SECONDS" "$WARMUP_SECONDS" "$CONNECTIONS" "$THREADS" $NODE_COUNTS
 for nodes in $NODE_COUNTS; do
   [ "$CONNECTIONS" -ge "$nodes" ] || { echo "bench: BENCH_CONNECTIONS ($CONNECTIONS) < $nodes nodes" >&2; exit 1; }
 done
 
-step() { printf '\n==> %s\n' "$*" >&2; }
-
 # --- tools -----------------------------------------------------------------------------------
-apt_install() {
-  if [ -z "${APT_UPDATED:-}" ]; then apt-get update -qq; APT_UPDATED=1; fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
 export PATH="$HOME/.cargo/bin:$PATH"
 step "Load tools"
-command -v wrk >/dev/null || apt_install wrk
-command -v curl >/dev/null || apt_install curl
-command -v psql >/dev/null || apt_install postgresql-client
-command -v openssl >/dev/null || apt_install openssl
+ensure_commands wrk curl psql:postgresql-client openssl
 echo "wrk: $(wrk -v 2>&1 | head -n1 | cut -c1-40); $(psql --version)" >&2
 
 PG_ADMIN_URL="$PG_SERVER/postgres"
@@ -100,42 +92,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-USED_PORTS=" "
-free_port() {
-  local port
-  for _ in $(seq 100); do
-    port=$((20000 + RANDOM % 30000))
-    if [[ "$USED_PORTS" != *" $port "* ]] && [ -z "$(ss -Htln "sport = :$port")" ]; then
-      USED_PORTS+="$port "
-      echo "$port"
-      return 0
-    fi
-  done
-  echo "bench: no free loopback port found" >&2
-  return 1
-}
-
-wait_ready() { # URL NAME
-  for _ in $(seq 150); do
-    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
-    sleep 0.2
-  done
-  echo "bench: $2 did not become ready at $1 (log: $RESULTS_DIR/$2.log)" >&2
-  return 1
-}
-
 # All nodes of a run share this master key (a node refuses a database sealed under another).
 MASTER_KEY="$(openssl rand -hex 32)"
 AUTH_HEADER="Basic $(printf '%s' "$USER_PASS" | base64)"
 EXISTING_BODY="$WORK_DIR/existing.xml"
-sed -e 's/@CONTENT_ID@/bench-existing/g' -e 's/@KID@/0b1e5c4a-2f6d-4e8b-9a07-5c3d2e1f0a9b/g' \
-  "$BENCH_DIR/cpix-request.xml" >"$EXISTING_BODY"
+write_existing_body "$EXISTING_BODY"
 
 declare -A RPS P50_MS P99_MS ERRORS CPU_US PG_CPU_US PG_DETAIL REQUESTS NODE_DETAIL STATUS_DETAIL
 ANY_ERRORS=0
 CHECK_FAILED=0
 CHECKS=()
-CLOCK_TICKS="$(getconf CLK_TCK)"
 PORTS=()
 PIDS=()
 DB=""
@@ -144,18 +110,9 @@ DB_URL=""
 fail_check() { CHECKS+=("FAIL: $*"); CHECK_FAILED=1; echo "bench: check failed: $*" >&2; }
 pass_check() { CHECKS+=("ok:   $*"); }
 
-# CPU time (user + system, clock ticks) of processes so far. For keyplex: the node processes.
-# For PostgreSQL: the backends connected to this run's database plus the WAL writer,
-# checkpointer and background writer (shared with anything else using the server).
-cpu_ticks() { # PID...
-  local total=0 pid
-  for pid in "$@"; do
-    if [ -r "/proc/$pid/stat" ]; then
-      total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
-    fi
-  done
-  echo "$total"
-}
+# CPU time (cpu_ticks, lib.sh) of the keyplex node processes, and of PostgreSQL: the backends
+# connected to this run's database plus the WAL writer, checkpointer and background writer
+# (shared with anything else using the server).
 pg_pids() {
   psql_admin -c "SELECT pid FROM pg_stat_activity WHERE datname = '$DB'
     OR backend_type IN ('walwriter', 'checkpointer', 'background writer')"
@@ -179,9 +136,6 @@ pg_commits() { # this run's database (read-only statements count too), as far as
 }
 pg_ticks_delta() { # BEFORE_FILE AFTER_FILE
   awk 'NR == FNR { before[$1] = $2; next } { d += $2 - ($1 in before ? before[$1] : 0) } END { print d + 0 }' "$1" "$2"
-}
-us_per_request() { # TICKS REQUESTS
-  awk -v d="$1" -v n="$2" -v t="$CLOCK_TICKS" 'BEGIN { printf "%.1f", (n > 0 ? d / t / n * 1e6 : 0) }'
 }
 
 # keyplex_requests_total for the CPIX interface on every node, one "status count" per line.
@@ -431,7 +385,7 @@ for nodes in $NODE_COUNTS; do run_phase postgres "$nodes"; done
 # --- report ----------------------------------------------------------------------------------
 {
   echo "keyplex CPIX load benchmark on PostgreSQL, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r)"
+  machine_line
   echo "PostgreSQL $PG_VERSION at ${PG_SERVER#*@}: $PG_SETTINGS"
   echo "load: ${CONNECTIONS} connections and ${THREADS} wrk threads in total (split over the nodes, one wrk per node), ${MEASURE_SECONDS}s per scenario, everything on the same machine"
   echo "load average before / after: ${LOAD_BEFORE} / $(cut -d' ' -f1-3 /proc/loadavg); ANALYZE before the load: $([ "$ANALYZE" = 1 ] && echo yes || echo no)"
