@@ -16,6 +16,9 @@
 #   BENCH_MILLION_KEYS    how many keys that phase stores               (default 1000000)
 #   BENCH_FILL_CACHE      where the filled data directory is kept between runs
 #                         (default bench/results/fill-<keys>; delete it to fill again)
+#   BENCH_BUILD           0: do not build (use the binaries already in target/release)   (default 1)
+#   BENCH_KEYPLEX_BIN     the keyplex binary to measure (e.g. a copy of an older build, for
+#                         before/after comparisons)             (default target/release/keyplex)
 #
 # Targets (issue 7): served-from-store requests/s >= 40% of hello's (CPIX, SPEKE, NAGRA,
 # Widevine API); ClearKey licences >= 50%; new durable keys >= 5,000/s; p99 < 5 ms at half of
@@ -54,10 +57,12 @@ command -v oha >/dev/null || cargo install oha --locked
 echo "wrk: $(wrk -v 2>&1 | head -n1 | cut -c1-40); $(oha --version)" >&2
 
 # --- build -----------------------------------------------------------------------------------
-step "Build (release)"
-(cd "$ROOT" && cargo build --release -p keyplex -p keyplex-bench-hello -p keyplex-bench-fill)
+if [ "${BENCH_BUILD:-1}" = 1 ]; then
+  step "Build (release)"
+  (cd "$ROOT" && cargo build --release -p keyplex -p keyplex-bench-hello -p keyplex-bench-fill)
+fi
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-KEYPLEX_BIN="$TARGET_DIR/release/keyplex"
+KEYPLEX_BIN="${BENCH_KEYPLEX_BIN:-$TARGET_DIR/release/keyplex}"
 HELLO_BIN="$TARGET_DIR/release/keyplex-bench-hello"
 FILL_BIN="$TARGET_DIR/release/keyplex-bench-fill"
 
@@ -133,7 +138,8 @@ define_scenarios() {
 define_scenarios
 
 post() { # NAME OUT_FILE -> HTTP status
-  local name="$1" args=(-sS -o "$2" -w '%{http_code}' -H "Content-Type: ${CTYPE[$name]}" --data-binary "@${BODY[$name]}")
+  local name="$1"
+  local args=(-sS -o "$2" -w '%{http_code}' -H "Content-Type: ${CTYPE[$name]}" --data-binary "@${BODY[$name]}")
   [ -n "${AUTH[$name]}" ] && args+=(-H "Authorization: ${AUTH[$name]}")
   [ -n "${EXTRA[$name]}" ] && args+=(-H "${EXTRA[$name]}")
   curl "${args[@]}" "${URL[$name]}"
@@ -226,9 +232,10 @@ run_oha_fixed_rate() { # RESULT_NAME SCENARIO SECONDS RATE
     "$(jq -r '[.statusCodeDistribution[]] | add // 0' "$json")")"
 }
 
+# Sets NEW_VARS: the wrk.lua settings of a new-content run (a fresh nonce each time).
 new_content_vars() {
-  echo BENCH_AUTH="$AUTH_HEADER" BENCH_MODE=new-content BENCH_TEMPLATE="$BENCH_DIR/cpix-request.xml" \
-    BENCH_NONCE="$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"
+  NEW_VARS=(BENCH_AUTH="$AUTH_HEADER" BENCH_MODE=new-content BENCH_TEMPLATE="$BENCH_DIR/cpix-request.xml"
+    BENCH_NONCE="$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')")
 }
 
 # Memory of a process in MiB: VmRSS (now) or VmHWM (peak resident since it started).
@@ -266,8 +273,8 @@ for s in existing speke nagra widevine clearkey; do
 done
 
 step "CPIX new content: fresh contentId and kid every request (a new durable key each)"
-# shellcheck disable=SC2046 # word splitting of VAR=VALUE pairs without spaces
-run_wrk new "$KEYPLEX_PID" "$MEASURE_SECONDS" "$KEYPLEX_BASE/bench/cpix" $(new_content_vars)
+new_content_vars
+run_wrk new "$KEYPLEX_PID" "$MEASURE_SECONDS" "$KEYPLEX_BASE/bench/cpix" "${NEW_VARS[@]}"
 check_created_events "$DATA_DIR" "CPIX new content"
 
 for s in $HALF_SCENARIOS; do
@@ -308,8 +315,8 @@ if [ "$MILLION" = 1 ]; then
   run_wrk million-stored "$KEYPLEX_PID" "$MEASURE_SECONDS" "$KEYPLEX_BASE/bench/cpix" BENCH_AUTH="$AUTH_HEADER" \
     BENCH_MODE=stored BENCH_TEMPLATE="$BENCH_DIR/cpix-request.xml" BENCH_STORED_COUNT="$MILLION_KEYS"
   step "CPIX new content on top of $MILLION_KEYS stored keys (${MEASURE_SECONDS}s)"
-  # shellcheck disable=SC2046
-  run_wrk million-new "$KEYPLEX_PID" "$MEASURE_SECONDS" "$KEYPLEX_BASE/bench/cpix" $(new_content_vars)
+  new_content_vars
+  run_wrk million-new "$KEYPLEX_PID" "$MEASURE_SECONDS" "$KEYPLEX_BASE/bench/cpix" "${NEW_VARS[@]}"
   step "ClearKey licences with $MILLION_KEYS stored keys (${MEASURE_SECONDS}s)"
   set_scenario clearkey "ClearKey licence + entitlement" /bench/clearkey/v1/licenses "$CLEARKEY_BODY" application/json "Bearer $ENTITLEMENT" ""
   run_scenario million-clearkey clearkey "$MEASURE_SECONDS"

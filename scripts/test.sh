@@ -40,6 +40,12 @@ players/build.sh
 step "Build"
 cargo build --locked -p keyplex
 
+# Every suite below records the secrets it handles and keeps its servers' logs here;
+# scripts/check-secrets.py reads them all at the end (no log may hold any secret).
+export KEYPLEX_SECRETS_AUDIT_DIR="$PWD/target/secrets-audit"
+rm -rf "$KEYPLEX_SECRETS_AUDIT_DIR"
+mkdir -p "$KEYPLEX_SECRETS_AUDIT_DIR"
+
 step "Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --workspace --no-fail-fast
@@ -69,3 +75,11 @@ KEYPLEX_BIN="$PWD/target/debug/keyplex" .venv/bin/pytest tests/e2e -q -p no:cach
 
 step "Real playback in headless Chromium: the reference players at /players/, keyplex's licences and keys"
 KEYPLEX_BIN="$PWD/target/debug/keyplex" .venv/bin/pytest tests/browser -q -p no:cacheprovider
+
+step "Secrets: no log of the whole run holds a key or secret the run handled"
+.venv/bin/python scripts/check-secrets.py "$KEYPLEX_SECRETS_AUDIT_DIR"
+
+step "Fuzzing: every fuzz target for 10 s from its seeds (scripts/fuzz.sh; run it longer by hand)"
+# Builds in fuzz/target (first build about 12 minutes, afterwards only what changed); a
+# crash fails the suite and its input is printed (fuzz/artifacts/<target>/).
+scripts/fuzz.sh 10

@@ -19,11 +19,71 @@ os.environ.setdefault("KEYPLEX_LOG", "info,keyplex=debug,keyplex_server=debug,ke
 # Raw content keys the tests received from servers; no server log may contain any of them.
 SEEN_KEYS: set[bytes] = set()
 
+# With KEYPLEX_SECRETS_AUDIT_DIR set (scripts/test.sh sets it), the secrets each suite saw and
+# the logs of its servers are also kept there, for the check over the whole test run
+# (scripts/check-secrets.py, which reads the Rust integration tests' records too).
+AUDIT_DIR = os.environ.get("KEYPLEX_SECRETS_AUDIT_DIR")
+SECRET_NAMES = ("password", "secret", "token", "signing_key", "aes_key")
+
+
+def _record(lines: list[str]) -> None:
+    if not AUDIT_DIR or not lines:
+        return
+    Path(AUDIT_DIR).mkdir(parents=True, exist_ok=True)
+    with open(Path(AUDIT_DIR) / f"py-{os.getpid()}.secrets", "a") as f:
+        f.write("".join(line + "\n" for line in lines))
+
 
 def saw_key(raw: bytes) -> None:
     """Records a content key a server answered (16 raw bytes)."""
     if len(raw) == 16:
         SEEN_KEYS.add(bytes(raw))
+        _record([f"hex:{bytes(raw).hex()}"])
+
+
+def record_config_secrets(config: str) -> None:
+    """Records the secrets of a server configuration (TOML text): every string of at least
+    8 characters under a key that names a secret, at any depth."""
+    import tomllib
+    found: list[str] = []
+
+    def walk(value, name: str) -> None:
+        if isinstance(value, str):
+            if any(s in name for s in SECRET_NAMES) and len(value) >= 8:
+                found.append(f"text:{value}")
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, name)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, k)
+
+    try:
+        walk(tomllib.loads(config), "")
+    except tomllib.TOMLDecodeError:
+        return
+    _record(found)
+
+
+def check_server_logs(basetemp: Path, suite: str) -> None:
+    """At the end of a suite: no server log written under its temporary directories holds a
+    content key it received (hex, base64 or base64url). With the audit directory set, the
+    logs are copied there for the check over the whole run."""
+    import shutil
+    logs = list(Path(basetemp).rglob("*.log"))
+    if AUDIT_DIR:
+        dest = Path(AUDIT_DIR) / f"{suite}-{os.getpid()}"
+        dest.mkdir(parents=True, exist_ok=True)
+        for i, log in enumerate(logs):
+            shutil.copyfile(log, dest / f"{i:04}-{log.name}")
+    if not SEEN_KEYS:
+        return
+    spellings = {s: raw for raw in SEEN_KEYS for s in key_spellings(raw)}
+    assert logs, "the check must read server logs"
+    for log in logs:
+        text = log.read_text(errors="replace")
+        leaked = [s for s in spellings if s in text]
+        assert not leaked, f"{log}: contains a content key ({len(leaked)} spellings)"
 
 
 def key_spellings(raw: bytes) -> list[str]:
@@ -72,6 +132,7 @@ def running_keyplex(binary: Path, config: str, data: Path, *, port: int | None =
     `{"base", "port", "log", "data", "bin"}` once /healthz answers 200; stops it afterwards.
     The server's output goes to `data/server.log` (shown when it does not come up)."""
     data.mkdir(parents=True, exist_ok=True)
+    record_config_secrets(config)
     cfg = data / "keyplex.toml"
     cfg.write_text(config)
     port = port or free_port()

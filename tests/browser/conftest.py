@@ -199,3 +199,10 @@ def explain(result: dict) -> str:
     lines += ["console: " + c for c in result["console"][-30:]]
     lines += ["page error: " + e for e in result["pageErrors"]]
     return "\n".join(lines)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_key_in_any_server_log(tmp_path_factory):
+    """After the whole session: no server log holds a content key a test received."""
+    yield
+    keyplex_proc.check_server_logs(tmp_path_factory.getbasetemp(), "browser")

@@ -113,6 +113,7 @@ def cpix(server, tenant: str, auth: str, content_id: str) -> dict:
     assert status == 200, payload.decode(errors="replace")
     (key,) = ET.fromstring(payload).findall("cpix:ContentKeyList/cpix:ContentKey", NS)
     value = base64.b64decode(key.find("cpix:Data/pskc:Secret/pskc:PlainValue", NS).text)
+    keyplex_proc.saw_key(value)
     return {"kid": key.get("kid").lower(), "key": value}
 
 

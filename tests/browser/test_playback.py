@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import keyplex_proc  # tests/keyplex_proc.py (conftest puts tests/ on sys.path)
 from conftest import LICENCE_SECRET, TENANT, b64url, explain, mint_token
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +31,7 @@ def keyplex_key(client, content_id: str) -> dict:
     """keyplex's key for the content's ALL slot (hex and UUID forms)."""
     keys = json.loads(client("cpix", "--content-id", content_id, "--drm", "clearkey"))
     (key,) = keys["content_key_list"]
+    keyplex_proc.saw_key(bytes.fromhex(key["key_hex"]))
     return key
 
 

@@ -50,7 +50,17 @@ def client(server):
         )
 
     def cpix(*args: str) -> dict:
-        return json.loads(run("cpix", *args).stdout)
+        keys = json.loads(run("cpix", *args).stdout)
+        for key in keys.get("content_key_list", []):
+            keyplex_proc.saw_key(bytes.fromhex(key["key_hex"]))
+        return keys
 
     run.cpix = cpix
     return run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_key_in_any_server_log(tmp_path_factory):
+    """After the whole session: no server log holds a content key a test received."""
+    yield
+    keyplex_proc.check_server_logs(tmp_path_factory.getbasetemp(), "e2e")

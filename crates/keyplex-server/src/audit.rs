@@ -1,8 +1,13 @@
-//! The audit trail's writer. Events of key creation are committed before the response that
-//! hands the new key out ([`AuditLog::record_durable`]); deliveries and licence decisions are
-//! queued ([`AuditLog::record`]) and committed in batches by [`AuditLog::run_flusher`] every
-//! [`FLUSH_INTERVAL`], so the hot paths never wait for a disk write of their own. Concurrent
-//! durable records share commits, as key creation does.
+//! The audit trail's writer. Events of key creation are committed by the store in the same
+//! transaction as the keys (`KeyStore::ensure_keys_audited`, see `keys::resolve`); admin
+//! actions are committed before their answer ([`AuditLog::record_durable`]); deliveries and
+//! licence decisions are queued ([`AuditLog::record`]) and committed in batches by
+//! [`AuditLog::run_flusher`] every [`FLUSH_INTERVAL`], so the hot paths never wait for a disk
+//! write of their own. Concurrent durable records share commits.
+//!
+//! A commit runs on a task of its own: a request that is dropped while it waits (its client
+//! went away) cannot cancel a commit half way, which would lose the batch it had taken from
+//! the queue, other requests' events included.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,6 +21,10 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_PENDING: usize = 1_000_000;
 
 pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     store: Arc<dyn KeyStore>,
     pending: Mutex<Vec<AuditEvent>>,
     /// Held by whoever is committing; a durable record waits for it, then commits what is
@@ -27,34 +36,18 @@ pub struct AuditLog {
 impl AuditLog {
     pub fn new(store: Arc<dyn KeyStore>) -> Self {
         Self {
-            store,
-            pending: Mutex::new(Vec::new()),
-            commit: tokio::sync::Mutex::new(()),
-            dropped: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    fn push(&self, events: impl IntoIterator<Item = AuditEvent>) {
-        let mut pending = match self.pending.lock() {
-            Ok(p) => p,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        pending.extend(events);
-        if pending.len() > MAX_PENDING {
-            let excess = pending.len() - MAX_PENDING;
-            pending.drain(..excess);
-            self.dropped
-                .fetch_add(excess as u64, std::sync::atomic::Ordering::Relaxed);
-            tracing::error!(
-                dropped = excess,
-                "audit trail: the store has not taken events for too long; oldest dropped"
-            );
+            inner: Arc::new(Inner {
+                store,
+                pending: Mutex::new(Vec::new()),
+                commit: tokio::sync::Mutex::new(()),
+                dropped: std::sync::atomic::AtomicU64::new(0),
+            }),
         }
     }
 
     /// Queues an event; it is committed within [`FLUSH_INTERVAL`].
     pub fn record(&self, event: AuditEvent) {
-        self.push([event]);
+        self.inner.push([event]);
     }
 
     /// Commits the events (and whatever is queued) before returning.
@@ -62,37 +55,29 @@ impl AuditLog {
         &self,
         events: Vec<AuditEvent>,
     ) -> Result<(), keyplex_store::StoreError> {
-        self.push(events);
+        self.inner.push(events);
         self.flush().await
     }
 
-    /// Commits everything queued. On failure the events stay queued for the next attempt.
+    /// Commits everything queued, on a task of its own (see the module's documentation): if
+    /// this future is dropped, the commit goes on. On failure the events stay queued for the
+    /// next attempt.
     pub async fn flush(&self) -> Result<(), keyplex_store::StoreError> {
-        let _committing = self.commit.lock().await;
-        let batch = match self.pending.lock() {
-            Ok(mut p) => std::mem::take(&mut *p),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        };
-        if batch.is_empty() {
-            return Ok(());
-        }
-        match self.store.append_audit(&batch).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let mut pending = match self.pending.lock() {
-                    Ok(p) => p,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
-                let newer = std::mem::replace(&mut *pending, batch);
-                pending.extend(newer);
-                Err(e)
-            }
-        }
+        let inner = self.inner.clone();
+        tokio::spawn(async move { inner.flush().await })
+            .await
+            .unwrap_or_else(|e| {
+                Err(keyplex_store::StoreError::Internal(format!(
+                    "audit trail: the commit task failed: {e}"
+                )))
+            })
     }
 
     /// Events dropped because the store was unavailable for too long.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner
+            .dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Commits queued events every [`FLUSH_INTERVAL`] until `stop` resolves, then once more.
@@ -112,6 +97,52 @@ impl AuditLog {
         }
         if let Err(e) = self.flush().await {
             tracing::error!(error = %e, "audit trail: events lost at shutdown");
+        }
+    }
+}
+
+impl Inner {
+    fn push(&self, events: impl IntoIterator<Item = AuditEvent>) {
+        let mut pending = match self.pending.lock() {
+            Ok(p) => p,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        pending.extend(events);
+        if pending.len() > MAX_PENDING {
+            let excess = pending.len() - MAX_PENDING;
+            pending.drain(..excess);
+            self.dropped
+                .fetch_add(excess as u64, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(
+                dropped = excess,
+                "audit trail: the store has not taken events for too long; oldest dropped"
+            );
+        }
+    }
+
+    /// Commits everything queued. On failure the events stay queued for the next attempt.
+    /// Cancelling this future after it took the batch would lose it: only
+    /// [`AuditLog::flush`]'s task runs it.
+    async fn flush(&self) -> Result<(), keyplex_store::StoreError> {
+        let _committing = self.commit.lock().await;
+        let batch = match self.pending.lock() {
+            Ok(mut p) => std::mem::take(&mut *p),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match self.store.append_audit(&batch).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let mut pending = match self.pending.lock() {
+                    Ok(p) => p,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                let newer = std::mem::replace(&mut *pending, batch);
+                pending.extend(newer);
+                Err(e)
+            }
         }
     }
 }

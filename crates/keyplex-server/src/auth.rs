@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::{JwtConfig, SigV4Credential, TenantConfig};
+use crate::config::{JwtConfig, Secret, SigV4Credential, TenantConfig};
 use crate::error::ApiError;
 use crate::sigv4::{self, SignedRequest};
 use crate::state::{AppState, Tenant};
@@ -24,11 +24,12 @@ pub struct Principal {
     pub credential: String,
 }
 
-/// Credentials found on a request.
+/// Credentials found on a request. The secret parts are [`Secret`]s: redacted in `Debug`,
+/// zeroized when the request is done with them.
 #[derive(Debug)]
 pub enum Presented {
-    Basic { user: String, password: String },
-    Bearer(String),
+    Basic { user: String, password: Secret },
+    Bearer(Secret),
 }
 
 /// Reads the credentials a request carries: `Authorization: Basic|Bearer` or `nv-authorizations`.
@@ -37,7 +38,7 @@ pub fn presented_credentials(headers: &HeaderMap) -> Result<Option<Presented>, A
         let token = value.to_str().map_err(|_| {
             ApiError::Unauthorized("nv-authorizations header is not valid text".into())
         })?;
-        return Ok(Some(Presented::Bearer(token.trim().to_owned())));
+        return Ok(Some(Presented::Bearer(Secret::new(token.trim()))));
     }
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
         return Ok(None);
@@ -51,6 +52,7 @@ pub fn presented_credentials(headers: &HeaderMap) -> Result<Option<Presented>, A
             .decode(rest.trim())
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
+            .map(zeroize::Zeroizing::new)
             .ok_or_else(|| {
                 ApiError::Unauthorized(
                     "Basic credentials are not valid base64 user:password".into(),
@@ -61,11 +63,11 @@ pub fn presented_credentials(headers: &HeaderMap) -> Result<Option<Presented>, A
         })?;
         return Ok(Some(Presented::Basic {
             user: user.to_owned(),
-            password: password.to_owned(),
+            password: Secret::new(password),
         }));
     }
     if scheme.eq_ignore_ascii_case("bearer") {
-        return Ok(Some(Presented::Bearer(rest.trim().to_owned())));
+        return Ok(Some(Presented::Bearer(Secret::new(rest.trim()))));
     }
     // Other schemes (e.g. AWS4-HMAC-SHA256) are handled by their own verifiers.
     Ok(None)
@@ -110,7 +112,7 @@ impl PackagerAuth {
     pub fn check(&self, presented: &Presented) -> Result<Option<Principal>, ApiError> {
         match presented {
             Presented::Basic { user, password } => {
-                let digest = sha256(password.as_bytes());
+                let digest = sha256(password.expose().as_bytes());
                 let mut matched = None;
                 for (u, p) in &self.basic {
                     // Evaluate every entry so timing does not reveal which user exists.
@@ -124,7 +126,7 @@ impl PackagerAuth {
                 Ok(matched)
             }
             Presented::Bearer(token) => match &self.jwt {
-                Some(v) => v.verify(token),
+                Some(v) => v.verify(token.expose()),
                 None => Ok(None),
             },
         }
@@ -356,4 +358,33 @@ pub fn authenticate_packager_request(
         time::OffsetDateTime::now_utc(),
     )?;
     Ok((tenant, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presented_credentials_do_not_print_their_secrets() {
+        let mut headers = HeaderMap::new();
+        // packager:pa55word-basic
+        headers.insert(
+            axum::http::header::AUTHORIZATION,
+            "Basic cGFja2FnZXI6cGE1NXdvcmQtYmFzaWM=".parse().unwrap(),
+        );
+        let basic = presented_credentials(&headers).unwrap().unwrap();
+        let printed = format!("{basic:?}");
+        assert!(
+            printed.contains("packager") && !printed.contains("pa55word"),
+            "{printed}"
+        );
+        headers.insert(
+            axum::http::header::AUTHORIZATION,
+            "Bearer eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl"
+                .parse()
+                .unwrap(),
+        );
+        let bearer = presented_credentials(&headers).unwrap().unwrap();
+        assert!(!format!("{bearer:?}").contains("eyJ"));
+    }
 }

@@ -36,3 +36,11 @@ pub fn require_body(body: Bytes, expected: &str) -> Result<Bytes, ApiError> {
     }
     Ok(body)
 }
+
+/// A response body that holds keys in clear (CPIX with plain values, NAGRA and Widevine API
+/// answers, ClearKey licences, HLS keys): its buffer is zeroized when hyper is done with it,
+/// so a key does not linger in freed memory after the response left. (hyper may copy small
+/// bodies into its write buffer first; what it copies is not under our control.)
+pub fn secret(bytes: impl Into<Vec<u8>>) -> axum::body::Body {
+    axum::body::Body::from(Bytes::from_owner(zeroize::Zeroizing::new(bytes.into())))
+}

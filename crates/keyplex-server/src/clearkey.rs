@@ -85,7 +85,7 @@ pub async fn post_licence(
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
-        licence,
+        crate::body::secret(licence),
     )
         .into_response())
 }

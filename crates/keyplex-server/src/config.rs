@@ -493,10 +493,17 @@ fn check_jwt_keys(jwt: &JwtConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// A configured secret string: never printed.
+/// A configured secret string: never printed, zeroized when dropped (a configuration reload
+/// drops the old one).
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
 
 impl Secret {
     pub fn new(s: impl Into<String>) -> Self {
@@ -603,6 +610,57 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every kind of secret a configuration holds, each with a recognisable value.
+    const SECRETS: [&str; 8] = [
+        "postgres://keyplex:db-password-1@db/keyplex",
+        "admin-token-2-long-enough",
+        "basic-password-3",
+        "hs256-secret-4-long-enough-for-the-rule",
+        "sigv4-secret-5",
+        "get-token-6-long-enough",
+        "licence-hs256-secret-7-long-enough",
+        "1ae8ccd0e7985cc0b6203a55855a1034afc252980e970ca90e5202689f947ab9",
+    ];
+
+    #[test]
+    fn debug_output_of_a_whole_configuration_holds_no_secret() {
+        let text = format!(
+            r#"
+            [server]
+            database_url = "{}"
+            [admin]
+            token = "{}"
+            [tenants.acme]
+            basic = [{{ user = "packager", password = "{}" }}]
+            jwt = {{ hs256_secret = "{}" }}
+            sigv4 = [{{ access_key_id = "AKID", secret_access_key = "{}", region = "us-east-1", service = "execute-api" }}]
+            get_token = "{}"
+            widevine_signers = [{{ name = "widevine_test", aes_key = "{}", aes_iv = "d58ce954203b7c9a9a9d467f59839249" }}]
+            [tenants.acme.licence]
+            jwt = {{ hs256_secret = "{}" }}
+            "#,
+            SECRETS[0],
+            SECRETS[1],
+            SECRETS[2],
+            SECRETS[3],
+            SECRETS[4],
+            SECRETS[5],
+            SECRETS[7],
+            SECRETS[6],
+        );
+        let config = Config::from_toml(std::path::Path::new("t.toml"), &text).unwrap();
+        let printed = format!("{config:?} {config:#?}");
+        for secret in SECRETS {
+            assert!(!printed.contains(secret), "Debug shows a secret");
+        }
+        assert!(printed.contains("Secret(<redacted>)"));
+        // The values are there for the code that needs them.
+        assert_eq!(
+            config.tenants["acme"].basic[0].password.expose(),
+            SECRETS[2]
+        );
+    }
 
     #[test]
     fn parses_the_contract_example() {

@@ -127,7 +127,7 @@ pub fn xml_response(doc: &CpixDocument) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/xml; charset=utf-8"),
         )],
-        keyplex_cpix::write_document(doc),
+        crate::body::secret(keyplex_cpix::write_document(doc)),
     )
         .into_response()
 }

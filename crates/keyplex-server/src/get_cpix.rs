@@ -357,7 +357,7 @@ async fn answer(
             // The body holds a key in clear: no shared cache may keep it.
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
-        xml,
+        crate::body::secret(xml),
     )
         .into_response())
 }

@@ -82,7 +82,7 @@ pub async fn get_key(
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
-        key.key.expose().to_vec(),
+        crate::body::secret(key.key.expose().to_vec()),
     )
         .into_response())
 }

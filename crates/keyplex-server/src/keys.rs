@@ -11,54 +11,50 @@ use crate::error::ApiError;
 use crate::state::{AppState, Tenant};
 
 /// Resolves the keys a packager request needs for `content_id`: one atomic, durable store
-/// call. Keys it creates are written to the audit trail before this returns, so no new key
-/// reaches a packager without a durable record of who asked for it.
+/// call. Keys it creates are committed together with their `key.created` audit event (the
+/// store writes both in one transaction), so no new key is stored, let alone reaches a
+/// packager, without a durable record of who asked for it — even if the client goes away
+/// while the call is in flight.
 pub async fn resolve(
     state: &AppState,
     tenant: &Tenant,
     content_id: &ContentId,
     requests: &[KeyRequest],
 ) -> Result<Vec<ContentKey>, ApiError> {
+    let (interface, credential, client) = crate::scope::who().unwrap_or((
+        crate::scope::Interface::Other,
+        "-".to_owned(),
+        "-".to_owned(),
+    ));
+    // The store fills in the kids it created (and records nothing if it created none).
+    let created_event = AuditEvent {
+        id: 0,
+        at: time::OffsetDateTime::now_utc(),
+        tenant: tenant.id.as_str().to_owned(),
+        action: AuditAction::KeyCreated,
+        interface: interface.as_str().to_owned(),
+        credential,
+        client,
+        content_id: Some(content_id.clone()),
+        key_ids: Vec::new(),
+        outcome: "ok".to_owned(),
+        detail: None,
+    };
     let started = std::time::Instant::now();
     let ensured = state
         .store()
-        .ensure_keys_reporting(&tenant.id, requests)
+        .ensure_keys_audited(&tenant.id, requests, created_event)
         .await;
     state
         .telemetry()
         .observe_store("ensure_keys", started.elapsed());
     let ensured = ensured?;
-    let created: Vec<KeyId> = ensured
-        .iter()
-        .filter(|e| e.created)
-        .map(|e| e.key.kid)
-        .collect();
+    let created = ensured.iter().filter(|e| e.created).count();
     crate::scope::note_keys(
         content_id,
         ensured.iter().map(|e| e.key.kid),
-        created.len() as u64,
+        created as u64,
     );
-    if !created.is_empty() {
-        let (interface, credential, client) = crate::scope::who().unwrap_or((
-            crate::scope::Interface::Other,
-            "-".to_owned(),
-            "-".to_owned(),
-        ));
-        let event = AuditEvent {
-            id: 0,
-            at: time::OffsetDateTime::now_utc(),
-            tenant: tenant.id.as_str().to_owned(),
-            action: AuditAction::KeyCreated,
-            interface: interface.as_str().to_owned(),
-            credential,
-            client,
-            content_id: Some(content_id.clone()),
-            key_ids: created,
-            outcome: "ok".to_owned(),
-            detail: None,
-        };
-        state.audit().record_durable(vec![event]).await?;
-    }
     Ok(ensured.into_iter().map(|e| e.key).collect())
 }
 

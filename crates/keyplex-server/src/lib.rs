@@ -99,7 +99,7 @@ pub fn router(state: AppState) -> Router {
             telemetry::track,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(telemetry::request_span))
         .with_state(state)
 }
 

@@ -194,7 +194,7 @@ async fn handle(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        json,
+        crate::body::secret(json),
     )
         .into_response())
 }

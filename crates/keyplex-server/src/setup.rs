@@ -2,6 +2,7 @@
 //! `demo` tenant.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use keyplex_crypto::master::MasterKey;
 use keyplex_store::{KeyStore, StoreLocation};
@@ -82,7 +83,7 @@ pub fn load_master_key_with_source(
     ))
 }
 
-fn master_key_path(config: &Config) -> PathBuf {
+pub fn master_key_path(config: &Config) -> PathBuf {
     config
         .server
         .master_key_file
@@ -287,11 +288,23 @@ pub async fn open_state_with(
     master: MasterKey,
     source: MasterKeySource,
 ) -> Result<AppState, SetupError> {
+    open_state_layered(config, master, source, |store| store).await
+}
+
+/// [`open_state_with`], serving the store through `layer`: a decorator of the opened store
+/// (the integration tests' records every key it hands out, for their secrets check).
+pub async fn open_state_layered(
+    config: &Config,
+    master: MasterKey,
+    source: MasterKeySource,
+    layer: impl FnOnce(Arc<dyn KeyStore>) -> Arc<dyn KeyStore>,
+) -> Result<AppState, SetupError> {
     let location = store_location(config)?;
     let store = location
         .open(master.clone())
         .await
         .map_err(|e| SetupError::Store(format!("{}: {e}", location.redacted())))?;
+    let store = layer(store);
     let next = match &source {
         MasterKeySource::File(path) => {
             let next = next_master_key_path(path);

@@ -17,6 +17,7 @@
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
+use zeroize::Zeroizing;
 
 use crate::config::SigV4Credential;
 
@@ -214,7 +215,7 @@ pub fn verify(
         &auth.region,
         &auth.service,
     );
-    let mut mac = hmac(&key);
+    let mut mac = hmac(&*key);
     mac.update(to_sign.as_bytes());
     mac.verify_slice(&auth.signature)
         .map_err(|_| SigV4Error::SignatureMismatch)
@@ -257,16 +258,19 @@ pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> S
 }
 
 /// The signing key (SigV4 task 3): HMAC chain over date, region, service, `aws4_request`.
-pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
-    let step = |key: &[u8], data: &str| -> [u8; 32] {
+/// The derived key and every intermediate are zeroized when dropped: each is as good as the
+/// secret access key for that day, region and service.
+pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Zeroizing<[u8; 32]> {
+    let step = |key: &[u8], data: &str| -> Zeroizing<[u8; 32]> {
         let mut mac = hmac(key);
         mac.update(data.as_bytes());
-        mac.finalize().into_bytes().into()
+        Zeroizing::new(mac.finalize().into_bytes().into())
     };
-    let k_date = step(format!("AWS4{secret}").as_bytes(), date);
-    let k_region = step(&k_date, region);
-    let k_service = step(&k_region, service);
-    step(&k_service, "aws4_request")
+    let prefixed = Zeroizing::new(format!("AWS4{secret}"));
+    let k_date = step(prefixed.as_bytes(), date);
+    let k_region = step(&*k_date, region);
+    let k_service = step(&*k_region, service);
+    step(&*k_service, "aws4_request")
 }
 
 /// Hex HMAC-SHA256 of the string to sign (SigV4 task 4): what a client puts in `Signature`.
@@ -443,7 +447,7 @@ mod tests {
         );
         let key = signing_key(SECRET, "20150830", "us-east-1", "iam");
         assert_eq!(
-            hex::encode(key),
+            hex::encode(*key),
             "c4afb1cc5771d871763a393e44b703571b55cc28424d1a5e86da6ed3c154a4b9"
         );
         assert_eq!(

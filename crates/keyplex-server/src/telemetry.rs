@@ -385,6 +385,61 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     response.into_response()
 }
 
+/// The span every request's log lines carry (tower-http's `TraceLayer`): method, version and
+/// the URI as [`loggable_uri`] writes it.
+pub fn request_span(request: &http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        uri = %loggable_uri(request.uri()),
+        version = ?request.version(),
+    )
+}
+
+/// Query parameters whose values are redacted in logs: credentials some clients put in URLs
+/// (presigned SigV4 `X-Amz-Signature`/`X-Amz-Credential`, `token=`, `key=` …).
+const SECRET_QUERY_NAMES: [&str; 7] = [
+    "token",
+    "key",
+    "secret",
+    "password",
+    "signature",
+    "credential",
+    "auth",
+];
+
+/// `uri` as it may be logged: the token of `GET /{tenant}/cpix/{format}/{content_id}/{token}`
+/// (tenants with `get_token_in_path`) and the values of credential-like query parameters are
+/// replaced by `<redacted>`. Tokens must not reach logs, which operators ship elsewhere.
+pub fn loggable_uri(uri: &http::Uri) -> String {
+    let path = uri.path();
+    let segments: Vec<&str> = path.split('/').collect();
+    let mut out = match segments.as_slice() {
+        ["", _tenant, "cpix", _format, _content, _token] => {
+            let keep = path.rsplit_once('/').map_or(path, |(keep, _)| keep);
+            format!("{keep}/<redacted>")
+        }
+        _ => path.to_owned(),
+    };
+    if let Some(query) = uri.query() {
+        out.push('?');
+        for (i, pair) in query.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let lower = name.to_ascii_lowercase();
+            if !value.is_empty() && SECRET_QUERY_NAMES.iter().any(|s| lower.contains(s)) {
+                out.push_str(name);
+                out.push_str("=<redacted>");
+            } else {
+                out.push_str(pair);
+            }
+        }
+    }
+    out
+}
+
 fn tenant_segment(path: &str) -> Option<&str> {
     path.strip_prefix('/')?.split('/').next()
 }
@@ -749,6 +804,25 @@ pub struct StatsView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_uris_hide_tokens() {
+        let uri = |s: &str| loggable_uri(&s.parse::<http::Uri>().unwrap());
+        assert_eq!(
+            uri("/vod/cpix/dash/movie-5/get-token-of-vod-0123456789"),
+            "/vod/cpix/dash/movie-5/<redacted>"
+        );
+        assert_eq!(
+            uri("/vod/cpix/hls/movie-5?start=3&token=abc&X-Amz-Signature=f00&keyFormat="),
+            "/vod/cpix/hls/movie-5?start=3&token=<redacted>&X-Amz-Signature=<redacted>&keyFormat="
+        );
+        // Other paths, including five-segment ones of other interfaces, are kept.
+        assert_eq!(uri("/acme/cpix"), "/acme/cpix");
+        assert_eq!(
+            uri("/acme/hls/v1/keys/0f0e0d0c-0b0a-0908-0706-050403020100"),
+            "/acme/hls/v1/keys/0f0e0d0c-0b0a-0908-0706-050403020100"
+        );
+    }
 
     #[test]
     fn windows_have_at_most_a_hundred_buckets() {

@@ -123,10 +123,12 @@ pub async fn post_get_content_key(
     authenticate(&state, tenant, &headers, &envelope)?;
     let request = CommonEncryptionRequest::parse(&envelope.request)?;
     let response = answer(&state, tenant, &request).await?;
-    let inner = serde_json::to_vec(&response)
-        .map_err(|e| ApiError::Internal(format!("writing the Widevine response: {e}")))?;
+    let inner = zeroize::Zeroizing::new(
+        serde_json::to_vec(&response)
+            .map_err(|e| ApiError::Internal(format!("writing the Widevine response: {e}")))?,
+    );
     let body = SignedResponse {
-        response: STANDARD.encode(inner),
+        response: STANDARD.encode(&*inner),
         status: None,
         status_message: None,
     };
@@ -138,7 +140,7 @@ pub async fn post_get_content_key(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        body,
+        crate::body::secret(body),
     )
         .into_response())
 }
@@ -355,8 +357,10 @@ fn authenticate(
 /// AES-256-CBC (PKCS#7) of SHA-1(request bytes) under the signer's key and IV.
 pub fn expected_signature(signer: &WidevineSigner, request: &[u8]) -> Result<Vec<u8>, ApiError> {
     // Both were checked when the configuration was loaded; a failure here is ours.
-    let key = hex::decode(signer.aes_key.expose())
-        .map_err(|_| ApiError::Internal("widevine signer aes_key is not hex".into()))?;
+    let key = zeroize::Zeroizing::new(
+        hex::decode(signer.aes_key.expose())
+            .map_err(|_| ApiError::Internal("widevine signer aes_key is not hex".into()))?,
+    );
     let iv: [u8; 16] = hex::decode(&signer.aes_iv)
         .ok()
         .and_then(|iv| iv.try_into().ok())

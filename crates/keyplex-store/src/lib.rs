@@ -194,6 +194,19 @@ pub trait KeyStore: Send + Sync + 'static {
         requests: &[KeyRequest],
     ) -> Result<Vec<EnsuredKey>>;
 
+    /// [`Self::ensure_keys_reporting`], recording who created keys: when the batch creates
+    /// any, `created` (its `key_ids` set to the kids this batch created, in request order) is
+    /// appended to the audit trail in the same transaction as the keys. A key is thus never
+    /// stored without its `key.created` event, whatever happens to the caller after the
+    /// commit, and one commit makes both durable. Nothing is recorded when every key was
+    /// stored before.
+    async fn ensure_keys_audited(
+        &self,
+        tenant: &TenantId,
+        requests: &[KeyRequest],
+        created: AuditEvent,
+    ) -> Result<Vec<EnsuredKey>>;
+
     /// [`Self::ensure_keys_reporting`] without the created flags.
     async fn ensure_keys(
         &self,

@@ -99,7 +99,8 @@ use crate::columns::{
 };
 use crate::rules::{self, KeySealer};
 use crate::{
-    EnsuredKey, KeyInfo, KeyRequest, KeyStore, NewSession, Result, Session, SessionOpen, StoreError,
+    AuditEvent, EnsuredKey, KeyInfo, KeyRequest, KeyStore, NewSession, Result, Session,
+    SessionOpen, StoreError,
 };
 
 /// Connections per node. Each request holds one for a few statements; PostgreSQL's own
@@ -149,6 +150,50 @@ impl From<StoreError> for TxError {
 type TxResult<T> = std::result::Result<T, TxError>;
 
 impl PostgresStore {
+    /// Both `ensure_keys_*`: `audit` is the `key.created` event to record with new keys,
+    /// in the keys' transaction.
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, requests = requests.len()))]
+    async fn ensure(
+        &self,
+        tenant: &TenantId,
+        requests: &[KeyRequest],
+        audit: Option<&AuditEvent>,
+    ) -> Result<Vec<EnsuredKey>> {
+        let cached: Option<Result<Vec<ContentKey>>> = requests
+            .iter()
+            .map(|r| self.core.cache.resolve(tenant, r))
+            .collect();
+        if let Some(result) = cached {
+            return result.map(|keys| keys.into_iter().map(EnsuredKey::stored).collect());
+        }
+        // Read path: re-requests (the common case) need no transaction and take no lock.
+        let mut found = Vec::with_capacity(requests.len());
+        {
+            let mut conn = self.core.acquire().await?;
+            for request in requests {
+                match once(self.core.resolve(&mut conn, tenant, request).await)? {
+                    Some(stored) => found.push(stored),
+                    None => break,
+                }
+            }
+        }
+        let keys = if found.len() == requests.len() {
+            found.into_iter().map(EnsuredKey::stored).collect()
+        } else {
+            in_transaction!(&self.core, "new keys", |conn| {
+                let ensured = self.core.create_missing(conn, tenant, requests).await?;
+                if let Some(event) = audit.and_then(|t| rules::created_event(t, &ensured)) {
+                    admin::insert_audit(conn, &[event]).await?;
+                }
+                Ok(ensured)
+            })?
+        };
+        for (request, ensured) in requests.iter().zip(&keys) {
+            self.core.cache.remember(tenant, request, &ensured.key);
+        }
+        Ok(keys)
+    }
+
     /// Connects to `url` (`postgres://…`), brings the schema up to date (safe while other
     /// nodes do the same: the migrator holds an advisory lock) and opens the store.
     pub async fn connect(url: &str, master: MasterKey) -> Result<Self> {
@@ -464,41 +509,21 @@ fn once<T>(result: TxResult<T>) -> Result<T> {
 
 #[async_trait]
 impl KeyStore for PostgresStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, requests = requests.len()))]
     async fn ensure_keys_reporting(
         &self,
         tenant: &TenantId,
         requests: &[KeyRequest],
     ) -> Result<Vec<EnsuredKey>> {
-        let cached: Option<Result<Vec<ContentKey>>> = requests
-            .iter()
-            .map(|r| self.core.cache.resolve(tenant, r))
-            .collect();
-        if let Some(result) = cached {
-            return result.map(|keys| keys.into_iter().map(EnsuredKey::stored).collect());
-        }
-        // Read path: re-requests (the common case) need no transaction and take no lock.
-        let mut found = Vec::with_capacity(requests.len());
-        {
-            let mut conn = self.core.acquire().await?;
-            for request in requests {
-                match once(self.core.resolve(&mut conn, tenant, request).await)? {
-                    Some(stored) => found.push(stored),
-                    None => break,
-                }
-            }
-        }
-        let keys = if found.len() == requests.len() {
-            found.into_iter().map(EnsuredKey::stored).collect()
-        } else {
-            in_transaction!(&self.core, "new keys", |conn| {
-                self.core.create_missing(conn, tenant, requests).await
-            })?
-        };
-        for (request, ensured) in requests.iter().zip(&keys) {
-            self.core.cache.remember(tenant, request, &ensured.key);
-        }
-        Ok(keys)
+        self.ensure(tenant, requests, None).await
+    }
+
+    async fn ensure_keys_audited(
+        &self,
+        tenant: &TenantId,
+        requests: &[KeyRequest],
+        created: AuditEvent,
+    ) -> Result<Vec<EnsuredKey>> {
+        self.ensure(tenant, requests, Some(&created)).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, kid = %kid))]

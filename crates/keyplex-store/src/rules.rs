@@ -426,6 +426,23 @@ fn conflict(kid: KeyId, reason: String) -> StoreError {
     StoreError::Conflict { kid, reason }
 }
 
+/// The `key.created` event of a batch: `template` with the kids the batch created, or `None`
+/// when it created none. Shared by the backends' [`crate::KeyStore::ensure_keys_audited`].
+pub(crate) fn created_event(
+    template: &crate::AuditEvent,
+    ensured: &[crate::EnsuredKey],
+) -> Option<crate::AuditEvent> {
+    let created: Vec<KeyId> = ensured
+        .iter()
+        .filter(|e| e.created)
+        .map(|e| e.key.kid)
+        .collect();
+    (!created.is_empty()).then(|| crate::AuditEvent {
+        key_ids: created,
+        ..template.clone()
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -25,7 +25,8 @@ use crate::columns::{
 };
 use crate::rules::{self, KeySealer};
 use crate::{
-    EnsuredKey, KeyInfo, KeyRequest, KeyStore, NewSession, Result, Session, SessionOpen, StoreError,
+    AuditEvent, EnsuredKey, KeyInfo, KeyRequest, KeyStore, NewSession, Result, Session,
+    SessionOpen, StoreError,
 };
 
 /// How long a statement waits for another process's write lock before the store reports
@@ -42,7 +43,9 @@ const READ_CONNECTIONS: u32 = 4;
 /// whoever holds it writes every batch waiting at that moment in one transaction (each batch
 /// in its own savepoint, so one batch's conflict does not touch the others) and answers them
 /// all after the single fsync of its commit. Concurrent requests thus share the cost of
-/// durability instead of queueing one fsync each.
+/// durability instead of queueing one fsync each. The `key.created` audit events of the
+/// batches that created keys are inserted in the same transaction (one statement for all),
+/// so the keys and their events are durable together, with that one fsync.
 pub struct SqliteStore {
     core: Core,
 }
@@ -63,6 +66,8 @@ struct Core {
 struct WriteJob {
     tenant: TenantId,
     requests: Vec<KeyRequest>,
+    /// The `key.created` event to record if this batch creates keys.
+    audit: Option<AuditEvent>,
     reply: tokio::sync::oneshot::Sender<Result<Vec<EnsuredKey>>>,
 }
 
@@ -174,12 +179,18 @@ impl SqliteStore {
     /// lock first, or by the request that held it. If that request was cancelled (its client
     /// went away) before answering, the batch is queued again: harmless, because what was
     /// committed is found again unchanged (stored keys never change).
-    async fn submit(&self, tenant: &TenantId, requests: &[KeyRequest]) -> Result<Vec<EnsuredKey>> {
+    async fn submit(
+        &self,
+        tenant: &TenantId,
+        requests: &[KeyRequest],
+        audit: Option<&AuditEvent>,
+    ) -> Result<Vec<EnsuredKey>> {
         for _ in 0..3 {
             let (reply, answer) = tokio::sync::oneshot::channel();
             let job = WriteJob {
                 tenant: tenant.clone(),
                 requests: requests.to_vec(),
+                audit: audit.cloned(),
                 reply,
             };
             self.core.pending.lock().map_err(|_| poisoned())?.push(job);
@@ -199,6 +210,49 @@ impl SqliteStore {
             "key creation was interrupted repeatedly; try again".into(),
         ))
     }
+
+    /// Both `ensure_keys_*`: `audit` is the `key.created` event to record with new keys.
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, requests = requests.len()))]
+    async fn ensure(
+        &self,
+        tenant: &TenantId,
+        requests: &[KeyRequest],
+        audit: Option<&AuditEvent>,
+    ) -> Result<Vec<EnsuredKey>> {
+        // Fastest path: every key is in the cache (re-requests of hot content).
+        let cached: Option<Result<Vec<ContentKey>>> = requests
+            .iter()
+            .map(|r| self.core.cache.resolve(tenant, r))
+            .collect();
+        if let Some(result) = cached {
+            return result.map(|keys| keys.into_iter().map(EnsuredKey::stored).collect());
+        }
+        // Fast path: keys are never changed once stored, so what the readers see is final, and
+        // a batch of re-requests (the common case) never takes the write lock.
+        let mut conn = self
+            .core
+            .reader
+            .acquire()
+            .await
+            .map_err(|e| db_error("cannot get a read connection", e))?;
+        let mut found = Vec::with_capacity(requests.len());
+        for request in requests {
+            match self.core.resolve(&mut conn, tenant, request).await? {
+                Some(stored) => found.push(stored),
+                None => break,
+            }
+        }
+        drop(conn);
+        let keys = if found.len() == requests.len() {
+            found.into_iter().map(EnsuredKey::stored).collect()
+        } else {
+            self.submit(tenant, requests, audit).await?
+        };
+        for (request, ensured) in requests.iter().zip(&keys) {
+            self.core.cache.remember(tenant, request, &ensured.key);
+        }
+        Ok(keys)
+    }
 }
 
 fn poisoned() -> StoreError {
@@ -206,9 +260,9 @@ fn poisoned() -> StoreError {
 }
 
 impl Core {
-    /// Runs each job in its own savepoint inside one `BEGIN IMMEDIATE` transaction, commits
-    /// once (one fsync), and only then answers every job: a key is durable before anyone
-    /// sees it.
+    /// Runs each job in its own savepoint inside one `BEGIN IMMEDIATE` transaction, inserts
+    /// the `key.created` events of the jobs that created keys, commits once (one fsync), and
+    /// only then answers every job: a key and its event are durable before anyone sees it.
     async fn commit_batches(&self, batch: Vec<WriteJob>) {
         let mut tx = match self.writer.begin_with("BEGIN IMMEDIATE").await {
             Ok(tx) => tx,
@@ -223,9 +277,26 @@ impl Core {
             }
         };
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut events = Vec::new();
         for job in batch {
             let outcome = self.run_in_savepoint(&mut tx, &job).await;
+            if let (Ok(ensured), Some(template)) = (&outcome, &job.audit) {
+                events.extend(rules::created_event(template, ensured));
+            }
             outcomes.push((job.reply, outcome));
+        }
+        let audited = if events.is_empty() {
+            Ok(())
+        } else {
+            admin::insert_audit(&mut tx, &events).await
+        };
+        if let Err(e) = audited {
+            // Keys without their events must not be committed: fail every job.
+            let message = e.to_string();
+            for (reply, _) in outcomes {
+                let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
+            }
+            return;
         }
         match tx.commit().await {
             Ok(()) => {
@@ -403,45 +474,21 @@ impl Core {
 
 #[async_trait]
 impl KeyStore for SqliteStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, requests = requests.len()))]
     async fn ensure_keys_reporting(
         &self,
         tenant: &TenantId,
         requests: &[KeyRequest],
     ) -> Result<Vec<EnsuredKey>> {
-        // Fastest path: every key is in the cache (re-requests of hot content).
-        let cached: Option<Result<Vec<ContentKey>>> = requests
-            .iter()
-            .map(|r| self.core.cache.resolve(tenant, r))
-            .collect();
-        if let Some(result) = cached {
-            return result.map(|keys| keys.into_iter().map(EnsuredKey::stored).collect());
-        }
-        // Fast path: keys are never changed once stored, so what the readers see is final, and
-        // a batch of re-requests (the common case) never takes the write lock.
-        let mut conn = self
-            .core
-            .reader
-            .acquire()
-            .await
-            .map_err(|e| db_error("cannot get a read connection", e))?;
-        let mut found = Vec::with_capacity(requests.len());
-        for request in requests {
-            match self.core.resolve(&mut conn, tenant, request).await? {
-                Some(stored) => found.push(stored),
-                None => break,
-            }
-        }
-        drop(conn);
-        let keys = if found.len() == requests.len() {
-            found.into_iter().map(EnsuredKey::stored).collect()
-        } else {
-            self.submit(tenant, requests).await?
-        };
-        for (request, ensured) in requests.iter().zip(&keys) {
-            self.core.cache.remember(tenant, request, &ensured.key);
-        }
-        Ok(keys)
+        self.ensure(tenant, requests, None).await
+    }
+
+    async fn ensure_keys_audited(
+        &self,
+        tenant: &TenantId,
+        requests: &[KeyRequest],
+        created: AuditEvent,
+    ) -> Result<Vec<EnsuredKey>> {
+        self.ensure(tenant, requests, Some(&created)).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, kid = %kid))]
@@ -461,7 +508,6 @@ impl KeyStore for SqliteStore {
         }
         Ok(key)
     }
-
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, kid = %kid))]
     async fn key_content(&self, tenant: &TenantId, kid: &KeyId) -> Result<Option<ContentId>> {
         if let Some(key) = self.core.cache.get(tenant, kid) {

@@ -135,9 +135,17 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let base = format!("http://{addr}");
         config.server.public_url = Some(base.clone());
+        crate::witness::init_logging();
+        crate::witness::record_config_secrets(&toml);
         let (master, _) = setup::load_master_key(&config, None).unwrap();
+        crate::witness::record_master_key(&master);
         setup::add_demo_tenant(&mut config).unwrap();
-        let state = setup::open_state(&config, master).await.unwrap();
+        let source = setup::MasterKeySource::File(setup::master_key_path(&config));
+        let state = setup::open_state_layered(&config, master, source, |store| {
+            std::sync::Arc::new(crate::witness::KeyWitness(store))
+        })
+        .await
+        .unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             keyplex_server::serve_with_listener(state, listener, async {

@@ -21,3 +21,4 @@ mod speke;
 mod speke_sigv4;
 mod ssm;
 mod widevine_api;
+mod witness;

@@ -8,13 +8,14 @@ use keyplex_types::{ContentId, KeyPeriod, TenantId};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use super::{by_kid, by_slot, candidate, content, ensure_one, new_tenant, slot};
+use super::{by_kid, by_slot, candidate, candidate_for, content, ensure_one, new_tenant, slot};
 use crate::{
     AuditAction, AuditEvent, AuditQuery, KeyStore, StoreError, StoredCredential, StoredTenant,
 };
 
 pub(super) async fn run_all<S: KeyStore>(store: &Arc<S>) {
     ensure_reports_what_it_created(&**store).await;
+    created_keys_are_audited_with_them(&**store).await;
     tenants_and_credentials_round_trip(&**store).await;
     audit_events_are_queryable(&**store).await;
     contents_are_listed_and_searchable(&**store).await;
@@ -127,6 +128,85 @@ async fn ensure_reports_what_it_created<S: KeyStore>(store: &S) {
         mixed.iter().map(|e| e.created).collect::<Vec<_>>(),
         [false, true],
         "{scenario}: flags per request"
+    );
+}
+
+async fn created_keys_are_audited_with_them<S: KeyStore>(store: &S) {
+    let scenario = "ensure_keys_audited";
+    let tenant = new_tenant();
+    let movie = content("movie-audited");
+    let template = AuditEvent {
+        key_ids: Vec::new(),
+        ..event(&tenant, AuditAction::KeyCreated, "movie-audited", now())
+    };
+    let created_events = async || {
+        store
+            .query_audit(&AuditQuery {
+                tenant: Some(tenant.as_str().into()),
+                action: Some(AuditAction::KeyCreated),
+                limit: 100,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap()
+    };
+    let first = candidate();
+    let second = candidate();
+    let keys = store
+        .ensure_keys_audited(&tenant, &[by_kid(&movie, &first)], template.clone())
+        .await
+        .unwrap();
+    assert!(keys[0].created, "{scenario}: created");
+    let events = created_events().await;
+    assert_eq!(events.len(), 1, "{scenario}: one event, already committed");
+    assert_eq!(
+        events[0].key_ids,
+        [first.kid],
+        "{scenario}: the created kid"
+    );
+    assert_eq!(events[0].credential, template.credential, "{scenario}");
+    // A re-request creates nothing and records nothing.
+    store
+        .ensure_keys_audited(&tenant, &[by_kid(&movie, &first)], template.clone())
+        .await
+        .unwrap();
+    assert_eq!(created_events().await.len(), 1, "{scenario}: nothing new");
+    // A mixed batch records only the kid it created.
+    store
+        .ensure_keys_audited(
+            &tenant,
+            &[by_kid(&movie, &first), by_kid(&movie, &second)],
+            template.clone(),
+        )
+        .await
+        .unwrap();
+    let events = created_events().await;
+    assert_eq!(events.len(), 2, "{scenario}: one event per creating batch");
+    assert!(
+        events.iter().any(|e| e.key_ids == [second.kid]),
+        "{scenario}: only the new kid"
+    );
+    // A conflicting batch stores no key and no event.
+    let clash = candidate_for(first.kid);
+    let third = candidate();
+    let refused = store
+        .ensure_keys_audited(
+            &tenant,
+            &[
+                by_kid(&movie, &third),
+                by_kid(&content("movie-other"), &clash),
+            ],
+            template,
+        )
+        .await;
+    assert!(
+        refused.is_err(),
+        "{scenario}: a kid of another content conflicts"
+    );
+    assert_eq!(
+        created_events().await.len(),
+        2,
+        "{scenario}: no event for a refused batch"
     );
 }
 

@@ -39,6 +39,38 @@ async fn bump_version(conn: &mut PgConnection) -> TxResult<()> {
     Ok(())
 }
 
+/// Inserts audit rows on `conn` (inside the caller's transaction).
+pub(super) async fn insert_audit(conn: &mut PgConnection, events: &[AuditEvent]) -> TxResult<()> {
+    let mut rows = Vec::with_capacity(events.len());
+    for event in events {
+        rows.push((unix_ms(event.at)?, event));
+    }
+    for chunk in rows.chunks(AUDIT_ROWS_PER_STATEMENT) {
+        let mut query = sqlx::QueryBuilder::new(
+            "INSERT INTO audit_events (at_ms, tenant, action, interface, credential, \
+             client, content_id, key_ids, outcome, detail) ",
+        );
+        query.push_values(chunk, |mut row, (at_ms, event)| {
+            row.push_bind(*at_ms)
+                .push_bind(event.tenant.clone())
+                .push_bind(event.action.as_str())
+                .push_bind(event.interface.clone())
+                .push_bind(event.credential.clone())
+                .push_bind(event.client.clone())
+                .push_bind(event.content_id.as_ref().map(|c| c.as_str().to_owned()))
+                .push_bind(key_ids_column(&event.key_ids))
+                .push_bind(event.outcome.clone())
+                .push_bind(event.detail.clone());
+        });
+        query
+            .build()
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| classify("cannot append audit events", e))?;
+    }
+    Ok(())
+}
+
 impl Core {
     pub(super) async fn registry(&self) -> Result<Registry> {
         // One snapshot: the version matches the rows read with it.
@@ -174,36 +206,8 @@ impl Core {
         if events.is_empty() {
             return Ok(());
         }
-        let mut rows = Vec::with_capacity(events.len());
-        for event in events {
-            rows.push((unix_ms(event.at)?, event));
-        }
-        in_transaction!(self, "audit events", |conn| {
-            for chunk in rows.chunks(AUDIT_ROWS_PER_STATEMENT) {
-                let mut query = sqlx::QueryBuilder::new(
-                    "INSERT INTO audit_events (at_ms, tenant, action, interface, credential, \
-                     client, content_id, key_ids, outcome, detail) ",
-                );
-                query.push_values(chunk, |mut row, (at_ms, event)| {
-                    row.push_bind(*at_ms)
-                        .push_bind(event.tenant.clone())
-                        .push_bind(event.action.as_str())
-                        .push_bind(event.interface.clone())
-                        .push_bind(event.credential.clone())
-                        .push_bind(event.client.clone())
-                        .push_bind(event.content_id.as_ref().map(|c| c.as_str().to_owned()))
-                        .push_bind(key_ids_column(&event.key_ids))
-                        .push_bind(event.outcome.clone())
-                        .push_bind(event.detail.clone());
-                });
-                query
-                    .build()
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(|e| classify("cannot append audit events", e))?;
-            }
-            Ok(())
-        })
+        in_transaction!(self, "audit events", |conn| insert_audit(conn, events)
+            .await)
     }
 
     pub(super) async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>> {

@@ -34,6 +34,39 @@ async fn bump_version(conn: &mut SqliteConnection) -> Result<()> {
     Ok(())
 }
 
+/// Inserts audit rows on `conn` (inside the caller's transaction).
+pub(super) async fn insert_audit(conn: &mut SqliteConnection, events: &[AuditEvent]) -> Result<()> {
+    for chunk in events.chunks(AUDIT_ROWS_PER_STATEMENT) {
+        let mut query = sqlx::QueryBuilder::new(
+            "INSERT INTO audit_events (at_ms, tenant, action, interface, credential, \
+             client, content_id, key_ids, outcome, detail) ",
+        );
+        let mut rows = Vec::with_capacity(chunk.len());
+        for event in chunk {
+            rows.push((unix_ms(event.at)?, event));
+        }
+        query.push_values(rows, |mut row, (at_ms, event)| {
+            let key_ids = key_ids_column(&event.key_ids);
+            row.push_bind(at_ms)
+                .push_bind(event.tenant.clone())
+                .push_bind(event.action.as_str())
+                .push_bind(event.interface.clone())
+                .push_bind(event.credential.clone())
+                .push_bind(event.client.clone())
+                .push_bind(event.content_id.as_ref().map(|c| c.as_str().to_owned()))
+                .push_bind(key_ids)
+                .push_bind(event.outcome.clone())
+                .push_bind(event.detail.clone());
+        });
+        query
+            .build()
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| db_error("cannot append audit events", e))?;
+    }
+    Ok(())
+}
+
 impl Core {
     pub(super) async fn registry(&self) -> Result<Registry> {
         let mut conn = self
@@ -205,35 +238,7 @@ impl Core {
             return Ok(());
         }
         self.write("audit events", async |conn| {
-            for chunk in events.chunks(AUDIT_ROWS_PER_STATEMENT) {
-                let mut query = sqlx::QueryBuilder::new(
-                    "INSERT INTO audit_events (at_ms, tenant, action, interface, credential, \
-                     client, content_id, key_ids, outcome, detail) ",
-                );
-                let mut rows = Vec::with_capacity(chunk.len());
-                for event in chunk {
-                    rows.push((unix_ms(event.at)?, event));
-                }
-                query.push_values(rows, |mut row, (at_ms, event)| {
-                    let key_ids = key_ids_column(&event.key_ids);
-                    row.push_bind(at_ms)
-                        .push_bind(event.tenant.clone())
-                        .push_bind(event.action.as_str())
-                        .push_bind(event.interface.clone())
-                        .push_bind(event.credential.clone())
-                        .push_bind(event.client.clone())
-                        .push_bind(event.content_id.as_ref().map(|c| c.as_str().to_owned()))
-                        .push_bind(key_ids)
-                        .push_bind(event.outcome.clone())
-                        .push_bind(event.detail.clone());
-                });
-                query
-                    .build()
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(|e| db_error("cannot append audit events", e))?;
-            }
-            Ok(())
+            insert_audit(conn, events).await
         })
         .await
     }
