@@ -1,11 +1,13 @@
 //! The embedded SQLite backend: one file, WAL, every commit fsynced.
 //!
-//! Reads go through a small pool of connections; writes through a pool of exactly one
-//! connection, inside `BEGIN IMMEDIATE` transactions, so that key creation is serialized in
-//! this process and, through SQLite's write lock, with any other process on the same file.
+//! Reads go through a small pool of connections. Key creation goes through the key writer's
+//! own thread and connection ([`key_writer`]: group commit), every other write through a
+//! pool of exactly one connection, each inside `BEGIN IMMEDIATE` transactions, so that
+//! through SQLite's write lock they are serialized with each other and with any other
+//! process on the same file.
 
 use std::path::Path;
-use std::str::FromStr as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,13 +19,16 @@ use sqlx::sqlite::{
 use sqlx::{Row as _, SqlitePool};
 
 mod admin;
+mod key_writer;
+
+use key_writer::KeyWriter;
 
 use crate::cache::{KEY_CACHE_CAPACITY, KeyCache};
 use crate::columns::{
     InfoRow, KeyRow, SessionRow, hex_of, origin_column, period_column, slot_period_column,
     unix_column,
 };
-use crate::rules::{self, KeySealer};
+use crate::rules::KeySealer;
 use crate::{
     AuditEvent, EnsuredKey, KeyInfo, KeyRequest, KeyStore, NewSession, Result, Session,
     SessionOpen, StoreError,
@@ -39,36 +44,24 @@ const READ_CONNECTIONS: u32 = 4;
 
 /// Content keys in one SQLite database file.
 ///
-/// Group commit: a request that must create keys queues its batch, then takes the write lock;
-/// whoever holds it writes every batch waiting at that moment in one transaction (each batch
-/// in its own savepoint, so one batch's conflict does not touch the others) and answers them
-/// all after the single fsync of its commit. Concurrent requests thus share the cost of
-/// durability instead of queueing one fsync each. The `key.created` audit events of the
-/// batches that created keys are inserted in the same transaction (one statement for all),
-/// so the keys and their events are durable together, with that one fsync.
+/// Key creation goes through the [`KeyWriter`] thread, which commits the keys of every
+/// request waiting at that moment in one transaction (group commit: one fsync for many
+/// requests), together with their `key.created` audit events. Everything else reads through
+/// a small pool, and the other writes (audit trail, sessions, admin) go through a pool of
+/// one connection; SQLite's write lock serializes both writers, and other processes.
 pub struct SqliteStore {
     core: Core,
+    keys: KeyWriter,
+    /// The directory of an [`SqliteStore::open_in_memory`] store: deleted with the store.
+    _scratch: Option<tempfile::TempDir>,
 }
 
 struct Core {
     reader: SqlitePool,
-    /// Exactly one connection, used under `write_lock` only.
+    /// Exactly one connection: every write but key creation.
     writer: SqlitePool,
-    sealer: KeySealer,
+    sealer: Arc<KeySealer>,
     cache: KeyCache,
-    /// Batches waiting for the next commit.
-    pending: std::sync::Mutex<Vec<WriteJob>>,
-    /// Held by the request that is currently committing for everyone.
-    write_lock: tokio::sync::Mutex<()>,
-}
-
-/// One `ensure_keys` batch waiting to be committed.
-struct WriteJob {
-    tenant: TenantId,
-    requests: Vec<KeyRequest>,
-    /// The `key.created` event to record if this batch creates keys.
-    audit: Option<AuditEvent>,
-    reply: tokio::sync::oneshot::Sender<Result<Vec<EnsuredKey>>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -83,6 +76,14 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     /// The directory must exist.
     pub async fn open(path: &Path, master: MasterKey) -> Result<Self> {
+        Self::open_with(path, master, None).await
+    }
+
+    async fn open_with(
+        path: &Path,
+        master: MasterKey,
+        scratch: Option<tempfile::TempDir>,
+    ) -> Result<Self> {
         // synchronous = FULL: in WAL mode, NORMAL may lose the last commits on power loss, and
         // a key must be durable before the response that hands it out leaves.
         let options = SqliteConnectOptions::new()
@@ -109,14 +110,18 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| db_error(&format!("cannot open {}", path.display()), e))?;
-        Ok(Self::start(Core {
-            reader,
-            writer,
-            sealer: KeySealer::new(master),
-            cache: KeyCache::new(KEY_CACHE_CAPACITY),
-            pending: std::sync::Mutex::default(),
-            write_lock: tokio::sync::Mutex::default(),
-        }))
+        let sealer = Arc::new(KeySealer::new(master));
+        let keys = KeyWriter::start(path, BUSY_TIMEOUT, sealer.clone())?;
+        Ok(Self {
+            core: Core {
+                reader,
+                writer,
+                sealer,
+                cache: KeyCache::new(KEY_CACHE_CAPACITY),
+            },
+            keys,
+            _scratch: scratch,
+        })
     }
 
     /// Brings the schema of the database at `path` up to date (creating it) and closes it.
@@ -137,78 +142,27 @@ impl SqliteStore {
         outcome
     }
 
-    /// A private in-memory database (for tests and throw-away demos): nothing survives the
-    /// store. Reads and writes share its single connection, which is never recycled because
-    /// closing it would drop the database.
+    /// A private, throw-away database (for tests and demos): a file in a temporary directory
+    /// that is deleted with the store, so nothing survives it. A file rather than SQLite's
+    /// `:memory:` because the key writer and the pools each have a connection of their own.
     pub async fn open_in_memory(master: MasterKey) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")
-            .map_err(|e| db_error("cannot configure an in-memory database", e))?
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(|e| db_error("cannot open an in-memory database", e))?;
-        migrate(&pool).await?;
-        Ok(Self::start(Core {
-            reader: pool.clone(),
-            writer: pool,
-            sealer: KeySealer::new(master),
-            cache: KeyCache::new(KEY_CACHE_CAPACITY),
-            pending: std::sync::Mutex::default(),
-            write_lock: tokio::sync::Mutex::default(),
-        }))
+        let scratch = tempfile::Builder::new()
+            .prefix("keyplex-scratch-")
+            .tempdir()
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot create a scratch database: {e}"))
+            })?;
+        let path = scratch.path().join("keyplex.sqlite");
+        Self::open_with(&path, master, Some(scratch)).await
     }
 
-    /// Closes both pools, waiting for connections in use to be returned (for a clean
-    /// shutdown: the WAL is checkpointed when the last connection closes).
+    /// Lets the key writer commit what is queued, then closes the pools, waiting for
+    /// connections in use to be returned (for a clean shutdown: the WAL is checkpointed when
+    /// the last connection closes).
     pub async fn close(&self) {
+        self.keys.stop().await;
         self.core.reader.close().await;
         self.core.writer.close().await;
-    }
-
-    fn start(core: Core) -> Self {
-        Self { core }
-    }
-
-    /// Queues a batch and makes sure it is committed: by this request if it gets the write
-    /// lock first, or by the request that held it. If that request was cancelled (its client
-    /// went away) before answering, the batch is queued again: harmless, because what was
-    /// committed is found again unchanged (stored keys never change).
-    async fn submit(
-        &self,
-        tenant: &TenantId,
-        requests: &[KeyRequest],
-        audit: Option<&AuditEvent>,
-    ) -> Result<Vec<EnsuredKey>> {
-        for _ in 0..3 {
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            let job = WriteJob {
-                tenant: tenant.clone(),
-                requests: requests.to_vec(),
-                audit: audit.cloned(),
-                reply,
-            };
-            self.core.pending.lock().map_err(|_| poisoned())?.push(job);
-            {
-                let _writer = self.core.write_lock.lock().await;
-                let batch: Vec<WriteJob> =
-                    std::mem::take(&mut *self.core.pending.lock().map_err(|_| poisoned())?);
-                if !batch.is_empty() {
-                    self.core.commit_batches(batch).await;
-                }
-            }
-            if let Ok(outcome) = answer.await {
-                return outcome;
-            }
-        }
-        Err(StoreError::Unavailable(
-            "key creation was interrupted repeatedly; try again".into(),
-        ))
     }
 
     /// Both `ensure_keys_*`: `audit` is the `key.created` event to record with new keys.
@@ -227,27 +181,9 @@ impl SqliteStore {
         if let Some(result) = cached {
             return result.map(|keys| keys.into_iter().map(EnsuredKey::stored).collect());
         }
-        // Fast path: keys are never changed once stored, so what the readers see is final, and
-        // a batch of re-requests (the common case) never takes the write lock.
-        let mut conn = self
-            .core
-            .reader
-            .acquire()
-            .await
-            .map_err(|e| db_error("cannot get a read connection", e))?;
-        let mut found = Vec::with_capacity(requests.len());
-        for request in requests {
-            match self.core.resolve(&mut conn, tenant, request).await? {
-                Some(stored) => found.push(stored),
-                None => break,
-            }
-        }
-        drop(conn);
-        let keys = if found.len() == requests.len() {
-            found.into_iter().map(EnsuredKey::stored).collect()
-        } else {
-            self.submit(tenant, requests, audit).await?
-        };
+        // Everything else goes to the key writer, which reads what concurrent requests need
+        // with one statement and takes the write lock only when a key is missing.
+        let keys = self.keys.submit(tenant, requests, audit).await?;
         for (request, ensured) in requests.iter().zip(&keys) {
             self.core.cache.remember(tenant, request, &ensured.key);
         }
@@ -255,159 +191,7 @@ impl SqliteStore {
     }
 }
 
-fn poisoned() -> StoreError {
-    StoreError::Internal("the pending-write queue lock is poisoned".into())
-}
-
 impl Core {
-    /// Runs each job in its own savepoint inside one `BEGIN IMMEDIATE` transaction, inserts
-    /// the `key.created` events of the jobs that created keys, commits once (one fsync), and
-    /// only then answers every job: a key and its event are durable before anyone sees it.
-    async fn commit_batches(&self, batch: Vec<WriteJob>) {
-        let mut tx = match self.writer.begin_with("BEGIN IMMEDIATE").await {
-            Ok(tx) => tx,
-            Err(e) => {
-                let message = db_error("cannot start a write transaction", e).to_string();
-                for job in batch {
-                    let _ = job
-                        .reply
-                        .send(Err(StoreError::Unavailable(message.clone())));
-                }
-                return;
-            }
-        };
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let mut events = Vec::new();
-        for job in batch {
-            let outcome = self.run_in_savepoint(&mut tx, &job).await;
-            if let (Ok(ensured), Some(template)) = (&outcome, &job.audit) {
-                events.extend(rules::created_event(template, ensured));
-            }
-            outcomes.push((job.reply, outcome));
-        }
-        let audited = if events.is_empty() {
-            Ok(())
-        } else {
-            admin::insert_audit(&mut tx, &events).await
-        };
-        if let Err(e) = audited {
-            // Keys without their events must not be committed: fail every job.
-            let message = e.to_string();
-            for (reply, _) in outcomes {
-                let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
-            }
-            return;
-        }
-        match tx.commit().await {
-            Ok(()) => {
-                for (reply, outcome) in outcomes {
-                    let _ = reply.send(outcome);
-                }
-            }
-            Err(e) => {
-                let message = db_error("cannot commit new keys", e).to_string();
-                for (reply, _) in outcomes {
-                    let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
-                }
-            }
-        }
-    }
-
-    async fn run_in_savepoint(
-        &self,
-        tx: &mut SqliteConnection,
-        job: &WriteJob,
-    ) -> Result<Vec<EnsuredKey>> {
-        sqlx::query("SAVEPOINT key_batch")
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| db_error("cannot open a savepoint", e))?;
-        let outcome = self.create_missing(tx, &job.tenant, &job.requests).await;
-        if outcome.is_err() {
-            // Undo this batch only; the other batches of the transaction stay.
-            sqlx::query("ROLLBACK TO key_batch")
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| db_error("cannot roll back a savepoint", e))?;
-        }
-        sqlx::query("RELEASE key_batch")
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| db_error("cannot release a savepoint", e))?;
-        outcome
-    }
-
-    /// Resolves one request against what `conn` sees: `Some` if a stored key satisfies it,
-    /// `None` if it must be created, `Err(Conflict)` if it contradicts a stored key.
-    async fn resolve(
-        &self,
-        conn: &mut SqliteConnection,
-        tenant: &TenantId,
-        request: &KeyRequest,
-    ) -> Result<Option<ContentKey>> {
-        match request {
-            KeyRequest::ByKid { candidate, .. } => {
-                let Some(stored) = self.fetch_key(conn, tenant, &candidate.kid).await? else {
-                    return Ok(None);
-                };
-                rules::check_stored(request, &stored)?;
-                Ok(Some(stored))
-            }
-            KeyRequest::BySlot {
-                slot, candidate, ..
-            } => {
-                let Some(slot_kid) = fetch_slot(conn, tenant, slot).await? else {
-                    if self
-                        .fetch_key(conn, tenant, &candidate.kid)
-                        .await?
-                        .is_some()
-                    {
-                        return Err(rules::kid_in_use(slot, candidate.kid));
-                    }
-                    return Ok(None);
-                };
-                let stored = self
-                    .fetch_key(conn, tenant, &slot_kid)
-                    .await?
-                    .ok_or_else(|| StoreError::Corrupt {
-                        kid: slot_kid.to_string(),
-                        reason: "bound to a key slot but missing from the key table".to_owned(),
-                    })?;
-                rules::check_stored(request, &stored)?;
-                Ok(Some(stored))
-            }
-        }
-    }
-
-    /// The write path, inside the writer task's transaction: re-resolves every request
-    /// (another request may have created keys since the read path looked) and inserts what is
-    /// still missing. Requests later in the batch see the rows inserted for earlier ones, so
-    /// two requests for the same kid or slot resolve to the same key.
-    async fn create_missing(
-        &self,
-        tx: &mut SqliteConnection,
-        tenant: &TenantId,
-        requests: &[KeyRequest],
-    ) -> Result<Vec<EnsuredKey>> {
-        let mut resolved = Vec::with_capacity(requests.len());
-        for request in requests {
-            match self.resolve(tx, tenant, request).await? {
-                Some(stored) => resolved.push(EnsuredKey {
-                    key: stored,
-                    created: false,
-                }),
-                None => {
-                    let (key, slot) = rules::new_key(request);
-                    self.insert_key(tx, tenant, &key, slot, time::OffsetDateTime::now_utc())
-                        .await?;
-                    tracing::debug!(kid = %key.kid, content_id = %key.content_id, slotted = slot.is_some(), "created content key");
-                    resolved.push(EnsuredKey { key, created: true });
-                }
-            }
-        }
-        Ok(resolved)
-    }
-
     async fn insert_key(
         &self,
         conn: &mut SqliteConnection,

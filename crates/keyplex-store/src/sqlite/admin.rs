@@ -1,6 +1,6 @@
 //! The SQLite side of what the admin API needs: tenants and credentials, the audit trail,
-//! listings, export/import and master key rotation. Writes take the same write lock and
-//! single writer connection as key creation.
+//! listings, export/import and master key rotation. Writes go through the pool's single writer
+//! connection; SQLite's write lock orders them with the key writer's.
 
 use keyplex_crypto::master::MasterKey;
 use keyplex_types::{ContentId, KeyId, KeySlot, TenantId};
@@ -124,14 +124,14 @@ impl Core {
             .map_err(|e| db_error("cannot read the registry version", e))
     }
 
-    /// Runs `write` in a `BEGIN IMMEDIATE` transaction on the writer, under the write lock,
-    /// and commits.
+    /// Runs `write` in a `BEGIN IMMEDIATE` transaction on the writer (one connection: these
+    /// writes are serialized in this process; SQLite's write lock serializes them with the key
+    /// writer and other processes), and commits.
     async fn write<T>(
         &self,
         what: &str,
         write: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
     ) -> Result<T> {
-        let _writer = self.write_lock.lock().await;
         let mut tx = self
             .writer
             .begin_with("BEGIN IMMEDIATE")
