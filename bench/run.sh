@@ -10,8 +10,9 @@
 #   BENCH_WARMUP_SECONDS  length of each warm-up, seconds                  (default 3)
 #   BENCH_CONNECTIONS     concurrent keep-alive connections                 (default 64)
 #   BENCH_THREADS         load-generator threads (wrk -t, oha --worker-threads) (default 2)
-#   BENCH_HALF            served-from-store scenarios also measured at half their peak rate
-#                         (oha, latency-corrected)  (default "existing speke nagra widevine clearkey")
+#   BENCH_HALF            scenarios also measured at half their peak rate (oha, latency-corrected;
+#                         hello there is this machine's floor for the p99 of the others)
+#                         (default "hello existing speke nagra widevine clearkey")
 #   BENCH_MILLION         1: run the phase with 1,000,000 stored keys; 0: skip it (default 1)
 #   BENCH_MILLION_KEYS    how many keys that phase stores               (default 1000000)
 #   BENCH_FILL_CACHE      where the filled data directory is kept between runs
@@ -35,7 +36,7 @@ MEASURE_SECONDS="${BENCH_SECONDS:-10}"
 WARMUP_SECONDS="${BENCH_WARMUP_SECONDS:-3}"
 CONNECTIONS="${BENCH_CONNECTIONS:-64}"
 THREADS="${BENCH_THREADS:-2}"
-HALF_SCENARIOS="${BENCH_HALF-existing speke nagra widevine clearkey}"
+HALF_SCENARIOS="${BENCH_HALF-hello existing speke nagra widevine clearkey}"
 MILLION="${BENCH_MILLION:-1}"
 MILLION_KEYS="${BENCH_MILLION_KEYS:-1000000}"
 FILL_CACHE="${BENCH_FILL_CACHE:-$BENCH_DIR/results/fill-$MILLION_KEYS}"
@@ -136,6 +137,8 @@ define_scenarios() {
   set_scenario clearkey "ClearKey licence + entitlement" /bench/clearkey/v1/licenses "$CLEARKEY_BODY" application/json "Bearer $ENTITLEMENT" ""
 }
 define_scenarios
+# hello at half its peak (oha only): a GET without body, on the hello server.
+LABEL[hello]="hello: axum GET / (the ceiling)"; URL[hello]="$HELLO_URL"; BODY[hello]=""; CTYPE[hello]=""; AUTH[hello]=""; EXTRA[hello]=""
 
 post() { # NAME OUT_FILE -> HTTP status
   local name="$1"
@@ -213,11 +216,13 @@ run_scenario() { # RESULT_NAME SCENARIO SECONDS
 # oha at a fixed request rate, latency corrected for coordinated omission (latency counts
 # from when a request was due, not when a free connection sent it).
 run_oha_fixed_rate() { # RESULT_NAME SCENARIO SECONDS RATE
-  local name="$1" scenario="$2" seconds="$3" rate="$4" ticks_before
-  local args=(-m POST -T "${CTYPE[$scenario]}" -D "${BODY[$scenario]}")
+  local name="$1" scenario="$2" seconds="$3" rate="$4" ticks_before server_pid="$KEYPLEX_PID"
+  local args=()
+  [ "$scenario" = hello ] && server_pid="$HELLO_PID"
+  [ -n "${BODY[$scenario]}" ] && args+=(-m POST -T "${CTYPE[$scenario]}" -D "${BODY[$scenario]}")
   [ -n "${AUTH[$scenario]}" ] && args+=(-H "Authorization: ${AUTH[$scenario]}")
   [ -n "${EXTRA[$scenario]}" ] && args+=(-H "${EXTRA[$scenario]}")
-  ticks_before="$(cpu_ticks "$KEYPLEX_PID")"
+  ticks_before="$(cpu_ticks "$server_pid")"
   oha -z "${seconds}s" -w -c "$CONNECTIONS" --worker-threads "$THREADS" -q "$rate" \
     --latency-correction --no-tui --output-format json "${args[@]}" "${URL[$scenario]}" \
     >"$RESULTS_DIR/$name.json"
@@ -228,7 +233,7 @@ run_oha_fixed_rate() { # RESULT_NAME SCENARIO SECONDS RATE
   ERRORS[$name]="$(jq -r '([.statusCodeDistribution | to_entries[] | select(.key != "200") | .value] | add // 0)
     + ([.errorDistribution | to_entries[] | .value] | add // 0)' "$json")"
   if [ "${ERRORS[$name]}" != 0 ]; then ANY_ERRORS=1; fi
-  CPU_US[$name]="$(us_per_request "$(($(cpu_ticks "$KEYPLEX_PID") - ticks_before))" \
+  CPU_US[$name]="$(us_per_request "$(($(cpu_ticks "$server_pid") - ticks_before))" \
     "$(jq -r '[.statusCodeDistribution[]] | add // 0' "$json")")"
 }
 
@@ -239,7 +244,7 @@ new_content_vars() {
 }
 
 # Memory of a process in MiB: VmRSS (now) or VmHWM (peak resident since it started).
-mem_mib() { awk -v k="$2:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+mem_mib() { awk -v k="$2:" '$1 == k { printf "%.1f\n", $2 / 1024 }' "/proc/$1/status"; }
 # Samples VmRSS every 0.2 s into FILE until stopped.
 sample_rss() { # PID FILE
   while [ -r "/proc/$1/status" ]; do mem_mib "$1" VmRSS >>"$2" 2>/dev/null || true; sleep 0.2; done
@@ -358,6 +363,7 @@ LABEL[million-clearkey]="1M keys: ClearKey licence"
   row clearkey "x$r of hello (>= $LICENCE_RATIO_TARGET): $(at_least "$r" "$LICENCE_RATIO_TARGET")"
   row new "${RPS[new]} keys/s (>= $NEW_KEYS_TARGET): $(at_least "${RPS[new]}" "$NEW_KEYS_TARGET")"
   for s in $HALF_SCENARIOS; do
+    if [ "$s" = hello ]; then row half-hello "the floor of p99 on this machine and generator"; continue; fi
     row "half-$s" "p99 (< $P99_TARGET_MS ms): $(below "${P99_MS[half-$s]}" "$P99_TARGET_MS")"
   done
   if [ "$MILLION" = 1 ]; then

@@ -64,7 +64,8 @@ end
 
 if os.getenv("BENCH_MODE") == "stored" then
   local template = read_file(assert(os.getenv("BENCH_TEMPLATE"), "BENCH_TEMPLATE not set"))
-  local count = tonumber(assert(os.getenv("BENCH_STORED_COUNT"), "BENCH_STORED_COUNT not set"))
+  -- (parenthesized: assert returns its message too, which tonumber would take as the base)
+  local count = tonumber((assert(os.getenv("BENCH_STORED_COUNT"), "BENCH_STORED_COUNT not set")))
 
   function init(args)
     math.randomseed(os.time() * 1000 + thread_number)

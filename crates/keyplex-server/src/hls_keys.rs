@@ -72,7 +72,8 @@ pub async fn get_key(
         tracing::info!(tenant = %tenant.id, %user, %kid, "hls key refused: not covered");
         return Err(ApiError::Forbidden(format!("not entitled to key id {kid}")));
     };
-    tracing::info!(tenant = %tenant.id, %user, %kid, "hls key delivered");
+    // Debug: per-request success lines belong to the audit trail, not to the log.
+    tracing::debug!(tenant = %tenant.id, %user, %kid, "hls key delivered");
     Ok((
         StatusCode::OK,
         [

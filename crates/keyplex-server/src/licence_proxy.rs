@@ -849,7 +849,8 @@ pub async fn entitled_licence<A: LicenceAdapter>(
     let answer = answer.inspect_err(|e| {
             tracing::warn!(tenant = %tenant.id, %user, %drm, content = %content_id, ?kids, error = %e, "licence proxy: upstream failed");
         })?;
-    tracing::info!(tenant = %tenant.id, %user, %drm, content = %content_id, ?kids, status = answer.status.as_u16(), "licence proxy: upstream licence passed on");
+    // Debug: per-request success lines belong to the audit trail, not to the log.
+    tracing::debug!(tenant = %tenant.id, %user, %drm, content = %content_id, ?kids, status = answer.status.as_u16(), "licence proxy: upstream licence passed on");
     Ok(answer)
 }
 

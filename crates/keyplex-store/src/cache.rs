@@ -9,9 +9,12 @@ use keyplex_types::{ContentKey, KeyId, KeySlot, TenantId};
 
 use crate::{KeyRequest, Result, rules};
 
-/// How many keys stay in memory (about 200 bytes each): enough for every key a busy
-/// packaging farm re-requests, far below the store's size.
-pub(crate) const KEY_CACHE_CAPACITY: usize = 100_000;
+/// How many keys stay in memory: enough for the keys a busy packaging farm keeps re-requesting
+/// (live channels ask for the same few keys every segment), far below the store's size. Each
+/// entry costs about 290 bytes of resident memory in practice (measured: 100,000 entries
+/// took ~22 MB more than 25,000); at 100,000 the server passed 100 MB under load with a
+/// million stored keys (bench/README.md). A miss costs a database read.
+pub(crate) const KEY_CACHE_CAPACITY: usize = 25_000;
 
 pub(crate) struct KeyCache {
     keys: quick_cache::sync::Cache<(TenantId, KeyId), ContentKey>,
