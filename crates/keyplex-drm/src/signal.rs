@@ -47,7 +47,7 @@ pub struct SignalOptions<'a> {
 }
 
 /// The forms of signaling a caller wants besides the PSSH box.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SignalForms {
     /// `content_protection_data` and `content_protection_element`.
     pub dash: bool,

@@ -21,6 +21,8 @@ pub struct Tenant {
     /// What `signaling::probe` found per (system, scheme): it depends only on this tenant's
     /// settings, and every key request asks it before touching the store.
     pub(crate) probes: crate::signaling::ProbeCache,
+    /// Signaling built for this tenant's stored keys ([`crate::signaling::SignalCache`]).
+    pub(crate) signals: crate::signaling::SignalCache,
     /// URLs written into signaling that point back at keyplex.
     pub urls: crate::signaling::TenantUrls,
     /// The player side: entitlement token keys, products, replay protection, CORS origins.
@@ -52,6 +54,7 @@ impl Tenant {
             config: tc,
             auth,
             probes: crate::signaling::ProbeCache::default(),
+            signals: crate::signaling::SignalCache::default(),
             licence,
             source: parts.source,
             disabled: parts.disabled,
