@@ -338,7 +338,6 @@ fi
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }'; }
 at_least() { awk -v v="$1" -v t="$2" 'BEGIN { print (v >= t ? "PASS" : "FAIL") }'; }
 below() { awk -v v="$1" -v t="$2" 'BEGIN { print (v < t ? "PASS" : "FAIL") }'; }
-LABEL[hello]="hello: axum GET / (the ceiling)"
 LABEL[new]="CPIX new content (1 new durable key each)"
 LABEL[million-stored]="1M keys: CPIX, random stored key"
 LABEL[million-new]="1M keys: CPIX new content"

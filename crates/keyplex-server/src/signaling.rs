@@ -192,7 +192,7 @@ impl Default for SignalCache {
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SignalId {
+struct SignalId {
     system: DrmSystem,
     kid: keyplex_types::KeyId,
     scheme: EncryptionScheme,
@@ -200,13 +200,13 @@ pub struct SignalId {
 }
 
 /// The key a cached signaling was built for (its bytes are zeroized when the entry goes).
-pub struct CachedSignal {
+struct CachedSignal {
     key: ContentKey,
     signal: DrmSignaling,
 }
 
 #[derive(Clone)]
-pub struct SignalWeight;
+struct SignalWeight;
 
 impl quick_cache::Weighter<SignalId, Arc<CachedSignal>> for SignalWeight {
     fn weight(&self, _id: &SignalId, cached: &Arc<CachedSignal>) -> u64 {
@@ -390,49 +390,34 @@ widevine_provider = "cache-test""#,
     #[test]
     fn cached_signaling_is_what_building_gives_and_is_bound_to_the_whole_key() {
         let tenant = tenant();
-        let forms = SignalForms::ALL;
+        let scheme = EncryptionScheme::Cenc;
+        let cached = |system, key: &ContentKey| {
+            for_key_forms(&tenant, system, key, scheme, SignalForms::ALL).unwrap()
+        };
+        let fresh = |system, key: &ContentKey| {
+            build_for_key(&tenant, system, key, scheme, SignalForms::ALL).unwrap()
+        };
         for system in [
             DrmSystem::Widevine,
             DrmSystem::PlayReady,
             DrmSystem::CommonPssh,
         ] {
-            let fresh =
-                build_for_key(&tenant, system, &key(1), EncryptionScheme::Cenc, forms).unwrap();
-            let first =
-                for_key_forms(&tenant, system, &key(1), EncryptionScheme::Cenc, forms).unwrap();
-            let again =
-                for_key_forms(&tenant, system, &key(1), EncryptionScheme::Cenc, forms).unwrap();
-            assert_eq!(first, fresh, "{system:?}");
-            assert_eq!(again, fresh, "{system:?} from the cache");
+            assert_eq!(
+                cached(system, &key(1)),
+                fresh(system, &key(1)),
+                "{system:?}"
+            );
+            assert_eq!(
+                cached(system, &key(1)),
+                fresh(system, &key(1)),
+                "{system:?} from the cache"
+            );
         }
-        let other = for_key_forms(
-            &tenant,
-            DrmSystem::PlayReady,
-            &key(2),
-            EncryptionScheme::Cenc,
-            forms,
-        )
-        .unwrap();
-        let other_fresh = build_for_key(
-            &tenant,
-            DrmSystem::PlayReady,
-            &key(2),
-            EncryptionScheme::Cenc,
-            forms,
-        )
-        .unwrap();
-        assert_eq!(other, other_fresh);
+        let other = cached(DrmSystem::PlayReady, &key(2));
+        assert_eq!(other, fresh(DrmSystem::PlayReady, &key(2)));
         assert_ne!(
             other.content_protection_data,
-            for_key_forms(
-                &tenant,
-                DrmSystem::PlayReady,
-                &key(1),
-                EncryptionScheme::Cenc,
-                forms
-            )
-            .unwrap()
-            .content_protection_data,
+            cached(DrmSystem::PlayReady, &key(1)).content_protection_data,
             "another key value under the same kid must not get the cached signaling"
         );
         assert!(tenant.signals.0.len() >= 3);

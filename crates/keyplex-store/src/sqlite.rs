@@ -831,6 +831,22 @@ mod tests {
             .ensure_keys(&tenant(), &[by_kid("taken", taken.clone())])
             .await
             .unwrap();
+        // Another connection holds the write lock while the jobs below queue up, so that
+        // they are all waiting when it is released: group commit must then take them in
+        // (at most) two batches, the one that was waiting for the lock and the rest.
+        let mut other = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap()
+            .acquire()
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        let batches_before = store.keys.batches();
         let mut tasks = Vec::new();
         for i in 0..40 {
             let store = store.clone();
@@ -853,6 +869,9 @@ mod tests {
                     .await
             })
         };
+        // Every task runs (and hands its job over) while this one sleeps.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sqlx::query("ROLLBACK").execute(&mut *other).await.unwrap();
         let mut created = Vec::new();
         for t in tasks {
             created.push(t.await.unwrap().unwrap().remove(0));
@@ -861,6 +880,8 @@ mod tests {
             thief.await.unwrap(),
             Err(StoreError::Conflict { .. })
         ));
+        let batches = store.keys.batches() - batches_before;
+        assert!(batches <= 2, "41 waiting jobs took {batches} batches");
         // The conflicting batch stored nothing, not even its first, valid request.
         assert!(
             store

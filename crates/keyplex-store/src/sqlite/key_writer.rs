@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -47,6 +48,10 @@ enum Message {
 /// The handle of the writer thread; dropping it ends the thread once its queue is done.
 pub(super) struct KeyWriter {
     jobs: std::sync::Mutex<Option<mpsc::Sender<Message>>>,
+    /// Batches the thread has finished (committed or answered from its read); read by the
+    /// tests that check concurrent jobs share batches.
+    #[cfg_attr(not(test), allow(dead_code))]
+    batches: Arc<AtomicU64>,
 }
 
 impl KeyWriter {
@@ -62,20 +67,23 @@ impl KeyWriter {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| sqlite_error(&format!("cannot open {}", path.display()), &e))?;
-        // Per connection: journal_mode is a property of the file (set at migration), the rest
-        // is not. synchronous = FULL: a key is durable before the answer that hands it out.
+        // Per connection (journal_mode = WAL is a property of the file, set when it was
+        // opened for migration). synchronous = FULL: a key is durable before the answer that
+        // hands it out.
         conn.busy_timeout(busy_timeout)
-            .and_then(|()| conn.pragma_update(None, "journal_mode", "WAL"))
             .and_then(|()| conn.pragma_update(None, "synchronous", "FULL"))
             .and_then(|()| conn.pragma_update(None, "foreign_keys", "ON"))
             .map_err(|e| sqlite_error("cannot configure the key writer's connection", &e))?;
         let (sender, receiver) = mpsc::channel();
+        let batches = Arc::new(AtomicU64::new(0));
+        let counted = batches.clone();
         std::thread::Builder::new()
             .name("keyplex-key-writer".to_owned())
-            .spawn(move || run(conn, &sealer, &receiver))
+            .spawn(move || run(conn, &sealer, &receiver, &counted))
             .map_err(|e| StoreError::Internal(format!("cannot start the key writer: {e}")))?;
         Ok(Self {
             jobs: std::sync::Mutex::new(Some(sender)),
+            batches,
         })
     }
 
@@ -108,6 +116,12 @@ impl KeyWriter {
         }
     }
 
+    /// Batches finished so far (tests check that concurrent jobs share them).
+    #[cfg(test)]
+    pub(super) fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
     fn send(&self, message: Message) -> Result<()> {
         let jobs = self.jobs.lock().map_err(|_| stopped())?;
         jobs.as_ref()
@@ -123,7 +137,12 @@ fn stopped() -> StoreError {
 
 /// The thread: waits for a job, takes every other job already waiting, commits them as one
 /// batch; until told to stop or every handle is gone.
-fn run(mut conn: Connection, sealer: &KeySealer, jobs: &mpsc::Receiver<Message>) {
+fn run(
+    mut conn: Connection,
+    sealer: &KeySealer,
+    jobs: &mpsc::Receiver<Message>,
+    batches: &AtomicU64,
+) {
     while let Ok(first) = jobs.recv() {
         let mut batch = Vec::new();
         let mut stop = None;
@@ -142,6 +161,7 @@ fn run(mut conn: Connection, sealer: &KeySealer, jobs: &mpsc::Receiver<Message>)
         }
         if !batch.is_empty() {
             commit_batch(&mut conn, sealer, batch);
+            batches.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(done) = stop {
             drop(conn);
@@ -155,10 +175,11 @@ fn run(mut conn: Connection, sealer: &KeySealer, jobs: &mpsc::Receiver<Message>)
 /// plans every job against it plus what the jobs before it will insert ([`PendingWrites`]),
 /// and when nothing is missing answers from that alone, without taking SQLite's write lock
 /// (re-requests of stored keys go on while another process writes). When keys are missing
-/// it does it all again inside `BEGIN IMMEDIATE` (the authoritative view: another process
-/// may have written since), inserts every new row of the batch and the `key.created` events
-/// of the jobs that created keys, commits once, and only then answers every job: a key and
-/// its event are durable before anyone sees it.
+/// it takes the write lock (`BEGIN IMMEDIATE`); if another connection committed since the
+/// read (`PRAGMA data_version` moved: the audit trail, an import, another process), it plans
+/// again against that authoritative view, else the plan stands. It then inserts every new row
+/// of the batch and the `key.created` events of the jobs that created keys, commits once, and
+/// only then answers every job: a key and its event are durable before anyone sees it.
 ///
 /// A job whose requests conflict with stored keys fails alone (its planned rows are dropped
 /// before anything is written). Once every job is planned the inserts cannot conflict (the
@@ -166,23 +187,28 @@ fn run(mut conn: Connection, sealer: &KeySealer, jobs: &mpsc::Receiver<Message>)
 /// disk full) fails the whole batch, which is rolled back.
 fn commit_batch(conn: &mut Connection, sealer: &KeySealer, batch: Vec<WriteJob>) {
     let started = std::time::Instant::now();
-    let mut read = || -> Result<BatchPlan> {
+    let mut read = || -> Result<(BatchPlan, i64)> {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Deferred)
             .map_err(|e| sqlite_error("cannot start a read transaction", &e))?;
         let plan = plan_batch(&tx, sealer, &batch)?;
+        let version = data_version(&tx)?;
         tx.commit()
             .map_err(|e| sqlite_error("cannot end a read transaction", &e))?;
-        Ok(plan)
+        Ok((plan, version))
     };
-    let outcome = read().and_then(|plan| {
+    let outcome = read().and_then(|(plan, read_version)| {
         if plan.pending.rows.is_empty() {
             return Ok(plan);
         }
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| sqlite_error("cannot start a write transaction", &e))?;
-        let plan = plan_batch(&tx, sealer, &batch)?;
+        let plan = if data_version(&tx)? == read_version {
+            plan
+        } else {
+            plan_batch(&tx, sealer, &batch)?
+        };
         insert_planned(&tx, sealer, &plan.pending, &plan.events)?;
         // Dropping the transaction on an error above rolled it back: nothing is stored.
         tx.commit()
@@ -239,9 +265,36 @@ fn plan_batch(conn: &Connection, sealer: &KeySealer, batch: &[WriteJob]) -> Resu
     })
 }
 
+/// `PRAGMA data_version`: changes when another connection commits to the database.
+fn data_version(conn: &Connection) -> Result<i64> {
+    conn.query_row("PRAGMA data_version", [], |row| row.get(0))
+        .map_err(|e| sqlite_error("cannot read the data version", &e))
+}
+
 /// `?, ?, …` with `n` placeholders.
 fn placeholders(n: usize, each: &str) -> String {
     vec![each; n].join(", ")
+}
+
+/// One multi-row `INSERT INTO table (columns) VALUES (…), (…)` of `values` (a whole number
+/// of rows, `columns.len()` values each).
+fn insert_rows(
+    conn: &Connection,
+    table: &str,
+    columns: &[&str],
+    values: Vec<Value>,
+    what: &str,
+) -> Result<()> {
+    let row = format!("({})", placeholders(columns.len(), "?"));
+    let sql = format!(
+        "INSERT INTO {table} ({}) VALUES {}",
+        columns.join(", "),
+        placeholders(values.len() / columns.len(), &row)
+    );
+    conn.prepare_cached(&sql)
+        .and_then(|mut statement| statement.execute(rusqlite::params_from_iter(values)))
+        .map(|_| ())
+        .map_err(|e| sqlite_error(what, &e))
 }
 
 /// Everything the batch's requests can refer to that is stored already: the keys of every
@@ -378,14 +431,13 @@ fn insert_planned(
                 Value::Integer(created_at),
             ]);
         }
-        let sql = format!(
-            "INSERT INTO content_keys (tenant, kid, content_id, sealed_key, iv, track_type, \
-             period, origin, master_key_id, created_at) VALUES {}",
-            placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-        );
-        conn.prepare_cached(&sql)
-            .and_then(|mut s| s.execute(rusqlite::params_from_iter(params)))
-            .map_err(|e| sqlite_error("cannot store new keys", &e))?;
+        insert_rows(
+            conn,
+            "content_keys",
+            &KEY_COLUMNS,
+            params,
+            "cannot store new keys",
+        )?;
         let mut slotted = Vec::new();
         for row in chunk {
             if let Some(slot) = &row.slot {
@@ -399,16 +451,16 @@ fn insert_planned(
             }
         }
         if !slotted.is_empty() {
-            let sql = format!(
-                "INSERT INTO key_slots (tenant, content_id, track_type, period, kid) VALUES {}",
-                placeholders(slotted.len() / 5, "(?, ?, ?, ?, ?)")
-            );
-            conn.prepare_cached(&sql)
-                .and_then(|mut s| s.execute(rusqlite::params_from_iter(slotted)))
-                .map_err(|e| sqlite_error("cannot bind new keys to their slots", &e))?;
+            insert_rows(
+                conn,
+                "key_slots",
+                &SLOT_COLUMNS,
+                slotted,
+                "cannot bind new keys to their slots",
+            )?;
         }
     }
-    for chunk in events.chunks(AUDIT_ROWS_PER_INSERT) {
+    for chunk in events.chunks(ROWS_PER_INSERT) {
         let mut params = Vec::with_capacity(chunk.len() * 10);
         for event in chunk {
             params.extend([
@@ -427,20 +479,43 @@ fn insert_planned(
                 event.detail.clone().map_or(Value::Null, Value::Text),
             ]);
         }
-        let sql = format!(
-            "INSERT INTO audit_events (at_ms, tenant, action, interface, credential, client, \
-             content_id, key_ids, outcome, detail) VALUES {}",
-            placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-        );
-        conn.prepare_cached(&sql)
-            .and_then(|mut s| s.execute(rusqlite::params_from_iter(params)))
-            .map_err(|e| sqlite_error("cannot append audit events", &e))?;
+        insert_rows(
+            conn,
+            "audit_events",
+            &AUDIT_COLUMNS,
+            params,
+            "cannot append audit events",
+        )?;
     }
     Ok(())
 }
 
-/// Audit rows per `INSERT` (10 bound values each).
-const AUDIT_ROWS_PER_INSERT: usize = 500;
+/// The columns [`insert_planned`] fills, in the order of its values.
+const KEY_COLUMNS: [&str; 10] = [
+    "tenant",
+    "kid",
+    "content_id",
+    "sealed_key",
+    "iv",
+    "track_type",
+    "period",
+    "origin",
+    "master_key_id",
+    "created_at",
+];
+const SLOT_COLUMNS: [&str; 5] = ["tenant", "content_id", "track_type", "period", "kid"];
+const AUDIT_COLUMNS: [&str; 10] = [
+    "at_ms",
+    "tenant",
+    "action",
+    "interface",
+    "credential",
+    "client",
+    "content_id",
+    "key_ids",
+    "outcome",
+    "detail",
+];
 
 /// A rusqlite error as the store reports it: "not now" (busy, locked, I/O, disk full…) is
 /// `Unavailable`, anything else `Internal`. The same classes as the sqlx side's `db_error`.
@@ -474,8 +549,8 @@ struct WriteJob {
     reply: tokio::sync::oneshot::Sender<Result<Vec<EnsuredKey>>>,
 }
 
-/// Rows per multi-row `INSERT` of the writer: 10 bound values each, well under SQLite's
-/// limit of 32,766 variables per statement.
+/// Rows per multi-row statement of the writer (an `INSERT` of keys or audit events, an `IN`
+/// list): at most 10 bound values each, well under SQLite's limit of 32,766 per statement.
 const ROWS_PER_INSERT: usize = 500;
 
 /// A key the current write batch will insert.
