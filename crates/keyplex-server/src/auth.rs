@@ -215,6 +215,19 @@ impl JwtVerifier {
     /// `Err(Unauthorized)` for a genuine token that cannot be used (expired, not yet valid,
     /// wrong issuer or audience, a required claim missing).
     pub fn verify_claims(&self, token: &str) -> Result<Option<serde_json::Value>, ApiError> {
+        match self.verify_raw(token)? {
+            Some(raw) => Ok(serde_json::from_str(raw.get()).ok()),
+            None => Ok(None),
+        }
+    }
+
+    /// [`Self::verify_claims`] with the claims left as JSON text, for callers that read them
+    /// into their own type in one pass (entitlements, on every licence request) instead of
+    /// through a `serde_json::Value` tree.
+    pub fn verify_raw(
+        &self,
+        token: &str,
+    ) -> Result<Option<Box<serde_json::value::RawValue>>, ApiError> {
         use jsonwebtoken::errors::ErrorKind;
         let Ok(header) = jsonwebtoken::decode_header(token) else {
             return Ok(None);
@@ -224,8 +237,9 @@ impl JwtVerifier {
                 continue;
             }
             // jsonwebtoken checks the signature before any claim, so every error below
-            // is about a token these keys signed.
-            match jsonwebtoken::decode::<serde_json::Value>(token, key, validation) {
+            // is about a token these keys signed. (The claims are read as raw JSON text,
+            // which any JSON accepts, so the registered claims are checked as before.)
+            match jsonwebtoken::decode::<Box<serde_json::value::RawValue>>(token, key, validation) {
                 Ok(data) => return Ok(Some(data.claims)),
                 Err(e) => match e.kind() {
                     ErrorKind::ExpiredSignature => {

@@ -17,6 +17,7 @@
 //! Requests without a valid token never reach the store at all.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use keyplex_types::{ContentId, ContentKey, KeyId};
@@ -36,6 +37,8 @@ pub struct LicenceAuth {
     /// `replay_protection = true`: every token needs a `jti`, spent in the store on first use.
     single_use: bool,
     cors: CorsOrigins,
+    /// Entitlements of tokens verified before (see [`VerifiedTokens`]).
+    verified: VerifiedTokens,
 }
 
 impl LicenceAuth {
@@ -46,6 +49,7 @@ impl LicenceAuth {
                 products: HashMap::new(),
                 single_use: false,
                 cors: CorsOrigins::default(),
+                verified: VerifiedTokens::default(),
             });
         };
         let keys: Vec<_> = config.jwt_keys().collect();
@@ -74,12 +78,82 @@ impl LicenceAuth {
             products,
             single_use: config.replay_protection,
             cors: CorsOrigins::from_config(&config.cors_origins),
+            verified: VerifiedTokens::default(),
         })
     }
 
     /// The origins allowed to call this tenant's licence and key URLs from a browser.
     pub fn cors(&self) -> &CorsOrigins {
         &self.cors
+    }
+}
+
+/// Entitlements of tokens this tenant verified before, by the token's exact text: a player
+/// presents the same token for every licence of a playback (each key session, renewals,
+/// retries, the secure-session calls), and verifying it again — base64, JSON, HMAC or RSA —
+/// was half of a ClearKey licence's CPU. (Envoy's `jwt_authn` keeps such a cache too.)
+///
+/// A hit is the same bytes the tenant's key verified, so only what changes with time is
+/// checked again: an entry is used while `now < exp` and only tokens already valid (`nbf`
+/// passed) are kept; anything else goes through full verification, which applies the
+/// leeway and gives the precise error. Tokens of a tenant with replay protection are never
+/// kept (each is spent on first use), nor refusals. A tenant whose settings change is rebuilt
+/// with an empty cache. Bounded by bytes, like the signaling cache.
+pub struct VerifiedTokens(quick_cache::sync::Cache<String, Arc<Entitlement>, TokenWeight>);
+
+/// Bytes of verified tokens one tenant keeps (token text plus what the entitlement holds).
+const VERIFIED_TOKEN_BYTES: u64 = 2 * 1024 * 1024;
+
+impl Default for VerifiedTokens {
+    fn default() -> Self {
+        Self(quick_cache::sync::Cache::with_weighter(
+            4096,
+            VERIFIED_TOKEN_BYTES,
+            TokenWeight,
+        ))
+    }
+}
+
+impl VerifiedTokens {
+    fn get(&self, token: &str, now_unix: u64) -> Option<Arc<Entitlement>> {
+        let entitlement = self.0.get(token)?;
+        if now_unix < entitlement.expires_at {
+            Some(entitlement)
+        } else {
+            self.0.remove(token);
+            None
+        }
+    }
+
+    /// Keeps a freshly verified token unless its tenant spends tokens on first use or it was
+    /// accepted only thanks to the `nbf` leeway. True when kept.
+    fn keep(
+        &self,
+        token: &str,
+        entitlement: &Arc<Entitlement>,
+        not_before: Option<u64>,
+        single_use: bool,
+        now_unix: u64,
+    ) -> bool {
+        let keep = !single_use && not_before.is_none_or(|nbf| nbf <= now_unix);
+        if keep {
+            self.0.insert(token.to_owned(), entitlement.clone());
+        }
+        keep
+    }
+}
+
+#[derive(Clone)]
+struct TokenWeight;
+
+impl quick_cache::Weighter<String, Arc<Entitlement>> for TokenWeight {
+    fn weight(&self, token: &String, e: &Arc<Entitlement>) -> u64 {
+        let contents: usize = e.contents.iter().map(|c| c.as_str().len() + 48).sum();
+        let bytes = token.len() + e.user.len() + e.token_id.as_ref().map_or(0, String::len);
+        // Plus the entry itself (struct, Arc, cache slot).
+        u64::try_from(bytes + contents)
+            .unwrap_or(u64::MAX)
+            .saturating_add(300)
     }
 }
 
@@ -222,6 +296,9 @@ struct LicenceClaims {
     max_streams: Option<u32>,
     #[serde(default)]
     policy: LicencePolicy,
+    /// Checked by the verifier; kept to know when a verified token may be cached.
+    #[serde(default)]
+    nbf: Option<u64>,
 }
 
 const MAX_JTI_CHARS: usize = 256;
@@ -285,7 +362,7 @@ pub async fn verify(
     tenant: &Tenant,
     token: Option<&str>,
     now_unix: u64,
-) -> Result<Entitlement, ApiError> {
+) -> Result<Arc<Entitlement>, ApiError> {
     let licence = &tenant.licence;
     let Some(verifier) = &licence.verifier else {
         return Err(ApiError::NotFound(format!(
@@ -298,20 +375,35 @@ pub async fn verify(
             "entitlement token required: Authorization: Bearer <token> or ?token=<token>".into(),
         ));
     };
-    let Some(entitlement) = licence.check_token(verifier, token)? else {
-        let another_tenants = state
-            .tenants()
-            .values()
-            .filter(|t| t.id != tenant.id)
-            .filter_map(|t| t.licence.verifier.as_ref())
-            .any(|v| matches!(v.verify_claims(token), Ok(Some(_)) | Err(_)));
-        if another_tenants {
-            return Err(ApiError::Forbidden(format!(
-                "this entitlement token is not valid for tenant {}",
-                tenant.id
-            )));
+    let entitlement = match licence.verified.get(token, now_unix) {
+        Some(entitlement) => entitlement,
+        None => {
+            let Some(checked) = licence.check_token(verifier, token)? else {
+                let another_tenants = state
+                    .tenants()
+                    .values()
+                    .filter(|t| t.id != tenant.id)
+                    .filter_map(|t| t.licence.verifier.as_ref())
+                    .any(|v| matches!(v.verify_raw(token), Ok(Some(_)) | Err(_)));
+                if another_tenants {
+                    return Err(ApiError::Forbidden(format!(
+                        "this entitlement token is not valid for tenant {}",
+                        tenant.id
+                    )));
+                }
+                return Err(ApiError::Unauthorized("invalid entitlement token".into()));
+            };
+            let (entitlement, not_before) = checked;
+            let entitlement = Arc::new(entitlement);
+            licence.verified.keep(
+                token,
+                &entitlement,
+                not_before,
+                licence.single_use,
+                now_unix,
+            );
+            entitlement
         }
-        return Err(ApiError::Unauthorized("invalid entitlement token".into()));
     };
     crate::rate_limit::admit(
         tenant,
@@ -343,14 +435,14 @@ pub async fn verify(
 
 impl LicenceAuth {
     /// Step 1 up to the store: the typed entitlement of a token one of `verifier`'s keys
-    /// signed, `Ok(None)` when none did.
+    /// signed, with its `nbf`; `Ok(None)` when none did.
     fn check_token(
         &self,
         verifier: &JwtVerifier,
         token: &str,
-    ) -> Result<Option<Entitlement>, ApiError> {
-        match verifier.verify_claims(token)? {
-            Some(claims) => self.entitlement(claims).map(Some),
+    ) -> Result<Option<(Entitlement, Option<u64>)>, ApiError> {
+        match verifier.verify_raw(token)? {
+            Some(claims) => self.entitlement(claims.get()).map(Some),
             None => Ok(None),
         }
     }
@@ -364,19 +456,20 @@ impl LicenceAuth {
         token: &str,
     ) -> Result<Option<Entitlement>, ApiError> {
         match &self.verifier {
-            Some(verifier) => self.check_token(verifier, token),
+            Some(verifier) => Ok(self.check_token(verifier, token)?.map(|(e, _)| e)),
             None => Ok(None),
         }
     }
 
-    /// Typed claims of a verified token; the products it names are resolved to contents.
-    /// Products this tenant does not configure cover nothing.
-    fn entitlement(&self, claims: serde_json::Value) -> Result<Entitlement, ApiError> {
+    /// Typed claims of a verified token (its claims' JSON text) and its `nbf`; the products
+    /// it names are resolved to contents. Products this tenant does not configure cover
+    /// nothing.
+    fn entitlement(&self, claims: &str) -> Result<(Entitlement, Option<u64>), ApiError> {
         let invalid = |detail: String| {
             ApiError::Unauthorized(format!("entitlement token claims are invalid: {detail}"))
         };
         let claims: LicenceClaims =
-            serde_json::from_value(claims).map_err(|e| invalid(e.to_string()))?;
+            serde_json::from_str(claims).map_err(|e| invalid(e.to_string()))?;
         if claims.sub.trim().is_empty() {
             return Err(invalid("sub is empty".into()));
         }
@@ -402,14 +495,15 @@ impl LicenceAuth {
                 ),
             }
         }
-        Ok(Entitlement {
+        let entitlement = Entitlement {
             user: claims.sub,
             contents,
             expires_at: claims.exp,
             token_id: claims.jti,
             max_streams: claims.max_streams,
             policy: claims.policy,
-        })
+        };
+        Ok((entitlement, claims.nbf))
     }
 }
 
@@ -482,17 +576,21 @@ mod tests {
     #[test]
     fn claims_become_a_typed_entitlement_with_products_resolved() {
         let e = auth(&[("gold", &["movie-2", "movie-3"])])
-            .entitlement(serde_json::json!({
-                "sub": "user-1", "exp": 2_000_000_000u64, "iat": 1, "portal": "x",
-                "contents": ["movie-1"], "products": ["gold", "unknown-product"],
-                "jti": "t-1", "max_streams": 2,
-                "policy": {
-                    "licence_duration": 3600, "persistence": true, "renewal_interval": 60,
-                    "widevine_security_level": 3, "hdcp": "HDCP_V2_2",
-                    "playready_security_level": 2000
-                }
-            }))
-            .unwrap();
+            .entitlement(
+                &serde_json::json!({
+                    "sub": "user-1", "exp": 2_000_000_000u64, "iat": 1, "portal": "x",
+                    "contents": ["movie-1"], "products": ["gold", "unknown-product"],
+                    "jti": "t-1", "max_streams": 2,
+                    "policy": {
+                        "licence_duration": 3600, "persistence": true, "renewal_interval": 60,
+                        "widevine_security_level": 3, "hdcp": "HDCP_V2_2",
+                        "playready_security_level": 2000
+                    }
+                })
+                .to_string(),
+            )
+            .unwrap()
+            .0;
         assert_eq!(e.user, "user-1");
         let contents: Vec<&str> = e.contents.iter().map(ContentId::as_str).collect();
         assert_eq!(contents, ["movie-1", "movie-2", "movie-3"]);
@@ -509,8 +607,9 @@ mod tests {
     #[test]
     fn policy_defaults_to_temporary_without_restrictions() {
         let e = auth(&[])
-            .entitlement(serde_json::json!({"sub": "u", "exp": 1u64}))
-            .unwrap();
+            .entitlement(r#"{"sub": "u", "exp": 1}"#)
+            .unwrap()
+            .0;
         assert_eq!(e.policy, LicencePolicy::default());
         assert!(!e.policy.persistence);
         assert!(e.contents.is_empty());
@@ -531,12 +630,49 @@ mod tests {
             serde_json::json!({"sub": "u", "exp": 1, "policy": {"persistence": "yes"}}),
             serde_json::json!({"sub": "u", "exp": 1, "max_streams": -1}),
         ] {
-            let err = a.entitlement(claims.clone()).unwrap_err();
+            let err = a.entitlement(&claims.to_string()).unwrap_err();
             assert!(
                 matches!(err, ApiError::Unauthorized(_)),
                 "{claims}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn verified_tokens_are_reused_only_as_the_same_text_and_only_before_exp() {
+        let cache = VerifiedTokens::default();
+        let entitlement = Arc::new(
+            auth(&[])
+                .entitlement(r#"{"sub": "u", "exp": 1000, "contents": ["movie-1"]}"#)
+                .unwrap()
+                .0,
+        );
+        assert!(cache.keep("a.b.c", &entitlement, None, false, 900));
+        assert_eq!(cache.get("a.b.c", 999).as_deref(), Some(&*entitlement));
+        // Another text is another token, whatever it decodes to.
+        assert!(cache.get("a.b.C", 999).is_none());
+        assert!(cache.get("a.b.c ", 999).is_none());
+        // From exp on, the entry goes: full verification (with its leeway and its error)
+        // decides again.
+        assert!(cache.get("a.b.c", 1000).is_none());
+        assert!(cache.get("a.b.c", 999).is_none());
+    }
+
+    #[test]
+    fn single_use_tokens_and_tokens_inside_the_nbf_leeway_are_not_kept() {
+        let cache = VerifiedTokens::default();
+        let entitlement = Arc::new(
+            auth(&[])
+                .entitlement(r#"{"sub": "u", "exp": 1000}"#)
+                .unwrap()
+                .0,
+        );
+        assert!(!cache.keep("spent", &entitlement, None, true, 900));
+        assert!(!cache.keep("early", &entitlement, Some(910), false, 900));
+        assert!(cache.keep("valid", &entitlement, Some(900), false, 900));
+        assert!(cache.get("spent", 900).is_none());
+        assert!(cache.get("early", 950).is_none());
+        assert!(cache.get("valid", 950).is_some());
     }
 
     #[test]

@@ -472,7 +472,7 @@ async fn licence_credentials_added_through_the_api_verify_entitlements() {
         201,
     )
     .await;
-    admin_json(
+    let licence_credential = admin_json(
         &server,
         Method::POST,
         "/admin/v1/tenants/hooli/credentials",
@@ -514,6 +514,30 @@ async fn licence_credentials_added_through_the_api_verify_entitlements() {
         .decode(licence["keys"][0]["k"].as_str().unwrap())
         .unwrap();
     assert_eq!(k, key);
+
+    // The portal rotates its key: once the old one is revoked it verifies nothing, not even
+    // the token verified (and kept by the tenant's cache of verified tokens) a moment ago.
+    admin_json(
+        &server,
+        Method::POST,
+        "/admin/v1/tenants/hooli/credentials",
+        Some(json!({"type": "licence_jwt", "hs256_secret": "hooli-portal-licence-secret-2"})),
+        201,
+    )
+    .await;
+    let path = format!(
+        "/admin/v1/tenants/hooli/credentials/{}",
+        licence_credential["id"].as_str().unwrap()
+    );
+    admin_json(&server, Method::DELETE, &path, None, 204).await;
+    let resp = post_clearkey(
+        &server,
+        "hooli",
+        &clearkey_request(&[kid], "temporary"),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
 }
 
 /// Known traffic, then the audit trail, `/metrics` and the stats say exactly what happened.
