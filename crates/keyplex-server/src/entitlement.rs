@@ -37,8 +37,9 @@ pub struct LicenceAuth {
     /// `replay_protection = true`: every token needs a `jti`, spent in the store on first use.
     single_use: bool,
     cors: CorsOrigins,
-    /// Entitlements of tokens verified before (see [`VerifiedTokens`]).
-    verified: VerifiedTokens,
+    /// Entitlements of tokens verified before (see [`VerifiedTokens`]); `None` for tenants
+    /// that deliver no licences or spend each token on first use, which could not reuse one.
+    verified: Option<VerifiedTokens>,
 }
 
 impl LicenceAuth {
@@ -49,7 +50,7 @@ impl LicenceAuth {
                 products: HashMap::new(),
                 single_use: false,
                 cors: CorsOrigins::default(),
-                verified: VerifiedTokens::default(),
+                verified: None,
             });
         };
         let keys: Vec<_> = config.jwt_keys().collect();
@@ -74,11 +75,12 @@ impl LicenceAuth {
             })
             .collect::<Result<_, String>>()?;
         Ok(Self {
-            verifier,
             products,
             single_use: config.replay_protection,
             cors: CorsOrigins::from_config(&config.cors_origins),
-            verified: VerifiedTokens::default(),
+            verified: (verifier.is_some() && !config.replay_protection)
+                .then(VerifiedTokens::default),
+            verifier,
         })
     }
 
@@ -96,9 +98,9 @@ impl LicenceAuth {
 /// A hit is the same bytes the tenant's key verified, so only what changes with time is
 /// checked again: an entry is used while `now < exp` and only tokens already valid (`nbf`
 /// passed) are kept; anything else goes through full verification, which applies the
-/// leeway and gives the precise error. Tokens of a tenant with replay protection are never
-/// kept (each is spent on first use), nor refusals. A tenant whose settings change is rebuilt
-/// with an empty cache. Bounded by bytes, like the signaling cache.
+/// leeway and gives the precise error. Tenants with replay protection have none (each token
+/// is spent on first use); refusals are never kept. A tenant whose settings or credentials
+/// change is rebuilt with an empty cache. Bounded by bytes, like the signaling cache.
 pub struct VerifiedTokens(quick_cache::sync::Cache<String, Arc<Entitlement>, TokenWeight>);
 
 /// Bytes of verified tokens one tenant keeps (token text plus what the entitlement holds).
@@ -125,17 +127,16 @@ impl VerifiedTokens {
         }
     }
 
-    /// Keeps a freshly verified token unless its tenant spends tokens on first use or it was
-    /// accepted only thanks to the `nbf` leeway. True when kept.
+    /// Keeps a freshly verified token unless it was accepted only thanks to the `nbf`
+    /// leeway. True when kept.
     fn keep(
         &self,
         token: &str,
         entitlement: &Arc<Entitlement>,
         not_before: Option<u64>,
-        single_use: bool,
         now_unix: u64,
     ) -> bool {
-        let keep = !single_use && not_before.is_none_or(|nbf| nbf <= now_unix);
+        let keep = not_before.is_none_or(|nbf| nbf <= now_unix);
         if keep {
             self.0.insert(token.to_owned(), entitlement.clone());
         }
@@ -375,35 +376,20 @@ pub async fn verify(
             "entitlement token required: Authorization: Bearer <token> or ?token=<token>".into(),
         ));
     };
-    let entitlement = match licence.verified.get(token, now_unix) {
-        Some(entitlement) => entitlement,
-        None => {
-            let Some(checked) = licence.check_token(verifier, token)? else {
-                let another_tenants = state
-                    .tenants()
-                    .values()
-                    .filter(|t| t.id != tenant.id)
-                    .filter_map(|t| t.licence.verifier.as_ref())
-                    .any(|v| matches!(v.verify_raw(token), Ok(Some(_)) | Err(_)));
-                if another_tenants {
-                    return Err(ApiError::Forbidden(format!(
-                        "this entitlement token is not valid for tenant {}",
-                        tenant.id
-                    )));
-                }
-                return Err(ApiError::Unauthorized("invalid entitlement token".into()));
-            };
-            let (entitlement, not_before) = checked;
-            let entitlement = Arc::new(entitlement);
-            licence.verified.keep(
-                token,
-                &entitlement,
-                not_before,
-                licence.single_use,
-                now_unix,
-            );
-            entitlement
+    let Some(entitlement) = licence.verified_entitlement(verifier, token, now_unix)? else {
+        let another_tenants = state
+            .tenants()
+            .values()
+            .filter(|t| t.id != tenant.id)
+            .filter_map(|t| t.licence.verifier.as_ref())
+            .any(|v| matches!(v.verify_raw(token), Ok(Some(_)) | Err(_)));
+        if another_tenants {
+            return Err(ApiError::Forbidden(format!(
+                "this entitlement token is not valid for tenant {}",
+                tenant.id
+            )));
         }
+        return Err(ApiError::Unauthorized("invalid entitlement token".into()));
     };
     crate::rate_limit::admit(
         tenant,
@@ -434,6 +420,26 @@ pub async fn verify(
 }
 
 impl LicenceAuth {
+    /// [`Self::check_token`] through the tenant's cache of verified tokens.
+    fn verified_entitlement(
+        &self,
+        verifier: &JwtVerifier,
+        token: &str,
+        now_unix: u64,
+    ) -> Result<Option<Arc<Entitlement>>, ApiError> {
+        if let Some(hit) = self.verified.as_ref().and_then(|v| v.get(token, now_unix)) {
+            return Ok(Some(hit));
+        }
+        let Some((entitlement, not_before)) = self.check_token(verifier, token)? else {
+            return Ok(None);
+        };
+        let entitlement = Arc::new(entitlement);
+        if let Some(verified) = &self.verified {
+            verified.keep(token, &entitlement, not_before, now_unix);
+        }
+        Ok(Some(entitlement))
+    }
+
     /// Step 1 up to the store: the typed entitlement of a token one of `verifier`'s keys
     /// signed, with its `nbf`; `Ok(None)` when none did.
     fn check_token(
@@ -647,7 +653,7 @@ mod tests {
                 .unwrap()
                 .0,
         );
-        assert!(cache.keep("a.b.c", &entitlement, None, false, 900));
+        assert!(cache.keep("a.b.c", &entitlement, None, 900));
         assert_eq!(cache.get("a.b.c", 999).as_deref(), Some(&*entitlement));
         // Another text is another token, whatever it decodes to.
         assert!(cache.get("a.b.C", 999).is_none());
@@ -659,7 +665,7 @@ mod tests {
     }
 
     #[test]
-    fn single_use_tokens_and_tokens_inside_the_nbf_leeway_are_not_kept() {
+    fn tokens_inside_the_nbf_leeway_are_not_kept() {
         let cache = VerifiedTokens::default();
         let entitlement = Arc::new(
             auth(&[])
@@ -667,12 +673,29 @@ mod tests {
                 .unwrap()
                 .0,
         );
-        assert!(!cache.keep("spent", &entitlement, None, true, 900));
-        assert!(!cache.keep("early", &entitlement, Some(910), false, 900));
-        assert!(cache.keep("valid", &entitlement, Some(900), false, 900));
-        assert!(cache.get("spent", 900).is_none());
+        assert!(!cache.keep("early", &entitlement, Some(910), 900));
+        assert!(cache.keep("valid", &entitlement, Some(900), 900));
         assert!(cache.get("early", 950).is_none());
         assert!(cache.get("valid", 950).is_some());
+    }
+
+    #[test]
+    fn tenants_that_spend_tokens_on_first_use_keep_no_verified_tokens() {
+        let tenant = |replay_protection| {
+            LicenceAuth::from_config(Some(&LicenceConfig {
+                jwt: Some(crate::config::JwtConfig {
+                    hs256_secret: Some(crate::config::Secret::new("portal-secret")),
+                    ..Default::default()
+                }),
+                replay_protection,
+                ..LicenceConfig::default()
+            }))
+            .unwrap()
+        };
+        assert!(tenant(true).verified.is_none());
+        assert!(tenant(false).verified.is_some());
+        // Nor a tenant without licence keys, which verifies no token at all.
+        assert!(auth(&[]).verified.is_none());
     }
 
     #[test]

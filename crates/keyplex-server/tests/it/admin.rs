@@ -54,6 +54,18 @@ async fn admin_json(
     }
 }
 
+/// Adds a credential to `tenant` through the admin API (201) and returns the answer.
+async fn add_credential(server: &TestServer, tenant: &str, credential: Value) -> Value {
+    admin_json(
+        server,
+        reqwest::Method::POST,
+        &format!("/admin/v1/tenants/{tenant}/credentials"),
+        Some(credential),
+        201,
+    )
+    .await
+}
+
 async fn get(server: &TestServer, path: &str) -> Value {
     admin_json(server, reqwest::Method::GET, path, None, 200).await
 }
@@ -221,12 +233,10 @@ async fn tenants_and_credentials_change_without_restart_and_survive_one() {
         401
     );
 
-    let added = admin_json(
+    let added = add_credential(
         &server,
-        Method::POST,
-        "/admin/v1/tenants/hooli/credentials",
-        Some(json!({"type": "basic", "user": "encoder"})),
-        201,
+        "hooli",
+        json!({"type": "basic", "user": "encoder"}),
     )
     .await;
     let cred_id = added["id"].as_str().unwrap().to_owned();
@@ -244,12 +254,10 @@ async fn tenants_and_credentials_change_without_restart_and_survive_one() {
     );
 
     // A second password for the same user (rotation), then the first is revoked.
-    let second = admin_json(
+    let second = add_credential(
         &server,
-        Method::POST,
-        "/admin/v1/tenants/hooli/credentials",
-        Some(json!({"type": "basic", "user": "encoder", "password": "the-new-encoder-password"})),
-        201,
+        "hooli",
+        json!({"type": "basic", "user": "encoder", "password": "the-new-encoder-password"}),
     )
     .await;
     assert!(
@@ -294,7 +302,12 @@ async fn tenants_and_credentials_change_without_restart_and_survive_one() {
     assert_eq!(problem(file_cred).await.0, 409);
 
     // Credentials can be added to a file tenant too.
-    admin_json(&server, Method::POST, "/admin/v1/tenants/acme/credentials", Some(json!({"type": "basic", "user": "second-packager", "password": "second-packager-password"})), 201).await;
+    add_credential(
+        &server,
+        "acme",
+        json!({"type": "basic", "user": "second-packager", "password": "second-packager-password"}),
+    )
+    .await;
     assert_eq!(
         cpix_as(
             &server,
@@ -464,20 +477,16 @@ async fn licence_credentials_added_through_the_api_verify_entitlements() {
         201,
     )
     .await;
-    admin_json(
+    add_credential(
         &server,
-        Method::POST,
-        "/admin/v1/tenants/hooli/credentials",
-        Some(json!({"type": "basic", "user": "p", "password": "hooli-packager-password"})),
-        201,
+        "hooli",
+        json!({"type": "basic", "user": "p", "password": "hooli-packager-password"}),
     )
     .await;
-    let licence_credential = admin_json(
+    let licence_credential = add_credential(
         &server,
-        Method::POST,
-        "/admin/v1/tenants/hooli/credentials",
-        Some(json!({"type": "licence_jwt", "hs256_secret": "hooli-portal-licence-secret"})),
-        201,
+        "hooli",
+        json!({"type": "licence_jwt", "hs256_secret": "hooli-portal-licence-secret"}),
     )
     .await;
     let doc = ok_document(
@@ -501,13 +510,8 @@ async fn licence_credentials_added_through_the_api_verify_entitlements() {
         "hooli-portal-licence-secret",
         &crate::entitlement::claims(&["film"]),
     );
-    let resp = post_clearkey(
-        &server,
-        "hooli",
-        &clearkey_request(&[kid], "temporary"),
-        Some(&token),
-    )
-    .await;
+    let licence_request = clearkey_request(&[kid], "temporary");
+    let resp = post_clearkey(&server, "hooli", &licence_request, Some(&token)).await;
     assert_eq!(resp.status(), 200);
     let licence: Value = resp.json().await.unwrap();
     let k = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -517,12 +521,10 @@ async fn licence_credentials_added_through_the_api_verify_entitlements() {
 
     // The portal rotates its key: once the old one is revoked it verifies nothing, not even
     // the token verified (and kept by the tenant's cache of verified tokens) a moment ago.
-    admin_json(
+    add_credential(
         &server,
-        Method::POST,
-        "/admin/v1/tenants/hooli/credentials",
-        Some(json!({"type": "licence_jwt", "hs256_secret": "hooli-portal-licence-secret-2"})),
-        201,
+        "hooli",
+        json!({"type": "licence_jwt", "hs256_secret": "hooli-portal-licence-secret-2"}),
     )
     .await;
     let path = format!(
@@ -530,13 +532,7 @@ async fn licence_credentials_added_through_the_api_verify_entitlements() {
         licence_credential["id"].as_str().unwrap()
     );
     admin_json(&server, Method::DELETE, &path, None, 204).await;
-    let resp = post_clearkey(
-        &server,
-        "hooli",
-        &clearkey_request(&[kid], "temporary"),
-        Some(&token),
-    )
-    .await;
+    let resp = post_clearkey(&server, "hooli", &licence_request, Some(&token)).await;
     assert_eq!(resp.status(), 401);
 }
 
@@ -898,12 +894,10 @@ async fn rotating_the_master_key_keeps_every_key() {
         let content = format!("movie-{i}");
         originals.push((content.clone(), cpix_key(&server, "acme", &content).await));
     }
-    admin_json(
+    add_credential(
         &server,
-        Method::POST,
-        "/admin/v1/tenants/acme/credentials",
-        Some(json!({"type": "basic", "user": "rotated", "password": "survives-the-rotation"})),
-        201,
+        "acme",
+        json!({"type": "basic", "user": "rotated", "password": "survives-the-rotation"}),
     )
     .await;
     let key_file = server.data_dir.path().join("master.key");
