@@ -44,7 +44,7 @@ pub fn read_document(xml: &[u8]) -> Result<CpixDocument, CpixError> {
     let text = decode(xml)?;
     // roxmltree accepts an empty `<!DOCTYPE x>` even with `allow_dtd: false`; CPIX has no use
     // for any DTD, so any declaration is refused before parsing.
-    if text.contains("<!DOCTYPE") {
+    if memchr::memmem::find(text.as_bytes(), b"<!DOCTYPE").is_some() {
         return Err(CpixError::Dtd);
     }
     check_depth(&text)?;
@@ -68,49 +68,55 @@ pub const MAX_DEPTH: usize = 64;
 /// handle. It only needs to be right for well-formed XML: whatever it miscounts in broken
 /// XML, roxmltree refuses afterwards (the count only ever errs on the side of refusing).
 fn check_depth(text: &str) -> Result<(), CpixError> {
-    fn skip_past<'a>(rest: &'a str, end: &str) -> &'a str {
-        rest.find(end)
-            .and_then(|p| rest.get(p + end.len()..))
-            .unwrap_or("")
-    }
+    let bytes = text.as_bytes();
+    let tail = |at: usize| bytes.get(at..).unwrap_or_default();
+    // Where the text after the next `end` starts (the end of input when there is none).
+    let past = |at: usize, end: &[u8]| {
+        memchr::memmem::find(tail(at), end).map_or(bytes.len(), |p| at + p + end.len())
+    };
     let too_deep = || CpixError::Xml(format!("elements nested deeper than {MAX_DEPTH} levels"));
     let mut depth = 0usize;
-    let mut rest = text;
-    while let Some(offset) = rest.find('<') {
-        rest = rest.get(offset..).unwrap_or("");
-        if rest.starts_with("<!--") {
-            rest = skip_past(rest, "-->");
-        } else if rest.starts_with("<![CDATA[") {
-            rest = skip_past(rest, "]]>");
-        } else if rest.starts_with("<?") {
-            rest = skip_past(rest, "?>");
-        } else if rest.starts_with("</") {
+    let mut at = 0;
+    // The scan jumps from one markup character to the next with SIMD searches (memchr): it
+    // runs on every request body, before the parser.
+    while let Some(offset) = memchr::memchr(b'<', tail(at)) {
+        at += offset;
+        let rest = tail(at);
+        if rest.starts_with(b"<!--") {
+            at = past(at, b"-->");
+        } else if rest.starts_with(b"<![CDATA[") {
+            at = past(at, b"]]>");
+        } else if rest.starts_with(b"<?") {
+            at = past(at, b"?>");
+        } else if rest.starts_with(b"</") {
             depth = depth.saturating_sub(1);
-            rest = skip_past(rest, ">");
+            at = past(at, b">");
         } else {
             // A start tag: its end is the first '>' outside quoted attribute values ('>' may
             // appear in them); `/>` closes an empty element.
-            let (mut quote, mut prev, mut end) = (None, 0u8, None);
-            for (j, b) in rest.bytes().enumerate().skip(1) {
-                match (quote, b) {
-                    (None, b'"' | b'\'') => quote = Some(b),
-                    (Some(q), _) if b == q => quote = None,
-                    (None, b'>') => {
-                        end = Some((j, prev));
-                        break;
-                    }
-                    _ => {}
+            let mut j = at + 1;
+            let end = loop {
+                let Some(p) = memchr::memchr3(b'"', b'\'', b'>', tail(j)) else {
+                    break None;
+                };
+                let found = j + p;
+                match bytes.get(found) {
+                    Some(b'>') => break Some(found),
+                    Some(&quote) => match memchr::memchr(quote, tail(found + 1)) {
+                        Some(close) => j = found + 1 + close + 1,
+                        None => break None,
+                    },
+                    None => break None,
                 }
-                prev = b;
-            }
-            if end.is_none_or(|(_, before)| before != b'/') {
+            };
+            let empty = end.is_some_and(|e| e > at + 1 && bytes.get(e - 1) == Some(&b'/'));
+            if !empty {
                 depth += 1;
                 if depth > MAX_DEPTH {
                     return Err(too_deep());
                 }
             }
-            // '>' is ASCII, so the byte after it starts a character.
-            rest = end.and_then(|(j, _)| rest.get(j + 1..)).unwrap_or("");
+            at = end.map_or(bytes.len(), |e| e + 1);
         }
     }
     Ok(())
@@ -1461,6 +1467,68 @@ mod tests {
         };
         assert_eq!(check_depth(&nested(MAX_DEPTH - 1)), Ok(()));
         assert!(check_depth(&nested(MAX_DEPTH)).is_err());
+    }
+
+    /// The byte-by-byte scan [`check_depth`] replaced (kept as its oracle).
+    fn reference_depth_check(text: &str) -> bool {
+        fn skip_past<'a>(rest: &'a str, end: &str) -> &'a str {
+            rest.find(end)
+                .and_then(|p| rest.get(p + end.len()..))
+                .unwrap_or("")
+        }
+        let mut depth = 0usize;
+        let mut rest = text;
+        while let Some(offset) = rest.find('<') {
+            rest = rest.get(offset..).unwrap_or("");
+            if rest.starts_with("<!--") {
+                rest = skip_past(rest, "-->");
+            } else if rest.starts_with("<![CDATA[") {
+                rest = skip_past(rest, "]]>");
+            } else if rest.starts_with("<?") {
+                rest = skip_past(rest, "?>");
+            } else if rest.starts_with("</") {
+                depth = depth.saturating_sub(1);
+                rest = skip_past(rest, ">");
+            } else {
+                let (mut quote, mut prev, mut end) = (None, 0u8, None);
+                for (j, b) in rest.bytes().enumerate().skip(1) {
+                    match (quote, b) {
+                        (None, b'"' | b'\'') => quote = Some(b),
+                        (Some(q), _) if b == q => quote = None,
+                        (None, b'>') => {
+                            end = Some((j, prev));
+                            break;
+                        }
+                        _ => {}
+                    }
+                    prev = b;
+                }
+                if end.is_none_or(|(_, before)| before != b'/') {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return false;
+                    }
+                }
+                rest = end.and_then(|(j, _)| rest.get(j + 1..)).unwrap_or("");
+            }
+        }
+        true
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn depth_check_agrees_with_the_byte_by_byte_scan(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "<x>", "<x><x><x><x>", "</x>", "<e/>", "<x a='>'>", "<x b=\"/>\">", "<x c='/'/>", "<!-- <x> -->",
+                    "<![CDATA[<x>]]>", "<?pi <x> ?>", "<", ">", "/", "'", "\"", "-->", "text", "é",
+                ]),
+                0..400,
+            )
+        ) {
+            let text: String = parts.concat();
+            proptest::prop_assert_eq!(check_depth(&text).is_ok(), reference_depth_check(&text), "{}", text);
+        }
     }
 
     #[test]

@@ -15,8 +15,6 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use keyplex_cpix::model::{
     ContentKeyEntry, CpixDocument, CpixVersion, DrmSystemEntry, HlsSignaling, KeyValue, Kid,
     Playlist, UsageRule, VideoFilter,
@@ -32,7 +30,7 @@ use crate::auth::authenticate_packager_request;
 use crate::body::require_body;
 use crate::error::{ApiError, PlainText};
 use crate::keys;
-use crate::signaling;
+use crate::signaling::{self, SignalEntry};
 use crate::state::{AppState, Tenant};
 
 /// `POST /{tenant}/nks/v1/cpix` and `POST /{tenant}/cpix`. With an `X-Speke-Version` header
@@ -286,8 +284,8 @@ pub async fn exchange_with(
         let key = by_kid.get(&drm.kid.id).ok_or_else(|| {
             ApiError::Internal(format!("no stored key for DRMSystem kid {}", drm.kid.id))
         })?;
-        let signal = signaling::for_key_forms(tenant, system, key, scheme, wanted_forms(drm))?;
-        if profile.answer_everything_asked && !asked_nothing(drm) && signal.pssh.is_some() {
+        let signal = signaling::entry(tenant, system, key, scheme, wanted_forms(drm))?;
+        if profile.answer_everything_asked && !asked_nothing(drm) && signal.signal.pssh.is_some() {
             drm.pssh.get_or_insert_with(String::new);
         }
         fill_drm_system(drm, &signal, version.as_ref());
@@ -585,8 +583,8 @@ fn asked_nothing(drm: &DrmSystemEntry) -> bool {
 /// Fills what a `DRMSystem` asked for. A `DRMSystem` that asks for nothing gets everything
 /// its DRM has; an element that does not apply to the DRM (e.g. PSSH for FairPlay) is
 /// dropped rather than answered with a wrong value.
-fn fill_drm_system(drm: &mut DrmSystemEntry, s: &DrmSignaling, version: Option<&CpixVersion>) {
-    let b64 = |v: &str| B64.encode(v.as_bytes());
+fn fill_drm_system(drm: &mut DrmSystemEntry, entry: &SignalEntry, version: Option<&CpixVersion>) {
+    let (s, b64) = (&entry.signal, &entry.base64);
     let is_v24 = matches!(version, Some(CpixVersion::V2_4));
     if asked_nothing(drm) {
         drm.pssh = s.pssh.as_ref().map(|_| String::new());
@@ -616,27 +614,24 @@ fn fill_drm_system(drm: &mut DrmSystemEntry, s: &DrmSignaling, version: Option<&
             ];
         }
     }
-    drm.pssh = drm.pssh.take().and(s.pssh.as_ref().map(|p| B64.encode(p)));
+    drm.pssh = drm.pssh.take().and(b64.pssh.clone());
     drm.content_protection_data = drm
         .content_protection_data
         .take()
-        .and(s.content_protection_data.as_deref().map(b64));
-    drm.uri_ext_x_key = drm
-        .uri_ext_x_key
-        .take()
-        .and(s.hls_key_uri.as_deref().map(b64));
+        .and(b64.content_protection_data.clone());
+    drm.uri_ext_x_key = drm.uri_ext_x_key.take().and(b64.hls_key_uri.clone());
     drm.smooth_streaming = drm
         .smooth_streaming
         .take()
         .and(s.smooth_streaming_header.clone());
     drm.hls_signaling.retain_mut(|h| {
         let line = match h.playlist {
-            Some(Playlist::Master | Playlist::MultiVariant) => s.hls_master.as_deref(),
-            Some(Playlist::Media) | None => s.hls_media.as_deref(),
+            Some(Playlist::Master | Playlist::MultiVariant) => &b64.hls_master,
+            Some(Playlist::Media) | None => &b64.hls_media,
         };
         match line {
             Some(line) => {
-                h.value = b64(line);
+                line.clone_into(&mut h.value);
                 true
             }
             None => false,
@@ -645,8 +640,8 @@ fn fill_drm_system(drm: &mut DrmSystemEntry, s: &DrmSignaling, version: Option<&
     // SPEKE v1 asks for HLS attributes and the MSS header with its own elements.
     drm.extensions.retain_mut(|ext| {
         let value = match ext.local_name.as_str() {
-            "KeyFormat" => s.hls_keyformat.as_deref().map(b64),
-            "KeyFormatVersions" => s.hls_keyformatversions.as_deref().map(b64),
+            "KeyFormat" => b64.hls_keyformat.clone(),
+            "KeyFormatVersions" => b64.hls_keyformatversions.clone(),
             "ProtectionHeader" => s.smooth_streaming_header.clone(),
             _ => return true,
         };

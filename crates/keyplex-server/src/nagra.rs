@@ -25,7 +25,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use keyplex_drm::signal::DrmSignaling;
+use keyplex_drm::signal::{DrmSignaling, SignalForms};
 use keyplex_drm::system::DrmSystem;
 use keyplex_types::{
     ContentId, ContentKey, ContentKeyValue, EncryptionScheme, Iv, KeyId, KeyPeriod, KeySlot,
@@ -702,14 +702,15 @@ fn signalization(
         ext_x_key: None,
     };
     if let Some(scheme) = want.dash {
-        let s = signaling::for_key(tenant, want.system, key, scheme)?;
-        out.pssh = s.pssh.map(|p| B64.encode(p));
-        out.content_protection = s.content_protection_element;
+        let s = signaling::entry(tenant, want.system, key, scheme, SignalForms::ALL)?;
+        out.pssh.clone_from(&s.base64.pssh);
+        out.content_protection
+            .clone_from(&s.signal.content_protection_element);
     }
     if let Some(scheme) = want.hls {
-        let s = signaling::for_key(tenant, want.system, key, scheme)?;
-        out.key_uri = s.hls_key_uri;
-        out.ext_x_key = s.hls_media;
+        let s = signaling::entry(tenant, want.system, key, scheme, SignalForms::ALL)?;
+        out.key_uri.clone_from(&s.signal.hls_key_uri);
+        out.ext_x_key.clone_from(&s.signal.hls_media);
     }
     Ok(out)
 }

@@ -145,6 +145,19 @@ pub fn for_key_forms(
     scheme: EncryptionScheme,
     forms: SignalForms,
 ) -> Result<DrmSignaling, ApiError> {
+    Ok(entry(tenant, system, key, scheme, forms)?.signal.clone())
+}
+
+/// The tenant's cached signaling of this key with the texts the key interfaces send in
+/// base64, built (and kept) on the first request. Callers read it in place: the served path
+/// copies only what goes into its answer.
+pub fn entry(
+    tenant: &Tenant,
+    system: DrmSystem,
+    key: &ContentKey,
+    scheme: EncryptionScheme,
+    forms: SignalForms,
+) -> Result<Arc<SignalEntry>, ApiError> {
     let id = SignalId {
         system,
         kid: key.kid,
@@ -154,17 +167,12 @@ pub fn for_key_forms(
     if let Some(cached) = tenant.signals.0.get(&id)
         && cached.key == *key
     {
-        return Ok(cached.signal.clone());
+        return Ok(cached);
     }
     let signal = build_for_key(tenant, system, key, scheme, forms)?;
-    tenant.signals.0.insert(
-        id,
-        Arc::new(CachedSignal {
-            key: key.clone(),
-            signal: signal.clone(),
-        }),
-    );
-    Ok(signal)
+    let entry = Arc::new(SignalEntry::new(key.clone(), signal));
+    tenant.signals.0.insert(id, entry.clone());
+    Ok(entry)
 }
 
 /// Signaling already built for this tenant's keys, by (system, kid, scheme, forms).
@@ -175,8 +183,9 @@ pub fn for_key_forms(
 /// is checked against the whole key it was built for, so a caller with other material under
 /// the same kid (the fuzzing harness's fixed keys) gets its own signaling. Re-requests of
 /// stored content (every live packager, every segment) then skip the PSSH, PlayReady header
-/// and DASH/HLS construction, ~11 % of a served CPIX request's CPU. Bounded by bytes.
-pub struct SignalCache(quick_cache::sync::Cache<SignalId, Arc<CachedSignal>, SignalWeight>);
+/// and DASH/HLS construction, ~11 % of a served CPIX request's CPU, and the base64 encoding
+/// of what CPIX and NAGRA send (another ~5 % of a SPEKE answer). Bounded by bytes.
+pub struct SignalCache(quick_cache::sync::Cache<SignalId, Arc<SignalEntry>, SignalWeight>);
 
 /// Bytes of signaling one tenant keeps (entries weigh what their strings hold).
 const SIGNAL_CACHE_BYTES: u64 = 4 * 1024 * 1024;
@@ -199,17 +208,80 @@ struct SignalId {
     forms: SignalForms,
 }
 
-/// The key a cached signaling was built for (its bytes are zeroized when the entry goes).
-struct CachedSignal {
+/// One key's signaling for one DRM system and scheme, and the key it was built for (its
+/// bytes are zeroized when the entry goes).
+pub struct SignalEntry {
     key: ContentKey,
-    signal: DrmSignaling,
+    pub signal: DrmSignaling,
+    /// The texts CPIX (and NAGRA's `pssh`) carry in base64, encoded once.
+    pub base64: Base64Texts,
+}
+
+/// base64 of the [`DrmSignaling`] fields of the same names (`None` where the field is).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Base64Texts {
+    pub pssh: Option<String>,
+    pub content_protection_data: Option<String>,
+    pub hls_key_uri: Option<String>,
+    pub hls_keyformat: Option<String>,
+    pub hls_keyformatversions: Option<String>,
+    pub hls_media: Option<String>,
+    pub hls_master: Option<String>,
+}
+
+impl Base64Texts {
+    fn of(s: &DrmSignaling) -> Self {
+        use base64::Engine as _;
+        let b64 = |v: &Option<String>| {
+            v.as_deref()
+                .map(|v| base64::engine::general_purpose::STANDARD.encode(v))
+        };
+        Self {
+            pssh: s
+                .pssh
+                .as_deref()
+                .map(|p| base64::engine::general_purpose::STANDARD.encode(p)),
+            content_protection_data: b64(&s.content_protection_data),
+            hls_key_uri: b64(&s.hls_key_uri),
+            hls_keyformat: b64(&s.hls_keyformat),
+            hls_keyformatversions: b64(&s.hls_keyformatversions),
+            hls_media: b64(&s.hls_media),
+            hls_master: b64(&s.hls_master),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        [
+            &self.pssh,
+            &self.content_protection_data,
+            &self.hls_key_uri,
+            &self.hls_keyformat,
+            &self.hls_keyformatversions,
+            &self.hls_media,
+            &self.hls_master,
+        ]
+        .iter()
+        .map(|v| v.as_ref().map_or(0, String::len))
+        .sum()
+    }
+}
+
+impl SignalEntry {
+    fn new(key: ContentKey, signal: DrmSignaling) -> Self {
+        let base64 = Base64Texts::of(&signal);
+        Self {
+            key,
+            signal,
+            base64,
+        }
+    }
 }
 
 #[derive(Clone)]
 struct SignalWeight;
 
-impl quick_cache::Weighter<SignalId, Arc<CachedSignal>> for SignalWeight {
-    fn weight(&self, _id: &SignalId, cached: &Arc<CachedSignal>) -> u64 {
+impl quick_cache::Weighter<SignalId, Arc<SignalEntry>> for SignalWeight {
+    fn weight(&self, _id: &SignalId, cached: &Arc<SignalEntry>) -> u64 {
         let s = &cached.signal;
         let strings = [
             &s.content_protection_data,
@@ -225,7 +297,8 @@ impl quick_cache::Weighter<SignalId, Arc<CachedSignal>> for SignalWeight {
             + strings
                 .iter()
                 .map(|v| v.as_ref().map_or(0, String::len))
-                .sum::<usize>();
+                .sum::<usize>()
+            + cached.base64.bytes();
         // Plus the entry itself (key, struct, Arc, cache slot).
         u64::try_from(bytes).unwrap_or(u64::MAX).saturating_add(400)
     }
@@ -411,6 +484,24 @@ widevine_provider = "cache-test""#,
                 cached(system, &key(1)),
                 fresh(system, &key(1)),
                 "{system:?} from the cache"
+            );
+            let entry = entry(&tenant, system, &key(1), scheme, SignalForms::ALL).unwrap();
+            assert_eq!(
+                entry.base64,
+                Base64Texts::of(&fresh(system, &key(1))),
+                "{system:?}: the cached base64 texts are those of fresh signaling"
+            );
+            let decoded = |text: &Option<String>| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .decode(text.as_deref().unwrap())
+                    .unwrap()
+            };
+            let built = fresh(system, &key(1));
+            assert_eq!(decoded(&entry.base64.pssh), built.pssh.unwrap());
+            assert_eq!(
+                decoded(&entry.base64.content_protection_data),
+                built.content_protection_data.unwrap().into_bytes()
             );
         }
         let other = cached(DrmSystem::PlayReady, &key(2));
