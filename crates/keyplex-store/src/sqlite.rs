@@ -518,7 +518,10 @@ impl KeyStore for SqliteStore {
     }
 
     async fn append_audit(&self, events: &[crate::AuditEvent]) -> Result<()> {
-        self.core.append_audit(events).await
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.keys.append_audit(events.to_vec()).await
     }
 
     async fn query_audit(&self, query: &crate::AuditQuery) -> Result<Vec<crate::AuditEvent>> {

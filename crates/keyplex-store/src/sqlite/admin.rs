@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use super::{Core, db_error, fetch_slot};
 use crate::columns::{
     AuditRow, CredentialRow, FullKeyRow, StatsRow, TenantRow, corrupt, count_column, from_unix,
-    key_ids_column, unix_column, unix_ms,
+    unix_column, unix_ms,
 };
 use crate::rules::{self, ImportStep};
 use crate::{
@@ -23,47 +23,12 @@ use crate::{
 const REWRAP_BATCH: i64 = 256;
 /// Dashboard rows per INSERT statement (6 parameters each).
 const STATS_ROWS_PER_STATEMENT: usize = 500;
-/// Audit rows per INSERT statement (SQLite allows 32 766 bound parameters).
-const AUDIT_ROWS_PER_STATEMENT: usize = 200;
 
 async fn bump_version(conn: &mut SqliteConnection) -> Result<()> {
     sqlx::query("UPDATE registry_version SET version = version + 1 WHERE singleton = 1")
         .execute(&mut *conn)
         .await
         .map_err(|e| db_error("cannot bump the registry version", e))?;
-    Ok(())
-}
-
-/// Inserts audit rows on `conn` (inside the caller's transaction).
-pub(super) async fn insert_audit(conn: &mut SqliteConnection, events: &[AuditEvent]) -> Result<()> {
-    for chunk in events.chunks(AUDIT_ROWS_PER_STATEMENT) {
-        let mut query = sqlx::QueryBuilder::new(
-            "INSERT INTO audit_events (at_ms, tenant, action, interface, credential, \
-             client, content_id, key_ids, outcome, detail) ",
-        );
-        let mut rows = Vec::with_capacity(chunk.len());
-        for event in chunk {
-            rows.push((unix_ms(event.at)?, event));
-        }
-        query.push_values(rows, |mut row, (at_ms, event)| {
-            let key_ids = key_ids_column(&event.key_ids);
-            row.push_bind(at_ms)
-                .push_bind(event.tenant.clone())
-                .push_bind(event.action.as_str())
-                .push_bind(event.interface.clone())
-                .push_bind(event.credential.clone())
-                .push_bind(event.client.clone())
-                .push_bind(event.content_id.as_ref().map(|c| c.as_str().to_owned()))
-                .push_bind(key_ids)
-                .push_bind(event.outcome.clone())
-                .push_bind(event.detail.clone());
-        });
-        query
-            .build()
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| db_error("cannot append audit events", e))?;
-    }
     Ok(())
 }
 
@@ -229,16 +194,6 @@ impl Core {
                 bump_version(conn).await?;
             }
             Ok(deleted)
-        })
-        .await
-    }
-
-    pub(super) async fn append_audit(&self, events: &[AuditEvent]) -> Result<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        self.write("audit events", async |conn| {
-            insert_audit(conn, events).await
         })
         .await
     }
