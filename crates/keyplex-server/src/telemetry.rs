@@ -28,32 +28,35 @@ use prometheus_client::registry::Registry;
 use crate::scope::{self, Interface, Kind, Notes};
 use crate::state::AppState;
 
+// The per-request label sets hold the fixed words as `&'static str` and the status as a
+// number: a family lookup on every request then allocates only the tenant's name.
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     tenant: String,
-    interface: String,
-    status: String,
+    interface: &'static str,
+    status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InterfaceLabels {
-    interface: String,
+    interface: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KeyLabels {
     tenant: String,
-    interface: String,
+    interface: &'static str,
     /// `created` (new key) or `stored` (served from the store).
-    source: String,
+    source: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LicenceLabels {
     tenant: String,
-    drm: String,
-    outcome: String,
-    reason: String,
+    drm: &'static str,
+    outcome: &'static str,
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -230,14 +233,12 @@ impl Telemetry {
         self.requests
             .get_or_create(&RequestLabels {
                 tenant: request.tenant_label().to_owned(),
-                interface: interface.to_owned(),
-                status: request.status.to_string(),
+                interface,
+                status: request.status,
             })
             .inc();
         self.request_duration
-            .get_or_create(&InterfaceLabels {
-                interface: interface.to_owned(),
-            })
+            .get_or_create(&InterfaceLabels { interface })
             .observe(request.elapsed.as_secs_f64());
         let notes = request.notes;
         for (source, count) in [
@@ -248,8 +249,8 @@ impl Telemetry {
                 self.keys
                     .get_or_create(&KeyLabels {
                         tenant: request.tenant_label().to_owned(),
-                        interface: interface.to_owned(),
-                        source: source.to_owned(),
+                        interface,
+                        source,
                     })
                     .inc_by(count);
             }
@@ -258,9 +259,9 @@ impl Telemetry {
             self.licences
                 .get_or_create(&LicenceLabels {
                     tenant: request.tenant_label().to_owned(),
-                    drm: drm.to_owned(),
-                    outcome: if granted { "granted" } else { "denied" }.to_owned(),
-                    reason: request.reason().to_owned(),
+                    drm,
+                    outcome: if granted { "granted" } else { "denied" },
+                    reason: request.reason(),
                 })
                 .inc();
         }
@@ -370,7 +371,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .get::<ConnectInfo<SocketAddr>>()
         .map_or_else(|| "-".to_owned(), |c| c.0.ip().to_string());
     let started = Instant::now();
-    let (response, notes) = scope::with_notes(interface, client.clone(), next.run(request)).await;
+    let (response, notes) = scope::with_notes(interface, client, next.run(request)).await;
     let finished = Finished {
         interface,
         tenant: tenant.as_ref().map(keyplex_types::TenantId::as_str),
@@ -379,8 +380,9 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         notes: &notes,
     };
     state.telemetry().observe_request(&finished);
-    if let Some(event) = audit_event(&finished, client) {
-        state.audit().record(event);
+    if let Some(action) = audit_action(&finished) {
+        let event = audit_event(&finished, action);
+        state.audit().record(event(notes));
     }
     response.into_response()
 }
@@ -446,35 +448,44 @@ fn tenant_segment(path: &str) -> Option<&str> {
 
 /// The audit event of a finished request: a delivery (keys handed to a packager) or a
 /// licence decision. Key creation is recorded earlier, durably, where the key is created.
-fn audit_event(request: &Finished<'_>, client: String) -> Option<AuditEvent> {
-    let tenant = request.tenant?;
-    let notes = request.notes;
-    let action = match request.interface.kind() {
-        Kind::Keys if request.ok() && !notes.key_ids.is_empty() => AuditAction::KeyDelivered,
+/// The audit action of a finished request, if it is one the trail records.
+fn audit_action(request: &Finished<'_>) -> Option<AuditAction> {
+    request.tenant?;
+    Some(match request.interface.kind() {
+        Kind::Keys if request.ok() && !request.notes.key_ids.is_empty() => {
+            AuditAction::KeyDelivered
+        }
         Kind::Licences if request.ok() => AuditAction::LicenceGranted,
         Kind::Licences => AuditAction::LicenceDenied,
         _ => return None,
-    };
-    Some(AuditEvent {
+    })
+}
+
+/// The audit event of a finished request, completed by the request's notes (moved into it,
+/// not copied: this runs on every delivery and licence).
+fn audit_event(
+    request: &Finished<'_>,
+    action: AuditAction,
+) -> impl FnOnce(Notes) -> AuditEvent + use<> {
+    let ok = request.ok();
+    let tenant = request.tenant_label().to_owned();
+    let interface = request
+        .licence_decision()
+        .map_or(request.interface.as_str(), |(drm, _)| drm);
+    let outcome = request.reason();
+    move |notes: Notes| AuditEvent {
         id: 0,
         at: time::OffsetDateTime::now_utc(),
-        tenant: tenant.to_owned(),
+        tenant,
         action,
-        interface: request
-            .licence_decision()
-            .map_or(request.interface.as_str(), |(drm, _)| drm)
-            .to_owned(),
-        credential: notes.credential.clone().unwrap_or_else(|| "-".to_owned()),
-        client,
-        content_id: notes.content_id.clone(),
-        key_ids: notes.key_ids.clone(),
-        outcome: request.reason().to_owned(),
-        detail: if request.ok() {
-            None
-        } else {
-            notes.error.clone()
-        },
-    })
+        interface: interface.to_owned(),
+        credential: notes.credential.unwrap_or_else(|| "-".to_owned()),
+        client: notes.client,
+        content_id: notes.content_id,
+        key_ids: notes.key_ids,
+        outcome: outcome.to_owned(),
+        detail: if ok { None } else { notes.error },
+    }
 }
 
 // ---- The dashboard's time series ----
