@@ -12,18 +12,17 @@
 //! or `?period=N` for live. DASH answers Widevine, PlayReady, DASH-IF Clear Key and the W3C
 //! common pssh (scheme cenc); HLS answers FairPlay and Widevine (scheme cbcs); `?scheme=`
 //! overrides the scheme. Signaling comes from the same code as every other interface
-//! (`signaling::for_key`).
+//! (`signaling::entry`).
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use keyplex_cpix::model::{
     ContentKeyEntry, ContentKeyPeriod, CpixDocument, CpixVersion, DrmSystemEntry, HlsSignaling,
     KeyPeriodFilter, KeyValue, Kid, Playlist, SystemIdAttr, UsageRule,
 };
+use keyplex_drm::signal::SignalForms;
 use keyplex_drm::system::DrmSystem;
 use keyplex_types::{ContentId, EncryptionScheme, KeyPeriod, KeySlot, TrackType};
 use serde::Deserialize;
@@ -265,8 +264,8 @@ async fn answer(
     let kid = Kid::new(key.kid);
     let mut drm_systems = Vec::with_capacity(format.systems().len());
     for system in format.systems() {
-        let s = signaling::for_key(tenant, *system, key, scheme)?;
-        let b64 = |v: &str| B64.encode(v.as_bytes());
+        let signal = signaling::entry(tenant, *system, key, scheme, SignalForms::ALL)?;
+        let b64 = &signal.base64;
         let mut entry = DrmSystemEntry {
             id: None,
             system_id: SystemIdAttr {
@@ -275,7 +274,7 @@ async fn answer(
             },
             kid: kid.clone(),
             name: Some(system.dash_value().to_owned()),
-            pssh: s.pssh.as_ref().map(|p| B64.encode(p)),
+            pssh: b64.pssh.clone(),
             content_protection_data: None,
             uri_ext_x_key: None,
             hls_signaling: Vec::new(),
@@ -285,23 +284,25 @@ async fn answer(
         };
         match format {
             Format::Dash => {
-                entry.content_protection_data = s.content_protection_data.as_deref().map(b64);
+                entry
+                    .content_protection_data
+                    .clone_from(&b64.content_protection_data);
             }
             Format::Hls => {
                 // CPIX 2.3 readers that predate HLSSignalingData take FairPlay's URI here.
                 if matches!(system, DrmSystem::FairPlay) {
-                    entry.uri_ext_x_key = s.hls_key_uri.as_deref().map(b64);
+                    entry.uri_ext_x_key.clone_from(&b64.hls_key_uri);
                 }
                 let playlists = [
-                    (Playlist::Media, s.hls_media.as_deref()),
-                    (Playlist::Master, s.hls_master.as_deref()),
+                    (Playlist::Media, &b64.hls_media),
+                    (Playlist::Master, &b64.hls_master),
                 ];
                 entry.hls_signaling = playlists
                     .into_iter()
                     .filter_map(|(playlist, line)| {
-                        line.map(|l| HlsSignaling {
+                        line.clone().map(|value| HlsSignaling {
                             playlist: Some(playlist),
-                            value: b64(l),
+                            value,
                         })
                     })
                     .collect();

@@ -126,30 +126,9 @@ pub fn options<'a>(
     }
 }
 
-/// Signaling of `system` for one stored key (Nagra PRM from the tenant's template).
-pub fn for_key(
-    tenant: &Tenant,
-    system: DrmSystem,
-    key: &ContentKey,
-    scheme: EncryptionScheme,
-) -> Result<DrmSignaling, ApiError> {
-    for_key_forms(tenant, system, key, scheme, SignalForms::ALL)
-}
-
-/// [`for_key`], building only the `forms` the caller will use (the PSSH box always).
-/// Answers from the tenant's [`SignalCache`] when this key was signaled the same way before.
-pub fn for_key_forms(
-    tenant: &Tenant,
-    system: DrmSystem,
-    key: &ContentKey,
-    scheme: EncryptionScheme,
-    forms: SignalForms,
-) -> Result<DrmSignaling, ApiError> {
-    Ok(entry(tenant, system, key, scheme, forms)?.signal.clone())
-}
-
-/// The tenant's cached signaling of this key with the texts the key interfaces send in
-/// base64, built (and kept) on the first request. Callers read it in place: the served path
+/// Signaling of `system` for one stored key (Nagra PRM from the tenant's template), building
+/// only the `forms` the caller will use (the PSSH box always): the tenant's cached entry, with
+/// the texts the key interfaces send in base64, built (and kept) on the first request. Callers read it in place: the served path
 /// copies only what goes into its answer.
 pub fn entry(
     tenant: &Tenant,
@@ -465,7 +444,10 @@ widevine_provider = "cache-test""#,
         let tenant = tenant();
         let scheme = EncryptionScheme::Cenc;
         let cached = |system, key: &ContentKey| {
-            for_key_forms(&tenant, system, key, scheme, SignalForms::ALL).unwrap()
+            entry(&tenant, system, key, scheme, SignalForms::ALL)
+                .unwrap()
+                .signal
+                .clone()
         };
         let fresh = |system, key: &ContentKey| {
             build_for_key(&tenant, system, key, scheme, SignalForms::ALL).unwrap()

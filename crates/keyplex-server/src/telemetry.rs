@@ -240,7 +240,7 @@ impl Telemetry {
         self.request_duration
             .get_or_create(&InterfaceLabels { interface })
             .observe(request.elapsed.as_secs_f64());
-        let notes = request.notes;
+        let notes = &request.notes;
         for (source, count) in [
             ("created", notes.keys_created),
             ("stored", notes.keys_stored),
@@ -301,14 +301,15 @@ impl Telemetry {
     }
 }
 
-/// A finished request, as the middleware saw it.
+/// A finished request, as the middleware saw it (it owns the request's notes, so that its
+/// audit event can take them over).
 struct Finished<'a> {
     interface: Interface,
     /// The tenant, when the URL named one that exists.
     tenant: Option<&'a str>,
     status: u16,
     elapsed: Duration,
-    notes: &'a Notes,
+    notes: Notes,
 }
 
 impl Finished<'_> {
@@ -377,12 +378,11 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         tenant: tenant.as_ref().map(keyplex_types::TenantId::as_str),
         status: response.status().as_u16(),
         elapsed: started.elapsed(),
-        notes: &notes,
+        notes,
     };
     state.telemetry().observe_request(&finished);
-    if let Some(action) = audit_action(&finished) {
-        let event = audit_event(&finished, action);
-        state.audit().record(event(notes));
+    if let Some(event) = audit_event(finished) {
+        state.audit().record(event);
     }
     response.into_response()
 }
@@ -448,35 +448,25 @@ fn tenant_segment(path: &str) -> Option<&str> {
 
 /// The audit event of a finished request: a delivery (keys handed to a packager) or a
 /// licence decision. Key creation is recorded earlier, durably, where the key is created.
-/// The audit action of a finished request, if it is one the trail records.
-fn audit_action(request: &Finished<'_>) -> Option<AuditAction> {
-    request.tenant?;
-    Some(match request.interface.kind() {
-        Kind::Keys if request.ok() && !request.notes.key_ids.is_empty() => {
-            AuditAction::KeyDelivered
-        }
-        Kind::Licences if request.ok() => AuditAction::LicenceGranted,
+/// The request's notes move into the event (this runs on every delivery and licence).
+fn audit_event(request: Finished<'_>) -> Option<AuditEvent> {
+    let tenant = request.tenant?;
+    let ok = request.ok();
+    let action = match request.interface.kind() {
+        Kind::Keys if ok && !request.notes.key_ids.is_empty() => AuditAction::KeyDelivered,
+        Kind::Licences if ok => AuditAction::LicenceGranted,
         Kind::Licences => AuditAction::LicenceDenied,
         _ => return None,
-    })
-}
-
-/// The audit event of a finished request, completed by the request's notes (moved into it,
-/// not copied: this runs on every delivery and licence).
-fn audit_event(
-    request: &Finished<'_>,
-    action: AuditAction,
-) -> impl FnOnce(Notes) -> AuditEvent + use<> {
-    let ok = request.ok();
-    let tenant = request.tenant_label().to_owned();
+    };
     let interface = request
         .licence_decision()
         .map_or(request.interface.as_str(), |(drm, _)| drm);
     let outcome = request.reason();
-    move |notes: Notes| AuditEvent {
+    let notes = request.notes;
+    Some(AuditEvent {
         id: 0,
         at: time::OffsetDateTime::now_utc(),
-        tenant,
+        tenant: tenant.to_owned(),
         action,
         interface: interface.to_owned(),
         credential: notes.credential.unwrap_or_else(|| "-".to_owned()),
@@ -485,7 +475,7 @@ fn audit_event(
         key_ids: notes.key_ids,
         outcome: outcome.to_owned(),
         detail: if ok { None } else { notes.error },
-    }
+    })
 }
 
 // ---- The dashboard's time series ----
@@ -612,7 +602,7 @@ impl Series {
             }
         };
         let interface = request.interface.as_str();
-        let notes = request.notes;
+        let notes = &request.notes;
         if let Some((drm, granted)) = request.licence_decision() {
             let measure = if granted {
                 Measure::LicencesGranted
@@ -864,7 +854,7 @@ mod tests {
         .await
         .unwrap();
         let telemetry = Telemetry::new();
-        let notes = Notes {
+        let notes = || Notes {
             keys_created: 1,
             keys_stored: 2,
             ..Notes::default()
@@ -880,7 +870,7 @@ mod tests {
                 tenant: Some("acme"),
                 status,
                 elapsed: Duration::from_millis(2),
-                notes: &notes,
+                notes: notes(),
             });
         }
         let window = Window::parse(300).unwrap();

@@ -39,6 +39,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use keyplex_drm::PsshBox;
+use keyplex_drm::signal::SignalForms;
 use keyplex_drm::system::DrmSystem;
 use keyplex_drm::widevine::WidevinePsshData;
 use keyplex_types::{
@@ -181,11 +182,17 @@ pub(crate) fn check_request_for_fuzzing(tenant: &Tenant, json: &[u8]) -> Result<
                 period: index.map_or(KeyPeriod::Vod, |i| KeyPeriod::Index(u64::from(i))),
                 origin: keyplex_types::KeyOrigin::Generated,
             };
-            let signal = signaling::for_key(tenant, DrmSystem::Widevine, &key, request.scheme)?;
-            let boxes = signal.pssh.ok_or_else(|| {
+            let signal = signaling::entry(
+                tenant,
+                DrmSystem::Widevine,
+                &key,
+                request.scheme,
+                SignalForms::ALL,
+            )?;
+            let boxes = signal.signal.pssh.as_deref().ok_or_else(|| {
                 ApiError::Internal("Widevine signaling without a pssh box".into())
             })?;
-            PsshBox::parse(&boxes)
+            PsshBox::parse(boxes)
                 .map_err(|e| ApiError::Internal(format!("re-reading our Widevine pssh: {e}")))?;
         }
     }
@@ -852,11 +859,17 @@ async fn answer(
     };
     let mut tracks = Vec::with_capacity(labelled.len());
     for LabelledKey { label, key, period } in labelled {
-        let signal = signaling::for_key(tenant, DrmSystem::Widevine, &key, request.scheme)?;
-        let boxes = signal
-            .pssh
-            .ok_or_else(|| ApiError::Internal("Widevine signaling without a pssh box".into()))?;
-        let (parsed, _) = PsshBox::parse(&boxes)
+        let signal = signaling::entry(
+            tenant,
+            DrmSystem::Widevine,
+            &key,
+            request.scheme,
+            SignalForms::ALL,
+        )?;
+        let (Some(boxes), Some(boxes_base64)) = (&signal.signal.pssh, &signal.base64.pssh) else {
+            return Err(ApiError::Internal("Widevine signaling without a pssh box".into()).into());
+        };
+        let (parsed, _) = PsshBox::parse(boxes)
             .map_err(|e| ApiError::Internal(format!("re-reading our Widevine pssh: {e}")))?;
         tracks.push(TrackJson {
             track_type: label,
@@ -866,7 +879,7 @@ async fn answer(
             pssh: vec![PsshJson {
                 drm_type: "WIDEVINE",
                 data: STANDARD.encode(&parsed.data),
-                boxes: STANDARD.encode(&boxes),
+                boxes: boxes_base64.clone(),
             }],
             crypto_period_index: period,
         });

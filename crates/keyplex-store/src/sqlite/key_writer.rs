@@ -1,5 +1,6 @@
 //! The key writer: one thread of its own with its own SQLite connection (rusqlite), which
-//! creates content keys for every request that needs them, with group commit.
+//! creates content keys for every request that needs them, with group commit, and appends
+//! the audit trail's batches (one transaction for every append waiting).
 //!
 //! Why a thread rather than the async pool: through sqlx every statement is a round trip to
 //! the connection's worker thread (two context switches), and a key creation is a handful
@@ -12,9 +13,9 @@
 //! only then answers every job. The more requests arrive while a batch commits, the larger
 //! the next batch: durability is paid once per batch, not once per request.
 //!
-//! The thread owns its connection; nothing else writes keys in this process. Other processes
-//! on the same file (and this process's other writes: audit, sessions) are serialized with it
-//! by SQLite's write lock. A job whose caller went away is still committed and answered into
+//! The thread owns its connection; nothing else writes keys or audit events in this process.
+//! Other processes on the same file (and this process's other writes: sessions, tenants) are
+//! serialized with it by SQLite's write lock. A job whose caller went away is still committed and answered into
 //! the void: creation cannot be cancelled half-way.
 
 use std::collections::BTreeMap;
@@ -109,8 +110,9 @@ impl KeyWriter {
     }
 
     /// Appends audit events on the thread (after the key batch it is working on), durable
-    /// when this returns. Through sqlx the same rows cost ~2 µs of CPU each in statement
-    /// building and round trips to its worker thread, on every delivery and licence.
+    /// when this returns. Here rather than through sqlx's write connection so that key
+    /// batches and audit batches do not take turns at SQLite's write lock through its busy
+    /// handler.
     pub(super) async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<()> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.send(Message::Audit(AuditJob { events, reply }))?;
@@ -590,8 +592,7 @@ struct AuditJob {
     reply: tokio::sync::oneshot::Sender<Result<()>>,
 }
 
-/// Rows per multi-row statement of the writer (an `INSERT` of keys or audit events, an `IN`
-/// list): at most 10 bound values each, well under SQLite's limit of 32,766 per statement.
+/// Rows per multi-row statement of the writer (an `INSERT` of keys or slots, an `IN` list): at most 10 bound values each, well under SQLite's limit of 32,766 per statement.
 const ROWS_PER_INSERT: usize = 500;
 
 /// A key the current write batch will insert.
