@@ -52,7 +52,7 @@ use subtle::ConstantTimeEq as _;
 use crate::config::WidevineSigner;
 use crate::error::{ApiError, WidevineJson};
 use crate::keys;
-use crate::signaling;
+use crate::signaling::{self, SignalEntry};
 use crate::state::{AppState, Tenant};
 
 /// Most crypto periods one request may ask for (Shaka asks for 10 at a time).
@@ -182,21 +182,29 @@ pub(crate) fn check_request_for_fuzzing(tenant: &Tenant, json: &[u8]) -> Result<
                 period: index.map_or(KeyPeriod::Vod, |i| KeyPeriod::Index(u64::from(i))),
                 origin: keyplex_types::KeyOrigin::Generated,
             };
-            let signal = signaling::entry(
-                tenant,
-                DrmSystem::Widevine,
-                &key,
-                request.scheme,
-                SignalForms::ALL,
-            )?;
-            let boxes = signal.signal.pssh.as_deref().ok_or_else(|| {
-                ApiError::Internal("Widevine signaling without a pssh box".into())
-            })?;
-            PsshBox::parse(boxes)
-                .map_err(|e| ApiError::Internal(format!("re-reading our Widevine pssh: {e}")))?;
+            widevine_pssh(tenant, &key, request.scheme)?;
         }
     }
     Ok(())
+}
+
+/// The key's Widevine signaling (from the tenant's signal cache) with its pssh box read
+/// back: the preflight and the answer take the same steps, so what the preflight accepts the
+/// answer can build.
+fn widevine_pssh(
+    tenant: &Tenant,
+    key: &ContentKey,
+    scheme: EncryptionScheme,
+) -> Result<(std::sync::Arc<SignalEntry>, PsshBox), ApiError> {
+    let signal = signaling::entry(tenant, DrmSystem::Widevine, key, scheme, SignalForms::ALL)?;
+    let boxes = signal
+        .signal
+        .pssh
+        .as_deref()
+        .ok_or_else(|| ApiError::Internal("Widevine signaling without a pssh box".into()))?;
+    let (parsed, _) = PsshBox::parse(boxes)
+        .map_err(|e| ApiError::Internal(format!("re-reading our Widevine pssh: {e}")))?;
+    Ok((signal, parsed))
 }
 
 /// A refusal with the `CommonEncryptionResponse.Status` that says what is wrong.
@@ -859,18 +867,9 @@ async fn answer(
     };
     let mut tracks = Vec::with_capacity(labelled.len());
     for LabelledKey { label, key, period } in labelled {
-        let signal = signaling::entry(
-            tenant,
-            DrmSystem::Widevine,
-            &key,
-            request.scheme,
-            SignalForms::ALL,
-        )?;
-        let (Some(boxes), Some(boxes_base64)) = (&signal.signal.pssh, &signal.base64.pssh) else {
-            return Err(ApiError::Internal("Widevine signaling without a pssh box".into()).into());
-        };
-        let (parsed, _) = PsshBox::parse(boxes)
-            .map_err(|e| ApiError::Internal(format!("re-reading our Widevine pssh: {e}")))?;
+        let (signal, parsed) = widevine_pssh(tenant, &key, request.scheme)?;
+        // Present whenever the box is (the entry encodes every field it holds).
+        let boxes_base64 = signal.base64.pssh.clone().unwrap_or_default();
         tracks.push(TrackJson {
             track_type: label,
             key_id: STANDARD.encode(key.kid.as_bytes()),
@@ -879,7 +878,7 @@ async fn answer(
             pssh: vec![PsshJson {
                 drm_type: "WIDEVINE",
                 data: STANDARD.encode(&parsed.data),
-                boxes: boxes_base64.clone(),
+                boxes: boxes_base64,
             }],
             crypto_period_index: period,
         });
