@@ -4,7 +4,8 @@
 //! * [`pssh`]: ISO/IEC 23001-7 `pssh` boxes (v0/v1), parsed and written byte-exactly.
 //! * [`widevine`]: the `WidevinePsshData` protobuf and Widevine pssh boxes.
 //! * [`playready`]: WRMHEADER 4.0–4.3, the PlayReady Object and the key checksum.
-//! * [`fairplay`]: `skd://` URIs.
+//! * [`fairplay`]: `skd://` URIs; [`nagra`]: Nagra PRM pssh data.
+//! * [`template`]: `{placeholder}` templates (FairPlay key URIs, tenant-defined signaling).
 //! * [`clearkey`]: the W3C common pssh and the Clear Key licence JSON.
 //! * [`dash`] and [`hls`]: MPD `ContentProtection` elements and `#EXT-X-KEY` lines.
 //! * [`mod@signal`]: the single entry point every key API calls to get all of the above.
@@ -22,10 +23,12 @@ pub mod fairplay;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hls;
+pub mod nagra;
 pub mod playready;
 pub mod pssh;
 pub mod signal;
 pub mod system;
+pub mod template;
 pub mod widevine;
 mod xml;
 

@@ -15,6 +15,7 @@ use crate::hls::{
     KEYFORMAT_PLAYREADY, KEYFORMAT_WIDEVINE,
 };
 use crate::playready::{PlayReadyObject, playready_header_for};
+use crate::template::{Template, TemplateValues};
 use crate::widevine::widevine_pssh;
 use crate::{DrmError, DrmSystem, PsshBox};
 
@@ -41,6 +42,8 @@ pub struct SignalOptions<'a> {
     /// the key id (8-4-4-4-12).
     pub hls_aes128_key_url: Option<&'a str>,
     pub crypto_period_index: Option<u32>,
+    /// The FairPlay key URI (`fairplay_uri_template`); `None`: `skd://<kid as UUID>`.
+    pub fairplay_uri: Option<&'a Template>,
     /// Which forms to build. The PSSH box is always built (every other form derives from
     /// it); skipping unwanted forms saves the base64 and XML work on hot request paths.
     pub forms: SignalForms,
@@ -94,8 +97,10 @@ pub struct DrmSignaling {
 ///   `crypto_period_index`); DASH `cenc:pssh`; HLS `SAMPLE-AES` (cbcs) or `SAMPLE-AES-CTR`
 ///   (cenc) with the box as a data URI and `KEYID`; no HLS for cens/cbc1.
 /// * PlayReady: header per [`playready_header_for`], v0 pssh (Shaka style); DASH `cenc:pssh`
-///   and `mspr:pro`; HLS only for cbcs; Smooth Streaming header.
-/// * FairPlay (both ids): HLS only, cbcs only, `skd://<kid>`; the IV travels in the CKC.
+///   and `mspr:pro`; HLS `SAMPLE-AES` (cbcs) or `SAMPLE-AES-CTR` (cenc) with the PRO as a
+///   UTF-16 data URI; Smooth Streaming header.
+/// * FairPlay (both ids): HLS only, `SAMPLE-AES`, `skd://<kid>` or the tenant's
+///   `fairplay_uri` template; the IV travels in the CKC.
 /// * W3C common system: v1 pssh of all key ids; DASH `cenc:pssh`.
 /// * DASH-IF Clear Key: the common pssh as `pssh` (Chromium needs init data); DASH
 ///   descriptor with `dashif:Laurl` only (players derive init data from `default_KID`), so
@@ -105,7 +110,10 @@ pub struct DrmSignaling {
 /// * Clear Key AES-128 and AWS HLS AES-128: `METHOD=AES-128` with the key URL, `IV` and
 ///   `KEYFORMAT="identity"`; the CENC scheme does not apply to whole-segment encryption.
 /// * Clear Key SAMPLE-AES: the same with `METHOD=SAMPLE-AES`, cbcs only.
-/// * Nagra PRM needs a per-tenant template; Marlin is not supported.
+/// * Nagra PRM: v0 pssh whose data is base64url of `{"contentId":…,"keyId":…}` (the form
+///   the public parsers `pssh-box` and SwPSSH read; [`crate::nagra`]); DASH `cenc:pssh`;
+///   HLS as Widevine's (the box as a data URI, `KEYFORMAT="urn:uuid:<system id>"`).
+/// * Marlin is not supported.
 pub fn signal(
     system: DrmSystem,
     keys: &[SignalKey<'_>],
@@ -167,20 +175,26 @@ pub fn signal(
             // One PlayReady Object serves the pssh box (v0, Shaka style), DASH, HLS and MSS.
             let pro = PlayReadyObject::from_header(&header).to_bytes()?;
             let pssh = PsshBox::v0(system.system_id(), pro.clone());
-            let needs_b64 =
-                opts.forms.smooth || (opts.forms.hls && scheme == EncryptionScheme::Cbcs);
+            // HLS carries PlayReady in CMAF: SAMPLE-AES for cbcs, SAMPLE-AES-CTR for cenc
+            // (AWS MediaPackage signals both; the URI is the PRO, not the pssh box).
+            let hls_method = match scheme {
+                EncryptionScheme::Cbcs => Some(HlsMethod::SampleAes),
+                EncryptionScheme::Cenc => Some(HlsMethod::SampleAesCtr),
+                EncryptionScheme::Cens | EncryptionScheme::Cbc1 => None,
+            };
+            let needs_b64 = opts.forms.smooth || (opts.forms.hls && hls_method.is_some());
             let pro_b64 = if needs_b64 {
                 B64.encode(&pro)
             } else {
                 String::new()
             };
             set_dash(opts.forms, &mut out, system, &pssh, Some(&pro), None);
-            if scheme == EncryptionScheme::Cbcs {
+            if let Some(method) = hls_method {
                 set_hls(
                     opts.forms,
                     &mut out,
                     &HlsKeyLine {
-                        method: HlsMethod::SampleAes,
+                        method,
                         uri: format!("data:text/plain;charset=UTF-16;base64,{pro_b64}"),
                         iv: None,
                         key_id: None,
@@ -194,14 +208,26 @@ pub fn signal(
             }
             out.pssh = Some(pssh.to_bytes());
         }
+        // FairPlay content is cbcs, but the key itself is scheme-free: a key requested with
+        // another scheme (plain CPIX lets a packager do that) still gets FairPlay's signaling.
+        // SPEKE v2 refuses the combination before this (AWS's rule and message).
         DrmSystem::FairPlay | DrmSystem::FairPlayLegacy => {
-            require_scheme(system, scheme, &[EncryptionScheme::Cbcs])?;
+            let uri = match opts.fairplay_uri {
+                Some(template) => template.expand(&TemplateValues {
+                    kid: first.kid,
+                    content_id: opts.content_id,
+                    period: opts.crypto_period_index.map(u64::from),
+                    track_type: None,
+                    la_url: None,
+                }),
+                None => skd_uri(&first.kid),
+            };
             set_hls(
                 opts.forms,
                 &mut out,
                 &HlsKeyLine {
                     method: HlsMethod::SampleAes,
-                    uri: skd_uri(&first.kid),
+                    uri,
                     iv: None,
                     key_id: None,
                     keyformat: Some(KEYFORMAT_FAIRPLAY.to_owned()),
@@ -272,7 +298,35 @@ pub fn signal(
                 },
             );
         }
-        DrmSystem::NagraPrm => return Err(DrmError::TemplateRequired { system }),
+        DrmSystem::NagraPrm => {
+            let pssh = PsshBox::v0(
+                system.system_id(),
+                crate::nagra::prm_pssh_data(opts.content_id, &first.kid),
+            );
+            set_dash(opts.forms, &mut out, system, &pssh, None, None);
+            // No public HLS form for PRM: the CMAF convention for a DRM with a pssh box
+            // (as Widevine's): the box as a data URI, KEYFORMAT urn:uuid:<system id>.
+            let method = match scheme {
+                EncryptionScheme::Cbcs => Some(HlsMethod::SampleAes),
+                EncryptionScheme::Cenc => Some(HlsMethod::SampleAesCtr),
+                EncryptionScheme::Cens | EncryptionScheme::Cbc1 => None,
+            };
+            if let Some(method) = method {
+                set_hls(
+                    opts.forms,
+                    &mut out,
+                    &HlsKeyLine {
+                        method,
+                        uri: format!("data:text/plain;base64,{}", pssh.to_base64()),
+                        iv: None,
+                        key_id: Some(first.kid),
+                        keyformat: Some(system.scheme_id_uri()),
+                        keyformatversions: Some("1".to_owned()),
+                    },
+                );
+            }
+            out.pssh = Some(pssh.to_bytes());
+        }
         DrmSystem::Marlin => return Err(DrmError::UnsupportedSystem { system }),
     }
     Ok(out)
@@ -341,6 +395,7 @@ mod tests {
             clearkey_la_url: None,
             hls_aes128_key_url: None,
             crypto_period_index: None,
+            fairplay_uri: None,
             forms: SignalForms::ALL,
         }
     }
@@ -467,7 +522,12 @@ mod tests {
                 .unwrap()
                 .contains(r#"value="MSPR 2.0""#)
         );
-        assert_eq!(s.hls_media, None, "PlayReady HLS only for cbcs");
+        assert!(
+            s.hls_media.unwrap().starts_with(
+                "#EXT-X-KEY:METHOD=SAMPLE-AES-CTR,KEYFORMAT=\"com.microsoft.playready\""
+            ),
+            "PlayReady HLS for cenc is SAMPLE-AES-CTR"
+        );
     }
 
     #[test]
@@ -530,15 +590,94 @@ mod tests {
             ),
             (None, None, None)
         );
+        // The key is scheme-free: a cenc key still gets FairPlay's signaling (SAMPLE-AES).
         for scheme in [EncryptionScheme::Cenc, EncryptionScheme::Cens] {
-            assert_eq!(
-                signal(DrmSystem::FairPlayLegacy, &keys, &opts(scheme)),
-                Err(DrmError::SchemeNotSupported {
-                    system: DrmSystem::FairPlayLegacy,
-                    scheme
-                })
-            );
+            let other = signal(DrmSystem::FairPlayLegacy, &keys, &opts(scheme)).unwrap();
+            assert_eq!(other.hls_media, s.hls_media, "{scheme:?}");
         }
+        // The tenant's template (PallyCon's KSM reads skd://<base64 kid>).
+        let template = crate::template::Template::parse(
+            "skd://{kid_base64}",
+            crate::template::FAIRPLAY_URI_PLACEHOLDERS,
+        )
+        .unwrap();
+        let o = SignalOptions {
+            fairplay_uri: Some(&template),
+            ..opts(EncryptionScheme::Cbcs)
+        };
+        let pallycon = signal(DrmSystem::FairPlay, &keys, &o).unwrap();
+        assert_eq!(
+            pallycon.hls_key_uri.as_deref(),
+            Some("skd://tMMYi+3dRT2bwhy8p1ZiOQ==")
+        );
+        assert_eq!(
+            crate::fairplay::kid_from_skd_uri(pallycon.hls_key_uri.as_deref().unwrap()),
+            Some(KID6.parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn playready_hls_for_cenc_and_cbcs() {
+        let k = key("6f5a64c5d358a8fc658d5ebc82885673");
+        let keys = [SignalKey {
+            kid: KID6.parse().unwrap(),
+            key: &k,
+            iv: Iv::from_bytes([0; 16]),
+        }];
+        for (scheme, method) in [
+            (EncryptionScheme::Cenc, "SAMPLE-AES-CTR"),
+            (EncryptionScheme::Cbcs, "SAMPLE-AES"),
+        ] {
+            let s = signal(DrmSystem::PlayReady, &keys, &opts(scheme)).unwrap();
+            let media = s.hls_media.unwrap();
+            assert!(
+                media.starts_with(&format!(
+                    "#EXT-X-KEY:METHOD={method},KEYFORMAT=\"com.microsoft.playready\",KEYFORMATVERSIONS=\"1\",URI=\"data:text/plain;charset=UTF-16;base64,"
+                )),
+                "{media}"
+            );
+            // The URI is the PlayReady Object (what the pssh box carries), not the box.
+            let (b, _) = PsshBox::parse(s.pssh.as_ref().unwrap()).unwrap();
+            assert!(media.contains(&B64.encode(&b.data)), "{media}");
+        }
+        for scheme in [EncryptionScheme::Cens, EncryptionScheme::Cbc1] {
+            let s = signal(DrmSystem::PlayReady, &keys, &opts(scheme)).unwrap();
+            assert_eq!(s.hls_media, None, "{scheme:?}");
+        }
+    }
+
+    #[test]
+    fn nagra_prm_by_default_read_back_by_pssh_box() {
+        let k = key("6f5a64c5d358a8fc658d5ebc82885673");
+        let kid: KeyId = KID6.parse().unwrap();
+        let keys = [SignalKey {
+            kid,
+            key: &k,
+            iv: Iv::from_bytes([0; 16]),
+        }];
+        let o = SignalOptions {
+            content_id: "channel-7",
+            ..opts(EncryptionScheme::Cbcs)
+        };
+        let s = signal(DrmSystem::NagraPrm, &keys, &o).unwrap();
+        let boxes = pssh_box::from_bytes(s.pssh.as_ref().unwrap()).unwrap();
+        assert_eq!(boxes.len(), 1);
+        let first = boxes.iter().next().unwrap();
+        assert_eq!(first.system_id, pssh_box::NAGRA_SYSTEM_ID);
+        match &first.pssh_data {
+            pssh_box::PsshData::Nagra(d) => {
+                assert_eq!(d.content_id, "channel-7");
+                assert_eq!(d.key_id, KID6);
+            }
+            other => panic!("not Nagra data: {other:?}"),
+        }
+        let media = s.hls_media.unwrap();
+        assert!(
+            media.starts_with("#EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"data:text/plain;base64,")
+                && media.contains(r#"KEYFORMAT="urn:uuid:adb41c24-2dbf-4a6d-958b-4457c0d27b95""#),
+            "{media}"
+        );
+        assert!(s.content_protection_data.unwrap().contains("cenc:pssh"));
     }
 
     #[test]
@@ -669,12 +808,6 @@ mod tests {
         }];
         let o = opts(EncryptionScheme::Cenc);
         assert_eq!(
-            signal(DrmSystem::NagraPrm, &keys, &o),
-            Err(DrmError::TemplateRequired {
-                system: DrmSystem::NagraPrm
-            })
-        );
-        assert_eq!(
             signal(DrmSystem::Marlin, &keys, &o),
             Err(DrmError::UnsupportedSystem {
                 system: DrmSystem::Marlin
@@ -692,10 +825,15 @@ mod tests {
             iv: Iv::from_bytes([0; 16]),
         };
         assert!(!format!("{sk:?}").contains("166634"));
-        let err = signal(DrmSystem::FairPlay, &[sk], &opts(EncryptionScheme::Cenc)).unwrap_err();
+        let err = signal(
+            DrmSystem::ClearKeySampleAes,
+            &[sk],
+            &opts(EncryptionScheme::Cenc),
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "FairPlay does not support the cenc protection scheme"
+            "Clear Key SAMPLE-AES (HLS) does not support the cenc protection scheme"
         );
     }
 }
@@ -721,6 +859,7 @@ mod forms_tests {
             clearkey_la_url: Some("https://ck.example/"),
             hls_aes128_key_url: None,
             crypto_period_index: None,
+            fairplay_uri: None,
             forms: SignalForms::ALL,
         };
         for system in [

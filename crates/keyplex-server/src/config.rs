@@ -203,11 +203,23 @@ pub struct TenantConfig {
     /// `/{tenant}/hls/v1/keys/{kid}`.
     #[serde(default)]
     pub hls_key_url: Option<String>,
-    /// Nagra PRM signaling. Its payload format is not public, so keyplex cannot build it:
-    /// the operator supplies a template (see [`PrmTemplate`]). Without one, requests that
-    /// name PRM are refused.
+    /// Nagra PRM signaling override (see [`PrmTemplate`]). Without one keyplex writes the
+    /// PRM pssh data the public parsers read (`keyplex_drm::nagra`).
     #[serde(default)]
     pub prm_template: Option<PrmTemplate>,
+    /// The FairPlay key URI written into HLS signaling by every interface: a template with
+    /// `{kid}`, `{kid_hex}`, `{kid_base64}`, `{content_id}` and `{period}`. Default
+    /// `skd://{kid}`. A KSM expects its own form (PallyCon's: `skd://{kid_base64}`).
+    #[serde(default)]
+    pub fairplay_uri_template: Option<String>,
+    /// PallyCon-style token (`/v1|v2/cpix/pallycon/getKey/{enc_token}`,
+    /// `/cpix/getKey?enc-token=`, `/cpix/anevia/{format}/{enc_token}/{cid}`).
+    #[serde(default)]
+    pub enc_token: Option<Secret>,
+    /// How far ahead (and back) of now a NAGRA `scheduledKey.timestamp` may ask for a key
+    /// when keys rotate, in days. Default 31.
+    #[serde(default)]
+    pub max_key_lead_days: Option<u32>,
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
     #[serde(default)]
@@ -218,7 +230,13 @@ pub struct TenantConfig {
     /// GET-style CPIX tokens added through the admin API (beside `get_token`).
     #[serde(skip)]
     pub extra_get_tokens: Vec<Secret>,
+    /// PallyCon-style tokens added through the admin API (beside `enc_token`).
+    #[serde(skip)]
+    pub extra_enc_tokens: Vec<Secret>,
 }
+
+/// `max_key_lead_days` when the tenant does not set it.
+pub const DEFAULT_MAX_KEY_LEAD_DAYS: u32 = 31;
 
 impl TenantConfig {
     /// Every packager JWT key set: the file's and the admin API's.
@@ -231,6 +249,32 @@ impl TenantConfig {
         self.get_token.iter().chain(&self.extra_get_tokens)
     }
 
+    /// Every PallyCon-style `enc_token`.
+    pub fn enc_tokens(&self) -> impl Iterator<Item = &Secret> {
+        self.enc_token.iter().chain(&self.extra_enc_tokens)
+    }
+
+    /// The FairPlay key URI template, checked.
+    pub fn fairplay_uri(&self) -> Result<Option<keyplex_drm::template::Template>, String> {
+        self.fairplay_uri_template
+            .as_deref()
+            .map(|t| {
+                keyplex_drm::template::Template::parse(
+                    t,
+                    keyplex_drm::template::FAIRPLAY_URI_PLACEHOLDERS,
+                )
+                .map_err(|e| format!("fairplay_uri_template: {e}"))
+            })
+            .transpose()
+    }
+
+    /// `max_key_lead_days`, or its default.
+    pub fn max_key_lead(&self) -> time::Duration {
+        time::Duration::days(i64::from(
+            self.max_key_lead_days.unwrap_or(DEFAULT_MAX_KEY_LEAD_DAYS),
+        ))
+    }
+
     /// Whether any packager credential is configured in the fields the file has (the admin
     /// API refuses them in a new tenant's settings: credentials go through `/credentials`).
     pub fn has_file_credentials(&self) -> bool {
@@ -239,6 +283,7 @@ impl TenantConfig {
             || !self.sigv4.is_empty()
             || !self.widevine_signers.is_empty()
             || self.get_token.is_some()
+            || self.enc_token.is_some()
             || self.licence.as_ref().is_some_and(|l| l.jwt.is_some())
     }
 
@@ -246,6 +291,15 @@ impl TenantConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.crypto_period_seconds == Some(0) {
             return Err("crypto_period_seconds must be at least 1".into());
+        }
+        if self.max_key_lead_days == Some(0) || self.max_key_lead_days > Some(3660) {
+            return Err("max_key_lead_days must be between 1 and 3660".into());
+        }
+        self.fairplay_uri()?;
+        for token in self.enc_tokens() {
+            if token.expose().len() < 16 {
+                return Err("enc_token must be at least 16 characters".into());
+            }
         }
         if let Some(limit) = self.rate_limit
             && (limit.requests_per_second == 0 || limit.burst == 0)

@@ -20,7 +20,7 @@ use keyplex_cpix::model::{
     Playlist, UsageRule, VideoFilter,
 };
 use keyplex_crypto::delivery::{DocumentKeys, RecipientKey};
-use keyplex_drm::signal::{DrmSignaling, SignalForms};
+use keyplex_drm::signal::SignalForms;
 use keyplex_drm::system::DrmSystem;
 use keyplex_types::{
     ContentId, ContentKey, EncryptionScheme, KeyId, KeyPeriod, KeySlot, TrackType,
@@ -141,29 +141,69 @@ pub enum ContentIdSource {
     ContentIdOnly,
 }
 
-/// How strictly a profile of CPIX is answered.
+/// How a profile of CPIX is answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExchangeProfile {
     pub content_id: ContentIdSource,
-    /// SPEKE v2: every signaling element the request names must be answered (the encryptor
-    /// fails otherwise), so one keyplex cannot fill is refused up front (422) instead of being
-    /// dropped; and every DRM that has a pssh box answers `PSSH`, asked or not (mandatory for
+    /// SPEKE v2: every DRM that has a pssh box answers `PSSH`, asked or not (mandatory for
     /// ISO-BMFF output).
     pub answer_everything_asked: bool,
+    /// Who chooses the key ids.
+    pub kids: KidSource,
+    /// Which signaling elements each `DRMSystem` gets.
+    pub fill: Fill,
+}
+
+/// Who chooses the key ids of a document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KidSource {
+    /// The packager's kids are the identities, unless the tenant sets `kid_override`.
+    Request,
+    /// keyplex chooses (PallyCon's dialect): the request's kids are labels that tie
+    /// `DRMSystem`s and usage rules to a key; the slot (content, track type, period) is
+    /// the identity.
+    Server,
+}
+
+/// What a `DRMSystem` of the answer holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fill {
+    /// What the `DRMSystem` asks for, by its empty elements (DASH-IF CPIX, SPEKE). One
+    /// that asks for nothing gets every form its DRM has. An element the DRM cannot have
+    /// is left empty, as AWS's reference server does, and the rest is answered.
+    AsAsked,
+    /// PallyCon's dialect: every form the DRM has in that API version, whatever the
+    /// request asks for (the guide's samples answer elements they did not ask for and
+    /// leave out what the DRM lacks); `ContentProtectionData` is the pssh box's data
+    /// without the box header.
+    Pallycon(PallyconVersion),
+}
+
+/// The two versions of PallyCon's CPIX API (`/v1/…`, `/v2/…`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PallyconVersion {
+    /// `PSSH` (Widevine, PlayReady) and `URIExtXKey` (FairPlay).
+    V1,
+    /// V1 plus `ContentProtectionData` and the media and master `HLSSignalingData`.
+    V2,
 }
 
 impl ExchangeProfile {
     pub const CPIX: Self = Self {
         content_id: ContentIdSource::ContentIdThenId,
         answer_everything_asked: false,
+        kids: KidSource::Request,
+        fill: Fill::AsAsked,
     };
     pub const SPEKE_V1: Self = Self {
         content_id: ContentIdSource::IdThenContentId,
         answer_everything_asked: false,
+        ..Self::CPIX
     };
     pub const SPEKE_V2: Self = Self {
         content_id: ContentIdSource::ContentIdOnly,
         answer_everything_asked: true,
+        ..Self::CPIX
     };
 }
 
@@ -214,6 +254,12 @@ pub async fn exchange_with(
         .iter()
         .map(|e| (e.kid.id, e.common_encryption_scheme))
         .collect();
+    // PallyCon's HLS requests name no scheme; FairPlay content is cbcs, and so is every
+    // other DRM's signaling of the same HLS output.
+    let unnamed_scheme = match profile.fill {
+        Fill::Pallycon(_) if names_fairplay(&doc) => Some(EncryptionScheme::Cbcs),
+        _ => None,
+    };
     let mut systems = Vec::new();
     for drm in doc.drm_systems.iter().flatten() {
         let system = drm_system(drm)?;
@@ -221,13 +267,9 @@ pub async fn exchange_with(
             .get(&drm.kid.id)
             .copied()
             .flatten()
+            .or(unnamed_scheme)
             .unwrap_or_else(|| signaling::default_scheme(system));
-        if profile.answer_everything_asked {
-            let probe = signaling::probe(tenant, system, scheme)?;
-            check_answerable(drm, &probe, scheme)?;
-        } else {
-            signaling::preflight(tenant, system, scheme)?;
-        }
+        signaling::preflight(tenant, system, scheme)?;
         systems.push((system, scheme));
     }
     let recipients = doc
@@ -241,10 +283,11 @@ pub async fn exchange_with(
         .collect::<Result<Vec<_>, _>>()?;
 
     // 2. One atomic, durable store call for every key of the document.
+    let server_kids = profile.kids == KidSource::Server || tenant.config.kid_override;
     let requests = entries
         .iter()
         .zip(&plans)
-        .map(|(entry, plan)| key_request(tenant, &content_id, entry, plan))
+        .map(|(entry, plan)| key_request(server_kids, &content_id, entry, plan))
         .collect::<Result<Vec<_>, _>>()?;
     let stored = keys::resolve(state, tenant, &content_id, &requests).await?;
 
@@ -284,13 +327,33 @@ pub async fn exchange_with(
         let key = by_kid.get(&drm.kid.id).ok_or_else(|| {
             ApiError::Internal(format!("no stored key for DRMSystem kid {}", drm.kid.id))
         })?;
-        let signal = signaling::entry(tenant, system, key, scheme, wanted_forms(drm))?;
-        if profile.answer_everything_asked && !asked_nothing(drm) && signal.signal.pssh.is_some() {
-            drm.pssh.get_or_insert_with(String::new);
+        match profile.fill {
+            Fill::AsAsked => {
+                let signal = signaling::entry(tenant, system, key, scheme, wanted_forms(drm))?;
+                if profile.answer_everything_asked
+                    && !asked_nothing(drm)
+                    && signal.signal.pssh.is_some()
+                {
+                    drm.pssh.get_or_insert_with(String::new);
+                }
+                fill_drm_system(drm, &signal, version.as_ref());
+            }
+            Fill::Pallycon(api) => {
+                let signal = signaling::entry(tenant, system, key, scheme, SignalForms::ALL)?;
+                fill_pallycon(drm, &signal, api);
+            }
         }
-        fill_drm_system(drm, &signal, version.as_ref());
     }
     Ok(doc)
+}
+
+fn names_fairplay(doc: &CpixDocument) -> bool {
+    doc.drm_systems.iter().flatten().any(|d| {
+        matches!(
+            DrmSystem::from_system_id(&uuid::Uuid::from_bytes(d.system_id.uuid)),
+            Some(DrmSystem::FairPlay | DrmSystem::FairPlayLegacy)
+        )
+    })
 }
 
 /// The content id: `CPIX@contentId` (CPIX 2.3+, SPEKE v2) and/or `CPIX@id` (SPEKE v1 and many
@@ -310,52 +373,6 @@ fn document_content_id(doc: &CpixDocument, source: ContentIdSource) -> Result<Co
         })
     })?;
     ContentId::parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
-}
-
-/// Refuses (before any key exists) a `DRMSystem` that names an output its DRM does not have
-/// with this scheme, e.g. `HLSSignalingData` for PlayReady with `cenc`.
-fn check_answerable(
-    drm: &DrmSystemEntry,
-    probe: &DrmSignaling,
-    scheme: EncryptionScheme,
-) -> Result<(), ApiError> {
-    let mut missing: Vec<&str> = Vec::new();
-    if drm.pssh.is_some() && probe.pssh.is_none() {
-        missing.push("PSSH");
-    }
-    if drm.content_protection_data.is_some() && probe.content_protection_data.is_none() {
-        missing.push("ContentProtectionData");
-    }
-    if drm.uri_ext_x_key.is_some() && probe.hls_key_uri.is_none() {
-        missing.push("URIExtXKey");
-    }
-    if !drm.hls_signaling.is_empty() && probe.hls_media.is_none() {
-        missing.push("HLSSignalingData");
-    }
-    if drm.smooth_streaming.is_some() && probe.smooth_streaming_header.is_none() {
-        missing.push("SmoothStreamingProtectionHeaderData");
-    }
-    for ext in &drm.extensions {
-        let has = match ext.local_name.as_str() {
-            "KeyFormat" => probe.hls_keyformat.is_some(),
-            "KeyFormatVersions" => probe.hls_keyformatversions.is_some(),
-            "ProtectionHeader" => probe.smooth_streaming_header.is_some(),
-            _ => true,
-        };
-        if !has {
-            missing.push(ext.local_name.as_str());
-        }
-    }
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(ApiError::Unprocessable(format!(
-        "DRMSystem {} ({}) has no {} with commonEncryptionScheme {}",
-        truncate(&drm.system_id.as_written),
-        probe.system.name(),
-        missing.join(", "),
-        scheme.as_str()
-    )))
 }
 
 fn drm_system(drm: &DrmSystemEntry) -> Result<DrmSystem, ApiError> {
@@ -417,7 +434,10 @@ fn plan_key(
                 )));
             }
             (Some(i), _, _) => KeyPeriod::Index(i),
-            (None, Some(start), Some(secs)) => {
+            // SPEKE v2.1 / CPIX 2.4 live periods by time: the tenant's period length when it
+            // rotates by time (the same periods as the NAGRA and Widevine APIs), else the
+            // period is named by its start (a key per distinct start).
+            (None, Some(start), secs) => {
                 let t = time::OffsetDateTime::parse(
                     start,
                     &time::format_description::well_known::Rfc3339,
@@ -427,13 +447,12 @@ fn plan_key(
                         "ContentKeyPeriod@start {start:?} is not an xs:dateTime"
                     ))
                 })?;
-                KeyPeriod::for_time(t.unix_timestamp(), secs)
+                KeyPeriod::for_time(t.unix_timestamp(), secs.unwrap_or(1))
             }
-            _ => {
-                return Err(ApiError::BadRequest(format!(
-                    "ContentKeyPeriod {period_id:?} has no @index (and no @start with crypto_period_seconds configured)"
-                )));
-            }
+            // A period without index or start (CPIX 2.4 VOD offsets): the key's period is
+            // not needed where the packager names the kid; where keyplex chooses, keys of
+            // one track type then share a slot, which kid_renames reports.
+            (None, None, _) => KeyPeriod::Vod,
         };
     }
     Ok(KeyPlan { track_type, period })
@@ -476,7 +495,7 @@ fn video_bucket(v: &VideoFilter) -> &'static str {
 }
 
 fn key_request(
-    tenant: &Tenant,
+    server_kids: bool,
     content_id: &ContentId,
     entry: &ContentKeyEntry,
     plan: &KeyPlan,
@@ -491,7 +510,7 @@ fn key_request(
             )));
         }
     };
-    if tenant.config.kid_override && supplied_key.is_none() {
+    if server_kids && supplied_key.is_none() {
         let slot = KeySlot {
             content_id: content_id.clone(),
             track_type: plan.track_type.clone().unwrap_or_else(TrackType::all),
@@ -581,8 +600,10 @@ fn asked_nothing(drm: &DrmSystemEntry) -> bool {
 }
 
 /// Fills what a `DRMSystem` asked for. A `DRMSystem` that asks for nothing gets everything
-/// its DRM has; an element that does not apply to the DRM (e.g. PSSH for FairPlay) is
-/// dropped rather than answered with a wrong value.
+/// its DRM has; an element asked for that the DRM does not have (e.g. `PSSH` for FairPlay,
+/// which MediaPackage sends and expects back) stays in the answer, empty, as AWS's
+/// reference server answers it: never a wrong value, and nothing the client asked for is
+/// missing from the document it gets back.
 fn fill_drm_system(drm: &mut DrmSystemEntry, entry: &SignalEntry, version: Option<&CpixVersion>) {
     let (s, b64) = (&entry.signal, &entry.base64);
     let is_v24 = matches!(version, Some(CpixVersion::V2_4));
@@ -614,45 +635,74 @@ fn fill_drm_system(drm: &mut DrmSystemEntry, entry: &SignalEntry, version: Optio
             ];
         }
     }
-    drm.pssh = drm.pssh.take().and(b64.pssh.clone());
-    drm.content_protection_data = drm
-        .content_protection_data
-        .take()
-        .and(b64.content_protection_data.clone());
-    drm.uri_ext_x_key = drm.uri_ext_x_key.take().and(b64.hls_key_uri.clone());
-    drm.smooth_streaming = drm
-        .smooth_streaming
-        .take()
-        .and(s.smooth_streaming_header.clone());
-    drm.hls_signaling.retain_mut(|h| {
+    let answer = |asked: &mut Option<String>, value: &Option<String>| {
+        if let Some(text) = asked {
+            value.as_deref().unwrap_or_default().clone_into(text);
+        }
+    };
+    answer(&mut drm.pssh, &b64.pssh);
+    answer(
+        &mut drm.content_protection_data,
+        &b64.content_protection_data,
+    );
+    answer(&mut drm.uri_ext_x_key, &b64.hls_key_uri);
+    answer(&mut drm.smooth_streaming, &s.smooth_streaming_header);
+    for h in &mut drm.hls_signaling {
         let line = match h.playlist {
             Some(Playlist::Master | Playlist::MultiVariant) => &b64.hls_master,
             Some(Playlist::Media) | None => &b64.hls_media,
         };
-        match line {
-            Some(line) => {
-                line.clone_into(&mut h.value);
-                true
-            }
-            None => false,
-        }
-    });
+        line.as_deref().unwrap_or_default().clone_into(&mut h.value);
+    }
     // SPEKE v1 asks for HLS attributes and the MSS header with its own elements.
-    drm.extensions.retain_mut(|ext| {
+    for ext in &mut drm.extensions {
         let value = match ext.local_name.as_str() {
-            "KeyFormat" => b64.hls_keyformat.clone(),
-            "KeyFormatVersions" => b64.hls_keyformatversions.clone(),
-            "ProtectionHeader" => s.smooth_streaming_header.clone(),
-            _ => return true,
+            "KeyFormat" => &b64.hls_keyformat,
+            "KeyFormatVersions" => &b64.hls_keyformatversions,
+            "ProtectionHeader" => &s.smooth_streaming_header,
+            _ => continue,
         };
-        match value {
-            Some(v) => {
-                ext.text = v;
-                true
-            }
-            None => false,
-        }
-    });
+        value
+            .as_deref()
+            .unwrap_or_default()
+            .clone_into(&mut ext.text);
+    }
+}
+
+/// PallyCon's answer for one `DRMSystem` ([`Fill::Pallycon`]): every form its DRM has in
+/// that version of the API, whatever was asked (as the guide's samples answer). Its
+/// `ContentProtectionData` is the pssh box's data without the box header (the guide's
+/// "pssh_payload_only"), not the DASH-IF descriptor XML; media `HLSSignalingData` has no
+/// `playlist` attribute and the master one `playlist="master"`, as in the guide.
+fn fill_pallycon(drm: &mut DrmSystemEntry, entry: &SignalEntry, api: PallyconVersion) {
+    use base64::Engine as _;
+    let (s, b64) = (&entry.signal, &entry.base64);
+    drm.pssh.clone_from(&b64.pssh);
+    drm.uri_ext_x_key = match s.system {
+        DrmSystem::FairPlay | DrmSystem::FairPlayLegacy => b64.hls_key_uri.clone(),
+        _ => None,
+    };
+    drm.content_protection_data = None;
+    drm.hls_signaling.clear();
+    drm.smooth_streaming = None;
+    drm.extensions.clear();
+    if api == PallyconVersion::V2 {
+        drm.content_protection_data = s.pssh.as_deref().and_then(|bytes| {
+            keyplex_drm::PsshBox::parse(bytes)
+                .ok()
+                .map(|(pssh, _)| base64::engine::general_purpose::STANDARD.encode(&pssh.data))
+        });
+        let playlists = [
+            (None, &b64.hls_media),
+            (Some(Playlist::Master), &b64.hls_master),
+        ];
+        drm.hls_signaling = playlists
+            .into_iter()
+            .filter_map(|(playlist, line)| {
+                line.clone().map(|value| HlsSignaling { playlist, value })
+            })
+            .collect();
+    }
 }
 
 fn truncate(s: &str) -> String {

@@ -43,11 +43,11 @@ pub const STATUS_OK: &str = "OK";
 /// 400: the body is not a valid request (JSON, missing fields, bad ids, bad base64…).
 pub const STATUS_INVALID_REQUEST: &str = "INVALID_REQUEST";
 /// 400: a DRM system id keyplex does not know, one outside the set of the streaming mode
-/// (CMAF table), one with no signaling for that mode, or PRM without a `prm_template`.
+/// (CMAF table), or one with no signaling for that mode.
 pub const STATUS_UNSUPPORTED_DRM: &str = "UNSUPPORTED_DRM";
 /// 400: `/cmaf` with an EMI other than 16426 (CBCS).
 pub const STATUS_UNSUPPORTED_EMI: &str = "UNSUPPORTED_EMI";
-/// 400: `scheduledKey.timestamp` further than [`MAX_TIMESTAMP_DISTANCE`] from now.
+/// 400: `scheduledKey.timestamp` further than the tenant's `max_key_lead_days` from now.
 pub const STATUS_TIMESTAMP_OUT_OF_RANGE: &str = "TIMESTAMP_OUT_OF_RANGE";
 // The others come from the HTTP status (NagraJson::default_code): UNAUTHORIZED (401),
 // FORBIDDEN (403), NOT_FOUND (404, unknown tenant), KEY_CONFLICT (409), REQUEST_TOO_LARGE
@@ -55,11 +55,6 @@ pub const STATUS_TIMESTAMP_OUT_OF_RANGE: &str = "TIMESTAMP_OUT_OF_RANGE";
 
 /// The NAGRA Encryption Method Indicator for CBCS (0x402A).
 pub const EMI_CBCS: u32 = 16426;
-
-/// How far from now a `scheduledKey.timestamp` may be when keys rotate. Pre-delivery and
-/// catch-up windows are minutes to days; refusing the far past and future keeps a buggy or
-/// hostile packager from creating keys for arbitrary periods.
-pub const MAX_TIMESTAMP_DISTANCE: time::Duration = time::Duration::days(31);
 
 /// `POST /{tenant}/cks-ws-keyAndSignalization/key`.
 #[utoipa::path(
@@ -222,15 +217,30 @@ fn prepare(
     let request = Request::from_wire(wire)?;
     let plan = signaling_plan(api, tenant, &request)?;
     let period = key_period(tenant, request.timestamp, now)?;
-    let slot = KeySlot {
-        content_id: request.content_id.clone(),
-        track_type: TrackType::all(),
-        period,
-    };
     let key_request = match &request.supplied {
-        Some(s) => keys::by_slot_supplied(slot, s.kid, s.key.clone(), s.iv)?,
-        None => keys::by_slot(slot)?,
+        // NAGRA: a key the encryptor provides is taken "as is and the key rotation mechanism
+        // will not be applied": it is stored under its own kid, bound to no slot, so another
+        // supplied key for the same content (the next live period) is fine, and the same kid
+        // with another value is a conflict.
+        Some(s) => keys::by_kid(
+            &request.content_id,
+            s.kid,
+            Some(s.key.clone()),
+            s.iv,
+            Some(TrackType::all()),
+            period,
+        )?,
+        None => keys::by_slot(KeySlot {
+            content_id: request.content_id.clone(),
+            track_type: TrackType::all(),
+            period,
+        })?,
     };
+    if !request.drm_metadata.is_empty() {
+        // NAGRA: "for future use … usage rules and access conditions": kept in the audit
+        // trail, otherwise ignored.
+        crate::scope::note_detail(&format!("drmList metadata: {}", request.drm_metadata));
+    }
     Ok(Prepared {
         request,
         plan,
@@ -290,6 +300,9 @@ struct Request {
     timestamp: Option<OffsetDateTime>,
     /// `None` (or an empty list): the defaults of the API and mode.
     drm_list: Option<Vec<DrmSystem>>,
+    /// The `metadata` of `drmList` entries given as objects, as compact JSON by system id
+    /// (empty when none has any).
+    drm_metadata: String,
 }
 
 impl Request {
@@ -344,12 +357,22 @@ impl Request {
             Some(sk) => parse_scheduled_key(sk)?,
         };
 
+        let mut metadata = serde_json::Map::new();
         let drm_list = match w.drm_list {
             None => None,
             Some(list) if list.is_empty() => None,
             Some(list) => {
                 let mut systems = Vec::with_capacity(list.len());
-                for raw in &list {
+                for entry in &list {
+                    let raw = match entry {
+                        wire::DrmListEntry::Id(id) => id,
+                        wire::DrmListEntry::Drm(d) => {
+                            if let Some(m) = d.metadata.as_ref().filter(|m| !m.is_null()) {
+                                metadata.insert(d.system_id.trim().to_owned(), m.clone());
+                            }
+                            &d.system_id
+                        }
+                    };
                     let id = uuid::Uuid::parse_str(raw.trim()).map_err(|_| {
                         invalid(format!(
                             "drmList entry {:?} is not a DRM system id (UUID)",
@@ -373,6 +396,15 @@ impl Request {
             supplied,
             timestamp,
             drm_list,
+            drm_metadata: if metadata.is_empty() {
+                String::new()
+            } else {
+                serde_json::Value::Object(metadata)
+                    .to_string()
+                    .chars()
+                    .take(2000)
+                    .collect()
+            },
         })
     }
 }
@@ -380,18 +412,10 @@ impl Request {
 fn parse_scheduled_key(
     sk: wire::ScheduledKey,
 ) -> Result<(Option<SuppliedKey>, Option<OffsetDateTime>), NagraJson> {
-    let timestamp = match sk.timestamp.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(t) => Some(
-            OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).map_err(
-                |_| {
-                    invalid(format!(
-                        "scheduledKey.timestamp {:?} is not an RFC 3339 date-time",
-                        truncate(t)
-                    ))
-                },
-            )?,
-        ),
+    let timestamp = match sk.timestamp {
+        None => None,
+        Some(wire::Timestamp::Epoch(n)) => Some(epoch_time(n)?),
+        Some(wire::Timestamp::Text(t)) => parse_timestamp(t.trim())?,
     };
     let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
     let (key_id, key_value, iv) = (nonempty(sk.key_id), nonempty(sk.key_value), nonempty(sk.iv));
@@ -435,8 +459,40 @@ fn parse_scheduled_key(
     Ok((supplied, timestamp))
 }
 
+/// `scheduledKey.timestamp` as encoders write it: RFC 3339, or epoch seconds or milliseconds
+/// (as a number or a string of digits). Empty means none.
+fn parse_timestamp(t: &str) -> Result<Option<OffsetDateTime>, NagraJson> {
+    if t.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(n) = t.parse::<i64>() {
+        return epoch_time(n).map(Some);
+    }
+    OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .map(Some)
+        .map_err(|_| {
+            invalid(format!(
+                "scheduledKey.timestamp {:?} is neither an RFC 3339 date-time nor epoch seconds or milliseconds",
+                truncate(t)
+            ))
+        })
+}
+
+/// Epoch seconds, or milliseconds when the number is too large to be seconds of this era
+/// (10^11 s is the year 5138; 10^11 ms is 1973).
+fn epoch_time(n: i64) -> Result<OffsetDateTime, NagraJson> {
+    const MILLIS_FROM: i64 = 100_000_000_000;
+    let nanos = if n.abs() >= MILLIS_FROM {
+        i128::from(n) * 1_000_000
+    } else {
+        i128::from(n) * 1_000_000_000
+    };
+    OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .map_err(|_| invalid(format!("scheduledKey.timestamp {n} is out of range")))
+}
+
 /// VOD when the tenant does not rotate keys; otherwise the period the timestamp (default
-/// now) falls in.
+/// now) falls in, within the tenant's `max_key_lead_days` of now.
 fn key_period(
     tenant: &Tenant,
     timestamp: Option<OffsetDateTime>,
@@ -446,11 +502,14 @@ fn key_period(
         return Ok(KeyPeriod::Vod);
     };
     let at = timestamp.unwrap_or(now);
-    if (at - now).abs() > MAX_TIMESTAMP_DISTANCE {
+    // Pre-delivery and catch-up windows are minutes to days; refusing the far past and future
+    // keeps a buggy or hostile packager from creating keys for arbitrary periods.
+    let lead = tenant.config.max_key_lead();
+    if (at - now).abs() > lead {
         return Err(NagraJson::new(
             ApiError::BadRequest(format!(
-                "scheduledKey.timestamp is more than {} days from now",
-                MAX_TIMESTAMP_DISTANCE.whole_days()
+                "scheduledKey.timestamp is more than {} days from now (max_key_lead_days)",
+                lead.whole_days()
             )),
             STATUS_TIMESTAMP_OUT_OF_RANGE,
         ));
@@ -484,11 +543,10 @@ fn mode_name(mode: Option<StreamingMode>) -> &'static str {
 }
 
 fn signaling_plan(api: Api, tenant: &Tenant, request: &Request) -> Result<Vec<Wanted>, NagraJson> {
-    let has_prm = tenant.config.prm_template.is_some();
     let mode = request.streaming_mode;
     let wanted: Vec<Wanted> = match api {
-        Api::Cmaf => cmaf_plan(mode, request, has_prm)?,
-        Api::Key => key_plan(mode, request, has_prm),
+        Api::Cmaf => cmaf_plan(mode, request)?,
+        Api::Key => key_plan(mode, request),
     };
     // Every (system, scheme) must signal, and give the forms asked for. In a single-mode
     // request (and on /cmaf, whose table names the forms) each form asked for must exist;
@@ -518,13 +576,8 @@ fn signaling_plan(api: Api, tenant: &Tenant, request: &Request) -> Result<Vec<Wa
             } else {
                 "DASH"
             };
-            let hint = if w.system == DrmSystem::NagraPrm && missing == "HLS" {
-                " (the tenant's prm_template has no hls_key_uri)"
-            } else {
-                ""
-            };
             return Err(unsupported_drm(format!(
-                "keyplex has no {missing} signaling for {} ({}) with {}{hint}",
+                "keyplex has no {missing} signaling for {} ({}) with {}",
                 w.system,
                 w.system.system_id(),
                 mode_name(mode)
@@ -553,11 +606,7 @@ fn probe(
 }
 
 /// `/cmaf`: the table of section 3, enforced.
-fn cmaf_plan(
-    mode: Option<StreamingMode>,
-    request: &Request,
-    has_prm: bool,
-) -> Result<Vec<Wanted>, NagraJson> {
+fn cmaf_plan(mode: Option<StreamingMode>, request: &Request) -> Result<Vec<Wanted>, NagraJson> {
     if let Some(emi) = request.emi.filter(|e| *e != EMI_CBCS) {
         return Err(NagraJson::new(
             ApiError::BadRequest(format!(
@@ -599,7 +648,7 @@ fn cmaf_plan(
             DrmSystem::Widevine,
         ],
     };
-    let systems = requested_systems(request, defaults, has_prm);
+    let systems = requested_systems(request, defaults);
     systems
         .into_iter()
         .map(|system| {
@@ -624,23 +673,19 @@ fn cmaf_plan(
         .collect()
 }
 
-/// The request's `drmList`, or the mode's `defaults`: PRM is in the defaults only for
-/// tenants that can signal it (a tenant without a template would otherwise always fail).
-fn requested_systems(request: &Request, defaults: &[DrmSystem], has_prm: bool) -> Vec<DrmSystem> {
+/// The request's `drmList`, or the mode's `defaults` (PRM among them: the rule table lists
+/// it for every mode, and keyplex signals it without a template).
+fn requested_systems(request: &Request, defaults: &[DrmSystem]) -> Vec<DrmSystem> {
     match &request.drm_list {
         Some(list) => list.clone(),
-        None => defaults
-            .iter()
-            .copied()
-            .filter(|s| *s != DrmSystem::NagraPrm || has_prm)
-            .collect(),
+        None => defaults.to_vec(),
     }
 }
 
 /// `/key`: DASH is cenc, HLS cbcs (FairPlay only does cbcs); EMI 16426 asks for cbcs
 /// everywhere. Other EMI values are accepted and do not change the scheme (their NAGRA
 /// meaning is not public). Any DRM keyplex can signal for the mode may be listed.
-fn key_plan(mode: Option<StreamingMode>, request: &Request, has_prm: bool) -> Vec<Wanted> {
+fn key_plan(mode: Option<StreamingMode>, request: &Request) -> Vec<Wanted> {
     let dash_scheme = if request.emi == Some(EMI_CBCS) {
         EncryptionScheme::Cbcs
     } else {
@@ -665,7 +710,7 @@ fn key_plan(mode: Option<StreamingMode>, request: &Request, has_prm: bool) -> Ve
             DrmSystem::NagraPrm,
         ],
     };
-    let systems = requested_systems(request, defaults, has_prm);
+    let systems = requested_systems(request, defaults);
     systems
         .into_iter()
         .map(|system| match mode {
@@ -738,8 +783,37 @@ mod wire {
         /// A packager-supplied key (`keyId` + `keyValue`, optional `iv`) and/or the time the
         /// key is for (when the tenant rotates keys).
         pub scheduled_key: Option<ScheduledKey>,
-        /// DRM system ids (UUIDs); absent or empty: the defaults of the API and mode.
-        pub drm_list: Option<Vec<String>>,
+        /// DRM system ids (UUIDs), or objects `{"systemId": …, "metadata": …}`; absent or
+        /// empty: the defaults of the API and mode. Metadata is kept in the audit trail.
+        pub drm_list: Option<Vec<DrmListEntry>>,
+    }
+
+    /// A `drmList` entry: the system id, or the DRM with its metadata.
+    #[derive(Deserialize, utoipa::ToSchema)]
+    #[serde(untagged)]
+    #[schema(as = NagraDrmListEntry)]
+    pub enum DrmListEntry {
+        Id(String),
+        Drm(Drm),
+    }
+
+    #[derive(Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    #[schema(as = NagraDrm)]
+    pub struct Drm {
+        pub system_id: String,
+        /// "For future use" (NAGRA): usage rules and access conditions; recorded, not used.
+        #[serde(default)]
+        pub metadata: Option<serde_json::Value>,
+    }
+
+    /// RFC 3339 text, or epoch seconds or milliseconds (a number or a string of digits).
+    #[derive(Deserialize, utoipa::ToSchema)]
+    #[serde(untagged)]
+    #[schema(as = NagraTimestamp)]
+    pub enum Timestamp {
+        Epoch(i64),
+        Text(String),
     }
 
     #[derive(Deserialize, utoipa::ToSchema)]
@@ -783,9 +857,9 @@ mod wire {
         pub key_value: Option<String>,
         /// A supplied key's IV: 16 bytes, base64 (only with `keyId` and `keyValue`).
         pub iv: Option<String>,
-        /// RFC 3339: the time whose key period is asked for (default now).
-        #[schema(format = DateTime)]
-        pub timestamp: Option<String>,
+        /// The time whose key period is asked for (default now): RFC 3339, or epoch
+        /// seconds or milliseconds.
+        pub timestamp: Option<Timestamp>,
     }
 
     #[derive(Serialize, utoipa::ToSchema)]

@@ -147,6 +147,8 @@ pub struct Notes {
     pub drm: Option<&'static str>,
     /// The error the request was answered with.
     pub error: Option<String>,
+    /// What the audit event of a successful request keeps besides the keys.
+    pub detail: Option<String>,
 }
 
 tokio::task_local! {
@@ -237,6 +239,12 @@ pub fn note_licence_keys(content_id: Option<&ContentId>, key_ids: &[KeyId]) {
 
 pub fn note_drm(drm: &'static str) {
     note(|n| n.drm = Some(drm));
+}
+
+/// A fact worth keeping in the audit event of a request that succeeds (e.g. the DRM
+/// metadata a NAGRA encoder sent).
+pub fn note_detail(text: &str) {
+    note(|n| n.detail = Some(text.chars().take(2000).collect()));
 }
 
 pub fn note_error(message: &str) {

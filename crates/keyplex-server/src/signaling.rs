@@ -1,6 +1,6 @@
 //! DRM signaling for one content key, with the tenant's settings. Every key interface goes
-//! through here so that all of them describe a key identically. Nagra PRM, whose payload is
-//! not public, is built here from the tenant's `prm_template` rather than by `keyplex-drm`.
+//! through here so that all of them describe a key identically. Nagra PRM is built by
+//! `keyplex-drm` unless the tenant overrides it with a `prm_template`, applied here.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,11 +19,14 @@ use crate::state::Tenant;
 pub struct TenantUrls {
     pub clearkey_la_url: String,
     pub hls_key_url: String,
+    /// `fairplay_uri_template`, checked.
+    pub fairplay_uri: Option<keyplex_drm::template::Template>,
 }
 
 impl TenantUrls {
-    pub fn new(public_url: &str, id: &TenantId, config: &TenantConfig) -> Self {
-        Self {
+    pub fn new(public_url: &str, id: &TenantId, config: &TenantConfig) -> Result<Self, String> {
+        Ok(Self {
+            fairplay_uri: config.fairplay_uri()?,
             clearkey_la_url: config
                 .clearkey_la_url
                 .clone()
@@ -32,7 +35,7 @@ impl TenantUrls {
                 .hls_key_url
                 .clone()
                 .unwrap_or_else(|| format!("{public_url}/{id}/hls/v1/keys/{{kid}}")),
-        }
+        })
     }
 }
 
@@ -95,8 +98,9 @@ fn probe_uncached(
     scheme: EncryptionScheme,
 ) -> Result<DrmSignaling, String> {
     let probe_kid = keyplex_types::KeyId::from_bytes([0; 16]);
-    if system == DrmSystem::NagraPrm {
-        let template = prm_template(tenant).map_err(|e| e.to_string())?;
+    if system == DrmSystem::NagraPrm
+        && let Some(template) = &tenant.config.prm_template
+    {
         return prm_signaling(template, probe_kid, "preflight", scheme).map_err(|e| e.to_string());
     }
     let probe_key = keyplex_types::ContentKeyValue::from_bytes([0; 16]);
@@ -122,6 +126,7 @@ pub fn options<'a>(
         clearkey_la_url: Some(tenant.urls.clearkey_la_url.as_str()),
         hls_aes128_key_url: Some(tenant.urls.hls_key_url.as_str()),
         crypto_period_index,
+        fairplay_uri: tenant.urls.fairplay_uri.as_ref(),
         forms: SignalForms::ALL,
     }
 }
@@ -290,13 +295,10 @@ fn build_for_key(
     scheme: EncryptionScheme,
     forms: SignalForms,
 ) -> Result<DrmSignaling, ApiError> {
-    if system == DrmSystem::NagraPrm {
-        return prm_signaling(
-            prm_template(tenant)?,
-            key.kid,
-            key.content_id.as_str(),
-            scheme,
-        );
+    if system == DrmSystem::NagraPrm
+        && let Some(template) = &tenant.config.prm_template
+    {
+        return prm_signaling(template, key.kid, key.content_id.as_str(), scheme);
     }
     let period = key.period.index().and_then(|i| u32::try_from(i).ok());
     let keys = [SignalKey {
@@ -313,20 +315,11 @@ fn build_for_key(
     })
 }
 
-/// The tenant's PRM template, or the 4xx every interface answers without one.
-fn prm_template(tenant: &Tenant) -> Result<&PrmTemplate, ApiError> {
-    tenant.config.prm_template.as_ref().ok_or_else(|| {
-        ApiError::BadRequest(format!(
-            "PRM signaling needs a prm_template for this tenant (the Nagra PRM payload format is not public; configure [tenants.{}.prm_template])",
-            tenant.id
-        ))
-    })
-}
-
-/// Nagra PRM signaling from the tenant's template (config `prm_template`): a v0 pssh box
-/// with the PRM system id around the template's data, the template's `ContentProtection`
-/// (or the standard element around that box) and, when the template has a key URI, HLS
-/// lines. keyplex adds nothing PRM-specific of its own: it cannot, the format is private.
+/// Nagra PRM signaling from the tenant's template (config `prm_template`, for PRM head-ends
+/// that expect another payload than keyplex's default): a v0 pssh box with the PRM system
+/// id around the template's data, the template's `ContentProtection` (or the standard
+/// element around that box) and HLS lines with the template's key URI, or else the box as a
+/// data URI (as keyplex's default PRM signaling does).
 fn prm_signaling(
     template: &PrmTemplate,
     kid: KeyId,
@@ -373,10 +366,14 @@ fn prm_signaling(
         EncryptionScheme::Cenc => Some(HlsMethod::SampleAesCtr),
         EncryptionScheme::Cens | EncryptionScheme::Cbc1 => None,
     };
-    if let (Some(uri), Some(method)) = (&template.hls_key_uri, method) {
+    if let Some(method) = method {
+        let uri = match &template.hls_key_uri {
+            Some(uri) => fill(uri),
+            None => format!("data:text/plain;base64,{pssh_b64}"),
+        };
         let line = HlsKeyLine {
             method,
-            uri: fill(uri),
+            uri,
             iv: None,
             key_id: Some(kid),
             keyformat: Some(

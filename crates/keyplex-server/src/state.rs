@@ -49,7 +49,7 @@ impl Tenant {
             .transpose()?;
         Ok(Self {
             rate_limiter,
-            urls: crate::signaling::TenantUrls::new(public_url, &id, &tc),
+            urls: crate::signaling::TenantUrls::new(public_url, &id, &tc)?,
             id,
             config: tc,
             auth,

@@ -474,7 +474,7 @@ fn audit_event(request: Finished<'_>) -> Option<AuditEvent> {
         content_id: notes.content_id,
         key_ids: notes.key_ids,
         outcome: outcome.to_owned(),
-        detail: if ok { None } else { notes.error },
+        detail: if ok { notes.detail } else { notes.error },
     })
 }
 

@@ -77,7 +77,7 @@ fn pssh_of(doc: &CpixDocument, system: &str) -> PsshBox {
     PsshBox::parse_all(&bytes).unwrap().remove(0)
 }
 
-fn hls_lines(doc: &CpixDocument, system: &str) -> Vec<(Option<Playlist>, String)> {
+pub fn hls_lines(doc: &CpixDocument, system: &str) -> Vec<(Option<Playlist>, String)> {
     let d = doc
         .drm_systems
         .iter()
@@ -125,14 +125,23 @@ async fn vod_answers_keys_and_signaling_for_every_drm() {
         Some("https://acme.example/prls/contentlicenseservice/v1/licenses")
     );
 
-    // FairPlay: HLS only, skd:// URI naming the kid, no PSSH.
+    // FairPlay: HLS only, skd:// URI naming the kid; the PSSH it was asked for stays in the
+    // answer, empty (FairPlay has none), as AWS's reference server answers it.
     let fp = doc
         .drm_systems
         .iter()
         .flatten()
         .find(|d| d.system_id.as_written == FP)
         .unwrap();
-    assert!(fp.pssh.is_none(), "FairPlay has no PSSH");
+    assert_eq!(
+        fp.pssh.as_deref(),
+        Some(""),
+        "FairPlay has no PSSH: asked, left empty"
+    );
+    assert!(
+        req.contains("<cpix:PSSH"),
+        "the request asks every DRM for PSSH"
+    );
     let lines = hls_lines(&doc, FP);
     assert_eq!(lines.len(), 2);
     assert!(

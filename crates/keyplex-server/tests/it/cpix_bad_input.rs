@@ -171,14 +171,22 @@ async fn bad_values() {
     rejected(&server, no_keys, 400, "ContentKey").await;
 }
 
+/// A key is scheme-free: plain CPIX asking FairPlay for a `cenc` key gets FairPlay's
+/// signaling (SAMPLE-AES, skd://) for that key; SPEKE v2 refuses the combination (AWS's rule).
 #[tokio::test]
-async fn fairplay_with_cenc_is_refused_before_any_key_is_stored() {
+async fn fairplay_with_a_cenc_key_is_answered_in_plain_cpix() {
     let server = TestServer::start().await;
     let kid = "bbbbbbbb-0000-4000-8000-000000000008";
     let req = vod_request("fp-cenc", kid, "cenc", &[WV, crate::cpix::FP]);
-    let resp = server.post_cpix("acme", req).await;
-    assert_eq!(resp.status(), 400);
-    assert_nothing_stored(&server, kid).await;
+    let doc = ok_document(server.post_cpix("acme", req).await).await;
+    assert_eq!(plain_keys(&doc).len(), 1);
+    let lines = crate::cpix::hls_lines(&doc, crate::cpix::FP);
+    assert!(
+        lines
+            .iter()
+            .any(|(_, l)| l.starts_with("#EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"skd://")),
+        "{lines:?}"
+    );
 }
 
 /// A kid from a rejected request is still free: using it for another content succeeds,

@@ -204,18 +204,27 @@ async fn prm_in_a_cpix_request_uses_the_tenant_template() {
     assert_eq!(b.system_id.to_string(), PRM);
     assert_eq!(B64.encode(&b.data), PRM_DATA_B64);
     assert_eq!(plain_keys(&doc)[0].0.to_string(), kid);
-    // A tenant without a template refuses PRM, storing nothing.
+    // A tenant without a template signals PRM with keyplex's default data (base64url JSON of
+    // the content id and key id, as the public parsers read it).
+    let kid2 = "0e0e0e0e-0000-4000-8000-000000000002";
     let resp = server
         .client
         .post(server.url("/fast/cks-ws-ikey/key"))
         .basic_auth("packager", Some("s3cret-fast"))
-        .body(
-            req.replace("channel_05", "channel_06")
-                .replace(kid, "0e0e0e0e-0000-4000-8000-000000000002"),
-        )
+        .body(req.replace("channel_05", "channel_06").replace(kid, kid2))
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 400);
-    assert!(resp.text().await.unwrap().contains("prm_template"));
+    let doc = ok_document(resp).await;
+    let prm = &doc.drm_systems.as_ref().unwrap()[0];
+    let b = keyplex_drm::pssh::PsshBox::parse_all(&B64.decode(prm.pssh.as_ref().unwrap()).unwrap())
+        .unwrap()
+        .remove(0);
+    assert_eq!(b.system_id.to_string(), PRM);
+    let json = base64::engine::general_purpose::URL_SAFE
+        .decode(&b.data)
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(json["contentId"], "channel_06");
+    assert_eq!(json["keyId"], kid2);
 }

@@ -383,51 +383,72 @@ async fn cmaf_rejects_every_combination_outside_the_table() {
         "INVALID_REQUEST",
     )
     .await;
-    // PRM in HLS needs the template's hls_key_uri.
-    let msg = rejected(
+    // PRM in HLS with a template without hls_key_uri: the template's box as a data URI.
+    let v = ok(
         &server,
         "live",
         "cmaf",
-        &body("cmaf-bad", "HLS", None, Some(&[PRM])),
-        400,
-        "UNSUPPORTED_DRM",
+        &body("cmaf-prm-hls", "HLS", None, Some(&[PRM])),
     )
     .await;
-    assert!(msg.contains("hls_key_uri"), "{msg}");
+    let line = entry(&v, PRM)["extXKey"].as_str().unwrap().to_owned();
+    assert!(
+        line.starts_with("#EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"data:text/plain;base64,"),
+        "{line}"
+    );
+}
+
+/// The PRM pssh data keyplex writes without a template: base64url of compact JSON with the
+/// content id and the key id (the form the public parsers pssh-box and SwPSSH read).
+fn default_prm_data(v: &Value) -> Value {
+    let data = pssh(v, PRM).data;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(String::from_utf8(data).unwrap().trim_end_matches('='))
+        .unwrap();
+    serde_json::from_slice(&json).unwrap()
 }
 
 #[tokio::test]
-async fn prm_needs_a_template() {
+async fn prm_is_signaled_by_default_and_by_template() {
     let server = start().await;
-    let msg = rejected(
-        &server,
-        "plain",
-        "cmaf",
-        &body("prm-1", "DASH", None, Some(&[PRM, WV])),
-        400,
-        "UNSUPPORTED_DRM",
-    )
-    .await;
-    assert!(
-        msg.contains("PRM signaling needs a prm_template for this tenant"),
-        "{msg}"
-    );
-    rejected(
-        &server,
-        "plain",
-        "key",
-        &body("prm-1", "", None, Some(&[PRM])),
-        400,
-        "UNSUPPORTED_DRM",
-    )
-    .await;
-    // Without a template, PRM is simply not among the defaults.
+    // The rule table lists PRM for every mode: a tenant without a template signals it too.
     let v = ok(&server, "plain", "cmaf", &body("prm-1", "", None, None)).await;
     assert_eq!(
         shape(&v),
-        vec![s(FP, false, true), s(PR, true, false), s(WV, true, true)]
+        vec![
+            s(FP, false, true),
+            s(PR, true, false),
+            s(PRM, true, true),
+            s(WV, true, true)
+        ]
     );
-    // With a template but without hls_key_uri, PRM still signals DASH.
+    let data = default_prm_data(&v);
+    assert_eq!(data["contentId"], "prm-1");
+    assert_eq!(data["keyId"], content_key(&v).0);
+    let v = ok(
+        &server,
+        "plain",
+        "key",
+        &body("prm-2", "HLS", None, Some(&[PRM])),
+    )
+    .await;
+    let line = entry(&v, PRM)["extXKey"].as_str().unwrap().to_owned();
+    assert!(
+        line.contains("data:text/plain;base64,")
+            && line.contains(r#"KEYFORMAT="urn:uuid:adb41c24-2dbf-4a6d-958b-4457c0d27b95""#),
+        "{line}"
+    );
+    for (api, mode) in [("cmaf", "DASH"), ("key", "")] {
+        let v = ok(
+            &server,
+            "plain",
+            api,
+            &body("prm-2", mode, None, Some(&[PRM, WV])),
+        )
+        .await;
+        assert_eq!(default_prm_data(&v)["contentId"], "prm-2", "{api} {mode}");
+    }
+    // With a template but without hls_key_uri, PRM signals the template's data.
     let v = ok(
         &server,
         "live",
@@ -436,6 +457,7 @@ async fn prm_needs_a_template() {
     )
     .await;
     assert_eq!(shape(&v), vec![s(PRM, true, false)]);
+    assert_eq!(B64.encode(pssh(&v, PRM).data), PRM_DATA_B64);
     assert!(
         entry(&v, PRM)["contentProtection"]
             .as_str()
@@ -455,7 +477,10 @@ async fn key_api_signals_dash_as_cenc_and_hls_as_cbcs() {
         &body("key-dash", "DASH", None, None),
     )
     .await;
-    assert_eq!(shape(&v), vec![s(WV, true, false), s(PR, true, false)]);
+    assert_eq!(
+        shape(&v),
+        vec![s(WV, true, false), s(PR, true, false), s(PRM, true, false)]
+    );
     assert_eq!(
         widevine_scheme(&v),
         None,
@@ -587,27 +612,34 @@ async fn supplied_keys_are_stored_not_echoed_and_conflicts_are_409() {
     assert_eq!(v["contentKey"]["iv"], B64.encode(iv));
     assert!(v["contentKey"].get("keyValue").is_none());
 
-    // A later request that supplies nothing gets the slot's key — the packager's — in full.
+    // NAGRA: a supplied key is taken "as is and the key rotation mechanism will not be
+    // applied": it is bound to no slot, so a later request that supplies nothing gets
+    // keyplex's own key for the content, not the packager's.
     let v = ok(&server, "plain", "key", &body("sup-1", "HLS", None, None)).await;
-    assert_eq!(content_key(&v), (kid.to_owned(), key.to_vec(), iv.to_vec()));
+    assert_ne!(content_key(&v).0, kid);
+    assert_ne!(content_key(&v).1, key.to_vec());
 
-    // Another key, another kid or another IV for the taken slot: 409, nothing changes.
+    // The same kid with another key or another IV: 409, nothing changes.
     let other_key = with_key(body("sup-1", "DASH", None, None), kid, &[0x43; 16], None);
     let msg = rejected(&server, "plain", "cmaf", &other_key, 409, "KEY_CONFLICT").await;
     assert!(!msg.contains(&B64.encode([0x43u8; 16])), "{msg}");
-    let other_kid = with_key(
-        body("sup-1", "DASH", None, None),
-        "5a5a5a5a-0000-4000-8000-000000000002",
-        &key,
-        None,
-    );
-    rejected(&server, "plain", "cmaf", &other_kid, 409, "KEY_CONFLICT").await;
     let other_iv = with_key(body("sup-1", "DASH", None, None), kid, &key, Some(&[1; 16]));
     rejected(&server, "plain", "cmaf", &other_iv, 409, "KEY_CONFLICT").await;
-    let v = ok(&server, "plain", "key", &body("sup-1", "DASH", None, None)).await;
-    assert_eq!(content_key(&v).1, key.to_vec());
+    // The same kid under another content: 409 (a kid is one key of one content for ever).
+    let elsewhere = with_key(body("sup-other", "DASH", None, None), kid, &key, None);
+    rejected(&server, "plain", "cmaf", &elsewhere, 409, "KEY_CONFLICT").await;
 
-    // A supplied key for a slot keyplex already filled is a conflict too.
+    // Another supplied key for the same live content (the encryptor's next key): fine, as
+    // is a supplied key for content whose slot keyplex already filled.
+    let next_kid = "5a5a5a5a-0000-4000-8000-000000000002";
+    let next = with_key(
+        body("sup-1", "DASH", None, None),
+        next_kid,
+        &[0x44; 16],
+        None,
+    );
+    let v = ok(&server, "plain", "cmaf", &next).await;
+    assert_eq!(v["contentKey"]["keyId"], next_kid);
     ok(&server, "plain", "key", &body("sup-2", "DASH", None, None)).await;
     let late = with_key(
         body("sup-2", "DASH", None, None),
@@ -615,7 +647,120 @@ async fn supplied_keys_are_stored_not_echoed_and_conflicts_are_409() {
         &key,
         None,
     );
-    rejected(&server, "plain", "key", &late, 409, "KEY_CONFLICT").await;
+    ok(&server, "plain", "key", &late).await;
+    // Both supplied keys are kept under their kids: a retry still answers them.
+    let v = ok(&server, "plain", "cmaf", &req).await;
+    assert!(v.get("contentKey").is_none(), "{v}");
+}
+
+const ADMIN: &str = "admin-token-of-the-nagra-tests";
+
+/// The `key.delivered` audit event of `content` (the audit trail is written in batches).
+async fn delivery_event(server: &TestServer, tenant: &str, content: &str) -> Value {
+    for _ in 0..50 {
+        let events: Value = server
+            .client
+            .get(server.url(&format!(
+                "/admin/v1/audit?tenant={tenant}&content_id={content}&action=key.delivered"
+            )))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(e) = events["events"].as_array().and_then(|e| e.first()) {
+            return e.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no key.delivered event for {content}");
+}
+
+/// `scheduledKey.timestamp` as encoders write it (RFC 3339, epoch seconds, epoch
+/// milliseconds, as numbers or strings), `drmList` entries as strings or objects with
+/// metadata (kept in the audit trail), and the tenant's `max_key_lead_days`.
+#[tokio::test]
+async fn timestamps_drm_objects_and_lead_days() {
+    let server = TestServer::start_with(
+        &format!("[admin]\ntoken = \"{ADMIN}\"\n{CONFIG}\n[tenants.lead]\nbasic = [{{ user = \"packager\", password = \"s3cret-lead\" }}]\ncrypto_period_seconds = 60\nmax_key_lead_days = 2\n"),
+        |_| {},
+    )
+    .await;
+    let t = now() - now().rem_euclid(60) + 120;
+    let stamped = |ts: Value| {
+        let mut b = body("ts-1", "DASH", None, None);
+        b["scheduledKey"] = json!({ "timestamp": ts });
+        b
+    };
+    let rfc = time::OffsetDateTime::from_unix_timestamp(t + 5)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let first = content_key(&ok(&server, "live", "key", &stamped(json!(rfc))).await);
+    for ts in [
+        json!(t + 10),
+        json!((t + 20).to_string()),
+        json!((t + 30) * 1000),
+        json!(((t + 40) * 1000 + 999).to_string()),
+    ] {
+        let same = content_key(&ok(&server, "live", "key", &stamped(ts.clone())).await);
+        assert_eq!(same, first, "{ts}: the same 60-second period");
+    }
+    for bad in [json!("yesterday"), json!(true), json!(i64::MAX)] {
+        rejected(
+            &server,
+            "live",
+            "key",
+            &stamped(bad),
+            400,
+            "INVALID_REQUEST",
+        )
+        .await;
+    }
+
+    // drmList: strings and objects mixed; the metadata lands in the audit event.
+    let mut b = body("drm-objects", "DASH", None, None);
+    b["drmList"] = json!([
+        WV,
+        { "systemId": PR, "metadata": { "usageRules": ["no-hdmi"] } },
+        { "systemId": PRM }
+    ]);
+    let v = ok(&server, "plain", "key", &b).await;
+    assert_eq!(
+        shape(&v),
+        vec![s(WV, true, false), s(PR, true, false), s(PRM, true, false)]
+    );
+    let delivered = delivery_event(&server, "plain", "drm-objects").await;
+    let detail = delivered["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("no-hdmi") && detail.contains(PR),
+        "{detail}"
+    );
+    let mut bad = body("drm-objects", "DASH", None, None);
+    bad["drmList"] = json!([{ "metadata": {} }]);
+    rejected(&server, "plain", "key", &bad, 400, "INVALID_REQUEST").await;
+
+    // max_key_lead_days: 2 days for `lead`; the default (31) elsewhere.
+    let in_three_days = at(body("lead-1", "DASH", None, None), now() + 3 * 86_400);
+    rejected(
+        &server,
+        "lead",
+        "key",
+        &in_three_days,
+        400,
+        "TIMESTAMP_OUT_OF_RANGE",
+    )
+    .await;
+    ok(&server, "live", "key", &in_three_days).await;
+    ok(
+        &server,
+        "lead",
+        "key",
+        &at(body("lead-1", "DASH", None, None), now() + 86_400),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -637,17 +782,13 @@ async fn rejected_requests_store_nothing() {
         None,
     );
     rejected(&server, "plain", "cmaf", &bad_drm, 400, "UNSUPPORTED_DRM").await;
-    // …so another key for the same slot (and the same kid) is accepted afterwards.
+    // …so another key under the same kid is accepted afterwards (a stored [1; 16] would make
+    // it a 409), and a retry of it too.
     let good = with_key(body("nostore-1", "DASH", None, None), kid, &[2; 16], None);
     ok(&server, "plain", "cmaf", &good).await;
-    let v = ok(
-        &server,
-        "plain",
-        "key",
-        &body("nostore-1", "DASH", None, None),
-    )
-    .await;
-    assert_eq!(content_key(&v).1, vec![2u8; 16]);
+    ok(&server, "plain", "cmaf", &good).await;
+    let other = with_key(body("nostore-1", "DASH", None, None), kid, &[1; 16], None);
+    rejected(&server, "plain", "cmaf", &other, 409, "KEY_CONFLICT").await;
 }
 
 #[tokio::test]

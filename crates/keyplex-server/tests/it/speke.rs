@@ -347,20 +347,38 @@ async fn aws_suite_negative_cases_and_documented_messages() {
     assert!(media.contains("skd://"), "{media}");
     assert!(fairplay.pssh.is_none(), "FairPlay has no PSSH");
 
-    // PlayReady cannot signal HLS with cenc: asked for in v2, that is refused, not dropped.
+    // PlayReady and Widevine HLS with cenc (CMAF, as MediaPackage signals it): SAMPLE-AES-CTR.
     let pr_hls_cenc = cbcs
         .replace(
             r#"commonEncryptionScheme="cbcs""#,
             r#"commonEncryptionScheme="cenc""#,
         )
-        .replace(FP, WV);
-    let (status, text) =
-        refused(post(&server, "/acme/speke/v2", Some("2.0"), pr_hls_cenc).await).await;
-    assert_eq!(status, 422);
+        .replace(FP, WV)
+        .replace("cbcs_test_001", "cenc_hls_test_001")
+        .replace("1f083e4e-b831", "2f083e4e-b831")
+        .replace("141fdd3a-7f5e", "241fdd3a-7f5e");
+    let a = ok(post(&server, "/acme/speke/v2", Some("2.0"), pr_hls_cenc.clone()).await).await;
+    assert_v2_answer(&pr_hls_cenc, &a, "2.0");
+    let with_hls: Vec<_> = a
+        .doc
+        .drm_systems
+        .iter()
+        .flatten()
+        .filter(|d| !d.hls_signaling.is_empty())
+        .collect();
     assert!(
-        text.contains("HLSSignalingData") && text.contains("cenc"),
-        "{text}"
+        with_hls
+            .iter()
+            .any(|d| d.system_id.as_written == crate::cpix::PR)
     );
+    for d in with_hls {
+        let media = decode_text(&d.hls_signaling[0].value);
+        assert!(
+            media.starts_with("#EXT-X-KEY:METHOD=SAMPLE-AES-CTR,"),
+            "{}: {media}",
+            d.system_id.as_written
+        );
+    }
 }
 
 #[tokio::test]
@@ -410,9 +428,11 @@ async fn v1_hls_aes128_reference_request() {
     };
     assert_eq!(ext("KeyFormat").as_deref(), Some("identity"));
     assert_eq!(ext("KeyFormatVersions").as_deref(), Some("1"));
-    // What HLS AES-128 does not have is left out rather than answered wrongly.
-    assert!(ext("ProtectionHeader").is_none());
-    assert!(drm.pssh.is_none() && drm.content_protection_data.is_none());
+    // What HLS AES-128 does not have but was asked for stays in the answer, empty (as AWS's
+    // reference server answers it), never with a wrong value.
+    assert_eq!(ext("ProtectionHeader").as_deref(), Some(""));
+    assert_eq!(drm.pssh.as_deref(), Some(""));
+    assert_eq!(drm.content_protection_data.as_deref(), Some(""));
     assert!(a.text.contains("xmlns:speke=\"urn:aws:amazon:com:speke\""));
     assert_eq!(
         a.doc.periods,
