@@ -443,17 +443,17 @@ struct NewCredentialJson {
     label: String,
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
-    /// A secret keyplex generated (shown once): the `basic` password or the `get_token` the
-    /// request left out.
+    /// A secret keyplex generated (shown once): the `basic` password, `get_token` or
+    /// `enc_token` the request left out.
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
 }
 
-/// Fills in a secret the caller left out: a Basic password or a GET token.
+/// Fills in a secret the caller left out: a Basic password, a GET token or an enc_token.
 fn generate_missing_secret(body: &mut serde_json::Value) -> Result<Option<String>, ApiError> {
     let field = match body.get("type").and_then(|t| t.as_str()) {
         Some("basic") => "password",
-        Some("get_token") => "token",
+        Some("get_token" | "enc_token") => "token",
         _ => return Ok(None),
     };
     let Some(object) = body.as_object_mut() else {
@@ -473,8 +473,8 @@ fn generate_missing_secret(body: &mut serde_json::Value) -> Result<Option<String
     operation_id = "admin_add_credential",
     tag = "admin",
     summary = "Add a credential to a tenant",
-    description = "Effective at once on this node, within two seconds on the others. A `basic` password or \
-        `get_token` left out is generated and returned once in `secret`.",
+    description = "Effective at once on this node, within two seconds on the others. A `basic` password, \
+        `get_token` or `enc_token` left out is generated and returned once in `secret`.",
     params(
         ("id" = String, Path, description = "Tenant id"),
     ),
@@ -1444,6 +1444,12 @@ pub mod doc {
         },
         /// Keys that verify players' entitlement tokens.
         LicenceJwt(JwtKeys),
+        /// The PallyCon-style token (`enc_token`, at least 16 characters) of the PallyCon and
+        /// ATEME routes; generated when left out.
+        EncToken {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            token: Option<String>,
+        },
     }
 
     /// JWT verification keys: at least one; exactly the algorithms given are accepted.
@@ -1507,6 +1513,9 @@ mod tests {
                 token: Some("a-token-of-sixteen-chars".into()),
             },
             CredentialRequest::LicenceJwt(jwt()),
+            CredentialRequest::EncToken {
+                token: Some("an-enc-token-of-sixteen-chars".into()),
+            },
         ];
         let mut kinds = Vec::new();
         for credential in documented {

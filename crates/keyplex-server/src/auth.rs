@@ -374,6 +374,82 @@ pub fn authenticate_packager_request(
     Ok((tenant, body))
 }
 
+/// The URL-borne tokens of a tenant: GET-style CPIX's `get_token` and PallyCon's
+/// `enc_token`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    Get,
+    Enc,
+}
+
+impl TokenKind {
+    /// The credential name noted for audit and rate limiting.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Get => "get_token",
+            Self::Enc => "enc_token",
+        }
+    }
+
+    fn tokens(self, tenant: &crate::state::Tenant) -> Vec<&crate::config::Secret> {
+        match self {
+            Self::Get => tenant.config.get_tokens().collect(),
+            Self::Enc => tenant.config.enc_tokens().collect(),
+        }
+    }
+
+    /// Whether `presented_digest` (SHA-256 of the presented token) is one of `tenant`'s
+    /// tokens. Hashing both sides first makes the comparison take the same time whatever the
+    /// lengths, and every token is compared, so timing does not tell which one matched.
+    fn matches(self, tenant: &crate::state::Tenant, presented_digest: &[u8; 32]) -> bool {
+        use sha2::{Digest, Sha256};
+        use subtle::ConstantTimeEq;
+        self.tokens(tenant).into_iter().fold(false, |matched, t| {
+            let expected: [u8; 32] = Sha256::digest(t.expose().as_bytes()).into();
+            matched | bool::from(expected.ct_eq(presented_digest))
+        })
+    }
+}
+
+/// Authenticates a request by one of `tenant`'s tokens of `kind`: 403 for a token of
+/// another tenant, 401 otherwise (with the reason when the tenant has no such token).
+pub fn authenticate_token(
+    state: &crate::state::AppState,
+    tenant: &crate::state::Tenant,
+    presented: &str,
+    kind: TokenKind,
+) -> Result<(), ApiError> {
+    use sha2::{Digest, Sha256};
+    let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    if kind.matches(tenant, &digest) {
+        crate::rate_limit::admit(tenant, kind.name())?;
+        return Ok(());
+    }
+    if state
+        .tenants()
+        .values()
+        .filter(|t| t.id != tenant.id)
+        .any(|t| kind.matches(t, &digest))
+    {
+        return Err(ApiError::Forbidden(format!(
+            "this token is not valid for tenant {}",
+            tenant.id
+        )));
+    }
+    if kind.tokens(tenant).is_empty() {
+        return Err(ApiError::Unauthorized(match kind {
+            TokenKind::Get => {
+                "GET-style CPIX is not enabled for this tenant (no get_token configured)".into()
+            }
+            TokenKind::Enc => {
+                "PallyCon-style CPIX is not enabled for this tenant (no enc_token configured)"
+                    .into()
+            }
+        }));
+    }
+    Err(ApiError::Unauthorized("invalid token".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -678,8 +678,14 @@ fn fill_pallycon(drm: &mut DrmSystemEntry, entry: &SignalEntry, api: PallyconVer
     use base64::Engine as _;
     let (s, b64) = (&entry.signal, &entry.base64);
     drm.pssh.clone_from(&b64.pssh);
+    // The key URI of FairPlay (`skd://…`) and of identity keys (AES-128's key URL); a data
+    // URI holding a pssh box is not what PallyCon clients expect here.
     drm.uri_ext_x_key = match s.system {
-        DrmSystem::FairPlay | DrmSystem::FairPlayLegacy => b64.hls_key_uri.clone(),
+        DrmSystem::FairPlay
+        | DrmSystem::FairPlayLegacy
+        | DrmSystem::ClearKeyAes128
+        | DrmSystem::AwsHlsAes128
+        | DrmSystem::ClearKeySampleAes => b64.hls_key_uri.clone(),
         _ => None,
     };
     drm.content_protection_data = None;

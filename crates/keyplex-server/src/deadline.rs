@@ -60,9 +60,11 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
 /// An error outside any handler, in the format of the interface the route belongs to.
 fn render(interface: Interface, error: ApiError) -> Response {
     match interface {
-        Interface::Cpix | Interface::Speke | Interface::GetCpix | Interface::Harmonic => {
-            PlainText(error).into_response()
-        }
+        Interface::Cpix
+        | Interface::Speke
+        | Interface::GetCpix
+        | Interface::Harmonic
+        | Interface::Pallycon => PlainText(error).into_response(),
         Interface::Nagra => NagraJson::from(error).into_response(),
         Interface::WidevineApi => WidevineJson::from(error).into_response(),
         _ => error.into_response(),

@@ -14,6 +14,11 @@
 //! overrides the scheme. Signaling comes from the same code as every other interface
 //! (`signaling::entry`).
 
+use crate::auth::TokenKind;
+use crate::error::{ApiError, PlainText};
+use crate::keys;
+use crate::signaling;
+use crate::state::{AppState, Tenant};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -26,13 +31,6 @@ use keyplex_drm::signal::SignalForms;
 use keyplex_drm::system::DrmSystem;
 use keyplex_types::{ContentId, EncryptionScheme, KeyPeriod, KeySlot, TrackType};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-
-use crate::error::{ApiError, PlainText};
-use crate::keys;
-use crate::signaling;
-use crate::state::{AppState, Tenant};
 
 /// Optional query parameters.
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -144,39 +142,8 @@ fn bearer_token(headers: &HeaderMap) -> Result<String, ApiError> {
     Ok(rest.trim().to_owned())
 }
 
-/// Whether `presented` is `tenant`'s GET token. SHA-256 of both sides first, so the
-/// comparison takes the same time whatever the lengths.
-fn token_matches(tenant: &Tenant, presented_digest: &[u8; 32]) -> bool {
-    // Every token is compared, so timing does not tell which one matched.
-    tenant.config.get_tokens().fold(false, |matched, t| {
-        let expected: [u8; 32] = Sha256::digest(t.expose().as_bytes()).into();
-        matched | bool::from(expected.ct_eq(presented_digest))
-    })
-}
-
 fn authenticate(state: &AppState, tenant: &Tenant, presented: &str) -> Result<(), ApiError> {
-    let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-    if token_matches(tenant, &digest) {
-        crate::rate_limit::admit(tenant, "get_token")?;
-        return Ok(());
-    }
-    if state
-        .tenants()
-        .values()
-        .filter(|t| t.id != tenant.id)
-        .any(|t| token_matches(t, &digest))
-    {
-        return Err(ApiError::Forbidden(format!(
-            "this token is not valid for tenant {}",
-            tenant.id
-        )));
-    }
-    if tenant.config.get_tokens().next().is_none() {
-        return Err(ApiError::Unauthorized(
-            "GET-style CPIX is not enabled for this tenant (no get_token configured)".into(),
-        ));
-    }
-    Err(ApiError::Unauthorized("invalid token".into()))
+    crate::auth::authenticate_token(state, tenant, presented, TokenKind::Get)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

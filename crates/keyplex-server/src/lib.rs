@@ -27,6 +27,7 @@ pub mod licence_proxy;
 pub mod listener;
 pub mod nagra;
 pub mod openapi;
+pub mod pallycon;
 pub mod players;
 pub mod rate_limit;
 pub mod registry;
@@ -79,6 +80,19 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/{tenant}/cpix/{format}/{content_id}/{token}",
             get(get_cpix::get_cpix_token_in_path),
+        )
+        .route(
+            "/{tenant}/v1/cpix/pallycon/getKey/{enc_token}",
+            post(pallycon::post_v1),
+        )
+        .route(
+            "/{tenant}/v2/cpix/pallycon/getKey/{enc_token}",
+            post(pallycon::post_v2),
+        )
+        .route("/{tenant}/cpix/getKey", post(pallycon::post_speke))
+        .route(
+            "/{tenant}/cpix/anevia/{format}/{enc_token}/{cid}",
+            get(pallycon::get_anevia),
         )
         .route(
             "/{tenant}/widevine/getcontentkey",

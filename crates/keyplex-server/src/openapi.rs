@@ -22,8 +22,8 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
 use crate::{
-    admin, clearkey, cpix, get_cpix, harmonic, hls_keys, licence_proxy, nagra, speke, ssm,
-    widevine_api,
+    admin, clearkey, cpix, get_cpix, harmonic, hls_keys, licence_proxy, nagra, pallycon, speke,
+    ssm, widevine_api,
 };
 
 /// The document. `ApiDoc::openapi()` builds it; `/openapi.json` serves it.
@@ -61,6 +61,10 @@ use crate::{
         get_cpix::get_cpix,
         get_cpix::get_cpix_token_in_path,
         widevine_api::post_get_content_key,
+        pallycon::post_v1,
+        pallycon::post_v2,
+        pallycon::post_speke,
+        pallycon::get_anevia,
         // Players
         clearkey::post_licence,
         hls_keys::get_key,

@@ -35,7 +35,7 @@ pub struct CredentialInfo {
     /// `cred_…` (admin API) or `config:<type>:<n>` (configuration file, cannot be deleted
     /// through the API).
     pub id: String,
-    /// `basic`, `jwt`, `sigv4`, `widevine_signer`, `get_token` or `licence_jwt`.
+    /// `basic`, `jwt`, `sigv4`, `widevine_signer`, `get_token`, `licence_jwt` or `enc_token`.
     #[serde(rename = "type")]
     pub kind: String,
     /// The non-secret part: user name, access key id, signer name, key algorithm.
@@ -56,16 +56,18 @@ pub enum CredentialSpec {
     WidevineSigner(WidevineSigner),
     GetToken { token: Secret },
     LicenceJwt(JwtConfig),
+    EncToken { token: Secret },
 }
 
 impl CredentialSpec {
-    pub const KINDS: [&str; 6] = [
+    pub const KINDS: [&str; 7] = [
         "basic",
         "jwt",
         "sigv4",
         "widevine_signer",
         "get_token",
         "licence_jwt",
+        "enc_token",
     ];
 
     pub fn kind(&self) -> &'static str {
@@ -76,6 +78,7 @@ impl CredentialSpec {
             Self::WidevineSigner(_) => "widevine_signer",
             Self::GetToken { .. } => "get_token",
             Self::LicenceJwt(_) => "licence_jwt",
+            Self::EncToken { .. } => "enc_token",
         }
     }
 
@@ -86,7 +89,7 @@ impl CredentialSpec {
             Self::Jwt(j) | Self::LicenceJwt(j) => jwt_label(j),
             Self::Sigv4(c) => c.access_key_id.clone(),
             Self::WidevineSigner(w) => w.name.clone(),
-            Self::GetToken { .. } => "token".to_owned(),
+            Self::GetToken { .. } | Self::EncToken { .. } => "token".to_owned(),
         }
     }
 
@@ -98,6 +101,7 @@ impl CredentialSpec {
             Self::Sigv4(c) => tenant.sigv4.push(c),
             Self::WidevineSigner(w) => tenant.widevine_signers.push(w),
             Self::GetToken { token } => tenant.extra_get_tokens.push(token),
+            Self::EncToken { token } => tenant.extra_enc_tokens.push(token),
             Self::LicenceJwt(j) => tenant
                 .licence
                 .get_or_insert_with(LicenceConfig::default)
@@ -151,6 +155,9 @@ fn file_credentials(tc: &TenantConfig) -> Vec<CredentialInfo> {
     }
     if let Some(j) = tc.licence.as_ref().and_then(|l| l.jwt.as_ref()) {
         push("licence_jwt", 0, jwt_label(j));
+    }
+    if tc.enc_token.is_some() {
+        push("enc_token", 0, "token".to_owned());
     }
     out
 }

@@ -18,6 +18,8 @@ pub enum Interface {
     Nagra,
     Harmonic,
     GetCpix,
+    /// PallyCon-compatible routes (and ATEME NEA-DVR's GET form).
+    Pallycon,
     WidevineApi,
     ClearKey,
     Hls,
@@ -68,6 +70,10 @@ impl Interface {
             "fpls/contentlicenseservice/v1/licenses" => Self::FairPlay,
             "prmls/contentlicenseservice/v1/licenses" => Self::Prm,
             "ssm/v1/sessions/{id}/licence" => Self::SsmLicence,
+            "v1/cpix/pallycon/getKey/{enc_token}"
+            | "v2/cpix/pallycon/getKey/{enc_token}"
+            | "cpix/getKey"
+            | "cpix/anevia/{format}/{enc_token}/{cid}" => Self::Pallycon,
             r if r.starts_with("cpix/{format}/") => Self::GetCpix,
             r if r.starts_with("ssm/") => Self::Ssm,
             _ => Self::Other,
@@ -81,6 +87,7 @@ impl Interface {
             Self::Nagra => "nagra",
             Self::Harmonic => "harmonic",
             Self::GetCpix => "get_cpix",
+            Self::Pallycon => "pallycon",
             Self::WidevineApi => "widevine_api",
             Self::ClearKey => "clearkey",
             Self::Hls => "hls",
@@ -102,6 +109,7 @@ impl Interface {
             | Self::Nagra
             | Self::Harmonic
             | Self::GetCpix
+            | Self::Pallycon
             | Self::WidevineApi => Kind::Keys,
             Self::ClearKey
             | Self::Hls

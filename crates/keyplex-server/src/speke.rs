@@ -30,7 +30,7 @@ use keyplex_drm::system::DrmSystem;
 use keyplex_types::EncryptionScheme;
 
 use crate::auth::authenticate_packager_request;
-use crate::cpix::{ExchangeProfile, exchange_with, xml_response};
+use crate::cpix::{ExchangeProfile, KidSource, exchange_with, xml_response};
 use crate::error::{ApiError, PlainText};
 use crate::state::{AppState, Tenant};
 
@@ -174,7 +174,32 @@ pub async fn answer(
     version: SpekeVersion,
     body: &[u8],
 ) -> Response {
-    match exchange_speke(state, tenant, version, body).await {
+    answer_as(state, tenant, version, body, KidSource::Request).await
+}
+
+/// A SPEKE request on another vendor's URL (PallyCon's `/cpix/getKey`): the version from
+/// `X-Speke-Version` (absent: v1), the kids from `kids`.
+pub async fn answer_with_kids(
+    state: &AppState,
+    tenant: &Tenant,
+    headers: &HeaderMap,
+    body: &[u8],
+    kids: KidSource,
+) -> Response {
+    match header_version(headers) {
+        Ok(version) => answer_as(state, tenant, version, body, kids).await,
+        Err(e) => PlainText(e).into_response(),
+    }
+}
+
+async fn answer_as(
+    state: &AppState,
+    tenant: &Tenant,
+    version: SpekeVersion,
+    body: &[u8],
+    kids: KidSource,
+) -> Response {
+    match exchange_speke(state, tenant, version, body, kids).await {
         Ok(doc) => {
             let mut response = xml_response(&doc);
             let headers = response.headers_mut();
@@ -199,6 +224,7 @@ async fn exchange_speke(
     tenant: &Tenant,
     version: SpekeVersion,
     body: &[u8],
+    kids: KidSource,
 ) -> Result<CpixDocument, ApiError> {
     if body.is_empty() {
         return Err(ApiError::BadRequest(
@@ -213,6 +239,7 @@ async fn exchange_speke(
     } else {
         ExchangeProfile::SPEKE_V1
     };
+    let profile = ExchangeProfile { kids, ..profile };
     exchange_with(state, tenant, doc, &profile)
         .await
         .map_err(|e| match e {

@@ -416,11 +416,20 @@ const SECRET_QUERY_NAMES: [&str; 7] = [
 pub fn loggable_uri(uri: &http::Uri) -> String {
     let path = uri.path();
     let segments: Vec<&str> = path.split('/').collect();
-    let mut out = match segments.as_slice() {
-        ["", _tenant, "cpix", _format, _content, _token] => {
-            let keep = path.rsplit_once('/').map_or(path, |(keep, _)| keep);
-            format!("{keep}/<redacted>")
+    let redact = |at: usize| {
+        let mut kept = segments.clone();
+        if let Some(s) = kept.get_mut(at) {
+            *s = "<redacted>";
         }
+        kept.join("/")
+    };
+    let mut out = match segments.as_slice() {
+        // GET CPIX with get_token_in_path; PallyCon's getKey/{enc_token}; ATEME's
+        // anevia/{format}/{enc_token}/{cid}.
+        ["", _, "cpix", _, _, _] | ["", _, "v1" | "v2", "cpix", "pallycon", "getKey", _] => {
+            redact(segments.len() - 1)
+        }
+        ["", _, "cpix", "anevia", _, _, _] => redact(5),
         _ => path.to_owned(),
     };
     if let Some(query) = uri.query() {
@@ -816,6 +825,19 @@ mod tests {
         assert_eq!(
             uri("/vod/cpix/hls/movie-5?start=3&token=abc&X-Amz-Signature=f00&keyFormat="),
             "/vod/cpix/hls/movie-5?start=3&token=<redacted>&X-Amz-Signature=<redacted>&keyFormat="
+        );
+        // PallyCon's token in the path and in its SPEKE form's query; ATEME's GET form.
+        assert_eq!(
+            uri("/acme/v2/cpix/pallycon/getKey/eyJzaXRlX2lkIjoiREVNTyJ9"),
+            "/acme/v2/cpix/pallycon/getKey/<redacted>"
+        );
+        assert_eq!(
+            uri("/acme/cpix/getKey?enc-token=eyJzaXRlX2lkIjoiREVNTyJ9"),
+            "/acme/cpix/getKey?enc-token=<redacted>"
+        );
+        assert_eq!(
+            uri("/acme/cpix/anevia/dash/eyJzaXRlX2lkIjoiREVNTyJ9/test-cid"),
+            "/acme/cpix/anevia/dash/<redacted>/test-cid"
         );
         // Other paths, including five-segment ones of other interfaces, are kept.
         assert_eq!(uri("/acme/cpix"), "/acme/cpix");

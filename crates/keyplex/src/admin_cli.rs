@@ -114,7 +114,7 @@ pub enum CredentialsCommand {
     /// secret_access_key=…`, `--type jwt --set-file rs256_public_key_pem=key.pem`, …
     Add {
         tenant: String,
-        /// basic, jwt, sigv4, widevine_signer, get_token or licence_jwt.
+        /// basic, jwt, sigv4, widevine_signer, get_token, licence_jwt or enc_token.
         #[arg(long = "type")]
         kind: String,
         /// A field of the credential, `name=value`.

@@ -15,6 +15,7 @@ mod hostile;
 mod licence_proxy;
 mod nagra;
 mod openapi;
+mod pallycon;
 mod players;
 mod rate_limit;
 mod speke;

@@ -27,6 +27,10 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/{tenant}/cpix/{format}/{content_id}", &["get"]),
     ("/{tenant}/cpix/{format}/{content_id}/{token}", &["get"]),
     ("/{tenant}/widevine/getcontentkey", &["post"]),
+    ("/{tenant}/v1/cpix/pallycon/getKey/{enc_token}", &["post"]),
+    ("/{tenant}/v2/cpix/pallycon/getKey/{enc_token}", &["post"]),
+    ("/{tenant}/cpix/getKey", &["post"]),
+    ("/{tenant}/cpix/anevia/{format}/{enc_token}/{cid}", &["get"]),
     ("/{tenant}/clearkey/v1/licenses", &["post"]),
     ("/{tenant}/hls/v1/keys/{kid}", &["get"]),
     (
