@@ -92,3 +92,37 @@ def test_master_key_from_environment_and_a_wrong_one_is_refused(keyplex_bin, tmp
     status, again = cpix(base, "demo", password, kid)
     stop(proc)
     assert status == 200 and again == first
+
+
+def test_client_cpix_gives_the_demo_tenant_the_same_key_every_run(keyplex_bin, tmp_path):
+    """`keyplex client cpix --content-id X` against the default demo tenant: the same keys on
+    every run (the client derives its kids from content, track type and period), other keys
+    for another content or period."""
+    import json
+
+    proc, base = start(keyplex_bin, tmp_path)
+    try:
+        out = proc.stdout.readline().decode()
+        while "password" not in out:
+            out = proc.stdout.readline().decode()
+        password = re.search(r"user `demo` password `([A-Za-z0-9_-]+)`", out).group(1)
+
+        def run(*args):
+            result = subprocess.run(
+                [str(keyplex_bin), "client", "cpix", "--url", f"{base}/demo/cpix", "--user", "demo",
+                 "--password", password, "--track-types", "SD,AUDIO", *args],
+                capture_output=True, text=True, timeout=60, check=True,
+            )
+            keys = json.loads(result.stdout)["content_key_list"]
+            for key in keys:
+                keyplex_proc.saw_key(bytes.fromhex(key["key_hex"]))
+            return [(k["key_id"], k["key_hex"]) for k in keys]
+
+        first = run("--content-id", "movie-2")
+        assert run("--content-id", "movie-2") == first
+        assert first[0] != first[1], "one key per track type"
+        assert run("--content-id", "movie-3")[0] != first[0]
+        assert run("--content-id", "movie-2", "--period", "7")[0] != first[0]
+    finally:
+        # Kept as a log, so that the secrets check reads what this server wrote.
+        (tmp_path / "keyplex.log").write_text(out + stop(proc))

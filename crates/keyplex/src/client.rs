@@ -7,10 +7,11 @@
 //! with and without its header; the FairPlay key URI). `client packager-args` prints the
 //! same keys as Shaka Packager raw-key arguments.
 //!
-//! The request names a fresh random key id per track type: keyplex keeps such a key for
-//! ever under that id, so every run creates new keys, unless the tenant has `kid_override`,
-//! where the (content, track type, period) slot picks the key and runs are repeatable (and
-//! share keys with the Widevine API, NAGRA JSON and GET CPIX).
+//! The request names one key id per track type, derived from (content id, track type,
+//! period) ([`client_kid`]): the key server keeps a key for ever under its id, so every run
+//! for the same content gets the same keys, from keyplex or any other CPIX server. A tenant
+//! with `kid_override` picks the key by its (content, track type, period) slot instead, and
+//! shares it with the Widevine API, NAGRA JSON and GET CPIX.
 
 use std::fmt;
 use std::str::FromStr;
@@ -419,13 +420,31 @@ fn uri_attribute(line: &str) -> Option<String> {
     Some(rest.get(..rest.find('"')?)?.to_owned())
 }
 
+/// The key id the client names for one track type of a content and period: the first 16
+/// bytes of SHA-256 over the three, marked as a UUIDv8 (RFC 9562, custom). Deterministic,
+/// so that running the client twice asks for the same keys instead of creating new ones;
+/// distinct per content, track type and period, like the keys themselves.
+pub fn client_kid(content_id: &str, track_type: &TrackType, period: Option<u64>) -> KeyId {
+    use sha2::{Digest, Sha256};
+    let period = period.map_or_else(|| "vod".to_owned(), |p| p.to_string());
+    let digest = Sha256::digest(format!(
+        "keyplex client kid v1\n{content_id}\n{}\n{period}",
+        track_type.as_str()
+    ));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+    bytes[6] = (bytes[6] & 0x0f) | 0x80; // version 8
+    bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 9562 variant
+    KeyId::from_bytes(bytes)
+}
+
 /// POSTs the request and reads the answer.
 pub async fn fetch(opts: &ClientOptions) -> Result<ClientKeys> {
     let query = KeyQuery::from_options(opts)?;
     let kids: Vec<KeyId> = query
         .track_types
         .iter()
-        .map(|_| KeyId::new_random())
+        .map(|t| client_kid(&query.content_id, t, query.period))
         .collect();
     let xml = keyplex_cpix::write_document(&build_request(&query, &kids));
     let client = reqwest::Client::builder()
@@ -699,6 +718,26 @@ mod tests {
         let args = packager_args(&keys(vec![all]), &[Drm::FairPlay], false);
         assert!(args[2].starts_with("label=:key_id=3030"));
         assert_eq!(&args[args.len() - 2..], ["--hls_key_uri", "skd://abc"]);
+    }
+
+    #[test]
+    fn client_kids_are_stable_and_distinct_per_content_track_and_period() {
+        let hd = TrackType::parse("HD").unwrap();
+        let sd = TrackType::parse("SD").unwrap();
+        let a = client_kid("movie-1", &hd, None);
+        assert_eq!(a, client_kid("movie-1", &hd, None), "the same every run");
+        assert_eq!(a.to_string(), client_kid("movie-1", &hd, None).to_string());
+        for other in [
+            client_kid("movie-2", &hd, None),
+            client_kid("movie-1", &sd, None),
+            client_kid("movie-1", &hd, Some(0)),
+            client_kid("movie-1", &hd, Some(1)),
+        ] {
+            assert_ne!(a, other);
+        }
+        let uuid = a.to_string();
+        assert_eq!(uuid.as_bytes()[14], b'8', "UUIDv8: {uuid}");
+        assert!(matches!(uuid.as_bytes()[19], b'8' | b'9' | b'a' | b'b'), "{uuid}");
     }
 
     #[test]
