@@ -737,7 +737,10 @@ mod tests {
         }
         let uuid = a.to_string();
         assert_eq!(uuid.as_bytes()[14], b'8', "UUIDv8: {uuid}");
-        assert!(matches!(uuid.as_bytes()[19], b'8' | b'9' | b'a' | b'b'), "{uuid}");
+        assert!(
+            matches!(uuid.as_bytes()[19], b'8' | b'9' | b'a' | b'b'),
+            "{uuid}"
+        );
     }
 
     #[test]

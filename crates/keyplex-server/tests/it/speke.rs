@@ -669,6 +669,45 @@ async fn v2_key_rotation_with_key_periods() {
     assert_eq!(plain_keys(&c.doc)[..], plain_keys(&b.doc)[2..]);
 }
 
+/// SPEKE 2.1 (CPIX 2.4) live periods by time only: `@start`/`@end`, no `@index`.
+#[tokio::test]
+async fn v2_1_key_periods_by_start_and_end_time() {
+    let server = TestServer::start().await;
+    let by_time = |starts: &[&str]| {
+        let periods: Vec<(u64, String)> = starts
+            .iter()
+            .enumerate()
+            .map(|(i, start)| {
+                (
+                    200 + i as u64,
+                    format!(r#" start="{start}" end="2030-01-01T01:00:00Z""#),
+                )
+            })
+            .collect();
+        let refs: Vec<(u64, &str)> = periods.iter().map(|(i, e)| (*i, e.as_str())).collect();
+        let mut xml = rotation_request("2.4", &refs);
+        for (i, _) in &periods {
+            xml = xml.replace(&format!(r#" index="{i}""#), "");
+        }
+        assert!(!xml.contains(" index="));
+        xml
+    };
+    let two = by_time(&["2030-01-01T00:00:00Z", "2030-01-01T00:01:00Z"]);
+    // Packager-named kids: answered, periods echoed as sent.
+    let a = ok(post(&server, "/acme/speke/v2", Some("2.1"), two.clone()).await).await;
+    assert_v2_answer(&two, &a, "2.1");
+    assert_eq!(plain_keys(&a.doc).len(), 4);
+    // A tenant that chooses kids and rotates every 60 s: each period its own keys, and a
+    // period named by another start within the same 60 s is the same period.
+    let b = ok(post(&server, "/initech/speke/v2", Some("2.1"), two.clone()).await).await;
+    let keys = plain_keys(&b.doc);
+    let distinct: std::collections::HashSet<[u8; 16]> = keys.iter().map(|k| k.1).collect();
+    assert_eq!(distinct.len(), 4, "two periods, two track types");
+    let within = by_time(&["2030-01-01T00:00:30Z"]);
+    let c = ok(post(&server, "/initech/speke/v2", Some("2.1"), within).await).await;
+    assert_eq!(plain_keys(&c.doc)[..], keys[..2]);
+}
+
 #[tokio::test]
 async fn speke_auth_and_tenants() {
     let server = TestServer::start().await;
