@@ -149,6 +149,31 @@ pub struct DrmSystemEntry {
     pub extensions: Vec<ExtensionElement>,
 }
 
+impl DrmSystemEntry {
+    /// A `DRMSystem` for `kid` that asks for nothing yet: the system id written as keyplex
+    /// writes it (lower-case 8-4-4-4-12).
+    pub fn new(system_id: [u8; 16], kid: Kid) -> Self {
+        // A UUID prints as a key id does.
+        let as_written = keyplex_types::KeyId::from_bytes(system_id).to_string();
+        Self {
+            id: None,
+            system_id: SystemIdAttr {
+                uuid: system_id,
+                as_written,
+            },
+            kid,
+            name: None,
+            pssh: None,
+            content_protection_data: None,
+            uri_ext_x_key: None,
+            hls_signaling: Vec::new(),
+            smooth_streaming: None,
+            hds_signaling: None,
+            extensions: Vec::new(),
+        }
+    }
+}
+
 /// A child element in a foreign namespace, kept so it can be echoed (and, for SPEKE v1,
 /// filled in).
 #[derive(Clone, Debug, PartialEq, Eq)]

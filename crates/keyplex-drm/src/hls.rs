@@ -24,6 +24,17 @@ pub enum HlsMethod {
 }
 
 impl HlsMethod {
+    /// The sample-encryption method of a CENC scheme in HLS (fMP4/CMAF): `SAMPLE-AES` for
+    /// cbcs, `SAMPLE-AES-CTR` for cenc; HLS has none for cens and cbc1.
+    pub const fn for_scheme(scheme: keyplex_types::EncryptionScheme) -> Option<Self> {
+        use keyplex_types::EncryptionScheme;
+        match scheme {
+            EncryptionScheme::Cbcs => Some(Self::SampleAes),
+            EncryptionScheme::Cenc => Some(Self::SampleAesCtr),
+            EncryptionScheme::Cens | EncryptionScheme::Cbc1 => None,
+        }
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Aes128 => "AES-128",
@@ -45,6 +56,24 @@ pub struct HlsKeyLine {
 }
 
 impl HlsKeyLine {
+    /// The CMAF form of a DRM whose signaling is a pssh box (Widevine, Nagra PRM): the box as
+    /// a `data:` URI, the default key id in `KEYID`, `KEYFORMATVERSIONS="1"`.
+    pub fn pssh_data_uri(
+        method: HlsMethod,
+        pssh_base64: &str,
+        kid: KeyId,
+        keyformat: String,
+    ) -> Self {
+        Self {
+            method,
+            uri: format!("data:text/plain;base64,{pssh_base64}"),
+            iv: None,
+            key_id: Some(kid),
+            keyformat: Some(keyformat),
+            keyformatversions: Some("1".to_owned()),
+        }
+    }
+
     /// `#EXT-X-KEY:<attributes>`.
     pub fn to_ext_x_key(&self) -> String {
         format!("#EXT-X-KEY:{}", self.attributes())

@@ -146,25 +146,13 @@ pub fn signal(
                 opts.crypto_period_index,
             );
             set_dash(opts.forms, &mut out, system, &pssh, None, None);
-            let method = match scheme {
-                EncryptionScheme::Cbcs => Some(HlsMethod::SampleAes),
-                EncryptionScheme::Cenc => Some(HlsMethod::SampleAesCtr),
-                EncryptionScheme::Cens | EncryptionScheme::Cbc1 => None,
-            };
-            if let Some(method) = method {
-                set_hls(
-                    opts.forms,
-                    &mut out,
-                    &HlsKeyLine {
-                        method,
-                        uri: format!("data:text/plain;base64,{}", pssh.to_base64()),
-                        iv: None,
-                        key_id: Some(first.kid),
-                        keyformat: Some(KEYFORMAT_WIDEVINE.to_owned()),
-                        keyformatversions: Some("1".to_owned()),
-                    },
-                );
-            }
+            set_pssh_hls(
+                opts,
+                &mut out,
+                &pssh,
+                first.kid,
+                KEYFORMAT_WIDEVINE.to_owned(),
+            );
             out.pssh = Some(pssh.to_bytes());
         }
         DrmSystem::PlayReady => {
@@ -177,11 +165,7 @@ pub fn signal(
             let pssh = PsshBox::v0(system.system_id(), pro.clone());
             // HLS carries PlayReady in CMAF: SAMPLE-AES for cbcs, SAMPLE-AES-CTR for cenc
             // (AWS MediaPackage signals both; the URI is the PRO, not the pssh box).
-            let hls_method = match scheme {
-                EncryptionScheme::Cbcs => Some(HlsMethod::SampleAes),
-                EncryptionScheme::Cenc => Some(HlsMethod::SampleAesCtr),
-                EncryptionScheme::Cens | EncryptionScheme::Cbc1 => None,
-            };
+            let hls_method = HlsMethod::for_scheme(scheme);
             let needs_b64 = opts.forms.smooth || (opts.forms.hls && hls_method.is_some());
             let pro_b64 = if needs_b64 {
                 B64.encode(&pro)
@@ -249,12 +233,7 @@ pub fn signal(
                 out.content_protection_data =
                     la_url.map(|u| content_protection_data(system, None, None, Some(u)));
             }
-            let method = match scheme {
-                EncryptionScheme::Cbcs => Some(HlsMethod::SampleAes),
-                EncryptionScheme::Cenc => Some(HlsMethod::SampleAesCtr),
-                EncryptionScheme::Cens | EncryptionScheme::Cbc1 => None,
-            };
-            if let Some(method) = method {
+            if let Some(method) = HlsMethod::for_scheme(scheme) {
                 set_hls(
                     opts.forms,
                     &mut out,
@@ -306,25 +285,7 @@ pub fn signal(
             set_dash(opts.forms, &mut out, system, &pssh, None, None);
             // No public HLS form for PRM: the CMAF convention for a DRM with a pssh box
             // (as Widevine's): the box as a data URI, KEYFORMAT urn:uuid:<system id>.
-            let method = match scheme {
-                EncryptionScheme::Cbcs => Some(HlsMethod::SampleAes),
-                EncryptionScheme::Cenc => Some(HlsMethod::SampleAesCtr),
-                EncryptionScheme::Cens | EncryptionScheme::Cbc1 => None,
-            };
-            if let Some(method) = method {
-                set_hls(
-                    opts.forms,
-                    &mut out,
-                    &HlsKeyLine {
-                        method,
-                        uri: format!("data:text/plain;base64,{}", pssh.to_base64()),
-                        iv: None,
-                        key_id: Some(first.kid),
-                        keyformat: Some(system.scheme_id_uri()),
-                        keyformatversions: Some("1".to_owned()),
-                    },
-                );
-            }
+            set_pssh_hls(opts, &mut out, &pssh, first.kid, system.scheme_id_uri());
             out.pssh = Some(pssh.to_bytes());
         }
         DrmSystem::Marlin => return Err(DrmError::UnsupportedSystem { system }),
@@ -362,6 +323,23 @@ fn set_dash(
         pro,
         la_url,
     ));
+}
+
+/// HLS signaling of a pssh-box DRM for the scheme's sample-encryption method (none for cens
+/// and cbc1).
+fn set_pssh_hls(
+    opts: &SignalOptions<'_>,
+    out: &mut DrmSignaling,
+    pssh: &PsshBox,
+    kid: KeyId,
+    keyformat: String,
+) {
+    if let Some(method) = HlsMethod::for_scheme(opts.scheme)
+        && opts.forms.hls
+    {
+        let line = HlsKeyLine::pssh_data_uri(method, &pssh.to_base64(), kid, keyformat);
+        set_hls(opts.forms, out, &line);
+    }
 }
 
 fn set_hls(forms: SignalForms, out: &mut DrmSignaling, line: &HlsKeyLine) {

@@ -775,6 +775,38 @@ mod tests {
     }
 
     #[test]
+    fn dialect_settings_are_checked_when_loaded() {
+        let p = std::path::Path::new("t.toml");
+        let ok = Config::from_toml(
+            p,
+            "[tenants.acme]\nenc_token = \"an-enc-token-of-20-chars\"\nfairplay_uri_template = \"skd://{kid_base64}?c={content_id}\"\nmax_key_lead_days = 2",
+        )
+        .unwrap();
+        let acme = &ok.tenants["acme"];
+        assert_eq!(acme.enc_tokens().count(), 1);
+        assert!(acme.fairplay_uri().unwrap().is_some());
+        assert_eq!(acme.max_key_lead(), time::Duration::days(2));
+        assert_eq!(
+            TenantConfig::default().max_key_lead(),
+            time::Duration::days(31)
+        );
+        for (bad, says) in [
+            (
+                "fairplay_uri_template = \"skd://{key}\"",
+                "unknown placeholder {key}",
+            ),
+            ("fairplay_uri_template = \"skd://{kid\"", "unclosed"),
+            ("enc_token = \"short\"", "at least 16"),
+            ("max_key_lead_days = 0", "max_key_lead_days"),
+        ] {
+            let err = Config::from_toml(p, &format!("[tenants.acme]\n{bad}"))
+                .err()
+                .unwrap_or_else(|| panic!("{bad} was accepted"));
+            assert!(format!("{err:#}").contains(says), "{bad}: {err:#}");
+        }
+    }
+
+    #[test]
     fn licence_section_is_checked() {
         let p = std::path::Path::new("t.toml");
         let ok = Config::from_toml(

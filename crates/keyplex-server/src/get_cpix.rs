@@ -25,7 +25,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keyplex_cpix::model::{
     ContentKeyEntry, ContentKeyPeriod, CpixDocument, CpixVersion, DrmSystemEntry, HlsSignaling,
-    KeyPeriodFilter, KeyValue, Kid, Playlist, SystemIdAttr, UsageRule,
+    KeyPeriodFilter, KeyValue, Kid, Playlist, UsageRule,
 };
 use keyplex_drm::signal::SignalForms;
 use keyplex_drm::system::DrmSystem;
@@ -234,20 +234,9 @@ async fn answer(
         let signal = signaling::entry(tenant, *system, key, scheme, SignalForms::ALL)?;
         let b64 = &signal.base64;
         let mut entry = DrmSystemEntry {
-            id: None,
-            system_id: SystemIdAttr {
-                uuid: *system.system_id().as_bytes(),
-                as_written: system.system_id().hyphenated().to_string(),
-            },
-            kid: kid.clone(),
             name: Some(system.dash_value().to_owned()),
             pssh: b64.pssh.clone(),
-            content_protection_data: None,
-            uri_ext_x_key: None,
-            hls_signaling: Vec::new(),
-            smooth_streaming: None,
-            hds_signaling: None,
-            extensions: Vec::new(),
+            ..DrmSystemEntry::new(*system.system_id().as_bytes(), kid.clone())
         };
         match format {
             Format::Dash => {

@@ -25,7 +25,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use keyplex_cpix::model::{ContentKeyEntry, CpixDocument, DrmSystemEntry, Kid, SystemIdAttr};
+use keyplex_cpix::model::{ContentKeyEntry, CpixDocument, DrmSystemEntry, Kid};
 use keyplex_drm::system::DrmSystem;
 use keyplex_types::KeyId;
 use serde::Deserialize;
@@ -244,7 +244,7 @@ pub async fn get_anevia(
         drm_systems: Some(
             systems
                 .iter()
-                .map(|system| empty_drm_system(*system, &label))
+                .map(|system| DrmSystemEntry::new(*system.system_id().as_bytes(), label.clone()))
                 .collect(),
         ),
         ..CpixDocument::default()
@@ -283,25 +283,6 @@ fn adopt_orphan_drm_systems(doc: &mut CpixDocument) {
         if drm.kid.id != kid.id {
             drm.kid = kid.clone();
         }
-    }
-}
-
-fn empty_drm_system(system: DrmSystem, kid: &Kid) -> DrmSystemEntry {
-    DrmSystemEntry {
-        id: None,
-        system_id: SystemIdAttr {
-            uuid: *system.system_id().as_bytes(),
-            as_written: system.system_id().hyphenated().to_string(),
-        },
-        kid: kid.clone(),
-        name: None,
-        pssh: None,
-        content_protection_data: None,
-        uri_ext_x_key: None,
-        hls_signaling: Vec::new(),
-        smooth_streaming: None,
-        hds_signaling: None,
-        extensions: Vec::new(),
     }
 }
 

@@ -361,29 +361,15 @@ fn prm_signaling(
         hls_master: None,
         smooth_streaming_header: None,
     };
-    let method = match scheme {
-        EncryptionScheme::Cbcs => Some(HlsMethod::SampleAes),
-        EncryptionScheme::Cenc => Some(HlsMethod::SampleAesCtr),
-        EncryptionScheme::Cens | EncryptionScheme::Cbc1 => None,
-    };
-    if let Some(method) = method {
-        let uri = match &template.hls_key_uri {
-            Some(uri) => fill(uri),
-            None => format!("data:text/plain;base64,{pssh_b64}"),
-        };
-        let line = HlsKeyLine {
-            method,
-            uri,
-            iv: None,
-            key_id: Some(kid),
-            keyformat: Some(
-                template
-                    .hls_keyformat
-                    .clone()
-                    .unwrap_or_else(|| system.scheme_id_uri()),
-            ),
-            keyformatversions: Some("1".to_owned()),
-        };
+    if let Some(method) = HlsMethod::for_scheme(scheme) {
+        let keyformat = template
+            .hls_keyformat
+            .clone()
+            .unwrap_or_else(|| system.scheme_id_uri());
+        let mut line = HlsKeyLine::pssh_data_uri(method, &pssh_b64, kid, keyformat);
+        if let Some(uri) = &template.hls_key_uri {
+            line.uri = fill(uri);
+        }
         out.hls_key_uri = Some(line.uri.clone());
         out.hls_keyformat = line.keyformat.clone();
         out.hls_keyformatversions = line.keyformatversions.clone();
