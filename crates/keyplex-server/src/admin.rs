@@ -8,7 +8,7 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -94,8 +94,34 @@ impl AdminAuth {
     }
 }
 
-/// Every `/admin/v1` route.
-pub fn router() -> Router<AppState> {
+/// Who called an admin route (`admin`, `admin-jwt:sub=…`), as the admin layer found it.
+#[derive(Clone, Debug)]
+pub struct AdminCaller(pub String);
+
+/// Every `/admin/v1` route, behind [`require_admin`]: authentication is a layer of the admin
+/// router, so a route added here is protected without its handler doing anything.
+pub fn router(state: &AppState) -> Router<AppState> {
+    routes()
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_admin,
+        ))
+        .layer(axum::middleware::map_response(bearer_challenge))
+}
+
+/// 401 unless the request carries the admin token (or an admin JWT); the caller's name goes
+/// into the request for the handler's audit records.
+async fn require_admin(
+    State(state): State<AppState>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ApiError> {
+    let who = state.admin_auth().check(request.headers())?;
+    request.extensions_mut().insert(AdminCaller(who));
+    Ok(next.run(request).await)
+}
+
+fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/v1/tenants", get(list_tenants).post(create_tenant))
         .route(
@@ -120,7 +146,6 @@ pub fn router() -> Router<AppState> {
         .route("/admin/v1/master-key/rotate", post(rotate_master_key))
         .route("/admin/v1/audit", get(audit))
         .route("/admin/v1/stats", get(stats))
-        .layer(axum::middleware::map_response(bearer_challenge))
 }
 
 /// Admin 401s challenge for a Bearer token only: a Basic challenge would make browsers pop
@@ -218,11 +243,7 @@ impl From<&Tenant> for TenantJson {
     ),
     security(("admin_bearer" = [])),
 )]
-async fn list_tenants(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    state.admin_auth().check(&headers)?;
+async fn list_tenants(State(state): State<AppState>) -> Result<Response, ApiError> {
     let map = state.tenant_map();
     let mut tenants: Vec<TenantJson> = map.values().map(|t| TenantJson::from(&**t)).collect();
     tenants.sort_by(|a, b| a.id.cmp(&b.id));
@@ -247,10 +268,8 @@ async fn list_tenants(
 )]
 async fn get_tenant(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    state.admin_auth().check(&headers)?;
     let tenant = state.any_tenant(&id)?;
     Ok(Json(TenantJson::from(&*tenant)).into_response())
 }
@@ -289,10 +308,9 @@ struct NewTenant {
 )]
 async fn create_tenant(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(AdminCaller(who)): Extension<AdminCaller>,
     body: Result<Json<NewTenant>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let who = state.admin_auth().check(&headers)?;
     let new = json_body(body)?;
     let id = TenantId::parse(&new.id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let settings = new.settings.unwrap_or_else(|| serde_json::json!({}));
@@ -369,11 +387,10 @@ struct TenantPatch {
 )]
 async fn patch_tenant(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(AdminCaller(who)): Extension<AdminCaller>,
     Path(id): Path<String>,
     body: Result<Json<TenantPatch>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let who = state.admin_auth().check(&headers)?;
     let patch = json_body(body)?;
     let tenant = state.any_tenant(&id)?;
     if let Some(disabled) = patch.disabled {
@@ -421,10 +438,8 @@ struct CredentialList {
 )]
 async fn list_credentials(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    state.admin_auth().check(&headers)?;
     let tenant = state.any_tenant(&id)?;
     Ok(Json(CredentialList {
         credentials: tenant.credentials.clone(),
@@ -491,11 +506,10 @@ fn generate_missing_secret(body: &mut serde_json::Value) -> Result<Option<String
 )]
 async fn add_credential(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(AdminCaller(who)): Extension<AdminCaller>,
     Path(id): Path<String>,
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let who = state.admin_auth().check(&headers)?;
     let tenant = state.any_tenant(&id)?;
     let mut body = json_body(body)?;
     match body.get("type").and_then(|t| t.as_str()) {
@@ -609,10 +623,9 @@ fn refuse_duplicate(tenant: &Tenant, spec: &CredentialSpec) -> Result<(), ApiErr
 )]
 async fn revoke_credential(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(AdminCaller(who)): Extension<AdminCaller>,
     Path((id, cred)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let who = state.admin_auth().check(&headers)?;
     let tenant = state.any_tenant(&id)?;
     if cred.starts_with("config:") {
         return Err(ApiError::Conflict(format!(
@@ -693,11 +706,9 @@ struct ContentList {
 )]
 async fn list_contents(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     q: Result<Query<ContentsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    state.admin_auth().check(&headers)?;
     let tenant = state.any_tenant(&id)?;
     let q = query(q)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
@@ -787,10 +798,8 @@ struct ContentKeys {
 )]
 async fn content_keys(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path((id, content_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    state.admin_auth().check(&headers)?;
     let tenant = state.any_tenant(&id)?;
     let content_id =
         ContentId::parse(&content_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -950,11 +959,10 @@ struct ExportRequest {
 )]
 async fn export_keys(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(AdminCaller(who)): Extension<AdminCaller>,
     Path(id): Path<String>,
     body: Result<Json<ExportRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let who = state.admin_auth().check(&headers)?;
     let tenant = state.any_tenant(&id)?;
     let request = json_body(body)?;
     let exported = state.store().export_keys(&tenant.id).await?;
@@ -1027,11 +1035,10 @@ struct ImportAnswer {
 )]
 async fn import_keys(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(AdminCaller(who)): Extension<AdminCaller>,
     Path(id): Path<String>,
     body: Result<Json<ImportRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let who = state.admin_auth().check(&headers)?;
     let tenant = state.any_tenant(&id)?;
     let request = json_body(body)?;
     let private_key_pem = Zeroizing::new(request.private_key_pem);
@@ -1121,11 +1128,10 @@ struct RotationAnswer {
 )]
 async fn rotate_master_key(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(AdminCaller(who)): Extension<AdminCaller>,
 ) -> Result<Response, ApiError> {
     use crate::setup::{MasterKeySource, next_master_key_path, promote_next_master_key};
     use keyplex_crypto::master::MasterKey;
-    let who = state.admin_auth().check(&headers)?;
     let MasterKeySource::File(path) = state.master_key_source() else {
         return Err(ApiError::Conflict(
             "the master key comes from KEYPLEX_MASTER_KEY, which keyplex cannot change: \
@@ -1251,10 +1257,8 @@ struct AuditEvents {
 )]
 async fn audit(
     State(state): State<AppState>,
-    headers: HeaderMap,
     q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    state.admin_auth().check(&headers)?;
     let q = query(q)?;
     let query = AuditQuery {
         tenant: q
@@ -1360,10 +1364,8 @@ struct StatsJson {
 )]
 async fn stats(
     State(state): State<AppState>,
-    headers: HeaderMap,
     q: Result<Query<StatsParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    state.admin_auth().check(&headers)?;
     let q = query(q)?;
     let window = Window::parse(q.window.unwrap_or(900)).ok_or_else(|| {
         ApiError::BadRequest(format!(

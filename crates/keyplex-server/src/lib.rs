@@ -99,7 +99,7 @@ pub fn router(state: AppState) -> Router {
             post(widevine_api::post_get_content_key),
         )
         .merge(licence_routes(&state))
-        .merge(admin::router())
+        .merge(admin::router(&state))
         .route("/metrics", get(metrics))
         .merge(ui::router())
         .merge(players::router(state.players_dir().to_owned()))

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use crate::common::TestServer;
 
 /// Every route, as the router registers it (lib.rs, admin.rs, ui.rs, players.rs).
-const ROUTES: &[(&str, &[&str])] = &[
+pub const ROUTES: &[(&str, &[&str])] = &[
     ("/healthz", &["get"]),
     ("/openapi.json", &["get"]),
     ("/metrics", &["get"]),
