@@ -326,20 +326,15 @@ pub fn authenticate_request(
         crate::rate_limit::admit(tenant, &credential)?;
         return Ok(Principal { credential });
     }
-    let others_key = state
-        .tenants()
-        .values()
-        .filter(|t| t.id != tenant.id)
-        .filter_map(|t| t.auth.sigv4_credential(&auth.access_key_id))
-        .any(|c| sigv4::verify(&signed, &auth, c, now).is_ok());
-    if others_key {
-        return Err(ApiError::Forbidden(format!(
-            "these credentials are not valid for tenant {}",
-            tenant.id
-        )));
-    }
-    Err(ApiError::Unauthorized(
-        "unknown AWS access key id for this tenant".into(),
+    Err(crate::rate_limit::refuse(
+        state,
+        tenant,
+        |t| {
+            t.auth
+                .sigv4_credential(&auth.access_key_id)
+                .is_some_and(|c| sigv4::verify(&signed, &auth, c, now).is_ok())
+        },
+        ApiError::Unauthorized("unknown AWS access key id for this tenant".into()),
     ))
 }
 
@@ -425,19 +420,8 @@ pub fn authenticate_token(
         crate::rate_limit::admit(tenant, kind.name())?;
         return Ok(());
     }
-    if state
-        .tenants()
-        .values()
-        .filter(|t| t.id != tenant.id)
-        .any(|t| kind.matches(t, &digest))
-    {
-        return Err(ApiError::Forbidden(format!(
-            "this token is not valid for tenant {}",
-            tenant.id
-        )));
-    }
-    if kind.tokens(tenant).is_empty() {
-        return Err(ApiError::Unauthorized(match kind {
+    let unauthorized = if kind.tokens(tenant).is_empty() {
+        ApiError::Unauthorized(match kind {
             TokenKind::Get => {
                 "GET-style CPIX is not enabled for this tenant (no get_token configured)".into()
             }
@@ -445,9 +429,16 @@ pub fn authenticate_token(
                 "PallyCon-style CPIX is not enabled for this tenant (no enc_token configured)"
                     .into()
             }
-        }));
-    }
-    Err(ApiError::Unauthorized("invalid token".into()))
+        })
+    } else {
+        ApiError::Unauthorized("invalid token".into())
+    };
+    Err(crate::rate_limit::refuse(
+        state,
+        tenant,
+        |t| kind.matches(t, &digest),
+        unauthorized,
+    ))
 }
 
 #[cfg(test)]

@@ -222,6 +222,10 @@ pub struct TenantConfig {
     pub max_key_lead_days: Option<u32>,
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+    /// Failed authentications one client address may make per minute on this tenant's routes
+    /// before it gets 429 (default [`DEFAULT_AUTH_FAILURES_PER_MINUTE`]).
+    #[serde(default)]
+    pub auth_failure_limit: Option<AuthFailureLimit>,
     #[serde(default)]
     pub licence: Option<LicenceConfig>,
     /// Packager JWT keys added through the admin API (beside `jwt`); never in the file.
@@ -300,6 +304,9 @@ impl TenantConfig {
             if token.expose().len() < 16 {
                 return Err("enc_token must be at least 16 characters".into());
             }
+        }
+        if self.auth_failure_limit.is_some_and(|l| l.per_minute == 0) {
+            return Err("auth_failure_limit.per_minute must be at least 1".into());
         }
         if let Some(limit) = self.rate_limit
             && (limit.requests_per_second == 0 || limit.burst == 0)
@@ -420,6 +427,17 @@ pub struct PrmTemplate {
     #[serde(default)]
     pub hls_keyformat: Option<String>,
 }
+
+/// `auth_failure_limit = { per_minute = N }`: failed authentications per client address.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFailureLimit {
+    pub per_minute: u32,
+}
+
+/// Failed authentications a client address may make per minute when the tenant sets none:
+/// generous for a misconfigured packager retrying, a wall for guessing.
+pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 300;
 
 /// `rate_limit = { requests_per_second = N, burst = M }`: per credential (`rate_limit.rs`).
 #[derive(Clone, Copy, Debug, Deserialize)]

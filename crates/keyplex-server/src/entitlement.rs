@@ -377,19 +377,17 @@ pub async fn verify(
         ));
     };
     let Some(entitlement) = licence.verified_entitlement(verifier, token, now_unix)? else {
-        let another_tenants = state
-            .tenants()
-            .values()
-            .filter(|t| t.id != tenant.id)
-            .filter_map(|t| t.licence.verifier.as_ref())
-            .any(|v| matches!(v.verify_raw(token), Ok(Some(_)) | Err(_)));
-        if another_tenants {
-            return Err(ApiError::Forbidden(format!(
-                "this entitlement token is not valid for tenant {}",
-                tenant.id
-            )));
-        }
-        return Err(ApiError::Unauthorized("invalid entitlement token".into()));
+        return Err(crate::rate_limit::refuse(
+            state,
+            tenant,
+            |t| {
+                t.licence
+                    .verifier
+                    .as_ref()
+                    .is_some_and(|v| matches!(v.verify_raw(token), Ok(Some(_)) | Err(_)))
+            },
+            ApiError::Unauthorized("invalid entitlement token".into()),
+        ));
     };
     crate::rate_limit::admit(
         tenant,

@@ -43,6 +43,15 @@ impl CredentialLimiter {
         })
     }
 
+    /// `per_minute` events per key per minute, all of them at once at most.
+    pub fn per_minute(per_minute: u32) -> Result<Self, String> {
+        let n = NonZeroU32::new(per_minute).ok_or("a per-minute limit must be at least 1")?;
+        Ok(Self {
+            limiter: RateLimiter::keyed(Quota::per_minute(n)),
+            clock: DefaultClock::default(),
+        })
+    }
+
     /// `Err(wait)` when `credential` has used its allowance; `wait` is when it may retry.
     pub fn check(&self, credential: &str) -> Result<(), Duration> {
         self.limiter
@@ -71,6 +80,39 @@ pub fn admit(tenant: &Tenant, credential: &str) -> Result<(), ApiError> {
             // Whole seconds, rounded up: a client that waits that long is admitted.
             retry_after_seconds: wait.as_millis().div_ceil(1000).max(1) as u64,
         })
+}
+
+/// A credential presented on `tenant`'s route was not `tenant`'s. Counts the failure, and
+/// past the tenant's `auth_failure_limit` for the client's address answers 429 at once —
+/// before the costly part: trying the credential against every other tenant, which
+/// `accepted_elsewhere` does (a credential of another tenant gets 403, anything else
+/// `unauthorized`).
+pub fn refuse(
+    state: &crate::state::AppState,
+    tenant: &Tenant,
+    accepted_elsewhere: impl Fn(&Tenant) -> bool,
+    unauthorized: ApiError,
+) -> ApiError {
+    let client = crate::scope::who().map_or_else(|| "-".to_owned(), |(_, _, client)| client);
+    if let Err(wait) = tenant.auth_failures.check(&client) {
+        state.telemetry().count_auth_failure(&tenant.id, true);
+        return ApiError::TooManyRequests {
+            retry_after_seconds: wait.as_millis().div_ceil(1000).max(1) as u64,
+        };
+    }
+    state.telemetry().count_auth_failure(&tenant.id, false);
+    if state
+        .tenants()
+        .values()
+        .filter(|t| t.id != tenant.id)
+        .any(|t| accepted_elsewhere(t))
+    {
+        return ApiError::Forbidden(format!(
+            "these credentials are not valid for tenant {}",
+            tenant.id
+        ));
+    }
+    unauthorized
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use keyplex_store::KeyStore;
 use keyplex_types::TenantId;
 
-use crate::auth::{PackagerAuth, Presented, Principal, presented_credentials};
+use crate::auth::{PackagerAuth, Principal, presented_credentials};
 use crate::config::{Config, TenantConfig};
 use crate::error::ApiError;
 use crate::registry::{CredentialInfo, Source, TenantParts};
@@ -34,6 +34,8 @@ pub struct Tenant {
     pub credentials: Vec<CredentialInfo>,
     /// `rate_limit`, per credential (`None`: unlimited).
     pub rate_limiter: Option<crate::rate_limit::CredentialLimiter>,
+    /// `auth_failure_limit`, per client address.
+    pub auth_failures: crate::rate_limit::CredentialLimiter,
 }
 
 impl Tenant {
@@ -47,8 +49,15 @@ impl Tenant {
             .rate_limit
             .map(crate::rate_limit::CredentialLimiter::new)
             .transpose()?;
+        let auth_failures = crate::rate_limit::CredentialLimiter::per_minute(
+            tc.auth_failure_limit
+                .map_or(crate::config::DEFAULT_AUTH_FAILURES_PER_MINUTE, |l| {
+                    l.per_minute
+                }),
+        )?;
         Ok(Self {
             rate_limiter,
+            auth_failures,
             urls: crate::signaling::TenantUrls::new(public_url, &id, &tc)?,
             id,
             config: tc,
@@ -264,20 +273,12 @@ impl AppState {
             crate::rate_limit::admit(tenant, &principal.credential)?;
             return Ok(principal);
         }
-        if self.belongs_to_another_tenant(&tenant.id, &presented) {
-            return Err(ApiError::Forbidden(format!(
-                "these credentials are not valid for tenant {}",
-                tenant.id
-            )));
-        }
-        Err(ApiError::Unauthorized("invalid credentials".into()))
-    }
-
-    fn belongs_to_another_tenant(&self, this: &TenantId, presented: &Presented) -> bool {
-        self.tenant_map()
-            .values()
-            .filter(|t| &t.id != this)
-            .any(|t| matches!(t.auth.check(presented), Ok(Some(_)) | Err(_)))
+        Err(crate::rate_limit::refuse(
+            self,
+            tenant,
+            |t| matches!(t.auth.check(&presented), Ok(Some(_)) | Err(_)),
+            ApiError::Unauthorized("invalid credentials".into()),
+        ))
     }
 }
 

@@ -100,7 +100,15 @@ pub struct Telemetry {
     upstream_duration: Histograms<DrmLabels>,
     store_duration: Histograms<OperationLabels>,
     audit_dropped: Gauge,
+    auth_failures: Family<AuthFailureLabels, Counter>,
     series: Series,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthFailureLabels {
+    tenant: String,
+    /// `refused` (401/403) or `limited` (429: past `auth_failure_limit`).
+    outcome: &'static str,
 }
 
 impl Default for Telemetry {
@@ -169,7 +177,14 @@ impl Telemetry {
             "Audit events dropped because the store could not take them for too long",
             audit_dropped.clone(),
         );
+        let auth_failures = Family::<AuthFailureLabels, Counter>::default();
+        registry.register(
+            "auth_failures",
+            "Failed authentications on a tenant's routes: refused (401/403) or limited (429, past auth_failure_limit for the client address)",
+            auth_failures.clone(),
+        );
         Self {
+            auth_failures,
             registry,
             requests,
             request_duration,
@@ -202,6 +217,16 @@ impl Telemetry {
             tracing::error!(error = %e, "cannot encode metrics");
         }
         out
+    }
+
+    /// A failed authentication on `tenant`'s routes; `limited` when it was answered 429.
+    pub fn count_auth_failure(&self, tenant: &keyplex_types::TenantId, limited: bool) {
+        self.auth_failures
+            .get_or_create(&AuthFailureLabels {
+                tenant: tenant.as_str().to_owned(),
+                outcome: if limited { "limited" } else { "refused" },
+            })
+            .inc();
     }
 
     /// A store operation's latency.

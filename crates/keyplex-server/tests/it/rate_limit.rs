@@ -138,3 +138,103 @@ async fn zero_limits_are_refused_at_start() {
     .unwrap_err();
     assert!(err.to_string().contains("rate_limit"), "{err}");
 }
+
+/// `auth_failure_limit`: failed authentications of one client address are bounded per
+/// tenant, and past the limit answered 429 before keyplex tries the credential against every
+/// other tenant; the tenant's own valid credentials keep working; /metrics counts both.
+#[tokio::test]
+async fn failed_authentications_are_limited_per_client_address() {
+    let config = r#"
+[tenants.guarded]
+basic = [{ user = "packager", password = "s3cret-guarded" }]
+get_token = "get-token-of-guarded-0123456789"
+auth_failure_limit = { per_minute = 3 }
+
+[tenants.guarded.licence]
+jwt = { hs256_secret = "guarded-portal-licence-secret-0123" }
+
+[tenants.open]
+basic = [{ user = "packager", password = "s3cret-open" }]
+"#;
+    let server = TestServer::start_with(config, |_| {}).await;
+    let wrong = || {
+        server
+            .client
+            .post(server.url("/guarded/cks-ws-keyAndSignalization/key"))
+            .basic_auth("packager", Some("wrong-password"))
+            .json(&json!({"drmContent": {"drmContentId": "movie-1", "profile": {"distributionMode": "VOD"}}}))
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(wrong().await.unwrap().status(), 401);
+    }
+    let limited = wrong().await.unwrap();
+    assert_eq!(limited.status(), 429);
+    assert!(retry_after(&limited) >= 1);
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["status"], "TOO_MANY_REQUESTS", "{body}");
+    // Another tenant's credentials are limited the same way (no 403 scan any more), on
+    // every kind of credential: a GET token, an entitlement token.
+    let other = server
+        .client
+        .post(server.url("/guarded/cks-ws-keyAndSignalization/key"))
+        .basic_auth("packager", Some("s3cret-open"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 429);
+    let token = server
+        .client
+        .get(server.url("/guarded/cpix/dash/movie-1"))
+        .bearer_auth("not-the-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 429);
+    let licence = server
+        .client
+        .post(server.url("/guarded/clearkey/v1/licenses"))
+        .bearer_auth(hs256(
+            "another-secret-of-32-characters!!",
+            &json!({"sub": "u", "exp": now() + 60}),
+        ))
+        .json(&json!({"kids": ["AAAAAAAAAAAAAAAAAAAAAA"], "type": "temporary"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(licence.status(), 429);
+    // The right credentials still work, and another tenant is not affected.
+    assert_eq!(nagra(&server, "guarded", "packager").await.status(), 200);
+    assert_eq!(wrong_on(&server, "open").await, 401);
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"keyplex_auth_failures_total{tenant="guarded",outcome="refused"} 3"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"keyplex_auth_failures_total{tenant="guarded",outcome="limited"} 4"#),
+        "{metrics}"
+    );
+}
+
+async fn wrong_on(server: &TestServer, tenant: &str) -> u16 {
+    server
+        .client
+        .post(server.url(&format!("/{tenant}/cks-ws-keyAndSignalization/key")))
+        .basic_auth("packager", Some("wrong-password"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
