@@ -294,7 +294,7 @@ async fn create_tenant(
 ) -> Result<Response, ApiError> {
     let who = state.admin_auth().check(&headers)?;
     let new = json_body(body)?;
-    let id = TenantId::parse(&new.id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let id = TenantId::parse_new(&new.id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let settings = new.settings.unwrap_or_else(|| serde_json::json!({}));
     let config: TenantConfig = serde_json::from_value(settings.clone())
         .map_err(|e| ApiError::BadRequest(format!("settings: {e}")))?;
