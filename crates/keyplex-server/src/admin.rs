@@ -909,7 +909,10 @@ impl BundleKey {
                     .map(TrackType::parse)
                     .transpose()
                     .map_err(|e| bad(&e.to_string()))?,
-                period: self.period.map_or(KeyPeriod::Vod, KeyPeriod::Index),
+                period: self
+                    .period
+                    .map_or(Ok(KeyPeriod::Vod), KeyPeriod::from_index)
+                    .map_err(|e| bad(&e.to_string()))?,
                 origin: match self.origin.as_str() {
                     "generated" => KeyOrigin::Generated,
                     "supplied" => KeyOrigin::Supplied,

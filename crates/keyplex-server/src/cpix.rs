@@ -411,12 +411,12 @@ fn plan_key(
             })?;
         period = match (p.index, &p.start, tenant.config.crypto_period_seconds) {
             // CPIX period indexes are 32-bit (they wrap at MAX_UINT32), as are Widevine's.
-            (Some(i), _, _) if i > u64::from(u32::MAX) => {
-                return Err(ApiError::BadRequest(format!(
-                    "ContentKeyPeriod {period_id:?} @index {i} is larger than 4294967295"
-                )));
-            }
-            (Some(i), _, _) => KeyPeriod::Index(i),
+            (Some(i), _, _) => KeyPeriod::from_index(i).map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "ContentKeyPeriod {period_id:?} @index {i} is larger than {}",
+                    KeyPeriod::MAX_INDEX
+                ))
+            })?,
             (None, Some(start), Some(secs)) => {
                 let t = time::OffsetDateTime::parse(
                     start,

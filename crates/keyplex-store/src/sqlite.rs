@@ -905,6 +905,90 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_job_the_store_cannot_hold_fails_alone_and_its_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.db");
+        let store = std::sync::Arc::new(SqliteStore::open(&path, master()).await.unwrap());
+        // Hold the write lock so that every job below is waiting when it is released and
+        // the poison job shares a batch with the other tenant's jobs.
+        let mut other = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap()
+            .acquire()
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        let beta = TenantId::parse("beta").unwrap();
+        let good = |i: usize| {
+            let store = store.clone();
+            let beta = beta.clone();
+            tokio::spawn(async move {
+                store
+                    .ensure_keys(&beta, &[by_kid(&format!("content-{i}"), candidate())])
+                    .await
+            })
+        };
+        let mut tasks: Vec<_> = (0..10).map(good).collect();
+        // Beyond what a column holds (the routes refuse anything over 2^32 - 1).
+        let huge = KeyPeriod::Index(1 << 63);
+        let poison = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let slot = KeySlot {
+                    content_id: ContentId::parse("live").unwrap(),
+                    track_type: TrackType::all(),
+                    period: huge,
+                };
+                let by_slot = KeyRequest::BySlot {
+                    slot,
+                    candidate: candidate(),
+                    supplied: false,
+                    iv_supplied: false,
+                };
+                let by_kid = KeyRequest::ByKid {
+                    content_id: ContentId::parse("live").unwrap(),
+                    candidate: candidate(),
+                    key_supplied: false,
+                    iv_supplied: false,
+                    track_type: None,
+                    period: huge,
+                };
+                (
+                    store.ensure_keys(&tenant(), &[by_slot]).await,
+                    store.ensure_keys(&tenant(), &[by_kid]).await,
+                )
+            })
+        };
+        tasks.extend((10..20).map(good));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sqlx::query("ROLLBACK").execute(&mut *other).await.unwrap();
+
+        // The other tenant's jobs, batched with the poison one, are all committed.
+        for (i, task) in tasks.into_iter().enumerate() {
+            let created = task
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("job {i}: {e}"));
+            assert_eq!(
+                store.get_key(&beta, &created[0].kid).await.unwrap(),
+                Some(created[0].clone())
+            );
+        }
+        // The poison job gets its own error (500), not the batch's 503.
+        let (by_slot, by_kid) = poison.await.unwrap();
+        for outcome in [by_slot, by_kid] {
+            let err = outcome.unwrap_err();
+            assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+            assert!(err.to_string().contains("key period index"), "{err}");
+        }
+    }
+
+    #[tokio::test]
     async fn tampered_rows_are_corrupt() {
         let store = SqliteStore::open_in_memory(master()).await.unwrap();
         let first = candidate();

@@ -27,6 +27,8 @@ pub enum TypeError {
     ReservedTenantId(String),
     #[error("invalid track type {0:?}: expected e.g. SD, HD, UHD1, UHD2, AUDIO, ALL")]
     TrackType(String),
+    #[error("invalid key period index {0}: at most {max}", max = KeyPeriod::MAX_INDEX)]
+    KeyPeriod(u64),
     #[error("invalid encryption scheme {0:?}: expected cenc, cbcs, cens or cbc1")]
     Scheme(String),
     #[error("invalid {what}: expected {expected} bytes, got {got}")]
@@ -341,6 +343,21 @@ pub enum KeyPeriod {
 }
 
 impl KeyPeriod {
+    /// The largest period index any interface accepts. CPIX `ContentKeyPeriod@index` and the
+    /// Widevine API's `crypto_period_index` are 32-bit (they wrap at 2^32 - 1), and
+    /// time-based periods stay far below it; every route checks this one bound, so the
+    /// store never sees an index it cannot hold (it keeps them as signed 64-bit integers).
+    pub const MAX_INDEX: u64 = u32::MAX as u64;
+
+    /// A live period index, at most [`Self::MAX_INDEX`].
+    pub fn from_index(index: u64) -> Result<Self, TypeError> {
+        if index <= Self::MAX_INDEX {
+            Ok(Self::Index(index))
+        } else {
+            Err(TypeError::KeyPeriod(index))
+        }
+    }
+
     pub fn index(self) -> Option<u64> {
         match self {
             Self::Vod => None,
@@ -495,6 +512,24 @@ mod tests {
     fn key_period_for_time() {
         assert_eq!(KeyPeriod::for_time(125, 60), KeyPeriod::Index(2));
         assert_eq!(KeyPeriod::for_time(-5, 60), KeyPeriod::Index(0));
+    }
+
+    #[test]
+    fn key_period_index_is_bounded() {
+        assert_eq!(KeyPeriod::from_index(0), Ok(KeyPeriod::Index(0)));
+        assert_eq!(
+            KeyPeriod::from_index(4_294_967_295),
+            Ok(KeyPeriod::Index(4_294_967_295))
+        );
+        assert_eq!(
+            KeyPeriod::from_index(4_294_967_296),
+            Err(TypeError::KeyPeriod(4_294_967_296))
+        );
+        let err = KeyPeriod::from_index(9_223_372_036_854_775_808).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid key period index 9223372036854775808: at most 4294967295"
+        );
     }
 
     #[test]

@@ -201,10 +201,26 @@ fn run(
 /// only then answers every job: a key and its event are durable before anyone sees it.
 ///
 /// A job whose requests conflict with stored keys fails alone (its planned rows are dropped
-/// before anything is written). Once every job is planned the inserts cannot conflict (the
-/// batch holds the write lock and planned against it), so an insert that fails anyway (I/O,
-/// disk full) fails the whole batch, which is rolled back.
-fn commit_batch(conn: &mut Connection, sealer: &KeySealer, batch: Vec<WriteJob>) {
+/// before anything is written), and so does a job holding a value no column can take
+/// ([`storable`]). Once every job is planned the inserts cannot conflict (the batch holds
+/// the write lock and planned against it), so an insert that fails anyway fails the whole
+/// batch, which is rolled back: when the database is unavailable (I/O, disk full, busy)
+/// every job gets that answer; any other failure is one job's doing, so the jobs are
+/// committed again one by one and only the job that fails alone gets an error. A batch
+/// mixes tenants: one tenant's bad request must not cost the others theirs.
+fn commit_batch(conn: &mut Connection, sealer: &KeySealer, jobs: Vec<WriteJob>) {
+    let mut batch = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match storable(&job) {
+            Ok(()) => batch.push(job),
+            Err(e) => {
+                let _ = job.reply.send(Err(e));
+            }
+        }
+    }
+    if batch.is_empty() {
+        return;
+    }
     let started = std::time::Instant::now();
     let mut read = || -> Result<(BatchPlan, i64)> {
         let tx = conn
@@ -249,8 +265,21 @@ fn commit_batch(conn: &mut Connection, sealer: &KeySealer, batch: Vec<WriteJob>)
                 let _ = job.reply.send(outcome);
             }
         }
+        Err(e) if batch.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
+            tracing::warn!(jobs = batch.len(), error = %e, "write batch failed; committing its jobs one by one");
+            for job in batch {
+                commit_batch(conn, sealer, vec![job]);
+            }
+        }
         Err(e) => {
             tracing::warn!(jobs = batch.len(), error = %e, "write batch failed");
+            if batch.len() == 1 {
+                // A job alone gets the store's own error (a 500 stays a 500).
+                if let Some(job) = batch.into_iter().next() {
+                    let _ = job.reply.send(Err(e));
+                }
+                return;
+            }
             let message = e.to_string();
             for job in batch {
                 let _ = job
@@ -259,6 +288,27 @@ fn commit_batch(conn: &mut Connection, sealer: &KeySealer, batch: Vec<WriteJob>)
             }
         }
     }
+}
+
+/// Whether every value of `job` that becomes a column fits it (a key period index within
+/// the signed 64-bit range, the audit event's time in milliseconds), checked before the
+/// job joins a batch so that it fails alone. The routes refuse such values already
+/// (`KeyPeriod::from_index`); this is the store's own line.
+fn storable(job: &WriteJob) -> Result<()> {
+    for request in &job.requests {
+        match request {
+            KeyRequest::ByKid { period, .. } => {
+                period_column(*period)?;
+            }
+            KeyRequest::BySlot { slot, .. } => {
+                slot_period_column(slot.period)?;
+            }
+        }
+    }
+    if let Some(event) = &job.audit {
+        unix_ms(event.at)?;
+    }
+    Ok(())
 }
 
 /// Appends the events of every audit job in one transaction (in the order the jobs came),
