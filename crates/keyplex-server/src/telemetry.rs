@@ -430,7 +430,8 @@ pub fn loggable_uri(uri: &http::Uri) -> String {
                 out.push('&');
             }
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let lower = name.to_ascii_lowercase();
+            // Compared as the query parser reads the name: `?%74oken=…` is the token too.
+            let lower = decoded_query_name(name).to_ascii_lowercase();
             if !value.is_empty() && SECRET_QUERY_NAMES.iter().any(|s| lower.contains(s)) {
                 out.push_str(name);
                 out.push_str("=<redacted>");
@@ -440,6 +441,39 @@ pub fn loggable_uri(uri: &http::Uri) -> String {
         }
     }
     out
+}
+
+/// A query parameter's name decoded as `application/x-www-form-urlencoded` (what the routes'
+/// query parsers do): `%XX` is the byte XX and `+` a space. A `%` not followed by two hex
+/// digits stays as it is.
+fn decoded_query_name(name: &str) -> String {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let escaped = match b {
+            b'%' => bytes
+                .get(i + 1..i + 3)
+                .and_then(|hex| std::str::from_utf8(hex).ok())
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok()),
+            _ => None,
+        };
+        match (b, escaped) {
+            (_, Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (_, None) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn tenant_segment(path: &str) -> Option<&str> {
@@ -816,6 +850,17 @@ mod tests {
         assert_eq!(
             uri("/vod/cpix/hls/movie-5?start=3&token=abc&X-Amz-Signature=f00&keyFormat="),
             "/vod/cpix/hls/movie-5?start=3&token=<redacted>&X-Amz-Signature=<redacted>&keyFormat="
+        );
+        // Names are compared decoded, as the query parser reads them.
+        assert_eq!(
+            uri(
+                "/vod/cpix/hls/movie-5?%74oken=abc&%54OKEN=def&x%2Damz%2Dsignature=f00&to%6b%65n=g"
+            ),
+            "/vod/cpix/hls/movie-5?%74oken=<redacted>&%54OKEN=<redacted>&x%2Damz%2Dsignature=<redacted>&to%6b%65n=<redacted>"
+        );
+        assert_eq!(
+            uri("/vod/cpix/hls/movie-5?start=%74oken&a%zz=1&b%7=2"),
+            "/vod/cpix/hls/movie-5?start=%74oken&a%zz=1&b%7=2"
         );
         // Other paths, including five-segment ones of other interfaces, are kept.
         assert_eq!(uri("/acme/cpix"), "/acme/cpix");
