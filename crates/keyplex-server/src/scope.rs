@@ -147,6 +147,8 @@ pub struct Notes {
     pub drm: Option<&'static str>,
     /// The error the request was answered with.
     pub error: Option<String>,
+    /// Refused at once because the key store's write queue was full (counted in /metrics).
+    pub store_busy: bool,
 }
 
 tokio::task_local! {
@@ -241,4 +243,8 @@ pub fn note_drm(drm: &'static str) {
 
 pub fn note_error(message: &str) {
     note(|n| n.error = Some(message.chars().take(300).collect()));
+}
+
+pub fn note_store_busy() {
+    note(|n| n.store_busy = true);
 }

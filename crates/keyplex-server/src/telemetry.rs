@@ -39,6 +39,12 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantInterfaceLabels {
+    tenant: String,
+    interface: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InterfaceLabels {
     interface: &'static str,
 }
@@ -100,6 +106,7 @@ pub struct Telemetry {
     upstream_duration: Histograms<DrmLabels>,
     store_duration: Histograms<OperationLabels>,
     audit_dropped: Gauge,
+    store_queue_full: Family<TenantInterfaceLabels, Counter>,
     series: Series,
 }
 
@@ -169,6 +176,12 @@ impl Telemetry {
             "Audit events dropped because the store could not take them for too long",
             audit_dropped.clone(),
         );
+        let store_queue_full = Family::<TenantInterfaceLabels, Counter>::default();
+        registry.register(
+            "store_queue_full",
+            "Requests refused at once (503 with Retry-After) because the key store's write queue was full, by tenant and interface",
+            store_queue_full.clone(),
+        );
         Self {
             registry,
             requests,
@@ -180,6 +193,7 @@ impl Telemetry {
             upstream_duration,
             store_duration,
             audit_dropped,
+            store_queue_full,
             series: Series::default(),
         }
     }
@@ -241,6 +255,14 @@ impl Telemetry {
             .get_or_create(&InterfaceLabels { interface })
             .observe(request.elapsed.as_secs_f64());
         let notes = &request.notes;
+        if notes.store_busy {
+            self.store_queue_full
+                .get_or_create(&TenantInterfaceLabels {
+                    tenant: request.tenant_label().to_owned(),
+                    interface,
+                })
+                .inc();
+        }
         for (source, count) in [
             ("created", notes.keys_created),
             ("stored", notes.keys_stored),
@@ -889,6 +911,39 @@ mod tests {
         assert_eq!(p.count, 100);
         assert!(p.p50 <= 0.05, "{p:?}");
         assert!(p.p99 >= 20.0 && p.p99 <= 30.0, "{p:?}");
+    }
+
+    #[tokio::test]
+    async fn requests_refused_by_a_full_store_queue_are_counted() {
+        // What the error renderer notes in the request's scope…
+        let (response, notes) = scope::with_notes(Interface::Cpix, "client".into(), async {
+            use axum::response::IntoResponse as _;
+            crate::error::PlainText(crate::error::ApiError::from(
+                keyplex_store::StoreError::Busy {
+                    retry_after_seconds: 1,
+                },
+            ))
+            .into_response()
+        })
+        .await;
+        assert_eq!(response.status().as_u16(), 503);
+        assert!(notes.store_busy);
+        // …is what /metrics counts.
+        let telemetry = Telemetry::new();
+        for notes in [notes, Notes::default()] {
+            telemetry.observe_request(&Finished {
+                interface: Interface::Cpix,
+                tenant: Some("acme"),
+                status: 503,
+                elapsed: Duration::from_millis(1),
+                notes,
+            });
+        }
+        let text = telemetry.render(&[], 0);
+        assert!(
+            text.contains(r#"keyplex_store_queue_full_total{tenant="acme",interface="cpix"} 1"#),
+            "{text}"
+        );
     }
 
     #[tokio::test]

@@ -184,6 +184,10 @@ pub enum StoreError {
     /// The database cannot be reached or is busy beyond its timeout (→ HTTP 503).
     #[error("key store unavailable: {0}")]
     Unavailable(String),
+    /// Too many requests are waiting for the store's writer (→ HTTP 503 with `Retry-After`):
+    /// load is shed at once rather than queued without bound.
+    #[error("key store busy: too many requests waiting, retry after {retry_after_seconds} s")]
+    Busy { retry_after_seconds: u64 },
     /// A stored record cannot be read back (wrong master key, tampering, bad row).
     #[error("key store record for {kid} is unreadable: {reason}")]
     Corrupt { kid: String, reason: String },

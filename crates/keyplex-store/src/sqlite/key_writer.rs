@@ -22,8 +22,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::time::Duration;
+
+use tokio::sync::mpsc;
 
 use keyplex_types::{ContentKey, KeyId, KeySlot, TenantId};
 use rusqlite::types::Value;
@@ -38,6 +39,16 @@ use crate::{AuditEvent, EnsuredKey, KeyRequest, Result, StoreError};
 /// Jobs one batch takes at most: bounds the size of a transaction (and of its statements)
 /// under a flood, while still sharing one fsync among many requests.
 const MAX_JOBS_PER_BATCH: usize = 1024;
+
+/// Messages waiting for the thread at most. A key job beyond it is refused at once
+/// ([`StoreError::Busy`], 503 with `Retry-After`) rather than queued: an unbounded queue
+/// under a flood holds every waiting request's memory and answers them all late, past their
+/// deadlines, whichever tenant sent the flood. Four full batches drain in a few group
+/// commits. Audit appends wait for room instead (they come from background flushes).
+pub(super) const QUEUE_CAPACITY: usize = 4 * MAX_JOBS_PER_BATCH;
+
+/// What a refused request is told to wait before retrying: the time a few batches take.
+const RETRY_AFTER_SECONDS: u64 = 1;
 
 /// A request for the writer thread.
 enum Message {
@@ -65,6 +76,7 @@ impl KeyWriter {
         path: &Path,
         busy_timeout: Duration,
         sealer: Arc<KeySealer>,
+        queue_capacity: usize,
     ) -> Result<Self> {
         let conn = Connection::open_with_flags(
             path,
@@ -78,12 +90,12 @@ impl KeyWriter {
             .and_then(|()| conn.pragma_update(None, "synchronous", "FULL"))
             .and_then(|()| conn.pragma_update(None, "foreign_keys", "ON"))
             .map_err(|e| sqlite_error("cannot configure the key writer's connection", &e))?;
-        let (sender, receiver) = mpsc::channel();
+        let (sender, receiver) = mpsc::channel(queue_capacity.max(1));
         let batches = Arc::new(AtomicU64::new(0));
         let counted = batches.clone();
         std::thread::Builder::new()
             .name("keyplex-key-writer".to_owned())
-            .spawn(move || run(conn, &sealer, &receiver, &counted))
+            .spawn(move || run(conn, &sealer, receiver, &counted))
             .map_err(|e| StoreError::Internal(format!("cannot start the key writer: {e}")))?;
         Ok(Self {
             jobs: std::sync::Mutex::new(Some(sender)),
@@ -105,7 +117,7 @@ impl KeyWriter {
             audit: audit.cloned(),
             reply,
         };
-        self.send(Message::Job(Box::new(job)))?;
+        self.try_send(Message::Job(Box::new(job)))?;
         answer.await.map_err(|_| stopped())?
     }
 
@@ -115,14 +127,19 @@ impl KeyWriter {
     /// handler.
     pub(super) async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<()> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.send(Message::Audit(AuditJob { events, reply }))?;
+        self.sender()?
+            .send(Message::Audit(AuditJob { events, reply }))
+            .await
+            .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
     /// Lets the thread commit what is queued, then closes its connection.
     pub(super) async fn stop(&self) {
         let (done, stopped) = tokio::sync::oneshot::channel();
-        if self.send(Message::Stop(done)).is_ok() {
+        if let Ok(sender) = self.sender()
+            && sender.send(Message::Stop(done)).await.is_ok()
+        {
             let _ = stopped.await;
         }
         if let Ok(mut jobs) = self.jobs.lock() {
@@ -136,12 +153,23 @@ impl KeyWriter {
         self.batches.load(Ordering::Relaxed)
     }
 
-    fn send(&self, message: Message) -> Result<()> {
+    /// Queues `message` if there is room, else refuses it ([`StoreError::Busy`]).
+    fn try_send(&self, message: Message) -> Result<()> {
         let jobs = self.jobs.lock().map_err(|_| stopped())?;
-        jobs.as_ref()
-            .ok_or_else(stopped)?
-            .send(message)
-            .map_err(|_| stopped())
+        match jobs.as_ref().ok_or_else(stopped)?.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(StoreError::Busy {
+                retry_after_seconds: RETRY_AFTER_SECONDS,
+            }),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(stopped()),
+        }
+    }
+
+    /// A handle to queue messages that wait for room (not held across the wait: the lock is
+    /// a std mutex).
+    fn sender(&self) -> Result<mpsc::Sender<Message>> {
+        let jobs = self.jobs.lock().map_err(|_| stopped())?;
+        jobs.clone().ok_or_else(stopped)
     }
 }
 
@@ -154,10 +182,11 @@ fn stopped() -> StoreError {
 fn run(
     mut conn: Connection,
     sealer: &KeySealer,
-    jobs: &mpsc::Receiver<Message>,
+    mut jobs: mpsc::Receiver<Message>,
     batches: &AtomicU64,
 ) {
-    while let Ok(first) = jobs.recv() {
+    // A thread of its own, outside the runtime: blocking here blocks no task.
+    while let Some(first) = jobs.blocking_recv() {
         let mut batch = Vec::new();
         let mut audits = Vec::new();
         let mut stop = None;
