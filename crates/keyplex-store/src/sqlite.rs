@@ -990,6 +990,69 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_batch_that_fails_on_one_job_commits_the_others_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.db");
+        let store = std::sync::Arc::new(SqliteStore::open(&path, master()).await.unwrap());
+        let mut other = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap()
+            .acquire()
+            .await
+            .unwrap();
+        // A failure the planning cannot foresee, in the insert of one job's key (as an
+        // unexpected constraint or a bug would be): not the database being unavailable.
+        sqlx::query(
+            "CREATE TRIGGER poison BEFORE INSERT ON content_keys WHEN NEW.content_id = 'poison' \
+             BEGIN SELECT RAISE(ABORT, 'poisoned row'); END",
+        )
+        .execute(&mut *other)
+        .await
+        .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        let beta = TenantId::parse("beta").unwrap();
+        let good = |i: usize| {
+            let store = store.clone();
+            let beta = beta.clone();
+            tokio::spawn(async move {
+                store
+                    .ensure_keys(&beta, &[by_kid(&format!("content-{i}"), candidate())])
+                    .await
+            })
+        };
+        let mut tasks: Vec<_> = (0..10).map(good).collect();
+        let poison = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .ensure_keys(&tenant(), &[by_kid("poison", candidate())])
+                    .await
+            })
+        };
+        tasks.extend((10..20).map(good));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sqlx::query("ROLLBACK").execute(&mut *other).await.unwrap();
+        for (i, task) in tasks.into_iter().enumerate() {
+            let created = task
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("job {i}: {e}"));
+            assert_eq!(
+                store.get_key(&beta, &created[0].kid).await.unwrap(),
+                Some(created[0].clone())
+            );
+        }
+        let err = poison.await.unwrap().unwrap_err();
+        assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+        assert!(err.to_string().contains("poisoned row"), "{err}");
+    }
+
+    #[tokio::test]
     async fn a_full_writer_queue_refuses_at_once_and_the_queued_jobs_commit() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.db");
