@@ -24,11 +24,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
 use keyplex_types::{ContentKey, KeyId, KeySlot, TenantId};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use tokio::sync::mpsc;
 
 use crate::columns::{
     KeyRow, hex_of, key_ids_column, origin_column, period_column, slot_period_column, unix_ms,
