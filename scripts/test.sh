@@ -23,6 +23,18 @@ if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt \
   -r tests/e2e/requirements.txt
 
+step "Known-vulnerable dependencies (cargo audit, the advisory database next to the project)"
+if ! cargo audit --version >/dev/null 2>&1; then
+  cargo install cargo-audit --locked
+fi
+# Fails on any advisory without a written exception (.cargo/audit.toml, each with its reason).
+cargo audit --db ../shared/advisory-db --no-fetch --stale
+# The one exception, rsa, holds only while rsa is in Cargo.lock without being compiled.
+if [ -n "$(cargo tree --locked -i rsa 2>/dev/null)" ]; then
+  echo "rsa is now compiled into keyplex: its advisory exception (.cargo/audit.toml) no longer holds" >&2
+  exit 1
+fi
+
 step "Browser tests: Debian chromium (never a downloaded browser), node, the reference players"
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   apt-get update -qq

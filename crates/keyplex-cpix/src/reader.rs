@@ -47,7 +47,7 @@ pub fn read_document(xml: &[u8]) -> Result<CpixDocument, CpixError> {
     if memchr::memmem::find(text.as_bytes(), b"<!DOCTYPE").is_some() {
         return Err(CpixError::Dtd);
     }
-    check_depth(&text)?;
+    check_markup(&text)?;
     let options = ParsingOptions {
         allow_dtd: false,
         nodes_limit: NODES_LIMIT,
@@ -64,10 +64,22 @@ pub fn read_document(xml: &[u8]) -> Result<CpixDocument, CpixError> {
 /// 50,000-deep document overflows the stack.
 pub const MAX_DEPTH: usize = 64;
 
-/// Counts element nesting without parsing, so that roxmltree only sees documents it can
-/// handle. It only needs to be right for well-formed XML: whatever it miscounts in broken
-/// XML, roxmltree refuses afterwards (the count only ever errs on the side of refusing).
-fn check_depth(text: &str) -> Result<(), CpixError> {
+/// Most attributes (namespace declarations included) on one element. CPIX elements carry
+/// at most about ten; the parser checks each new attribute name against the element's
+/// earlier ones, so the work of one tag grows with the square of its attribute count
+/// (60,000 attributes on one tag: seconds of CPU for one request).
+pub const MAX_ATTRIBUTES: usize = 128;
+
+/// Most namespace declarations (`xmlns`, `xmlns:p`) in one document. A CPIX document
+/// declares a handful; each declaration costs the parser memory and every later name
+/// lookup in its scope.
+pub const MAX_NAMESPACE_DECLARATIONS: usize = 256;
+
+/// Counts element nesting, attributes per element and namespace declarations without
+/// parsing, so that roxmltree only sees documents it can handle at a bounded cost. It only
+/// needs to be right for well-formed XML: whatever it miscounts in broken XML, roxmltree
+/// refuses afterwards (the counts only ever err on the side of refusing).
+fn check_markup(text: &str) -> Result<(), CpixError> {
     let bytes = text.as_bytes();
     let tail = |at: usize| bytes.get(at..).unwrap_or_default();
     // Where the text after the next `end` starts (the end of input when there is none).
@@ -76,6 +88,7 @@ fn check_depth(text: &str) -> Result<(), CpixError> {
     };
     let too_deep = || CpixError::Xml(format!("elements nested deeper than {MAX_DEPTH} levels"));
     let mut depth = 0usize;
+    let mut declarations = 0usize;
     let mut at = 0;
     // The scan jumps from one markup character to the next with SIMD searches (memchr): it
     // runs on every request body, before the parser.
@@ -93,8 +106,10 @@ fn check_depth(text: &str) -> Result<(), CpixError> {
             at = past(at, b">");
         } else {
             // A start tag: its end is the first '>' outside quoted attribute values ('>' may
-            // appear in them); `/>` closes an empty element.
+            // appear in them); `/>` closes an empty element. Each quoted value is one
+            // attribute, named by the markup between the previous value and its quote.
             let mut j = at + 1;
+            let mut attributes = 0usize;
             let end = loop {
                 let Some(p) = memchr::memchr3(b'"', b'\'', b'>', tail(j)) else {
                     break None;
@@ -102,10 +117,26 @@ fn check_depth(text: &str) -> Result<(), CpixError> {
                 let found = j + p;
                 match bytes.get(found) {
                     Some(b'>') => break Some(found),
-                    Some(&quote) => match memchr::memchr(quote, tail(found + 1)) {
-                        Some(close) => j = found + 1 + close + 1,
-                        None => break None,
-                    },
+                    Some(&quote) => {
+                        attributes += 1;
+                        if attributes > MAX_ATTRIBUTES {
+                            return Err(CpixError::Xml(format!(
+                                "an element has more than {MAX_ATTRIBUTES} attributes"
+                            )));
+                        }
+                        if declares_namespace(bytes.get(j..found).unwrap_or_default()) {
+                            declarations += 1;
+                            if declarations > MAX_NAMESPACE_DECLARATIONS {
+                                return Err(CpixError::Xml(format!(
+                                    "the document has more than {MAX_NAMESPACE_DECLARATIONS} namespace declarations"
+                                )));
+                            }
+                        }
+                        match memchr::memchr(quote, tail(found + 1)) {
+                            Some(close) => j = found + 1 + close + 1,
+                            None => break None,
+                        }
+                    }
                     None => break None,
                 }
             };
@@ -120,6 +151,19 @@ fn check_depth(text: &str) -> Result<(), CpixError> {
         }
     }
     Ok(())
+}
+
+/// Whether the attribute whose markup before its value is `before` (` xmlns:p=`, or
+/// `<Tag xmlns=` for the first one) declares a namespace.
+fn declares_namespace(before: &[u8]) -> bool {
+    let before = before.trim_ascii_end();
+    let name = before.strip_suffix(b"=").unwrap_or(before).trim_ascii_end();
+    let start = name
+        .iter()
+        .rposition(|b| b.is_ascii_whitespace())
+        .map_or(0, |p| p + 1);
+    let name = name.get(start..).unwrap_or_default();
+    name == b"xmlns" || name.starts_with(b"xmlns:")
 }
 
 /// Decodes the byte stream per its BOM (XML 1.0 Appendix F); no BOM means UTF-8.
@@ -1465,11 +1509,61 @@ mod tests {
                 "</x>".repeat(levels)
             )
         };
-        assert_eq!(check_depth(&nested(MAX_DEPTH - 1)), Ok(()));
-        assert!(check_depth(&nested(MAX_DEPTH)).is_err());
+        assert_eq!(check_markup(&nested(MAX_DEPTH - 1)), Ok(()));
+        assert!(check_markup(&nested(MAX_DEPTH)).is_err());
     }
 
-    /// The byte-by-byte scan [`check_depth`] replaced (kept as its oracle).
+    #[test]
+    fn attributes_and_namespace_declarations_are_bounded() {
+        // 60,000 attributes on the root: refused by the pre-scan, before the parser's
+        // duplicate-name check (quadratic in the attribute count) runs.
+        let attributes: String = (0..60_000).map(|i| format!(r#" a{i}="""#)).collect();
+        let xml = format!(r#"<CPIX xmlns="urn:dashif:org:cpix"{attributes}/>"#);
+        let err = read_document(xml.as_bytes()).unwrap_err();
+        assert_eq!(
+            err,
+            CpixError::Xml(format!(
+                "an element has more than {MAX_ATTRIBUTES} attributes"
+            ))
+        );
+        // The limit itself: 128 attributes (the declaration among them) pass the check.
+        let at_limit: String = (1..MAX_ATTRIBUTES).map(|i| format!(" a{i}='>'")).collect();
+        assert_eq!(
+            check_markup(&format!(r#"<CPIX xmlns="urn:dashif:org:cpix"{at_limit}/>"#)),
+            Ok(())
+        );
+        assert!(
+            check_markup(&format!(
+                r#"<CPIX xmlns="urn:dashif:org:cpix"{at_limit} b=""/>"#
+            ))
+            .is_err()
+        );
+
+        // Namespace declarations count over the whole document, however they are spread.
+        let declaring = |n: usize| -> String {
+            (0..n)
+                .map(|i| format!(r#"<x xmlns:p{i} = "urn:p{i}" xmlns="urn:d" q="xmlns:"/>"#))
+                .collect()
+        };
+        let doc = |inner: String| format!(r#"<CPIX xmlns="urn:dashif:org:cpix">{inner}</CPIX>"#);
+        // The root's declaration plus two per element.
+        let half = (MAX_NAMESPACE_DECLARATIONS - 1) / 2;
+        assert_eq!(check_markup(&doc(declaring(half))), Ok(()));
+        let err = read_document(doc(declaring(half + 1)).as_bytes()).unwrap_err();
+        assert_eq!(
+            err,
+            CpixError::Xml(format!(
+                "the document has more than {MAX_NAMESPACE_DECLARATIONS} namespace declarations"
+            ))
+        );
+        // A real document's declarations are far from the bounds.
+        assert!(declares_namespace(b"<CPIX xmlns="));
+        assert!(declares_namespace(b" xmlns:pskc = "));
+        assert!(!declares_namespace(b" contentId="));
+        assert!(!declares_namespace(b" notxmlns="));
+    }
+
+    /// The byte-by-byte scan [`check_markup`] replaced (kept as its oracle for the depth).
     fn reference_depth_check(text: &str) -> bool {
         fn skip_past<'a>(rest: &'a str, end: &str) -> &'a str {
             rest.find(end)
@@ -1527,7 +1621,7 @@ mod tests {
             )
         ) {
             let text: String = parts.concat();
-            proptest::prop_assert_eq!(check_depth(&text).is_ok(), reference_depth_check(&text), "{}", text);
+            proptest::prop_assert_eq!(check_markup(&text).is_ok(), reference_depth_check(&text), "{}", text);
         }
     }
 

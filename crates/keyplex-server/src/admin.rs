@@ -312,7 +312,7 @@ async fn create_tenant(
     body: Result<Json<NewTenant>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let new = json_body(body)?;
-    let id = TenantId::parse(&new.id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let id = TenantId::parse_new(&new.id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let settings = new.settings.unwrap_or_else(|| serde_json::json!({}));
     let config: TenantConfig = serde_json::from_value(settings.clone())
         .map_err(|e| ApiError::BadRequest(format!("settings: {e}")))?;
@@ -918,7 +918,10 @@ impl BundleKey {
                     .map(TrackType::parse)
                     .transpose()
                     .map_err(|e| bad(&e.to_string()))?,
-                period: self.period.map_or(KeyPeriod::Vod, KeyPeriod::Index),
+                period: self
+                    .period
+                    .map_or(Ok(KeyPeriod::Vod), KeyPeriod::from_index)
+                    .map_err(|e| bad(&e.to_string()))?,
                 origin: match self.origin.as_str() {
                     "generated" => KeyOrigin::Generated,
                     "supplied" => KeyOrigin::Supplied,

@@ -631,7 +631,7 @@ impl Config {
                 tenant: name.clone(),
                 message,
             };
-            TenantId::parse(name).map_err(|e| err(e.to_string()))?;
+            TenantId::parse_new(name).map_err(|e| err(e.to_string()))?;
             tenant.validate().map_err(err)?;
         }
         if let Some(jwt) = &self.admin.jwt {
@@ -854,6 +854,24 @@ mod tests {
         ] {
             assert!(Config::from_toml(p, bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn reserved_tenant_ids_are_refused_with_a_clear_message() {
+        let p = std::path::Path::new("t.toml");
+        for name in ["players", "ui", "admin", "metrics", "healthz", "-"] {
+            let err = Config::from_toml(p, &format!("[tenants.{name:?}]")).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("invalid tenant {name:?}")) && text.contains("is reserved"),
+                "{text}"
+            );
+        }
+        for name in ["openapi.json", ".hidden"] {
+            let err = Config::from_toml(p, &format!("[tenants.{name:?}]")).unwrap_err();
+            assert!(err.to_string().contains("is reserved"), "{err}");
+        }
+        assert!(Config::from_toml(p, "[tenants.admins]").is_ok());
     }
 
     #[test]

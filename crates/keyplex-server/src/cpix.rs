@@ -428,12 +428,12 @@ fn plan_key(
             })?;
         period = match (p.index, &p.start, tenant.config.crypto_period_seconds) {
             // CPIX period indexes are 32-bit (they wrap at MAX_UINT32), as are Widevine's.
-            (Some(i), _, _) if i > u64::from(u32::MAX) => {
-                return Err(ApiError::BadRequest(format!(
-                    "ContentKeyPeriod {period_id:?} @index {i} is larger than 4294967295"
-                )));
-            }
-            (Some(i), _, _) => KeyPeriod::Index(i),
+            (Some(i), _, _) => KeyPeriod::from_index(i).map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "ContentKeyPeriod {period_id:?} @index {i} is larger than {}",
+                    KeyPeriod::MAX_INDEX
+                ))
+            })?,
             // SPEKE v2.1 / CPIX 2.4 live periods by time: the tenant's period length when it
             // rotates by time (the same periods as the NAGRA and Widevine APIs), else the
             // period is named by its start (a key per distinct start).

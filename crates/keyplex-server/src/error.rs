@@ -26,8 +26,15 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
     Unprocessable(String),
-    #[error("{0}")]
-    Unavailable(String),
+    /// The key store failed (→ 503). The client gets only the generic message; `cause`, the
+    /// store's own account (what it was doing, the database's error; never key material),
+    /// is logged once, when the error is rendered, so that an outage can be diagnosed.
+    #[error("key store unavailable, try again")]
+    Unavailable { cause: String },
+    /// Too many requests are waiting for the key store (→ 503 with `Retry-After`): refused at
+    /// once instead of queued, and counted in /metrics (`keyplex_store_queue_full_total`).
+    #[error("key store busy, retry after {retry_after_seconds} s")]
+    StoreBusy { retry_after_seconds: u64 },
     /// The credential's rate limit is used up (→ 429 with `Retry-After`).
     #[error("rate limit of this credential exceeded; retry after {retry_after_seconds} s")]
     TooManyRequests { retry_after_seconds: u64 },
@@ -57,7 +64,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable { .. } | Self::StoreBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Deadline { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -76,7 +83,13 @@ impl ApiError {
         crate::scope::note_error(&self.client_message());
         match self {
             Self::Internal(detail) => tracing::error!(%detail, "internal error"),
-            Self::Unavailable(detail) => tracing::error!(%detail, "store unavailable"),
+            Self::Unavailable { cause } => tracing::error!(%cause, "store unavailable"),
+            Self::StoreBusy { .. } => {
+                crate::scope::note_store_busy();
+                // Under a flood this is every refused request: the metric counts them, the
+                // log keeps quiet.
+                tracing::debug!("key store busy: request refused");
+            }
             Self::BadGateway(detail) => tracing::warn!(%detail, "upstream licence server failed"),
             Self::Deadline { seconds } => tracing::error!(seconds, "request deadline passed"),
             other => {
@@ -86,23 +99,31 @@ impl ApiError {
     }
 
     fn with_auth_header(&self, mut response: Response) -> Response {
-        match self {
-            Self::Unauthorized(_) => {
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"keyplex\", Bearer"),
-                );
-            }
-            Self::TooManyRequests {
-                retry_after_seconds,
-            } => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
-            }
-            _ => {}
+        if let Self::Unauthorized(_) = self {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"keyplex\", Bearer"),
+            );
+        }
+        if let Some(seconds) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
+    }
+
+    /// Seconds the client should wait before retrying, when the error says so.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::TooManyRequests {
+                retry_after_seconds,
+            }
+            | Self::StoreBusy {
+                retry_after_seconds,
+            } => Some(*retry_after_seconds),
+            _ => None,
+        }
     }
 }
 
@@ -110,9 +131,12 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict { .. } => Self::Conflict(e.to_string()),
-            StoreError::Unavailable(_) => {
-                Self::Unavailable("key store unavailable, try again".into())
-            }
+            StoreError::Unavailable(cause) => Self::Unavailable { cause },
+            StoreError::Busy {
+                retry_after_seconds,
+            } => Self::StoreBusy {
+                retry_after_seconds,
+            },
             StoreError::Corrupt { .. } | StoreError::Internal(_) => Self::Internal(e.to_string()),
         }
     }
@@ -218,7 +242,7 @@ impl NagraJson {
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::Conflict(_) => "KEY_CONFLICT",
             ApiError::PayloadTooLarge { .. } => "REQUEST_TOO_LARGE",
-            ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            ApiError::Unavailable { .. } | ApiError::StoreBusy { .. } => "SERVICE_UNAVAILABLE",
             ApiError::TooManyRequests { .. } => "TOO_MANY_REQUESTS",
             ApiError::RequestTimeout { .. } => "REQUEST_TIMEOUT",
             ApiError::Deadline { .. } => "SERVICE_UNAVAILABLE",
@@ -302,7 +326,8 @@ impl WidevineJson {
             | ApiError::PayloadTooLarge { .. } => "MALFORMED_REQUEST",
             // INTERNAL_ERROR is the status Shaka Packager retries.
             ApiError::Conflict(_)
-            | ApiError::Unavailable(_)
+            | ApiError::Unavailable { .. }
+            | ApiError::StoreBusy { .. }
             | ApiError::TooManyRequests { .. }
             | ApiError::RequestTimeout { .. }
             | ApiError::Deadline { .. }
@@ -335,7 +360,7 @@ impl IntoResponse for WidevineJson {
             status: Some(self.status),
             status_message: Some(message),
         };
-        (
+        let mut response = (
             StatusCode::OK,
             [(
                 header::CONTENT_TYPE,
@@ -343,6 +368,147 @@ impl IntoResponse for WidevineJson {
             )],
             serde_json::to_string(&body).unwrap_or_default(),
         )
-            .into_response()
+            .into_response();
+        // Still 200 (see above), but a client that reads headers learns when to retry.
+        if let Some(seconds) = err.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A log that tests can read back.
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Log {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Log {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    /// Renders `error` through `render` with a log attached; the log and the body.
+    fn render(error: ApiError, render: fn(ApiError) -> Response) -> (String, StatusCode, String) {
+        let log = Log::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let response = tracing::subscriber::with_default(subscriber, || render(error));
+        let status = response.status();
+        let body = futures_body(response);
+        (log.text(), status, body)
+    }
+
+    fn futures_body(response: Response) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bytes = runtime
+            .block_on(axum::body::to_bytes(response.into_body(), 1 << 20))
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_busy_store_answers_503_with_retry_after_in_each_format() {
+        type Renderer = fn(ApiError) -> Response;
+        let renderers: [(Renderer, StatusCode, &str); 4] = [
+            (
+                |e| e.into_response(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "application/problem+json",
+            ),
+            (
+                |e| PlainText(e).into_response(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+            ),
+            (
+                |e| NagraJson::from(e).into_response(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "application/json",
+            ),
+            // 200 with the status Shaka Packager retries (see WidevineJson).
+            (
+                |e| WidevineJson::from(e).into_response(),
+                StatusCode::OK,
+                "application/json",
+            ),
+        ];
+        for (renderer, status, content_type) in renderers {
+            let error = ApiError::from(StoreError::Busy {
+                retry_after_seconds: 1,
+            });
+            let response = renderer(error);
+            assert_eq!(response.status(), status);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+            assert_eq!(response.headers()[header::CONTENT_TYPE], content_type);
+            let body = futures_body(response);
+            assert!(body.contains("key store busy, retry after 1 s"), "{body}");
+        }
+        let nagra = futures_body(
+            NagraJson::from(ApiError::StoreBusy {
+                retry_after_seconds: 1,
+            })
+            .into_response(),
+        );
+        assert!(
+            nagra.contains(r#""status":"SERVICE_UNAVAILABLE""#),
+            "{nagra}"
+        );
+        let widevine = futures_body(
+            WidevineJson::from(ApiError::StoreBusy {
+                retry_after_seconds: 1,
+            })
+            .into_response(),
+        );
+        assert!(
+            widevine.contains(r#""status":"INTERNAL_ERROR""#),
+            "{widevine}"
+        );
+    }
+
+    #[test]
+    fn a_store_outage_logs_its_cause_once_and_tells_the_client_only_the_generic_text() {
+        let cause = "cannot start a write transaction: disk I/O error";
+        let renderers: [fn(ApiError) -> Response; 4] = [
+            |e| e.into_response(),
+            |e| PlainText(e).into_response(),
+            |e| NagraJson::from(e).into_response(),
+            |e| WidevineJson::from(e).into_response(),
+        ];
+        for renderer in renderers {
+            let error = ApiError::from(StoreError::Unavailable(cause.to_owned()));
+            let (log, status, body) = render(error, renderer);
+            assert_eq!(log.matches(cause).count(), 1, "{log}");
+            assert!(log.contains("store unavailable"), "{log}");
+            assert!(!body.contains(cause), "{body}");
+            assert!(body.contains("key store unavailable, try again"), "{body}");
+            assert!(
+                status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::OK,
+                "{status}"
+            );
+        }
     }
 }

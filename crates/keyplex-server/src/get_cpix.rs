@@ -205,12 +205,17 @@ async fn answer(
     };
     let period = match query.period.as_deref() {
         None | Some("") => KeyPeriod::Vod,
-        Some(p) => KeyPeriod::Index(p.parse::<u64>().map_err(|_| {
-            ApiError::BadRequest(format!(
-                "period {:?} is not a key period index (a non-negative integer)",
-                p.chars().take(32).collect::<String>()
-            ))
-        })?),
+        Some(p) => p
+            .parse::<u64>()
+            .ok()
+            .and_then(|i| KeyPeriod::from_index(i).ok())
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "period {:?} is not a key period index (an integer from 0 to {})",
+                    p.chars().take(32).collect::<String>(),
+                    KeyPeriod::MAX_INDEX
+                ))
+            })?,
     };
     for system in format.systems() {
         signaling::preflight(tenant, *system, scheme)?;

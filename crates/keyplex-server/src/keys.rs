@@ -68,6 +68,7 @@ pub fn by_kid(
     track_type: Option<TrackType>,
     period: KeyPeriod,
 ) -> Result<KeyRequest, ApiError> {
+    checked_period(period)?;
     let key_supplied = supplied_key.is_some();
     let iv_supplied = supplied_iv.is_some();
     let key = match supplied_key {
@@ -88,8 +89,22 @@ pub fn by_kid(
     })
 }
 
+/// Every key request passes here, whichever route built it: a period index beyond
+/// [`KeyPeriod::MAX_INDEX`] is the client's error (400), never the store's. Routes parse
+/// the period with [`KeyPeriod::from_index`] already; this keeps a route that forgets from
+/// handing the store a value it cannot hold.
+fn checked_period(period: KeyPeriod) -> Result<(), ApiError> {
+    match period {
+        KeyPeriod::Index(i) => KeyPeriod::from_index(i)
+            .map(|_| ())
+            .map_err(|e| ApiError::BadRequest(e.to_string())),
+        KeyPeriod::Vod => Ok(()),
+    }
+}
+
 /// keyplex chooses the kid: (content, track type, period) is the identity.
 pub fn by_slot(slot: KeySlot) -> Result<KeyRequest, ApiError> {
+    checked_period(slot.period)?;
     let candidate = KeyMaterial {
         kid: random::new_key_id()?,
         key: random::new_key_value()?,
@@ -111,6 +126,7 @@ pub fn by_slot_supplied(
     key: ContentKeyValue,
     iv: Option<Iv>,
 ) -> Result<KeyRequest, ApiError> {
+    checked_period(slot.period)?;
     let iv_supplied = iv.is_some();
     let iv = match iv {
         Some(iv) => iv,

@@ -157,6 +157,8 @@ pub struct Notes {
     pub error: Option<String>,
     /// What the audit event of a successful request keeps besides the keys.
     pub detail: Option<String>,
+    /// Refused at once because the key store's write queue was full (counted in /metrics).
+    pub store_busy: bool,
 }
 
 tokio::task_local! {
@@ -257,4 +259,8 @@ pub fn note_detail(text: &str) {
 
 pub fn note_error(message: &str) {
     note(|n| n.error = Some(message.chars().take(300).collect()));
+}
+
+pub fn note_store_busy() {
+    note(|n| n.store_busy = true);
 }

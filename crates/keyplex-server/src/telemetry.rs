@@ -39,6 +39,12 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantInterfaceLabels {
+    tenant: String,
+    interface: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InterfaceLabels {
     interface: &'static str,
 }
@@ -101,6 +107,7 @@ pub struct Telemetry {
     store_duration: Histograms<OperationLabels>,
     audit_dropped: Gauge,
     auth_failures: Family<AuthFailureLabels, Counter>,
+    store_queue_full: Family<TenantInterfaceLabels, Counter>,
     series: Series,
 }
 
@@ -183,6 +190,12 @@ impl Telemetry {
             "Failed authentications on a tenant's routes: refused (401/403) or limited (429, past auth_failure_limit for the client address)",
             auth_failures.clone(),
         );
+        let store_queue_full = Family::<TenantInterfaceLabels, Counter>::default();
+        registry.register(
+            "store_queue_full",
+            "Requests refused at once (503 with Retry-After) because the key store's write queue was full, by tenant and interface",
+            store_queue_full.clone(),
+        );
         Self {
             auth_failures,
             registry,
@@ -195,6 +208,7 @@ impl Telemetry {
             upstream_duration,
             store_duration,
             audit_dropped,
+            store_queue_full,
             series: Series::default(),
         }
     }
@@ -266,6 +280,14 @@ impl Telemetry {
             .get_or_create(&InterfaceLabels { interface })
             .observe(request.elapsed.as_secs_f64());
         let notes = &request.notes;
+        if notes.store_busy {
+            self.store_queue_full
+                .get_or_create(&TenantInterfaceLabels {
+                    tenant: request.tenant_label().to_owned(),
+                    interface,
+                })
+                .inc();
+        }
         for (source, count) in [
             ("created", notes.keys_created),
             ("stored", notes.keys_stored),
@@ -464,7 +486,8 @@ pub fn loggable_uri(uri: &http::Uri) -> String {
                 out.push('&');
             }
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let lower = name.to_ascii_lowercase();
+            // Compared as the query parser reads the name: `?%74oken=…` is the token too.
+            let lower = decoded_query_name(name).to_ascii_lowercase();
             if !value.is_empty() && SECRET_QUERY_NAMES.iter().any(|s| lower.contains(s)) {
                 out.push_str(name);
                 out.push_str("=<redacted>");
@@ -474,6 +497,39 @@ pub fn loggable_uri(uri: &http::Uri) -> String {
         }
     }
     out
+}
+
+/// A query parameter's name decoded as `application/x-www-form-urlencoded` (what the routes'
+/// query parsers do): `%XX` is the byte XX and `+` a space. A `%` not followed by two hex
+/// digits stays as it is.
+fn decoded_query_name(name: &str) -> String {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let escaped = match b {
+            b'%' => bytes
+                .get(i + 1..i + 3)
+                .and_then(|hex| std::str::from_utf8(hex).ok())
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok()),
+            _ => None,
+        };
+        match (b, escaped) {
+            (_, Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (_, None) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn tenant_segment(path: &str) -> Option<&str> {
@@ -864,6 +920,17 @@ mod tests {
             uri("/acme/cpix/anevia/dash/eyJzaXRlX2lkIjoiREVNTyJ9/test-cid"),
             "/acme/cpix/anevia/dash/<redacted>/test-cid"
         );
+        // Names are compared decoded, as the query parser reads them.
+        assert_eq!(
+            uri(
+                "/vod/cpix/hls/movie-5?%74oken=abc&%54OKEN=def&x%2Damz%2Dsignature=f00&to%6b%65n=g"
+            ),
+            "/vod/cpix/hls/movie-5?%74oken=<redacted>&%54OKEN=<redacted>&x%2Damz%2Dsignature=<redacted>&to%6b%65n=<redacted>"
+        );
+        assert_eq!(
+            uri("/vod/cpix/hls/movie-5?start=%74oken&a%zz=1&b%7=2"),
+            "/vod/cpix/hls/movie-5?start=%74oken&a%zz=1&b%7=2"
+        );
         // Other paths, including five-segment ones of other interfaces, are kept.
         assert_eq!(uri("/acme/cpix"), "/acme/cpix");
         assert_eq!(
@@ -891,6 +958,39 @@ mod tests {
         assert_eq!(p.count, 100);
         assert!(p.p50 <= 0.05, "{p:?}");
         assert!(p.p99 >= 20.0 && p.p99 <= 30.0, "{p:?}");
+    }
+
+    #[tokio::test]
+    async fn requests_refused_by_a_full_store_queue_are_counted() {
+        // What the error renderer notes in the request's scope…
+        let (response, notes) = scope::with_notes(Interface::Cpix, "client".into(), async {
+            use axum::response::IntoResponse as _;
+            crate::error::PlainText(crate::error::ApiError::from(
+                keyplex_store::StoreError::Busy {
+                    retry_after_seconds: 1,
+                },
+            ))
+            .into_response()
+        })
+        .await;
+        assert_eq!(response.status().as_u16(), 503);
+        assert!(notes.store_busy);
+        // …is what /metrics counts.
+        let telemetry = Telemetry::new();
+        for notes in [notes, Notes::default()] {
+            telemetry.observe_request(&Finished {
+                interface: Interface::Cpix,
+                tenant: Some("acme"),
+                status: 503,
+                elapsed: Duration::from_millis(1),
+                notes,
+            });
+        }
+        let text = telemetry.render(&[], 0);
+        assert!(
+            text.contains(r#"keyplex_store_queue_full_total{tenant="acme",interface="cpix"} 1"#),
+            "{text}"
+        );
     }
 
     #[tokio::test]

@@ -38,6 +38,7 @@ pub async fn run<S: KeyStore>(store: Arc<S>) {
     tenants_are_isolated(&*store).await;
     reads_expose_only_what_is_asked(&*store).await;
     racing_identical_requests_create_one_key(&store).await;
+    an_unstorable_request_fails_alone(&store).await;
     sessions_live_until_they_expire_or_close(&*store).await;
     session_limit_counts_live_sessions_per_user(&*store).await;
     racing_session_openings_respect_the_limit(&store).await;
@@ -832,6 +833,48 @@ async fn reads_expose_only_what_is_asked<S: KeyStore>(store: &S) {
         "{scenario}: created_at is now"
     );
     store.ping().await.unwrap();
+}
+
+/// A request holding a value the store cannot keep (a period index beyond the signed 64-bit
+/// column; the routes refuse anything over 2^32 - 1 before) fails alone with the store's
+/// own error, while other tenants' requests running at the same moment (in the same write
+/// batch, where the backend batches) are all stored.
+async fn an_unstorable_request_fails_alone<S: KeyStore>(store: &Arc<S>) {
+    let scenario = "unstorable request";
+    let (good_tenant, bad_tenant) = (new_tenant(), new_tenant());
+    let start = Arc::new(tokio::sync::Barrier::new(RACERS + 1));
+    let mut good = tokio::task::JoinSet::new();
+    for i in 0..RACERS {
+        let (store, tenant, start) = (Arc::clone(store), good_tenant.clone(), Arc::clone(&start));
+        good.spawn(async move {
+            let request = by_kid(&content(&format!("movie-{i}")), &candidate());
+            start.wait().await;
+            store.ensure_keys(&tenant, &[request]).await
+        });
+    }
+    let poison = {
+        let (store, start) = (Arc::clone(store), Arc::clone(&start));
+        let key_slot = slot(&content("live"), "HD", KeyPeriod::Index(1 << 63));
+        tokio::spawn(async move {
+            let request = by_slot(&key_slot, &candidate(), false);
+            start.wait().await;
+            store.ensure_keys(&bad_tenant, &[request]).await
+        })
+    };
+    while let Some(joined) = good.join_next().await {
+        let keys = joined
+            .expect("request panicked")
+            .unwrap_or_else(|e| panic!("{scenario}: another tenant's request failed: {e}"));
+        assert_eq!(
+            store.get_key(&good_tenant, &keys[0].kid).await.unwrap(),
+            Some(keys[0].clone()),
+            "{scenario}: acknowledged but not stored"
+        );
+    }
+    match poison.await.expect("request panicked") {
+        Err(StoreError::Internal(_)) => {}
+        other => panic!("{scenario}: expected the store's own error, got {other:?}"),
+    }
 }
 
 async fn racing_identical_requests_create_one_key<S: KeyStore>(store: &Arc<S>) {

@@ -35,12 +35,23 @@ pub use records::{
 };
 pub use sqlite::SqliteStore;
 
-/// Where a store lives: `postgres://…` (several nodes) or a SQLite file.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where a store lives: `postgres://…` (several nodes) or a SQLite file. `Debug` prints
+/// [`Self::redacted`]: the URL's password must not reach a log through `{:?}`.
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreLocation {
     Sqlite(std::path::PathBuf),
     /// The URL (with its password): never print it whole.
     Postgres(String),
+}
+
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let variant = match self {
+            Self::Sqlite(_) => "Sqlite",
+            Self::Postgres(_) => "Postgres",
+        };
+        f.debug_tuple(variant).field(&self.redacted()).finish()
+    }
 }
 
 impl StoreLocation {
@@ -173,6 +184,10 @@ pub enum StoreError {
     /// The database cannot be reached or is busy beyond its timeout (→ HTTP 503).
     #[error("key store unavailable: {0}")]
     Unavailable(String),
+    /// Too many requests are waiting for the store's writer (→ HTTP 503 with `Retry-After`):
+    /// load is shed at once rather than queued without bound.
+    #[error("key store busy: too many requests waiting, retry after {retry_after_seconds} s")]
+    Busy { retry_after_seconds: u64 },
     /// A stored record cannot be read back (wrong master key, tampering, bad row).
     #[error("key store record for {kid} is unreadable: {reason}")]
     Corrupt { kid: String, reason: String },
@@ -366,8 +381,9 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn rotate_master_key(&self, new: MasterKey) -> Result<RotationReport>;
 }
 
-/// A session to open.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A session to open. `Debug` leaves out the id (the bearer secret of the session's
+/// calls) and the entitlement's claims.
+#[derive(Clone, PartialEq, Eq)]
 pub struct NewSession {
     /// Random, unguessable: the session id is the bearer secret of the session's calls.
     pub id: String,
@@ -382,8 +398,9 @@ pub struct NewSession {
     pub expires_at: u64,
 }
 
-/// A stored live session.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A stored live session. `Debug` leaves out the id and the entitlement, like
+/// [`NewSession`]'s.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Session {
     pub id: String,
     pub user: String,
@@ -395,6 +412,33 @@ pub struct Session {
     pub expires_at: u64,
 }
 
+impl std::fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSession")
+            .field("id", &"<redacted>")
+            .field("user", &self.user)
+            .field("entitlement", &"<redacted>")
+            .field("heartbeat_seconds", &self.heartbeat_seconds)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &"<redacted>")
+            .field("user", &self.user)
+            .field("entitlement", &"<redacted>")
+            .field("heartbeat_seconds", &self.heartbeat_seconds)
+            .field("key_systems", &self.key_systems)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
 /// The outcome of [`KeyStore::open_session`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SessionOpen {
@@ -403,4 +447,65 @@ pub enum SessionOpen {
     LimitReached {
         active: u32,
     },
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn store_location_debug_hides_the_password() {
+        let location = StoreLocation::parse(
+            "postgres://keyplex:s3cret-pw@db.example:5432/keys?sslmode=require&password=other-pw",
+        )
+        .unwrap();
+        let debug = format!("{location:?}");
+        assert!(
+            !debug.contains("s3cret-pw") && !debug.contains("other-pw"),
+            "{debug}"
+        );
+        assert_eq!(debug, r#"Postgres("postgres://db.example:5432/keys")"#);
+        let sqlite = StoreLocation::parse("sqlite:///var/lib/keyplex/keys.db").unwrap();
+        assert_eq!(
+            format!("{sqlite:?}"),
+            r#"Sqlite("sqlite:///var/lib/keyplex/keys.db")"#
+        );
+        // Wrapped in something that derives Debug, still redacted.
+        let debug = format!("{:?}", Some(location));
+        assert!(!debug.contains("s3cret-pw"), "{debug}");
+    }
+
+    #[test]
+    fn session_debug_hides_the_session_id_and_the_entitlement() {
+        let new = NewSession {
+            id: "session-bearer-secret-0123456789".into(),
+            user: "viewer-1".into(),
+            entitlement: r#"{"sub":"viewer-1","claim":"entitlement-claims"}"#.into(),
+            heartbeat_seconds: 30,
+            created_at: 1,
+            expires_at: 31,
+        };
+        let session = Session {
+            id: new.id.clone(),
+            user: new.user.clone(),
+            entitlement: new.entitlement.clone(),
+            heartbeat_seconds: 30,
+            key_systems: vec!["widevine".into()],
+            created_at: 1,
+            expires_at: 31,
+        };
+        for debug in [
+            format!("{new:?}"),
+            format!("{session:?}"),
+            format!("{session:#?}"),
+        ] {
+            assert!(!debug.contains("session-bearer-secret"), "{debug}");
+            assert!(!debug.contains("entitlement-claims"), "{debug}");
+            assert!(
+                debug.contains("viewer-1") && debug.contains("<redacted>"),
+                "{debug}"
+            );
+        }
+    }
 }

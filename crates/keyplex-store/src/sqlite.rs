@@ -76,13 +76,14 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     /// The directory must exist.
     pub async fn open(path: &Path, master: MasterKey) -> Result<Self> {
-        Self::open_with(path, master, None).await
+        Self::open_with(path, master, None, key_writer::QUEUE_CAPACITY).await
     }
 
     async fn open_with(
         path: &Path,
         master: MasterKey,
         scratch: Option<tempfile::TempDir>,
+        queue_capacity: usize,
     ) -> Result<Self> {
         // synchronous = FULL: in WAL mode, NORMAL may lose the last commits on power loss, and
         // a key must be durable before the response that hands it out leaves.
@@ -111,7 +112,7 @@ impl SqliteStore {
             .await
             .map_err(|e| db_error(&format!("cannot open {}", path.display()), e))?;
         let sealer = Arc::new(KeySealer::new(master));
-        let keys = KeyWriter::start(path, BUSY_TIMEOUT, sealer.clone())?;
+        let keys = KeyWriter::start(path, BUSY_TIMEOUT, sealer.clone(), queue_capacity)?;
         Ok(Self {
             core: Core {
                 reader,
@@ -153,7 +154,7 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("cannot create a scratch database: {e}"))
             })?;
         let path = scratch.path().join("keyplex.sqlite");
-        Self::open_with(&path, master, Some(scratch)).await
+        Self::open_with(&path, master, Some(scratch), key_writer::QUEUE_CAPACITY).await
     }
 
     /// Lets the key writer commit what is queued, then closes the pools, waiting for
@@ -902,6 +903,225 @@ mod tests {
                 Some(key)
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_job_the_store_cannot_hold_fails_alone_and_its_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.db");
+        let store = std::sync::Arc::new(SqliteStore::open(&path, master()).await.unwrap());
+        // Hold the write lock so that every job below is waiting when it is released and
+        // the poison job shares a batch with the other tenant's jobs.
+        let mut other = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap()
+            .acquire()
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        let beta = TenantId::parse("beta").unwrap();
+        let good = |i: usize| {
+            let store = store.clone();
+            let beta = beta.clone();
+            tokio::spawn(async move {
+                store
+                    .ensure_keys(&beta, &[by_kid(&format!("content-{i}"), candidate())])
+                    .await
+            })
+        };
+        let mut tasks: Vec<_> = (0..10).map(good).collect();
+        // Beyond what a column holds (the routes refuse anything over 2^32 - 1).
+        let huge = KeyPeriod::Index(1 << 63);
+        let poison = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let slot = KeySlot {
+                    content_id: ContentId::parse("live").unwrap(),
+                    track_type: TrackType::all(),
+                    period: huge,
+                };
+                let by_slot = KeyRequest::BySlot {
+                    slot,
+                    candidate: candidate(),
+                    supplied: false,
+                    iv_supplied: false,
+                };
+                let by_kid = KeyRequest::ByKid {
+                    content_id: ContentId::parse("live").unwrap(),
+                    candidate: candidate(),
+                    key_supplied: false,
+                    iv_supplied: false,
+                    track_type: None,
+                    period: huge,
+                };
+                (
+                    store.ensure_keys(&tenant(), &[by_slot]).await,
+                    store.ensure_keys(&tenant(), &[by_kid]).await,
+                )
+            })
+        };
+        tasks.extend((10..20).map(good));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sqlx::query("ROLLBACK").execute(&mut *other).await.unwrap();
+
+        // The other tenant's jobs, batched with the poison one, are all committed.
+        for (i, task) in tasks.into_iter().enumerate() {
+            let created = task
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("job {i}: {e}"));
+            assert_eq!(
+                store.get_key(&beta, &created[0].kid).await.unwrap(),
+                Some(created[0].clone())
+            );
+        }
+        // The poison job gets its own error (500), not the batch's 503.
+        let (by_slot, by_kid) = poison.await.unwrap();
+        for outcome in [by_slot, by_kid] {
+            let err = outcome.unwrap_err();
+            assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+            assert!(err.to_string().contains("key period index"), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_fails_on_one_job_commits_the_others_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.db");
+        let store = std::sync::Arc::new(SqliteStore::open(&path, master()).await.unwrap());
+        let mut other = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap()
+            .acquire()
+            .await
+            .unwrap();
+        // A failure the planning cannot foresee, in the insert of one job's key (as an
+        // unexpected constraint or a bug would be): not the database being unavailable.
+        sqlx::query(
+            "CREATE TRIGGER poison BEFORE INSERT ON content_keys WHEN NEW.content_id = 'poison' \
+             BEGIN SELECT RAISE(ABORT, 'poisoned row'); END",
+        )
+        .execute(&mut *other)
+        .await
+        .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        let beta = TenantId::parse("beta").unwrap();
+        let good = |i: usize| {
+            let store = store.clone();
+            let beta = beta.clone();
+            tokio::spawn(async move {
+                store
+                    .ensure_keys(&beta, &[by_kid(&format!("content-{i}"), candidate())])
+                    .await
+            })
+        };
+        let mut tasks: Vec<_> = (0..10).map(good).collect();
+        let poison = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .ensure_keys(&tenant(), &[by_kid("poison", candidate())])
+                    .await
+            })
+        };
+        tasks.extend((10..20).map(good));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sqlx::query("ROLLBACK").execute(&mut *other).await.unwrap();
+        for (i, task) in tasks.into_iter().enumerate() {
+            let created = task
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("job {i}: {e}"));
+            assert_eq!(
+                store.get_key(&beta, &created[0].kid).await.unwrap(),
+                Some(created[0].clone())
+            );
+        }
+        let err = poison.await.unwrap().unwrap_err();
+        assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+        assert!(err.to_string().contains("poisoned row"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_full_writer_queue_refuses_at_once_and_the_queued_jobs_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.db");
+        // Room for two waiting jobs.
+        let store = Arc::new(
+            SqliteStore::open_with(&path, master(), None, 2)
+                .await
+                .unwrap(),
+        );
+        // The writer blocks on the write lock with its first batch; the queue fills.
+        let mut other = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap()
+            .acquire()
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .ensure_keys(&tenant(), &[by_kid(&format!("content-{i}"), candidate())])
+                        .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Refused ones are answered while the lock is still held: nothing waits for them.
+        let mut refused = 0;
+        let mut waiting = Vec::new();
+        for task in tasks {
+            if task.is_finished() {
+                let err = task.await.unwrap().unwrap_err();
+                assert!(
+                    matches!(
+                        err,
+                        StoreError::Busy {
+                            retry_after_seconds: 1..
+                        }
+                    ),
+                    "{err:?}"
+                );
+                refused += 1;
+            } else {
+                waiting.push(task);
+            }
+        }
+        assert!(refused > 0, "50 jobs fit a queue of two");
+        sqlx::query("ROLLBACK").execute(&mut *other).await.unwrap();
+        for task in waiting {
+            let created = task.await.unwrap().unwrap();
+            assert_eq!(
+                store.get_key(&tenant(), &created[0].kid).await.unwrap(),
+                Some(created[0].clone())
+            );
+        }
+        // Once the queue drains, new jobs are taken again.
+        assert!(
+            store
+                .ensure_keys(&tenant(), &[by_kid("after", candidate())])
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test]

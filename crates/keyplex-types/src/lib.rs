@@ -21,8 +21,14 @@ pub enum TypeError {
     ContentId { len: usize },
     #[error("invalid tenant id {0:?}: must be 1 to 64 characters of a-z 0-9 _ -")]
     TenantId(String),
+    #[error(
+        "tenant id {0:?} is reserved: players, ui, admin, metrics, healthz and openapi.json are the server's own paths, and -, or a name starting with a dot, cannot be a tenant; choose another"
+    )]
+    ReservedTenantId(String),
     #[error("invalid track type {0:?}: expected e.g. SD, HD, UHD1, UHD2, AUDIO, ALL")]
     TrackType(String),
+    #[error("invalid key period index {0}: at most {max}", max = KeyPeriod::MAX_INDEX)]
+    KeyPeriod(u64),
     #[error("invalid encryption scheme {0:?}: expected cenc, cbcs, cens or cbc1")]
     Scheme(String),
     #[error("invalid {what}: expected {expected} bytes, got {got}")]
@@ -197,6 +203,34 @@ impl fmt::Debug for Iv {
 pub struct TenantId(String);
 
 impl TenantId {
+    /// Names a new tenant may not take: the first path segment of the server's own routes
+    /// (a tenant `admin` would answer `/admin/…` beside the admin API), and names no route
+    /// could tell from a path (`-`, anything starting with `.`).
+    pub const RESERVED: [&'static str; 7] = [
+        "players",
+        "ui",
+        "admin",
+        "metrics",
+        "healthz",
+        "openapi.json",
+        "-",
+    ];
+
+    /// The id of a tenant being created (configuration file, admin API): [`Self::parse`],
+    /// and not one of [`Self::RESERVED`]. Lookups and stored rows use `parse` alone, so a
+    /// tenant created before a name was reserved can still be read, exported and disabled.
+    pub fn parse_new(s: &str) -> Result<Self, TypeError> {
+        if Self::is_reserved(s) {
+            return Err(TypeError::ReservedTenantId(truncate_for_message(s)));
+        }
+        Self::parse(s)
+    }
+
+    /// True for a name [`Self::parse_new`] refuses as reserved.
+    pub fn is_reserved(s: &str) -> bool {
+        s.starts_with('.') || Self::RESERVED.contains(&s)
+    }
+
     pub fn parse(s: &str) -> Result<Self, TypeError> {
         let ok = !s.is_empty()
             && s.len() <= 64
@@ -309,6 +343,21 @@ pub enum KeyPeriod {
 }
 
 impl KeyPeriod {
+    /// The largest period index any interface accepts. CPIX `ContentKeyPeriod@index` and the
+    /// Widevine API's `crypto_period_index` are 32-bit (they wrap at 2^32 - 1), and
+    /// time-based periods stay far below it; every route checks this one bound, so the
+    /// store never sees an index it cannot hold (it keeps them as signed 64-bit integers).
+    pub const MAX_INDEX: u64 = u32::MAX as u64;
+
+    /// A live period index, at most [`Self::MAX_INDEX`].
+    pub fn from_index(index: u64) -> Result<Self, TypeError> {
+        if index <= Self::MAX_INDEX {
+            Ok(Self::Index(index))
+        } else {
+            Err(TypeError::KeyPeriod(index))
+        }
+    }
+
     pub fn index(self) -> Option<u64> {
         match self {
             Self::Vod => None,
@@ -463,6 +512,54 @@ mod tests {
     fn key_period_for_time() {
         assert_eq!(KeyPeriod::for_time(125, 60), KeyPeriod::Index(2));
         assert_eq!(KeyPeriod::for_time(-5, 60), KeyPeriod::Index(0));
+    }
+
+    #[test]
+    fn key_period_index_is_bounded() {
+        assert_eq!(KeyPeriod::from_index(0), Ok(KeyPeriod::Index(0)));
+        assert_eq!(
+            KeyPeriod::from_index(4_294_967_295),
+            Ok(KeyPeriod::Index(4_294_967_295))
+        );
+        assert_eq!(
+            KeyPeriod::from_index(4_294_967_296),
+            Err(TypeError::KeyPeriod(4_294_967_296))
+        );
+        let err = KeyPeriod::from_index(9_223_372_036_854_775_808).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid key period index 9223372036854775808: at most 4294967295"
+        );
+    }
+
+    #[test]
+    fn reserved_tenant_ids_are_refused_for_new_tenants_only() {
+        for name in [
+            "players",
+            "ui",
+            "admin",
+            "metrics",
+            "healthz",
+            "openapi.json",
+            "-",
+            ".",
+            ".git",
+            ".well-known",
+        ] {
+            let err = TenantId::parse_new(name).unwrap_err();
+            assert_eq!(err, TypeError::ReservedTenantId(name.to_owned()), "{name}");
+            assert!(err.to_string().contains("is reserved"), "{err}");
+        }
+        for name in ["acme", "ui2", "admin-eu", "my-players", "a-b", "x_y"] {
+            assert!(TenantId::parse_new(name).is_ok(), "{name}");
+        }
+        // Existing rows stay readable: lookups and the store parse without the rule.
+        assert!(TenantId::parse("admin").is_ok());
+        // Still the charset rule for what is not reserved.
+        assert!(matches!(
+            TenantId::parse_new("Acme"),
+            Err(TypeError::TenantId(_))
+        ));
     }
 
     #[test]

@@ -8,6 +8,8 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
+use crate::out::{noteln, outln};
+
 #[derive(Args, Clone)]
 pub struct Connection {
     /// The keyplex server.
@@ -246,7 +248,7 @@ fn segment(s: &str) -> String {
 }
 
 fn print(value: &Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?)?;
     Ok(())
 }
 
@@ -330,7 +332,7 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<()> {
                     segment(&id)
                 );
                 api.call(Method::DELETE, &path, &[], None).await?;
-                println!("revoked {id}");
+                outln!("revoked {id}")?;
                 Ok(())
             }
         },
@@ -384,13 +386,13 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<()> {
                 Some(out) => {
                     std::fs::write(&out, text + "\n")
                         .with_context(|| format!("cannot write {}", out.display()))?;
-                    eprintln!(
+                    noteln!(
                         "wrote {} keys of tenant {tenant} to {}",
                         bundle.get("keys").and_then(Value::as_u64).unwrap_or(0),
                         out.display()
                     );
                 }
-                None => println!("{text}"),
+                None => outln!("{text}")?,
             }
             Ok(())
         }
@@ -449,10 +451,17 @@ pub async fn audit(connection: &Connection, args: AuditArgs) -> Result<()> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    println!(
+    outln!(
         "{:<24} {:<10} {:<22} {:<12} {:<28} {:<15} {:<20} {:<7} KEY IDS",
-        "TIME", "TENANT", "ACTION", "INTERFACE", "CREDENTIAL", "CLIENT", "CONTENT", "OUTCOME"
-    );
+        "TIME",
+        "TENANT",
+        "ACTION",
+        "INTERFACE",
+        "CREDENTIAL",
+        "CLIENT",
+        "CONTENT",
+        "OUTCOME"
+    )?;
     let text = |e: &Value, field: &str| {
         e.get(field)
             .and_then(Value::as_str)
@@ -470,7 +479,7 @@ pub async fn audit(connection: &Connection, args: AuditArgs) -> Result<()> {
                     .collect()
             })
             .unwrap_or_default();
-        println!(
+        outln!(
             "{:<24} {:<10} {:<22} {:<12} {:<28} {:<15} {:<20} {:<7} {}",
             text(e, "at"),
             text(e, "tenant"),
@@ -481,7 +490,7 @@ pub async fn audit(connection: &Connection, args: AuditArgs) -> Result<()> {
             text(e, "content_id"),
             text(e, "outcome"),
             kids.join(",")
-        );
+        )?;
     }
     Ok(())
 }

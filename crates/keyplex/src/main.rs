@@ -2,15 +2,19 @@
 
 mod admin_cli;
 mod client;
+mod out;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 use base64::Engine as _;
 use clap::{Parser, Subcommand};
 use keyplex_server::config::Config;
 use keyplex_server::setup;
+
+use crate::out::{noteln, outln};
 
 /// mimalloc instead of the system allocator: request handling allocates many small buffers
 /// (XML, base64, PSSH), and glibc's malloc/free was ~18% of CPU in the CPIX benchmark.
@@ -136,9 +140,21 @@ enum PsshCommand {
     Decode { input: String },
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
+fn main() -> ExitCode {
+    match run_command(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        // `keyplex audit | head -1`: the reader has what it wanted.
+        Err(e) if out::is_closed_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            // What `fn main() -> Result` printed, without panicking on a closed stderr.
+            noteln!("Error: {e:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_command(command: Command) -> Result<()> {
+    match command {
         Command::Serve {
             config,
             listen,
@@ -205,7 +221,7 @@ async fn migrate(
         .migrate()
         .await
         .with_context(|| format!("migrating {}", location.redacted()))?;
-    println!("keyplex: {} is up to date", location.redacted());
+    outln!("keyplex: {} is up to date", location.redacted())?;
     Ok(())
 }
 
@@ -248,7 +264,7 @@ async fn store_copy(
     let report = keyplex_store::copy_store(source.as_ref(), target.as_ref())
         .await
         .with_context(|| format!("copying {} into {}", from.redacted(), to.redacted()))?;
-    println!(
+    outln!(
         "{}",
         serde_json::json!({
             "from": from.redacted(),
@@ -261,7 +277,7 @@ async fn store_copy(
             "audit_events_copied": report.audit_events_copied,
             "audit_skipped": report.audit_skipped,
         })
-    );
+    )?;
     Ok(())
 }
 
@@ -272,7 +288,7 @@ fn client_command(command: ClientCommand) -> Result<()> {
     match command {
         ClientCommand::Cpix(options) => {
             let keys = runtime.block_on(client::fetch(&options))?;
-            println!("{}", serde_json::to_string_pretty(&keys)?);
+            outln!("{}", serde_json::to_string_pretty(&keys)?)?;
         }
         ClientCommand::PackagerArgs {
             options,
@@ -281,12 +297,12 @@ fn client_command(command: ClientCommand) -> Result<()> {
             let keys = runtime.block_on(client::fetch(&options))?;
             let query = client::KeyQuery::from_options(&options)?;
             for note in client::packager_notes(&keys) {
-                eprintln!("note: {note}");
+                noteln!("note: {note}");
             }
-            println!(
+            outln!(
                 "{}",
                 client::packager_args(&keys, &query.drms, generate_signaling).join(" ")
-            );
+            )?;
         }
     }
     Ok(())
@@ -304,7 +320,7 @@ fn pssh_decode(input: &str) -> Result<()> {
         std.or(url).context("input is neither base64 nor hex")?
     };
     let text = keyplex_drm::describe::describe_pssh(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("{text}");
+    outln!("{text}")?;
     Ok(())
 }
 
@@ -354,37 +370,43 @@ async fn run(mut config: Config) -> Result<()> {
     if let Some(demo) = demo {
         if demo.created {
             // Printed once, on the start that creates them (kept in the data dir afterwards).
-            println!(
+            banner(format_args!(
                 "keyplex: created tenant `demo` with HTTP Basic user `{}` password `{}`",
                 demo.user, demo.password
-            );
-            println!(
+            ));
+            banner(format_args!(
                 "keyplex: try  curl -u {}:{} -X POST --data-binary @request.xml http://{addr}/demo/cpix",
                 demo.user, demo.password
-            );
+            ));
         } else {
-            println!(
+            banner(format_args!(
                 "keyplex: tenant `demo` (credentials in {}/demo-credentials)",
                 config.server.data_dir.display()
-            );
+            ));
         }
     }
     match admin_token {
         // Printed once, like the demo credentials.
-        Some((token, true)) => println!(
+        Some((token, true)) => banner(format_args!(
             "keyplex: admin token (for /ui/ and `keyplex admin`): {token}  (kept in {}/admin-token)",
             config.server.data_dir.display()
-        ),
-        Some((_, false)) => println!(
+        )),
+        Some((_, false)) => banner(format_args!(
             "keyplex: dashboard at http://{addr}/ui/ (admin token in {}/admin-token)",
             config.server.data_dir.display()
-        ),
+        )),
         None => {}
     }
     let store = setup::store_location(&config)?.redacted();
     tracing::info!(%addr, %store, data_dir = %config.server.data_dir.display(), "keyplex listening");
     keyplex_server::serve_with_listener(state, listener, shutdown_signal()).await?;
     Ok(())
+}
+
+/// A line of the server's start-up banner. The server goes on when standard output is closed
+/// (`keyplex serve | head -1`): what the banner says is also in the data directory.
+fn banner(args: std::fmt::Arguments<'_>) {
+    let _ = out::line(args);
 }
 
 async fn shutdown_signal() {

@@ -155,6 +155,43 @@ async fn the_admin_api_wants_the_admin_token() {
 }
 
 #[tokio::test]
+async fn reserved_tenant_ids_are_refused() {
+    let server = start().await;
+    for id in [
+        "players",
+        "ui",
+        "admin",
+        "metrics",
+        "healthz",
+        "openapi.json",
+        "-",
+        ".well-known",
+    ] {
+        let answer = admin_json(
+            &server,
+            reqwest::Method::POST,
+            "/admin/v1/tenants",
+            Some(json!({ "id": id })),
+            400,
+        )
+        .await;
+        let detail = answer["detail"].as_str().unwrap();
+        assert!(detail.contains("is reserved"), "{id}: {detail}");
+    }
+    let tenants = get(&server, "/admin/v1/tenants").await.to_string();
+    assert!(!tenants.contains("\"metrics\""), "{tenants}");
+    // A name that only starts like a reserved one is fine.
+    admin_json(
+        &server,
+        reqwest::Method::POST,
+        "/admin/v1/tenants",
+        Some(json!({ "id": "admin-eu" })),
+        201,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn an_admin_jwt_is_accepted_too() {
     let toml = format!(
         "[admin]\njwt = {{ hs256_secret = \"admin-jwt-secret-for-tests\" }}\n{ACME_CONFIG}"

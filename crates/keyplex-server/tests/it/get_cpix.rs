@@ -187,6 +187,16 @@ async fn scheme_and_period_parameters() {
     )
     .await;
     assert_eq!(plain_keys(&p7_again), plain_keys(&p7));
+    let last = ok_document(
+        get(
+            &server,
+            "/plain/cpix/dash/movie-3?period=4294967295",
+            Some(PLAIN_TOKEN),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(last.periods.as_ref().unwrap()[0].index, Some(4_294_967_295));
 
     // A key is scheme-free: HLS with cenc answers FairPlay (SAMPLE-AES) and Widevine
     // (SAMPLE-AES-CTR) for the same key.
@@ -204,6 +214,13 @@ async fn scheme_and_period_parameters() {
         ("/plain/cpix/dash/movie-3?scheme=ctr", "scheme"),
         ("/plain/cpix/dash/movie-3?period=-1", "period"),
         ("/plain/cpix/dash/movie-3?period=soon", "period"),
+        // Beyond 2^32 - 1, the bound of every route (CPIX @index, Widevine): the store
+        // could not hold 2^63, and used to fail the whole write batch with it.
+        ("/plain/cpix/dash/movie-3?period=4294967296", "4294967295"),
+        (
+            "/plain/cpix/dash/movie-3?period=9223372036854775808",
+            "4294967295",
+        ),
         ("/plain/cpix/smooth/movie-3", "format"),
         ("/plain/cpix/dash/bad%20id", "content id"),
     ] {

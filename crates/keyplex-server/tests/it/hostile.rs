@@ -172,6 +172,28 @@ fn corpus() -> Vec<Case> {
         ),
         cpix("deep nesting (50,000 levels)", deep_xml, 400, ""),
         cpix(
+            "60,000 attributes on one element (the parser's duplicate check is quadratic)",
+            format!(
+                "<cpix:CPIX {NS} contentId=\"attrs\"{}/>",
+                (0..60_000)
+                    .map(|i| format!(" a{i}=\"\""))
+                    .collect::<String>()
+            ),
+            400,
+            "more than 128 attributes",
+        ),
+        cpix(
+            "10,000 namespace declarations",
+            format!(
+                "<cpix:CPIX {NS} contentId=\"ns\">{}</cpix:CPIX>",
+                (0..10_000)
+                    .map(|i| format!("<cpix:x xmlns:p{i}=\"urn:p{i}\"/>"))
+                    .collect::<String>()
+            ),
+            400,
+            "namespace declarations",
+        ),
+        cpix(
             "5,000 content keys in one request (limit 1,024)",
             format!(
                 "<cpix:CPIX {NS} contentId=\"many\"><cpix:ContentKeyList>{many_keys}</cpix:ContentKeyList></cpix:CPIX>"

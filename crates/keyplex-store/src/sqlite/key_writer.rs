@@ -22,12 +22,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use keyplex_types::{ContentKey, KeyId, KeySlot, TenantId};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use tokio::sync::mpsc;
 
 use crate::columns::{
     KeyRow, hex_of, key_ids_column, origin_column, period_column, slot_period_column, unix_ms,
@@ -38,6 +38,16 @@ use crate::{AuditEvent, EnsuredKey, KeyRequest, Result, StoreError};
 /// Jobs one batch takes at most: bounds the size of a transaction (and of its statements)
 /// under a flood, while still sharing one fsync among many requests.
 const MAX_JOBS_PER_BATCH: usize = 1024;
+
+/// Messages waiting for the thread at most. A key job beyond it is refused at once
+/// ([`StoreError::Busy`], 503 with `Retry-After`) rather than queued: an unbounded queue
+/// under a flood holds every waiting request's memory and answers them all late, past their
+/// deadlines, whichever tenant sent the flood. Four full batches drain in a few group
+/// commits. Audit appends wait for room instead (they come from background flushes).
+pub(super) const QUEUE_CAPACITY: usize = 4 * MAX_JOBS_PER_BATCH;
+
+/// What a refused request is told to wait before retrying: the time a few batches take.
+const RETRY_AFTER_SECONDS: u64 = 1;
 
 /// A request for the writer thread.
 enum Message {
@@ -65,6 +75,7 @@ impl KeyWriter {
         path: &Path,
         busy_timeout: Duration,
         sealer: Arc<KeySealer>,
+        queue_capacity: usize,
     ) -> Result<Self> {
         let conn = Connection::open_with_flags(
             path,
@@ -78,12 +89,12 @@ impl KeyWriter {
             .and_then(|()| conn.pragma_update(None, "synchronous", "FULL"))
             .and_then(|()| conn.pragma_update(None, "foreign_keys", "ON"))
             .map_err(|e| sqlite_error("cannot configure the key writer's connection", &e))?;
-        let (sender, receiver) = mpsc::channel();
+        let (sender, receiver) = mpsc::channel(queue_capacity.max(1));
         let batches = Arc::new(AtomicU64::new(0));
         let counted = batches.clone();
         std::thread::Builder::new()
             .name("keyplex-key-writer".to_owned())
-            .spawn(move || run(conn, &sealer, &receiver, &counted))
+            .spawn(move || run(conn, &sealer, receiver, &counted))
             .map_err(|e| StoreError::Internal(format!("cannot start the key writer: {e}")))?;
         Ok(Self {
             jobs: std::sync::Mutex::new(Some(sender)),
@@ -105,7 +116,7 @@ impl KeyWriter {
             audit: audit.cloned(),
             reply,
         };
-        self.send(Message::Job(Box::new(job)))?;
+        self.try_send(Message::Job(Box::new(job)))?;
         answer.await.map_err(|_| stopped())?
     }
 
@@ -115,14 +126,19 @@ impl KeyWriter {
     /// handler.
     pub(super) async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<()> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.send(Message::Audit(AuditJob { events, reply }))?;
+        self.sender()?
+            .send(Message::Audit(AuditJob { events, reply }))
+            .await
+            .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
     /// Lets the thread commit what is queued, then closes its connection.
     pub(super) async fn stop(&self) {
         let (done, stopped) = tokio::sync::oneshot::channel();
-        if self.send(Message::Stop(done)).is_ok() {
+        if let Ok(sender) = self.sender()
+            && sender.send(Message::Stop(done)).await.is_ok()
+        {
             let _ = stopped.await;
         }
         if let Ok(mut jobs) = self.jobs.lock() {
@@ -136,12 +152,23 @@ impl KeyWriter {
         self.batches.load(Ordering::Relaxed)
     }
 
-    fn send(&self, message: Message) -> Result<()> {
+    /// Queues `message` if there is room, else refuses it ([`StoreError::Busy`]).
+    fn try_send(&self, message: Message) -> Result<()> {
         let jobs = self.jobs.lock().map_err(|_| stopped())?;
-        jobs.as_ref()
-            .ok_or_else(stopped)?
-            .send(message)
-            .map_err(|_| stopped())
+        match jobs.as_ref().ok_or_else(stopped)?.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(StoreError::Busy {
+                retry_after_seconds: RETRY_AFTER_SECONDS,
+            }),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(stopped()),
+        }
+    }
+
+    /// A handle to queue messages that wait for room (not held across the wait: the lock is
+    /// a std mutex).
+    fn sender(&self) -> Result<mpsc::Sender<Message>> {
+        let jobs = self.jobs.lock().map_err(|_| stopped())?;
+        jobs.clone().ok_or_else(stopped)
     }
 }
 
@@ -154,10 +181,11 @@ fn stopped() -> StoreError {
 fn run(
     mut conn: Connection,
     sealer: &KeySealer,
-    jobs: &mpsc::Receiver<Message>,
+    mut jobs: mpsc::Receiver<Message>,
     batches: &AtomicU64,
 ) {
-    while let Ok(first) = jobs.recv() {
+    // A thread of its own, outside the runtime: blocking here blocks no task.
+    while let Some(first) = jobs.blocking_recv() {
         let mut batch = Vec::new();
         let mut audits = Vec::new();
         let mut stop = None;
@@ -201,10 +229,26 @@ fn run(
 /// only then answers every job: a key and its event are durable before anyone sees it.
 ///
 /// A job whose requests conflict with stored keys fails alone (its planned rows are dropped
-/// before anything is written). Once every job is planned the inserts cannot conflict (the
-/// batch holds the write lock and planned against it), so an insert that fails anyway (I/O,
-/// disk full) fails the whole batch, which is rolled back.
-fn commit_batch(conn: &mut Connection, sealer: &KeySealer, batch: Vec<WriteJob>) {
+/// before anything is written), and so does a job holding a value no column can take
+/// ([`storable`]). Once every job is planned the inserts cannot conflict (the batch holds
+/// the write lock and planned against it), so an insert that fails anyway fails the whole
+/// batch, which is rolled back: when the database is unavailable (I/O, disk full, busy)
+/// every job gets that answer; any other failure is one job's doing, so the jobs are
+/// committed again one by one and only the job that fails alone gets an error. A batch
+/// mixes tenants: one tenant's bad request must not cost the others theirs.
+fn commit_batch(conn: &mut Connection, sealer: &KeySealer, jobs: Vec<WriteJob>) {
+    let mut batch = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match storable(&job) {
+            Ok(()) => batch.push(job),
+            Err(e) => {
+                let _ = job.reply.send(Err(e));
+            }
+        }
+    }
+    if batch.is_empty() {
+        return;
+    }
     let started = std::time::Instant::now();
     let mut read = || -> Result<(BatchPlan, i64)> {
         let tx = conn
@@ -249,8 +293,21 @@ fn commit_batch(conn: &mut Connection, sealer: &KeySealer, batch: Vec<WriteJob>)
                 let _ = job.reply.send(outcome);
             }
         }
+        Err(e) if batch.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
+            tracing::warn!(jobs = batch.len(), error = %e, "write batch failed; committing its jobs one by one");
+            for job in batch {
+                commit_batch(conn, sealer, vec![job]);
+            }
+        }
         Err(e) => {
             tracing::warn!(jobs = batch.len(), error = %e, "write batch failed");
+            if batch.len() == 1 {
+                // A job alone gets the store's own error (a 500 stays a 500).
+                if let Some(job) = batch.into_iter().next() {
+                    let _ = job.reply.send(Err(e));
+                }
+                return;
+            }
             let message = e.to_string();
             for job in batch {
                 let _ = job
@@ -259,6 +316,27 @@ fn commit_batch(conn: &mut Connection, sealer: &KeySealer, batch: Vec<WriteJob>)
             }
         }
     }
+}
+
+/// Whether every value of `job` that becomes a column fits it (a key period index within
+/// the signed 64-bit range, the audit event's time in milliseconds), checked before the
+/// job joins a batch so that it fails alone. The routes refuse such values already
+/// (`KeyPeriod::from_index`); this is the store's own line.
+fn storable(job: &WriteJob) -> Result<()> {
+    for request in &job.requests {
+        match request {
+            KeyRequest::ByKid { period, .. } => {
+                period_column(*period)?;
+            }
+            KeyRequest::BySlot { slot, .. } => {
+                slot_period_column(slot.period)?;
+            }
+        }
+    }
+    if let Some(event) = &job.audit {
+        unix_ms(event.at)?;
+    }
+    Ok(())
 }
 
 /// Appends the events of every audit job in one transaction (in the order the jobs came),
