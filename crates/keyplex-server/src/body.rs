@@ -44,3 +44,34 @@ pub fn require_body(body: Bytes, expected: &str) -> Result<Bytes, ApiError> {
 pub fn secret(bytes: impl Into<Vec<u8>>) -> axum::body::Body {
     axum::body::Body::from(Bytes::from_owner(zeroize::Zeroizing::new(bytes.into())))
 }
+
+/// Runs `work` — parsing or writing a document of about `size` bytes — where it cannot
+/// starve other requests. Small documents (every real packager's) are handled in place: a
+/// hop to another thread would cost more than the work. A large one goes to tokio's blocking
+/// pool, at most [`HEAVY_AT_ONCE`] at a time, so that a few authenticated but hostile
+/// packagers sending megabyte documents cannot occupy the async workers (and `/healthz` with
+/// them) nor every blocking thread.
+pub async fn off_async_workers<T: Send + 'static>(
+    size: usize,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    if size < HEAVY_DOCUMENT_BYTES {
+        return Ok(work());
+    }
+    static HEAVY: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let permit = HEAVY
+        .get_or_init(|| tokio::sync::Semaphore::new(HEAVY_AT_ONCE))
+        .acquire()
+        .await
+        .map_err(|_| ApiError::Internal("the heavy-work semaphore is closed".into()))?;
+    let out = tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Internal(format!("document work failed: {e}")));
+    drop(permit);
+    out
+}
+
+/// Documents from this size up are parsed and written off the async workers.
+pub const HEAVY_DOCUMENT_BYTES: usize = 64 * 1024;
+/// How many large documents are worked on at once (the rest wait their turn).
+pub const HEAVY_AT_ONCE: usize = 2;

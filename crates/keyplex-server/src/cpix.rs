@@ -77,13 +77,12 @@ pub async fn post_cpix(
         authenticate_packager_request(&state, &tenant, &method, &uri, &headers, body)?;
     let tenant = &*tenant;
     if let Some(value) = headers.get(crate::speke::SPEKE_VERSION_HEADER) {
-        return Ok(crate::speke::answer_header_version(&state, tenant, value, &body).await);
+        return Ok(crate::speke::answer_header_version(&state, tenant, value, body).await);
     }
     let body = require_body(body, "a CPIX document")?;
-    let request =
-        keyplex_cpix::read_document(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let request = read_request(body).await?;
     let response = exchange(&state, tenant, request).await?;
-    Ok(xml_response(&response))
+    Ok(xml_response(response).await?)
 }
 
 /// The OpenAPI entry of the second URL of [`post_cpix`] (this function is never called).
@@ -117,17 +116,30 @@ pub async fn post_cpix(
 #[allow(dead_code)]
 fn post_cpix_short_url() {}
 
-/// 200 with the CPIX document.
-pub fn xml_response(doc: &CpixDocument) -> Response {
-    (
+/// A CPIX request body, read into the typed document (400 for what is not CPIX). Large
+/// bodies are parsed off the async workers ([`crate::body::off_async_workers`]).
+pub async fn read_request(body: Bytes) -> Result<CpixDocument, ApiError> {
+    crate::body::off_async_workers(body.len(), move || keyplex_cpix::read_document(&body))
+        .await?
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// 200 with the CPIX document; a large answer is written off the async workers.
+pub async fn xml_response(doc: CpixDocument) -> Result<Response, ApiError> {
+    // About 1.5 KB per DRMSystem with every form of signaling.
+    let estimate = doc.drm_systems.as_ref().map_or(0, Vec::len) * 1536
+        + doc.content_keys.as_ref().map_or(0, Vec::len) * 256;
+    let xml = crate::body::off_async_workers(estimate, move || keyplex_cpix::write_document(&doc))
+        .await?;
+    Ok((
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/xml; charset=utf-8"),
         )],
-        crate::body::secret(keyplex_cpix::write_document(doc)),
+        crate::body::secret(xml),
     )
-        .into_response()
+        .into_response())
 }
 
 /// Where the content id of a document comes from.

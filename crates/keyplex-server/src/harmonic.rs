@@ -26,7 +26,7 @@ use axum::response::Response;
 
 use crate::auth::authenticate_packager_request;
 use crate::body::require_body;
-use crate::error::{ApiError, PlainText};
+use crate::error::PlainText;
 use crate::state::AppState;
 
 /// `POST /{tenant}/cks-ws-ikey/key`.
@@ -65,8 +65,7 @@ pub async fn post_key(
         authenticate_packager_request(&state, &tenant, &method, &uri, &headers, body)?;
     let tenant = &*tenant;
     let body = require_body(body, "a CPIX document (Harmonic key request)")?;
-    let request =
-        keyplex_cpix::read_document(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let request = crate::cpix::read_request(body).await?;
     let response = crate::cpix::exchange(&state, tenant, request).await?;
-    Ok(crate::cpix::xml_response(&response))
+    Ok(crate::cpix::xml_response(response).await?)
 }

@@ -32,7 +32,8 @@ use serde::Deserialize;
 
 use crate::auth::{TokenKind, authenticate_token};
 use crate::cpix::{
-    ContentIdSource, ExchangeProfile, Fill, KidSource, PallyconVersion, exchange_with, xml_response,
+    ContentIdSource, ExchangeProfile, Fill, KidSource, PallyconVersion, exchange_with,
+    read_request, xml_response,
 };
 use crate::error::{ApiError, PlainText};
 use crate::state::AppState;
@@ -169,7 +170,7 @@ pub async fn post_speke(
     })?;
     authenticate_token(&state, &tenant, &token, TokenKind::Enc)?;
     let body = crate::body::read_body_bytes(&state, body)?;
-    Ok(crate::speke::answer_with_kids(&state, &tenant, &headers, &body, KidSource::Server).await)
+    Ok(crate::speke::answer_with_kids(&state, &tenant, &headers, body, KidSource::Server).await)
 }
 
 /// `GET /{tenant}/cpix/anevia/{format}/{enc_token}/{cid}` (ATEME NEA-DVR).
@@ -250,7 +251,7 @@ pub async fn get_anevia(
         ..CpixDocument::default()
     };
     let answer = exchange_with(&state, &tenant, request, &profile(api)).await?;
-    Ok(no_store(xml_response(&answer)))
+    Ok(no_store(xml_response(answer).await?))
 }
 
 async fn answer_pallycon(
@@ -264,11 +265,10 @@ async fn answer_pallycon(
     authenticate_token(state, &tenant, token, TokenKind::Enc)?;
     let body = crate::body::read_body_bytes(state, body)?;
     let body = crate::body::require_body(body, "a CPIX document")?;
-    let mut request =
-        keyplex_cpix::read_document(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let mut request = read_request(body).await?;
     adopt_orphan_drm_systems(&mut request);
     let answer = exchange_with(state, &tenant, request, &profile(api)).await?;
-    Ok(no_store(xml_response(&answer)))
+    Ok(no_store(xml_response(answer).await?))
 }
 
 /// PallyCon's DASH-live sample names, in a `DRMSystem`, a kid that is not in

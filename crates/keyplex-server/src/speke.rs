@@ -89,7 +89,7 @@ pub async fn post_speke_v1(
         ))
         .into());
     }
-    Ok(answer(&state, tenant, version, &body).await)
+    Ok(answer(&state, tenant, version, body).await)
 }
 
 /// `POST /{tenant}/speke/v2`.
@@ -146,7 +146,7 @@ pub async fn post_speke_v2(
             unsupported_version("X-Speke-Version 1.0 sent to the SPEKE v2 URL".into()).into(),
         );
     }
-    Ok(answer(&state, tenant, version, &body).await)
+    Ok(answer(&state, tenant, version, body).await)
 }
 
 /// The CPIX routes' SPEKE branch: the request (already authenticated) carried
@@ -155,7 +155,7 @@ pub async fn answer_header_version(
     state: &AppState,
     tenant: &Tenant,
     value: &HeaderValue,
-    body: &[u8],
+    body: Bytes,
 ) -> Response {
     let version = value
         .to_str()
@@ -172,7 +172,7 @@ pub async fn answer(
     state: &AppState,
     tenant: &Tenant,
     version: SpekeVersion,
-    body: &[u8],
+    body: Bytes,
 ) -> Response {
     answer_as(state, tenant, version, body, KidSource::Request).await
 }
@@ -183,7 +183,7 @@ pub async fn answer_with_kids(
     state: &AppState,
     tenant: &Tenant,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Bytes,
     kids: KidSource,
 ) -> Response {
     match header_version(headers) {
@@ -196,12 +196,15 @@ async fn answer_as(
     state: &AppState,
     tenant: &Tenant,
     version: SpekeVersion,
-    body: &[u8],
+    body: Bytes,
     kids: KidSource,
 ) -> Response {
     match exchange_speke(state, tenant, version, body, kids).await {
         Ok(doc) => {
-            let mut response = xml_response(&doc);
+            let mut response = match xml_response(doc).await {
+                Ok(response) => response,
+                Err(e) => return PlainText(e).into_response(),
+            };
             let headers = response.headers_mut();
             let agent = HeaderValue::from_static(USER_AGENT);
             if version.is_v2() {
@@ -223,7 +226,7 @@ async fn exchange_speke(
     state: &AppState,
     tenant: &Tenant,
     version: SpekeVersion,
-    body: &[u8],
+    body: Bytes,
     kids: KidSource,
 ) -> Result<CpixDocument, ApiError> {
     if body.is_empty() {
@@ -231,7 +234,7 @@ async fn exchange_speke(
             "empty request body: expected a SPEKE CPIX document".into(),
         ));
     }
-    let doc = keyplex_cpix::read_document(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let doc = crate::cpix::read_request(body).await?;
     let profile = if version.is_v2() {
         validate_v2(&doc, version).map_err(speke_error)?;
         check_scheme_compatibility(&doc).map_err(speke_error)?;

@@ -657,3 +657,87 @@ async fn a_body_that_arrives_in_time_is_answered_normally() {
     let answer = exchange(&server, &head, &[first, rest], Duration::from_millis(600)).await;
     assert_eq!(status_of(&answer), Some(200), "{answer:.300}");
 }
+
+/// A megabyte CPIX document within every markup bound (a thousand DRMSystems of a DRM keyplex
+/// does not know, each with filler text): parsed in full before it can be refused.
+fn heavy_cpix() -> String {
+    let kid = "dddddddd-0000-4000-8000-000000000001";
+    let filler = "A".repeat(900);
+    let drms: String = (0..1000)
+        .map(|i| {
+            format!(
+                r#"<cpix:DRMSystem kid="{kid}" systemId="00000000-0000-4000-8000-{i:012}"><cpix:PSSH>{filler}</cpix:PSSH></cpix:DRMSystem>"#
+            )
+        })
+        .collect();
+    format!(
+        r#"<cpix:CPIX contentId="heavy" xmlns:cpix="urn:dashif:org:cpix"><cpix:ContentKeyList><cpix:ContentKey kid="{kid}"/></cpix:ContentKeyList><cpix:DRMSystemList>{drms}</cpix:DRMSystemList></cpix:CPIX>"#
+    )
+}
+
+/// Four authenticated packagers send megabyte documents at once: `/healthz` (and so every
+/// other request) is answered while they are still being worked on, because large documents
+/// are parsed off the async workers, two at a time. Ordering, not timing: the health check
+/// must come back before the first of the heavy requests does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_answered_while_heavy_documents_are_parsed() {
+    let server = TestServer::start_with(
+        &format!(
+            "[server]\nmax_body_bytes = 2097152\n{}",
+            crate::common::ACME_CONFIG
+        ),
+        |_| {},
+    )
+    .await;
+    let body = heavy_cpix();
+    assert!(body.len() > 900_000, "{}", body.len());
+    let started = std::time::Instant::now();
+    let mut heavy = Vec::new();
+    for _ in 0..4 {
+        let client = server.client.clone();
+        let url = server.url("/acme/cpix");
+        let body = body.clone();
+        heavy.push(tokio::spawn(async move {
+            let resp = client
+                .post(url)
+                .basic_auth("packager", Some("s3cret-acme"))
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            (status, std::time::Instant::now())
+        }));
+    }
+    // Let the bodies arrive and their parsing start.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let health = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let health_done = std::time::Instant::now();
+    let mut first_heavy_done = None::<std::time::Instant>;
+    for h in heavy {
+        let (status, done) = h.await.unwrap();
+        assert_eq!(
+            status, 400,
+            "an unknown DRM system id is refused after parsing"
+        );
+        first_heavy_done = Some(first_heavy_done.map_or(done, |f| f.min(done)));
+    }
+    let first_heavy_done = first_heavy_done.unwrap();
+    eprintln!(
+        "healthz after {:?}, first heavy document answered after {:?}",
+        health_done - started,
+        first_heavy_done - started
+    );
+    assert!(
+        health_done < first_heavy_done,
+        "/healthz waited for the heavy documents: {:?} vs {:?}",
+        health_done - started,
+        first_heavy_done - started
+    );
+}
