@@ -14,6 +14,8 @@
 #   playready_header   keyplex-drm     PlayReady Object and WRMHEADER parsing, write back
 #   nagra_json         keyplex-server  NAGRA /key and /cmaf request checks, up to the store
 #   widevine_api       keyplex-server  Widevine API envelope and CommonEncryptionRequest checks
+#   url_parameters     keyplex-server  GET CPIX and PallyCon/ATEME path parameters and queries,
+#                                      and their redaction from the request span
 #   entitlement_token  keyplex-server  licence token verification and claim parsing (the
 #                                      input is also signed with a test key, to reach claims)
 #
@@ -44,7 +46,7 @@ cd "$(dirname "$0")/.."
 
 seconds="${1:-20}"
 shift || true
-all_targets=(cpix_document pssh playready_header nagra_json widevine_api entitlement_token)
+all_targets=(cpix_document pssh playready_header nagra_json widevine_api entitlement_token url_parameters)
 if [ "$#" -gt 0 ]; then targets=("$@"); else targets=("${all_targets[@]}"); fi
 sanitizer="${FUZZ_SANITIZER:-none}"
 export RUSTC_BOOTSTRAP=1

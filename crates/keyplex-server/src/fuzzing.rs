@@ -1,4 +1,5 @@
-//! Entry points of the `nagra_json`, `widevine_api` and `entitlement_token` fuzz targets
+//! Entry points of the `nagra_json`, `widevine_api`, `entitlement_token` and `url_parameters`
+//! fuzz targets
 //! (`fuzz/` at the repository root). They live here, not in the fuzz crate, so that they can
 //! reach the routes' private parsers and so that the regression test below feeds the saved
 //! inputs through exactly what the fuzzer ran. Not an API: hidden from the docs.
@@ -142,6 +143,57 @@ pub fn entitlement_token(data: &[u8]) {
 }
 
 /// A compact JWS of `claims` (any bytes) signed with HS256 under `secret`.
+/// `url_parameters`: the input is a request target (path and query) of the routes whose
+/// parameters come from the URL — GET CPIX (`/{tenant}/cpix/{format}/{content_id}[/{token}]
+/// ?scheme=&period=`) and PallyCon's (`…/pallycon/getKey/{enc_token}`, `/cpix/getKey?
+/// enc-token=`, `/cpix/anevia/{format}/{enc_token}/{cid}`). Runs the request-span redaction
+/// (checking that a token segment never survives it) and the routes' own parameter checks,
+/// up to the store.
+pub fn url_parameters(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(uri) = text.parse::<axum::http::Uri>() else {
+        return;
+    };
+    let logged = crate::telemetry::loggable_uri(&uri);
+    let segments: Vec<&str> = uri.path().split('/').collect();
+    let token = match segments.as_slice() {
+        ["", _, "cpix", _, _, token]
+        | ["", _, "v1" | "v2", "cpix", "pallycon", "getKey", token]
+        | ["", _, "cpix", "anevia", _, token, _] => Some(*token),
+        _ => None,
+    };
+    if let Some(token) = token {
+        let logged_path = logged.split('?').next().unwrap_or_default();
+        let kept = logged_path
+            .split('/')
+            .filter(|s| *s == token && !token.is_empty())
+            .count();
+        let elsewhere = segments.iter().filter(|s| **s == token).count() - 1;
+        assert!(
+            kept <= elsewhere,
+            "a URL token survived redaction: {logged_path}"
+        );
+    }
+    let query = uri.query().unwrap_or_default();
+    let tenant = tenant("vod");
+    match segments.as_slice() {
+        ["", _, "cpix", "anevia", format, _, _] => {
+            let _ = crate::pallycon::anevia_format(tenant, format);
+        }
+        ["", _, "cpix", format, content_id] | ["", _, "cpix", format, content_id, _] => {
+            if let Ok(q) = serde_urlencoded::from_str::<crate::get_cpix::GetCpixQuery>(query) {
+                let _ = crate::get_cpix::check_request(tenant, format, content_id, &q);
+            }
+        }
+        ["", _, "cpix", "getKey"] => {
+            let _ = serde_urlencoded::from_str::<crate::pallycon::EncTokenQuery>(query);
+        }
+        _ => {}
+    }
+}
+
 fn hs256_token(secret: &str, claims: &[u8]) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let signing_input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims));
@@ -187,6 +239,11 @@ mod tests {
     #[test]
     fn widevine_api_fuzz_regressions() {
         replay("widevine_api", widevine_api);
+    }
+
+    #[test]
+    fn url_parameters_fuzz_regressions() {
+        replay("url_parameters", url_parameters);
     }
 
     #[test]

@@ -147,7 +147,7 @@ fn authenticate(state: &AppState, tenant: &Tenant, presented: &str) -> Result<()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Format {
+pub(crate) enum Format {
     Dash,
     Hls,
 }
@@ -184,19 +184,17 @@ impl Format {
     }
 }
 
-async fn answer(
-    state: &AppState,
+/// The path parameters and query of a GET-CPIX request, checked against the tenant before
+/// any key exists (also run by the `url_parameters` fuzz target).
+pub(crate) fn check_request(
     tenant: &Tenant,
     format: &str,
     content_id: &str,
-    query: Result<Query<GetCpixQuery>, QueryRejection>,
-) -> Result<Response, PlainText> {
-    // 1. Check everything before a key exists.
+    query: &GetCpixQuery,
+) -> Result<(Format, ContentId, EncryptionScheme, KeyPeriod), ApiError> {
     let format = Format::parse(format)?;
     let content_id =
         ContentId::parse(content_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let Query(query) =
-        query.map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
     let scheme = match query.scheme.as_deref() {
         None | Some("") => format.default_scheme(),
         Some(s) => s
@@ -220,6 +218,20 @@ async fn answer(
     for system in format.systems() {
         signaling::preflight(tenant, *system, scheme)?;
     }
+    Ok((format, content_id, scheme, period))
+}
+
+async fn answer(
+    state: &AppState,
+    tenant: &Tenant,
+    format: &str,
+    content_id: &str,
+    query: Result<Query<GetCpixQuery>, QueryRejection>,
+) -> Result<Response, PlainText> {
+    // 1. Check everything before a key exists.
+    let Query(query) =
+        query.map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
+    let (format, content_id, scheme, period) = check_request(tenant, format, content_id, &query)?;
 
     // 2. The slot's key: one atomic, durable store call.
     let slot = KeySlot {

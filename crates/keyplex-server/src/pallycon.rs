@@ -206,28 +206,7 @@ pub async fn get_anevia(
 ) -> Result<Response, PlainText> {
     let tenant = state.tenant(&tenant)?;
     authenticate_token(&state, &tenant, &token, TokenKind::Enc)?;
-    let (systems, api): (Vec<DrmSystem>, PallyconVersion) = match format.as_str() {
-        "dash" => (
-            vec![DrmSystem::PlayReady, DrmSystem::Widevine],
-            PallyconVersion::V1,
-        ),
-        "hls" => {
-            let mut systems = vec![DrmSystem::FairPlay, DrmSystem::Widevine];
-            // AES-128 hands the same key to whoever may fetch it from the key URL, so it is
-            // signaled only where the operator configured that URL for this purpose.
-            if tenant.config.hls_key_url.is_some() {
-                systems.push(DrmSystem::ClearKeyAes128);
-            }
-            (systems, PallyconVersion::V2)
-        }
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "unknown format {:?}: use /cpix/anevia/dash/… or /cpix/anevia/hls/…",
-                other.chars().take(32).collect::<String>()
-            ))
-            .into());
-        }
-    };
+    let (systems, api) = anevia_format(&tenant, &format)?;
     // The request a NEA-DVR would POST if it could: one key, no rules, every DRM of the
     // format. The CPIX engine answers it, so this form gives exactly the POST routes' key.
     let label = Kid::new(KeyId::from_bytes([0; 16]));
@@ -252,6 +231,35 @@ pub async fn get_anevia(
     };
     let answer = exchange_with(&state, &tenant, request, &profile(api)).await?;
     Ok(no_store(xml_response(answer).await?))
+}
+
+/// The DRMs and API version of ATEME's `{format}` (also run by the `url_parameters` fuzz
+/// target).
+pub(crate) fn anevia_format(
+    tenant: &crate::state::Tenant,
+    format: &str,
+) -> Result<(Vec<DrmSystem>, PallyconVersion), ApiError> {
+    Ok(match format {
+        "dash" => (
+            vec![DrmSystem::PlayReady, DrmSystem::Widevine],
+            PallyconVersion::V1,
+        ),
+        "hls" => {
+            let mut systems = vec![DrmSystem::FairPlay, DrmSystem::Widevine];
+            // AES-128 hands the same key to whoever may fetch it from the key URL, so it is
+            // signaled only where the operator configured that URL for this purpose.
+            if tenant.config.hls_key_url.is_some() {
+                systems.push(DrmSystem::ClearKeyAes128);
+            }
+            (systems, PallyconVersion::V2)
+        }
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown format {:?}: use /cpix/anevia/dash/… or /cpix/anevia/hls/…",
+                other.chars().take(32).collect::<String>()
+            )));
+        }
+    })
 }
 
 async fn answer_pallycon(
