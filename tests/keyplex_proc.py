@@ -34,6 +34,12 @@ def _record(lines: list[str]) -> None:
         f.write("".join(line + "\n" for line in lines))
 
 
+def saw_secret(text: str) -> None:
+    """Records a secret a test received from a server (a session id, a generated token)."""
+    if len(text) >= 8:
+        _record([f"text:{text}"])
+
+
 def saw_key(raw: bytes) -> None:
     """Records a content key a server answered (16 raw bytes)."""
     if len(raw) == 16:

@@ -240,6 +240,9 @@ def test_sessions_move_between_nodes_and_the_stream_limit_holds_across_them(clus
             [a, b, c] * 3))
     opened = [v["sessionId"] for s, v in setups if s == 201]
     assert len(opened) == 2, setups
+    # Session ids are bearer secrets: the secrets check makes sure no log holds one.
+    for s in opened:
+        keyplex_proc.saw_secret(s)
     assert sorted(s for s, _ in setups).count(403) == 7, setups
 
     # Set up on A (above), licensed on B, heartbeat on C, torn down on A.

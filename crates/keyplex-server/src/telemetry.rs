@@ -477,6 +477,8 @@ pub fn loggable_uri(uri: &http::Uri) -> String {
             redact(segments.len() - 1)
         }
         ["", _, "cpix", "anevia", _, _, _] => redact(5),
+        // A session id is the bearer secret of its session's calls.
+        ["", _, "ssm", "v1", "sessions", id, ..] if *id != "setup" => redact(5),
         _ => path.to_owned(),
     };
     if let Some(query) = uri.query() {
@@ -930,6 +932,19 @@ mod tests {
         assert_eq!(
             uri("/vod/cpix/hls/movie-5?start=%74oken&a%zz=1&b%7=2"),
             "/vod/cpix/hls/movie-5?start=%74oken&a%zz=1&b%7=2"
+        );
+        // SSM session ids, in every session call.
+        assert_eq!(
+            uri("/acme/ssm/v1/sessions/Zm9vYmFyLXNlc3Npb24/heartbeat"),
+            "/acme/ssm/v1/sessions/<redacted>/heartbeat"
+        );
+        assert_eq!(
+            uri("/acme/ssm/v1/sessions/Zm9vYmFyLXNlc3Npb24"),
+            "/acme/ssm/v1/sessions/<redacted>"
+        );
+        assert_eq!(
+            uri("/acme/ssm/v1/sessions/setup"),
+            "/acme/ssm/v1/sessions/setup"
         );
         // Other paths, including five-segment ones of other interfaces, are kept.
         assert_eq!(uri("/acme/cpix"), "/acme/cpix");

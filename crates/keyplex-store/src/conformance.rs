@@ -1017,6 +1017,9 @@ async fn sessions_live_until_they_expire_or_close<S: KeyStore>(store: &S) {
         .unwrap()
         .unwrap();
     assert_eq!(got.user, "alice", "{scenario}");
+    // The store keeps the bearer id's hash, never the id.
+    assert_eq!(got.id, crate::rules::session_key(&s.id), "{scenario}");
+    assert_ne!(got.id, s.id, "{scenario}");
     assert_eq!(got.entitlement, s.entitlement, "{scenario}");
     assert_eq!(got.heartbeat_seconds, 10, "{scenario}");
     assert!(got.key_systems.is_empty(), "{scenario}");

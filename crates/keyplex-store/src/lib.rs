@@ -385,7 +385,8 @@ pub trait KeyStore: Send + Sync + 'static {
 /// calls) and the entitlement's claims.
 #[derive(Clone, PartialEq, Eq)]
 pub struct NewSession {
-    /// Random, unguessable: the session id is the bearer secret of the session's calls.
+    /// Random, unguessable: the session id is the bearer secret of the session's calls. The
+    /// store keeps and looks up only its hash.
     pub id: String,
     /// The entitlement's user (`sub`): the unit `max_streams` counts.
     pub user: String,
@@ -402,6 +403,7 @@ pub struct NewSession {
 /// [`NewSession`]'s.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Session {
+    /// What the store keeps of the session id: its SHA-256 (hex), never the id itself.
     pub id: String,
     pub user: String,
     pub entitlement: String,

@@ -640,7 +640,7 @@ impl KeyStore for PostgresStore {
                      key_systems, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, '', $6, $7)",
                 )
                 .bind(tenant.as_str())
-                .bind(&session.id)
+                .bind(crate::rules::session_key(&session.id))
                 .bind(&session.user)
                 .bind(&session.entitlement)
                 .bind(unix_column(session.heartbeat_seconds)?)
@@ -660,7 +660,7 @@ impl KeyStore for PostgresStore {
              expires_at FROM sessions WHERE tenant = $1 AND session_id = $2 AND expires_at > $3",
         )
         .bind(tenant.as_str())
-        .bind(id)
+        .bind(crate::rules::session_key(id))
         .bind(unix_column(now)?)
         .fetch_optional(&self.core.pool)
         .await
@@ -697,7 +697,7 @@ impl KeyStore for PostgresStore {
         .bind(unix_column(expires_at)?)
         .bind(licensed)
         .bind(tenant.as_str())
-        .bind(id)
+        .bind(crate::rules::session_key(id))
         .bind(unix_column(now)?)
         .fetch_optional(&self.core.pool)
         .await
@@ -711,7 +711,7 @@ impl KeyStore for PostgresStore {
             "DELETE FROM sessions WHERE tenant = $1 AND session_id = $2 RETURNING expires_at > $3",
         )
         .bind(tenant.as_str())
-        .bind(id)
+        .bind(crate::rules::session_key(id))
         .bind(unix_column(now)?)
         .fetch_optional(&self.core.pool)
         .await

@@ -443,6 +443,15 @@ pub(crate) fn created_event(
     })
 }
 
+/// What the store keeps of a session id: its SHA-256, hex. The id is the bearer secret of a
+/// player's session calls, so a copy of the database (a backup, a replica, a leaked dump)
+/// must not be enough to take over live sessions; lookups hash the presented id the same
+/// way. Both backends store and look up sessions through this.
+pub(crate) fn session_key(id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(format!("keyplex session id v1\n{id}")))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

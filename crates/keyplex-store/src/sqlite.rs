@@ -389,7 +389,7 @@ impl KeyStore for SqliteStore {
              key_systems, created_at, expires_at) VALUES (?, ?, ?, ?, ?, '', ?, ?)",
         )
         .bind(tenant.as_str())
-        .bind(&session.id)
+        .bind(crate::rules::session_key(&session.id))
         .bind(&session.user)
         .bind(&session.entitlement)
         .bind(unix_column(session.heartbeat_seconds)?)
@@ -411,7 +411,7 @@ impl KeyStore for SqliteStore {
              expires_at FROM sessions WHERE tenant = ? AND session_id = ? AND expires_at > ?",
         )
         .bind(tenant.as_str())
-        .bind(id)
+        .bind(crate::rules::session_key(id))
         .bind(unix_column(now)?)
         .fetch_optional(&self.core.reader)
         .await
@@ -447,7 +447,7 @@ impl KeyStore for SqliteStore {
         .bind(unix_column(expires_at)?)
         .bind(licensed)
         .bind(tenant.as_str())
-        .bind(id)
+        .bind(crate::rules::session_key(id))
         .bind(unix_column(now)?)
         .fetch_optional(&self.core.writer)
         .await
@@ -461,7 +461,7 @@ impl KeyStore for SqliteStore {
             "DELETE FROM sessions WHERE tenant = ? AND session_id = ? RETURNING expires_at > ?",
         )
         .bind(tenant.as_str())
-        .bind(id)
+        .bind(crate::rules::session_key(id))
         .bind(unix_column(now)?)
         .fetch_optional(&self.core.writer)
         .await

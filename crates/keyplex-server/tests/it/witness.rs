@@ -195,6 +195,8 @@ impl KeyStore for KeyWitness {
         max_streams: Option<u32>,
         now: u64,
     ) -> Result<SessionOpen> {
+        // A session id is a bearer secret: no log may hold it.
+        record([format!("text:{}", session.id)]);
         self.0.open_session(tenant, session, max_streams, now).await
     }
     async fn get_session(&self, tenant: &TenantId, id: &str, now: u64) -> Result<Option<Session>> {
