@@ -449,7 +449,7 @@ async fn list_credentials(
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = NewCredential)]
-struct NewCredentialJson {
+struct NewCredentialJson<'a> {
     id: String,
     /// The credential's type (`basic`, `jwt`, …).
     #[serde(rename = "type")]
@@ -461,7 +461,7 @@ struct NewCredentialJson {
     /// A secret keyplex generated (shown once): the `basic` password, `get_token` or
     /// `enc_token` the request left out.
     #[serde(skip_serializing_if = "Option::is_none")]
-    secret: Option<String>,
+    secret: Option<&'a str>,
 }
 
 /// Fills in a secret the caller left out: a Basic password, a GET token or an enc_token.
@@ -521,8 +521,10 @@ async fn add_credential(
             )));
         }
     }
-    let generated = generate_missing_secret(&mut body)?;
-    let spec: CredentialSpec = serde_json::from_value(body.clone())
+    // The request carries the credential's secret: every copy of it is wiped when done.
+    let mut body = WipedJson(std::mem::take(&mut body));
+    let generated = generate_missing_secret(&mut body.0)?.map(Zeroizing::new);
+    let spec: CredentialSpec = serde_json::from_value(body.0.clone())
         .map_err(|e| ApiError::BadRequest(format!("credential: {e}")))?;
     if let CredentialSpec::GetToken { token } = &spec
         && token.expose().len() < 16
@@ -550,7 +552,7 @@ async fn add_credential(
         tenant: tenant.id.clone(),
         kind: kind.to_owned(),
         label: label.clone(),
-        spec: Zeroizing::new(body.to_string()),
+        spec: Zeroizing::new(body.0.to_string()),
         created_at: OffsetDateTime::now_utc(),
     };
     state.store().add_credential(&credential).await?;
@@ -568,9 +570,41 @@ async fn add_credential(
         kind,
         label,
         created_at: credential.created_at,
-        secret: generated,
+        secret: generated.as_deref().map(String::as_str),
     };
-    Ok((StatusCode::CREATED, Json(answer)).into_response())
+    // The answer may carry the generated secret: its buffer is wiped once sent.
+    let json = Zeroizing::new(
+        serde_json::to_string(&answer).map_err(|e| ApiError::Internal(e.to_string()))?,
+    );
+    Ok((
+        StatusCode::CREATED,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        crate::body::secret(json.as_bytes()),
+    )
+        .into_response())
+}
+
+/// A JSON request body that held a secret: every string in it is zeroized when it goes.
+struct WipedJson(serde_json::Value);
+
+impl Drop for WipedJson {
+    fn drop(&mut self) {
+        wipe_strings(&mut self.0);
+    }
+}
+
+/// Zeroizes every string of `value` in place (object keys are names, not secrets).
+fn wipe_strings(value: &mut serde_json::Value) {
+    use zeroize::Zeroize as _;
+    match value {
+        serde_json::Value::String(s) => s.zeroize(),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(wipe_strings),
+        serde_json::Value::Object(map) => map.values_mut().for_each(wipe_strings),
+        _ => {}
+    }
 }
 
 /// Credentials that would shadow one another: the same SigV4 access key id or Widevine
@@ -1492,6 +1526,21 @@ mod tests {
             issuer: Some("portal".into()),
             audience: Some("keyplex".into()),
         }
+    }
+
+    #[test]
+    fn credential_request_strings_are_wiped() {
+        let mut body = serde_json::json!({
+            "type": "sigv4",
+            "access_key_id": "AKID",
+            "secret_access_key": "wipe-me-0123456789",
+            "nested": [{"secret": "wipe-me-too"}],
+        });
+        super::wipe_strings(&mut body);
+        let text = body.to_string();
+        assert!(!text.contains("wipe-me"), "{text}");
+        assert_eq!(body["secret_access_key"], "");
+        assert_eq!(body["nested"][0]["secret"], "");
     }
 
     /// Every documented credential, with every field, is what the admin API reads.
