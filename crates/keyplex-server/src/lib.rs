@@ -23,6 +23,7 @@ pub mod get_cpix;
 pub mod harmonic;
 pub mod hls_keys;
 pub mod keys;
+pub mod landing;
 pub mod licence_proxy;
 pub mod listener;
 pub mod nagra;
@@ -58,6 +59,7 @@ pub use state::AppState;
 pub fn router(state: AppState) -> Router {
     let body_limit = state.max_body_bytes();
     Router::new()
+        .route("/", get(landing::landing))
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi::get_openapi_json))
         .route("/{tenant}/nks/v1/cpix", post(cpix::post_cpix))
@@ -103,6 +105,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(ui::router())
         .merge(players::router(state.players_dir().to_owned()))
+        .fallback(landing::not_found)
+        .method_not_allowed_fallback(landing::method_not_allowed)
         // Inside `track`, so that a request that ran out of time is counted and audited.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -47,6 +47,7 @@ use crate::{
     ),
     paths(
         // Operations and documentation
+        crate::landing::landing,
         crate::healthz,
         crate::metrics,
         get_openapi_json,

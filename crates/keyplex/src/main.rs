@@ -146,8 +146,9 @@ fn main() -> ExitCode {
         // `keyplex audit | head -1`: the reader has what it wanted.
         Err(e) if out::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            // What `fn main() -> Result` printed, without panicking on a closed stderr.
-            noteln!("Error: {e:?}");
+            // The error and its causes on one line: a user error is not a crash, so no
+            // backtrace, whatever RUST_BACKTRACE says (anyhow's `{:?}` would print one).
+            noteln!("Error: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -329,7 +330,12 @@ fn serve(
     listen: Option<SocketAddr>,
     data: Option<PathBuf>,
 ) -> Result<()> {
+    use std::io::IsTerminal as _;
+    // Colour only for a person at a terminal: log files and shippers get plain text, and
+    // NO_COLOR (no-color.org) turns it off everywhere.
+    let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
+        .with_ansi(ansi)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KEYPLEX_LOG").unwrap_or_else(|_| {
                 tracing_subscriber::EnvFilter::new(
@@ -353,6 +359,11 @@ fn serve(
 }
 
 async fn run(mut config: Config) -> Result<()> {
+    // Bind before anything is created: a busy port must not leave a half-made data
+    // directory (a master key, credentials nobody saw) behind.
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     setup::ensure_data_dir(&config.server.data_dir)?;
     let env_key = std::env::var("KEYPLEX_MASTER_KEY").ok();
     let (master, source, created) =
@@ -363,10 +374,12 @@ async fn run(mut config: Config) -> Result<()> {
     let demo = setup::add_demo_tenant(&mut config)?;
     let admin_token = setup::ensure_admin_token(&mut config)?;
     let state = setup::open_state_with(&config, master, source).await?;
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
+    let scheme = if config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     if let Some(demo) = demo {
         if demo.created {
             // Printed once, on the start that creates them (kept in the data dir afterwards).
@@ -375,7 +388,7 @@ async fn run(mut config: Config) -> Result<()> {
                 demo.user, demo.password
             ));
             banner(format_args!(
-                "keyplex: try  curl -u {}:{} -X POST --data-binary @request.xml http://{addr}/demo/cpix",
+                "keyplex: try  curl -u {}:{} -X POST --data-binary @request.xml {scheme}://{addr}/demo/cpix",
                 demo.user, demo.password
             ));
         } else {
@@ -392,14 +405,16 @@ async fn run(mut config: Config) -> Result<()> {
             config.server.data_dir.display()
         )),
         Some((_, false)) => banner(format_args!(
-            "keyplex: dashboard at http://{addr}/ui/ (admin token in {}/admin-token)",
+            "keyplex: dashboard at {scheme}://{addr}/ui/ (admin token in {}/admin-token)",
             config.server.data_dir.display()
         )),
         None => {}
     }
     let store = setup::store_location(&config)?.redacted();
-    tracing::info!(%addr, %store, data_dir = %config.server.data_dir.display(), "keyplex listening");
-    keyplex_server::serve_with_listener(state, listener, shutdown_signal()).await?;
+    let shutdown = shutdown_signal()?;
+    tracing::info!(%addr, %scheme, %store, data_dir = %config.server.data_dir.display(), "keyplex listening");
+    keyplex_server::serve_with_listener(state, listener, shutdown).await?;
+    tracing::info!("keyplex stopped: every connection answered, the store closed");
     Ok(())
 }
 
@@ -409,17 +424,19 @@ fn banner(args: std::fmt::Arguments<'_>) {
     let _ = out::line(args);
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! { () = ctrl_c => {}, () = term => {} }
+/// Resolves on SIGINT or SIGTERM. The handlers are registered when this is called, not when
+/// the future is first polled: a SIGTERM that arrives right after the "listening" line must
+/// drain the server, not kill it with the default action.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        let signal = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!(signal, "shutting down: no new connections, finishing the requests in flight");
+    })
 }

@@ -12,6 +12,7 @@ mod get_cpix;
 mod harmonic;
 mod hls_keys;
 mod hostile;
+mod landing;
 mod licence_proxy;
 mod nagra;
 mod openapi;

@@ -14,6 +14,7 @@ use crate::common::TestServer;
 
 /// Every route, as the router registers it (lib.rs, admin.rs, ui.rs, players.rs).
 pub const ROUTES: &[(&str, &[&str])] = &[
+    ("/", &["get"]),
     ("/healthz", &["get"]),
     ("/openapi.json", &["get"]),
     ("/metrics", &["get"]),
@@ -182,7 +183,17 @@ fn routes_in_source() -> (Routes, BTreeSet<String>) {
             let arguments = call_arguments(&text[at + ".nest_service(".len()..]);
             nested.insert(leading_literal(arguments).0.to_owned());
         }
-        for other in [".nest(", ".route_service(", ".fallback("] {
+        // The router-wide fallback answers unknown paths with 404: it routes nothing.
+        for (at, _) in text.match_indices(".fallback(") {
+            let arguments = call_arguments(&text[at + ".fallback(".len()..]);
+            assert_eq!(
+                arguments.trim(),
+                "landing::not_found",
+                "{}: a fallback other than the 404 page routes requests: teach this test",
+                file.display()
+            );
+        }
+        for other in [".nest(", ".route_service("] {
             assert!(
                 !text.contains(other),
                 "{}: {other}…) routes are not understood by this test: teach it (and document them)",
