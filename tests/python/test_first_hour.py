@@ -129,3 +129,65 @@ def test_the_start_hint_says_https_with_tls(keyplex_bin, tmp_path):
     (tmp_path / "serve.log").write_text(text)
     assert f"https://127.0.0.1:{port}/demo/cpix" in text, text
     assert f"http://127.0.0.1:{port}" not in text, text
+
+
+def test_shell_completions(keyplex_bin):
+    for shell, marker in (("bash", "complete -F"), ("zsh", "#compdef keyplex"), ("fish", "complete -c keyplex")):
+        result = subprocess.run([str(keyplex_bin), "completions", shell], capture_output=True, text=True,
+                                timeout=30, check=True)
+        assert marker in result.stdout, (shell, result.stdout[:300])
+        assert "serve" in result.stdout and "admin" in result.stdout
+
+
+def test_json_logs_for_log_shippers(keyplex_bin, tmp_path):
+    import json
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(keyplex_bin), "serve", "--log-format", "json", "--listen", f"127.0.0.1:{port}",
+         "--data", str(tmp_path / "data")],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "NO_COLOR": ""},
+    )
+    out = b""
+    deadline = time.time() + 30
+    while b"keyplex listening" not in out and time.time() < deadline and proc.poll() is None:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if ready:
+            out += os.read(proc.stdout.fileno(), 65536)
+    proc.send_signal(signal.SIGTERM)
+    out += proc.communicate(timeout=10)[0]
+    (tmp_path / "serve.log").write_bytes(out)
+    events = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    messages = [e["fields"]["message"] for e in events]
+    assert "keyplex listening" in messages, messages
+    listening = next(e for e in events if e["fields"]["message"] == "keyplex listening")
+    assert listening["level"] == "INFO" and listening["fields"]["addr"] == f"127.0.0.1:{port}"
+    assert any("keyplex stopped" in m for m in messages), messages
+
+
+def test_admin_finds_the_token_next_to_the_server(keyplex_bin, tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([str(keyplex_bin), "serve", "--listen", f"127.0.0.1:{port}"], cwd=tmp_path,
+                            stdout=open(tmp_path / "server.log", "wb"), stderr=subprocess.STDOUT)
+    try:
+        keyplex_proc.wait_healthy(proc, f"http://127.0.0.1:{port}", 30,
+                                  lambda: (tmp_path / "server.log").read_text())
+        # In the server's directory: ./keyplex-data/admin-token, no flag needed.
+        result = subprocess.run([str(keyplex_bin), "admin", "--url", f"http://127.0.0.1:{port}", "tenants", "list"],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        assert '"demo"' in result.stdout
+        # Elsewhere: --data names the directory; without it the message says what to do.
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        result = subprocess.run([str(keyplex_bin), "admin", "--url", f"http://127.0.0.1:{port}",
+                                 "--data", str(tmp_path / "keyplex-data"), "tenants", "list"],
+                                cwd=elsewhere, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        result = subprocess.run([str(keyplex_bin), "admin", "--url", f"http://127.0.0.1:{port}", "tenants", "list"],
+                                cwd=elsewhere, capture_output=True, text=True, timeout=30,
+                                env={k: v for k, v in os.environ.items() if k != "KEYPLEX_ADMIN_TOKEN"})
+        assert result.returncode == 1
+        assert "--data DIR" in result.stderr, result.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -31,6 +31,10 @@ pub struct Connection {
     /// A file holding the admin token (e.g. `keyplex-data/admin-token`).
     #[arg(long, global = true)]
     token_file: Option<PathBuf>,
+    /// The server's data directory, whose `admin-token` is used when no token is given
+    /// (default `./keyplex-data`, as `keyplex serve` uses).
+    #[arg(long, global = true, value_name = "DIR")]
+    data: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -52,6 +56,7 @@ pub enum AdminCommand {
     },
     /// Write a tenant's keys to a bundle encrypted to an RSA public key (backup).
     Export {
+        /// The tenant id.
         tenant: String,
         /// The operator's RSA public key (PEM `PUBLIC KEY` or `CERTIFICATE`, ≥ 2048 bits).
         #[arg(long)]
@@ -63,7 +68,9 @@ pub enum AdminCommand {
     /// Restore keys from a bundle into a tenant (identical keys already there are skipped;
     /// a conflicting key refuses the whole bundle).
     Import {
+        /// The tenant id.
         tenant: String,
+        /// The bundle `admin export` wrote.
         #[arg(long)]
         bundle: PathBuf,
         /// The operator's RSA private key (unencrypted PKCS#8 PEM).
@@ -77,6 +84,7 @@ pub enum AdminCommand {
     },
     /// Counts behind the dashboard.
     Stats {
+        /// Only this tenant's counts (default: every tenant).
         #[arg(long)]
         tenant: Option<String>,
         /// 300, 900, 3600, 21600 or 86400 seconds.
@@ -87,34 +95,46 @@ pub enum AdminCommand {
 
 #[derive(Subcommand)]
 pub enum TenantsCommand {
+    /// Every tenant: its id, where it is defined, whether it is disabled, its credentials.
     List,
+    /// One tenant.
     Show {
+        /// The tenant id.
         id: String,
     },
     /// Create a tenant; `--settings` takes the fields of a `[tenants.x]` table as JSON.
     Create {
+        /// The new tenant's id (`[a-z0-9_-]`, not a reserved word).
         id: String,
-        #[arg(long)]
+        /// The tenant's settings as JSON, e.g. `{"kid_override": true,
+        /// "crypto_period_seconds": 60}` (credentials go through `credentials add`).
+        #[arg(long, value_name = "JSON")]
         settings: Option<String>,
     },
     /// Refuse every packager and player request of the tenant (its keys stay).
     Disable {
+        /// The tenant id.
         id: String,
     },
+    /// Serve a disabled tenant again.
     Enable {
+        /// The tenant id.
         id: String,
     },
 }
 
 #[derive(Subcommand)]
 pub enum CredentialsCommand {
+    /// A tenant's credentials (never their secrets).
     List {
+        /// The tenant id.
         tenant: String,
     },
     /// Add a credential: `--type basic --set user=packager` (a password is generated and
     /// printed once when none is set), `--type sigv4 --set access_key_id=… --set
     /// secret_access_key=…`, `--type jwt --set-file rs256_public_key_pem=key.pem`, …
     Add {
+        /// The tenant id.
         tenant: String,
         /// basic, jwt, sigv4, widevine_signer, get_token, licence_jwt or enc_token.
         #[arg(long = "type")]
@@ -128,24 +148,34 @@ pub enum CredentialsCommand {
     },
     /// Revoke a credential: refused at once.
     Revoke {
+        /// The tenant id.
         tenant: String,
+        /// The credential id (`cred_…`, from `credentials list`).
         id: String,
     },
 }
 
 #[derive(Subcommand)]
 pub enum ContentsCommand {
+    /// A tenant's contents, with how many keys each has and when they were made.
     List {
+        /// The tenant id.
         tenant: String,
+        /// Only content ids that contain this text.
         #[arg(long)]
         search: Option<String>,
+        /// The `next` of the previous page.
         #[arg(long)]
         after: Option<String>,
+        /// Contents per page (default 50, at most 1000).
         #[arg(long)]
         limit: Option<u32>,
     },
+    /// A content's keys: key id, track type, period, origin — never key values.
     Keys {
+        /// The tenant id.
         tenant: String,
+        /// The content id.
         content_id: String,
     },
 }
@@ -159,8 +189,10 @@ pub enum MasterKeyCommand {
 
 #[derive(Args)]
 pub struct AuditArgs {
+    /// Only this tenant's events.
     #[arg(long)]
     tenant: Option<String>,
+    /// Only this content's events.
     #[arg(long)]
     content_id: Option<String>,
     /// key.created, key.delivered, licence.granted, licence.denied, admin.…
@@ -169,8 +201,10 @@ pub struct AuditArgs {
     /// RFC 3339 time or Unix seconds.
     #[arg(long)]
     since: Option<String>,
+    /// RFC 3339 time or Unix seconds.
     #[arg(long)]
     until: Option<String>,
+    /// At most this many events, newest first.
     #[arg(long, default_value_t = 100)]
     limit: u32,
     /// Print the events as JSON instead of a table.
@@ -193,7 +227,19 @@ impl Api {
                 .trim()
                 .to_owned(),
             (None, None) => {
-                bail!("the admin token is needed: --token, KEYPLEX_ADMIN_TOKEN or --token-file")
+                // Next to the server: the token `keyplex serve` generated in its data dir.
+                let dir = connection
+                    .data
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("keyplex-data"));
+                let path = dir.join("admin-token");
+                match std::fs::read_to_string(&path) {
+                    Ok(token) => token.trim().to_owned(),
+                    Err(_) => bail!(
+                        "the admin token is needed: --token, KEYPLEX_ADMIN_TOKEN, --token-file, or run next to the server's data directory ({} not found; --data DIR names another)",
+                        path.display()
+                    ),
+                }
             }
         };
         Ok(Self {
@@ -451,46 +497,125 @@ pub async fn audit(connection: &Connection, args: AuditArgs) -> Result<()> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    outln!(
-        "{:<24} {:<10} {:<22} {:<12} {:<28} {:<15} {:<20} {:<7} KEY IDS",
-        "TIME",
-        "TENANT",
-        "ACTION",
-        "INTERFACE",
-        "CREDENTIAL",
-        "CLIENT",
-        "CONTENT",
-        "OUTCOME"
-    )?;
     let text = |e: &Value, field: &str| {
         e.get(field)
             .and_then(Value::as_str)
             .unwrap_or("-")
             .to_owned()
     };
+    let mut rows = vec![
+        [
+            "TIME",
+            "TENANT",
+            "ACTION",
+            "INTERFACE",
+            "CREDENTIAL",
+            "CLIENT",
+            "CONTENT",
+            "OUTCOME",
+            "KEY IDS",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
     for e in &events {
-        let kids: Vec<String> = e
+        let kids: Vec<&str> = e
             .get("key_ids")
             .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        outln!(
-            "{:<24} {:<10} {:<22} {:<12} {:<28} {:<15} {:<20} {:<7} {}",
-            text(e, "at"),
-            text(e, "tenant"),
-            text(e, "action"),
-            text(e, "interface"),
-            text(e, "credential"),
-            text(e, "client"),
-            text(e, "content_id"),
-            text(e, "outcome"),
-            kids.join(",")
-        )?;
+        let mut row: Vec<String> = [
+            "at",
+            "tenant",
+            "action",
+            "interface",
+            "credential",
+            "client",
+            "content_id",
+            "outcome",
+        ]
+        .iter()
+        .map(|field| text(e, field))
+        .collect();
+        row.push(kids.join(","));
+        rows.push(row);
+    }
+    for line in table(&rows) {
+        outln!("{line}")?;
     }
     Ok(())
+}
+
+/// Widest cell a column gets before it is cut (with `…`); the last column is never cut.
+const MAX_COLUMN: usize = 40;
+
+/// `rows` (the first is the header) as lines of aligned columns, each as wide as its widest
+/// cell (up to [`MAX_COLUMN`]), so that long values never push the columns after them.
+fn table(rows: &[Vec<String>]) -> Vec<String> {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let cell = |row: &Vec<String>, i: usize| -> String {
+        let text = row.get(i).map_or("", String::as_str);
+        if i + 1 < columns && text.chars().count() > MAX_COLUMN {
+            let cut: String = text.chars().take(MAX_COLUMN - 1).collect();
+            format!("{cut}…")
+        } else {
+            text.to_owned()
+        }
+    };
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .map(|r| cell(r, i).chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let mut line = String::new();
+            for (i, width) in widths.iter().enumerate() {
+                let text = cell(row, i);
+                line.push_str(&text);
+                if i + 1 < columns {
+                    let pad = width.saturating_sub(text.chars().count()) + 2;
+                    line.extend(std::iter::repeat_n(' ', pad));
+                }
+            }
+            line.trim_end().to_owned()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::table;
+
+    #[test]
+    fn columns_stay_aligned_whatever_the_lengths() {
+        let rows: Vec<Vec<String>> = [
+            vec!["TIME", "ACTION", "KIDS"],
+            vec!["2026-12-06T05:00:00Z", "key.created", "a,b"],
+            vec![
+                "2026-12-06T05:00:01Z",
+                "admin.master_key_rotated.something-long",
+                "c",
+            ],
+            vec!["t", &"x".repeat(60), "d"],
+        ]
+        .into_iter()
+        .map(|r| r.into_iter().map(str::to_owned).collect())
+        .collect();
+        let lines = table(&rows);
+        // Where a column starts on screen: characters, not bytes (`…` is three bytes).
+        let column = |line: &str, text: &str| line[..line.rfind(text).unwrap()].chars().count();
+        let kids_at = column(&lines[0], "KIDS");
+        for (line, kids) in lines.iter().zip(["KIDS", "a,b", "c", "d"]) {
+            assert_eq!(column(line, kids), kids_at, "{lines:#?}");
+        }
+        assert!(
+            lines[3].contains('…'),
+            "a 60-character cell is cut: {}",
+            lines[3]
+        );
+    }
 }

@@ -40,6 +40,9 @@ struct Cli {
 enum Command {
     /// Run the server (no config: 127.0.0.1:8080, SQLite in ./keyplex-data, a `demo` tenant).
     Serve {
+        /// `text` (default) or `json`: one JSON object per event, for log shippers.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
         /// TOML configuration file.
         #[arg(long, env = "KEYPLEX_CONFIG")]
         config: Option<PathBuf>,
@@ -85,6 +88,13 @@ enum Command {
         #[command(subcommand)]
         command: admin_cli::AdminCommand,
     },
+    /// Print a shell completion script: `keyplex completions bash > /etc/bash_completion.d/keyplex`
+    /// (zsh: into a directory of `$fpath` as `_keyplex`; fish: `~/.config/fish/completions/keyplex.fish`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Who created, fetched or was refused which keys, when (the audit trail).
     Audit {
         #[command(flatten)]
@@ -92,6 +102,13 @@ enum Command {
         #[command(flatten)]
         args: admin_cli::AuditArgs,
     },
+}
+
+/// How `serve` writes its log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -137,7 +154,10 @@ enum ClientCommand {
 enum PsshCommand {
     /// Print a PSSH box (or several, or a bare PlayReady Object / Widevine PSSH data) in
     /// readable form. Accepts base64 or hex.
-    Decode { input: String },
+    Decode {
+        /// The box, base64 or hex.
+        input: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -157,10 +177,18 @@ fn main() -> ExitCode {
 fn run_command(command: Command) -> Result<()> {
     match command {
         Command::Serve {
+            log_format,
             config,
             listen,
             data,
-        } => serve(config, listen, data),
+        } => serve(log_format, config, listen, data),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "keyplex", &mut script);
+            outln!("{}", String::from_utf8_lossy(&script).trim_end())?;
+            Ok(())
+        }
         Command::Migrate {
             config,
             data,
@@ -326,24 +354,28 @@ fn pssh_decode(input: &str) -> Result<()> {
 }
 
 fn serve(
+    log_format: LogFormat,
     config_path: Option<PathBuf>,
     listen: Option<SocketAddr>,
     data: Option<PathBuf>,
 ) -> Result<()> {
     use std::io::IsTerminal as _;
-    // Colour only for a person at a terminal: log files and shippers get plain text, and
-    // NO_COLOR (no-color.org) turns it off everywhere.
-    let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt()
-        .with_ansi(ansi)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KEYPLEX_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(
-                    "info,tower_http=warn,sqlx::postgres::notice=warn",
-                )
-            }),
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYPLEX_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,tower_http=warn,sqlx::postgres::notice=warn")
+    });
+    match log_format {
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_env_filter(filter)
+            .init(),
+        // Colour only for a person at a terminal: log files and shippers get plain text,
+        // and NO_COLOR (no-color.org) turns it off everywhere.
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .with_env_filter(filter)
+            .init(),
+    }
     let mut config = load_config(config_path.as_ref())?;
     setup::apply_database_url_env(&mut config, std::env::var("KEYPLEX_DATABASE_URL").ok());
     if let Some(listen) = listen {
@@ -437,6 +469,41 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
             _ = interrupt.recv() => "SIGINT",
             _ = terminate.recv() => "SIGTERM",
         };
-        tracing::info!(signal, "shutting down: no new connections, finishing the requests in flight");
+        tracing::info!(
+            signal,
+            "shutting down: no new connections, finishing the requests in flight"
+        );
     })
+}
+
+#[cfg(test)]
+mod help_tests {
+    use super::Cli;
+
+    /// Every command and every flag or argument says in one line what it is for.
+    #[test]
+    fn every_command_and_flag_has_a_help_line() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} <{id}>"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_name() != "help" && sub.get_about().is_none() {
+                    missing.push(sub_path.clone());
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let command = <Cli as clap::CommandFactory>::command();
+        let mut missing = Vec::new();
+        walk(&command, "keyplex", &mut missing);
+        assert!(missing.is_empty(), "no help line: {missing:#?}");
+    }
 }
