@@ -662,6 +662,14 @@ async fn revoke_credential(
 ) -> Result<Response, ApiError> {
     let tenant = state.any_tenant(&id)?;
     if cred.starts_with("config:") {
+        let demo_file = state.config().server.data_dir.join("demo-credentials");
+        if tenant.id.as_str() == "demo" && cred == "config:basic:0" && demo_file.exists() {
+            // No configuration file: keyplex generated this password at the first start.
+            return Err(ApiError::Conflict(format!(
+                "credential {cred} is the demo tenant's generated password, kept in {}: to change it, stop the server, delete that file and start again (a new password is printed once); or give keyplex a configuration file with tenants of your own",
+                demo_file.display()
+            )));
+        }
         return Err(ApiError::Conflict(format!(
             "credential {cred} is written in the configuration file: remove it there"
         )));

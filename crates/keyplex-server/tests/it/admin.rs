@@ -1052,3 +1052,25 @@ async fn every_admin_route_refuses_without_the_token_and_with_a_wrong_one() {
     }
     assert!(checked >= 3 * 14, "only {checked} admin requests checked");
 }
+
+/// The demo tenant's generated password cannot be revoked through the API (it is not in the
+/// store); the refusal says exactly how to change it.
+#[tokio::test]
+async fn the_demo_password_refusal_says_how_to_rotate_it() {
+    let server =
+        TestServer::start_with(&format!("[admin]\ntoken = \"{ADMIN_TOKEN}\"\n"), |_| {}).await;
+    let resp = admin(
+        &server,
+        reqwest::Method::DELETE,
+        "/admin/v1/tenants/demo/credentials/config:basic:0",
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), 409);
+    let problem: Value = resp.json().await.unwrap();
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("demo-credentials") && detail.contains("delete that file"),
+        "{detail}"
+    );
+}
