@@ -139,6 +139,22 @@ enum ClientCommand {
     /// (key id, key and IV in hex and base64; per DRM the pssh with and without its box
     /// header; the FairPlay key URI).
     Cpix(client::ClientOptions),
+    /// Print an entitlement token (HS256 JWT) as an operator's portal would sign it, for
+    /// trying players and licences: `--secret` is the tenant's `licence_jwt` HS256 secret.
+    Token {
+        /// The tenant's licence HS256 secret (or KEYPLEX_LICENCE_SECRET).
+        #[arg(long, env = "KEYPLEX_LICENCE_SECRET", hide_env_values = true)]
+        secret: String,
+        /// The viewer (`sub`).
+        #[arg(long, default_value = "viewer-1")]
+        sub: String,
+        /// Content ids the token entitles (comma separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        contents: Vec<String>,
+        /// Seconds until it expires.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
     /// Ask as `client cpix` does and print Shaka Packager raw-key arguments for the keys.
     PackagerArgs {
         #[command(flatten)]
@@ -315,6 +331,30 @@ fn client_command(command: ClientCommand) -> Result<()> {
         .enable_all()
         .build()?;
     match command {
+        ClientCommand::Token {
+            secret,
+            sub,
+            contents,
+            ttl,
+        } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let claims = serde_json::json!({
+                "sub": sub,
+                "contents": contents,
+                "iat": now,
+                "exp": now.saturating_add(ttl),
+            });
+            let token = jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+                &claims,
+                &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+            )
+            .context("signing the token")?;
+            outln!("{token}")?;
+        }
         ClientCommand::Cpix(options) => {
             let keys = runtime.block_on(client::fetch(&options))?;
             outln!("{}", serde_json::to_string_pretty(&keys)?)?;
