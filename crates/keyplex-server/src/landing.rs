@@ -74,16 +74,7 @@ pub async fn not_found(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Response {
-    let path = crate::telemetry::loggable_uri(&uri);
-    let path = path.split('?').next().unwrap_or_default();
-    no_route(
-        StatusCode::NOT_FOUND,
-        format!(
-            "no route for {method} {}; the routes are listed at /openapi.json",
-            short(path)
-        ),
-        &headers,
-    )
+    no_route(StatusCode::NOT_FOUND, &method, &uri, &headers)
 }
 
 /// A route that exists, asked with a method it does not take: 405 with a line saying so.
@@ -92,19 +83,23 @@ pub async fn method_not_allowed(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Response {
-    let path = crate::telemetry::loggable_uri(&uri);
-    let path = path.split('?').next().unwrap_or_default();
-    no_route(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!(
-            "{} does not take {method}; /openapi.json lists its methods",
-            short(path)
-        ),
-        &headers,
-    )
+    no_route(StatusCode::METHOD_NOT_ALLOWED, &method, &uri, &headers)
 }
 
-fn no_route(status: StatusCode, detail: String, headers: &HeaderMap) -> Response {
+fn no_route(
+    status: StatusCode,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Response {
+    // The path as logged: a token in it is not echoed back.
+    let logged = crate::telemetry::loggable_uri(uri);
+    let path = short(logged.split('?').next().unwrap_or_default());
+    let detail = if status == StatusCode::METHOD_NOT_ALLOWED {
+        format!("{path} does not take {method}; /openapi.json lists its methods")
+    } else {
+        format!("no route for {method} {path}; the routes are listed at /openapi.json")
+    };
     let wants_json = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
