@@ -158,6 +158,9 @@ fn licence_routes(state: &AppState) -> Router<AppState> {
             "/{tenant}/ssm/v1/sessions/{id}",
             axum::routing::delete(ssm::delete_session),
         )
+        // Set here, under the CORS layer: a browser's OPTIONS preflight must still reach
+        // `licence_cors` (the router-wide 405 would replace the layered default otherwise).
+        .method_not_allowed_fallback(landing::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             cors::licence_cors,

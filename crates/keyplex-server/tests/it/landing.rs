@@ -89,6 +89,17 @@ async fn unknown_routes_and_wrong_methods_say_so() {
     let problem: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(problem["status"], 405);
 
+    // The licence routes too, where the CORS layer still answers browsers' preflights.
+    let resp = server
+        .client
+        .get(server.url("/acme/clearkey/v1/licenses"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("does not take GET"), "{text}");
+
     // A token in an unknown path is not echoed back.
     let text = server
         .client
