@@ -124,7 +124,8 @@ pub async fn read_request(body: Bytes) -> Result<CpixDocument, ApiError> {
         .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
-/// 200 with the CPIX document; a large answer is written off the async workers.
+/// 200 with the CPIX document; a large answer is written off the async workers. It carries
+/// keys (in clear, or encrypted for one recipient): no shared cache may keep it.
 pub async fn xml_response(doc: CpixDocument) -> Result<Response, ApiError> {
     // About 1.5 KB per DRMSystem with every form of signaling.
     let estimate = doc.drm_systems.as_ref().map_or(0, Vec::len) * 1536
@@ -133,10 +134,13 @@ pub async fn xml_response(doc: CpixDocument) -> Result<Response, ApiError> {
         .await?;
     Ok((
         StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/xml; charset=utf-8"),
-        )],
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/xml; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
         crate::body::secret(xml),
     )
         .into_response())

@@ -21,8 +21,8 @@ use crate::signaling;
 use crate::state::{AppState, Tenant};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
 use keyplex_cpix::model::{
     ContentKeyEntry, ContentKeyPeriod, CpixDocument, CpixVersion, DrmSystemEntry, HlsSignaling,
     KeyPeriodFilter, KeyValue, Kid, Playlist, UsageRule,
@@ -320,18 +320,5 @@ async fn answer(
         }]),
         ..CpixDocument::default()
     };
-    let xml = keyplex_cpix::write_document(&doc);
-    Ok((
-        StatusCode::OK,
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/xml; charset=utf-8"),
-            ),
-            // The body holds a key in clear: no shared cache may keep it.
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        ],
-        crate::body::secret(xml),
-    )
-        .into_response())
+    Ok(crate::cpix::xml_response(doc).await?)
 }

@@ -230,7 +230,7 @@ pub async fn get_anevia(
         ..CpixDocument::default()
     };
     let answer = exchange_with(&state, &tenant, request, &profile(api)).await?;
-    Ok(no_store(xml_response(answer).await?))
+    Ok(xml_response(answer).await?)
 }
 
 /// The DRMs and API version of ATEME's `{format}` (also run by the `url_parameters` fuzz
@@ -276,7 +276,7 @@ async fn answer_pallycon(
     let mut request = read_request(body).await?;
     adopt_orphan_drm_systems(&mut request);
     let answer = exchange_with(state, &tenant, request, &profile(api)).await?;
-    Ok(no_store(xml_response(answer).await?))
+    Ok(xml_response(answer).await?)
 }
 
 /// PallyCon's DASH-live sample names, in a `DRMSystem`, a kid that is not in
@@ -292,13 +292,4 @@ fn adopt_orphan_drm_systems(doc: &mut CpixDocument) {
             drm.kid = kid.clone();
         }
     }
-}
-
-/// The answer holds keys in clear: no shared cache may keep it.
-fn no_store(mut response: Response) -> Response {
-    response.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-store"),
-    );
-    response
 }

@@ -42,9 +42,15 @@ pub async fn ok_document(resp: reqwest::Response) -> CpixDocument {
         .headers()
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_owned());
+    let cache = resp
+        .headers()
+        .get("cache-control")
+        .map(|v| v.to_str().unwrap().to_owned());
     let body = resp.bytes().await.unwrap();
     assert_eq!(status, 200, "body: {}", String::from_utf8_lossy(&body));
     assert_eq!(ctype.as_deref(), Some("application/xml; charset=utf-8"));
+    // The answer carries keys: no shared cache may keep it.
+    assert_eq!(cache.as_deref(), Some("no-store"));
     keyplex_cpix::read_document(&body).unwrap()
 }
 
