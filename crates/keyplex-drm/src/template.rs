@@ -1,6 +1,8 @@
 //! Text templates with `{name}` placeholders, for signaling whose form the operator's
 //! licence service decides: the FairPlay key URI (`fairplay_uri_template`, every KSM reads
-//! its own `skd://` form) and the payloads of tenant-defined DRM systems.
+//! its own `skd://` form). The placeholders beyond FairPlay's (`{kid_base64url}`,
+//! `{content_id_base64}`, `{track_type}`, `{la_url}`) are for the payload templates of
+//! tenant-defined DRM systems, which are not wired in yet.
 //!
 //! A template is checked once, when the configuration is loaded ([`Template::parse`]): an
 //! unknown placeholder or an unclosed brace is refused there, so expanding at request time

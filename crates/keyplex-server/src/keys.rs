@@ -117,25 +117,3 @@ pub fn by_slot(slot: KeySlot) -> Result<KeyRequest, ApiError> {
         iv_supplied: false,
     })
 }
-
-/// keyplex-chosen identity with a key the packager supplies (NAGRA `scheduledKey`): stored
-/// into the slot if it is empty; refused (409) if the slot already holds another key.
-pub fn by_slot_supplied(
-    slot: KeySlot,
-    kid: KeyId,
-    key: ContentKeyValue,
-    iv: Option<Iv>,
-) -> Result<KeyRequest, ApiError> {
-    checked_period(slot.period)?;
-    let iv_supplied = iv.is_some();
-    let iv = match iv {
-        Some(iv) => iv,
-        None => random::new_iv()?,
-    };
-    Ok(KeyRequest::BySlot {
-        slot,
-        candidate: KeyMaterial { kid, key, iv },
-        supplied: true,
-        iv_supplied,
-    })
-}

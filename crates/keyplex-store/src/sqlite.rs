@@ -838,18 +838,7 @@ mod tests {
         // Another connection holds the write lock while the jobs below queue up, so that
         // they are all waiting when it is released: group commit must then take them in
         // (at most) two batches, the one that was waiting for the lock and the rest.
-        let mut other = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(SqliteConnectOptions::new().filename(&path))
-            .await
-            .unwrap()
-            .acquire()
-            .await
-            .unwrap();
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *other)
-            .await
-            .unwrap();
+        let mut other = hold_write_lock(&path, None).await;
         let batches_before = store.keys.batches();
         let mut tasks = Vec::new();
         for i in 0..40 {
@@ -905,6 +894,65 @@ mod tests {
         }
     }
 
+    /// A second connection to the store's file holding the write lock (`BEGIN IMMEDIATE`)
+    /// after running `setup`: jobs sent meanwhile wait and then share one batch.
+    async fn hold_write_lock(
+        path: &std::path::Path,
+        setup: Option<&str>,
+    ) -> sqlx::pool::PoolConnection<sqlx::Sqlite> {
+        let mut other = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::new().filename(path))
+            .await
+            .unwrap()
+            .acquire()
+            .await
+            .unwrap();
+        if let Some(sql) = setup {
+            sqlx::query(sql).execute(&mut *other).await.unwrap();
+        }
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        other
+    }
+
+    type KeysTask = tokio::task::JoinHandle<Result<Vec<ContentKey>>>;
+
+    /// Tenant `beta`'s good jobs, one new content each.
+    fn good_jobs(
+        store: &std::sync::Arc<SqliteStore>,
+        range: std::ops::Range<usize>,
+    ) -> Vec<KeysTask> {
+        range
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let beta = TenantId::parse("beta").unwrap();
+                    store
+                        .ensure_keys(&beta, &[by_kid(&format!("content-{i}"), candidate())])
+                        .await
+                })
+            })
+            .collect()
+    }
+
+    /// Every good job succeeded and its key is stored.
+    async fn assert_committed(store: &SqliteStore, tasks: Vec<KeysTask>) {
+        let beta = TenantId::parse("beta").unwrap();
+        for (i, task) in tasks.into_iter().enumerate() {
+            let created = task
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("job {i}: {e}"));
+            assert_eq!(
+                store.get_key(&beta, &created[0].kid).await.unwrap(),
+                Some(created[0].clone())
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_job_the_store_cannot_hold_fails_alone_and_its_batch_commits() {
         let dir = tempfile::tempdir().unwrap();
@@ -912,29 +960,8 @@ mod tests {
         let store = std::sync::Arc::new(SqliteStore::open(&path, master()).await.unwrap());
         // Hold the write lock so that every job below is waiting when it is released and
         // the poison job shares a batch with the other tenant's jobs.
-        let mut other = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(SqliteConnectOptions::new().filename(&path))
-            .await
-            .unwrap()
-            .acquire()
-            .await
-            .unwrap();
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *other)
-            .await
-            .unwrap();
-        let beta = TenantId::parse("beta").unwrap();
-        let good = |i: usize| {
-            let store = store.clone();
-            let beta = beta.clone();
-            tokio::spawn(async move {
-                store
-                    .ensure_keys(&beta, &[by_kid(&format!("content-{i}"), candidate())])
-                    .await
-            })
-        };
-        let mut tasks: Vec<_> = (0..10).map(good).collect();
+        let mut other = hold_write_lock(&path, None).await;
+        let mut tasks = good_jobs(&store, 0..10);
         // Beyond what a column holds (the routes refuse anything over 2^32 - 1).
         let huge = KeyPeriod::Index(1 << 63);
         let poison = {
@@ -965,21 +992,12 @@ mod tests {
                 )
             })
         };
-        tasks.extend((10..20).map(good));
+        tasks.extend(good_jobs(&store, 10..20));
         tokio::time::sleep(Duration::from_millis(300)).await;
         sqlx::query("ROLLBACK").execute(&mut *other).await.unwrap();
 
         // The other tenant's jobs, batched with the poison one, are all committed.
-        for (i, task) in tasks.into_iter().enumerate() {
-            let created = task
-                .await
-                .unwrap()
-                .unwrap_or_else(|e| panic!("job {i}: {e}"));
-            assert_eq!(
-                store.get_key(&beta, &created[0].kid).await.unwrap(),
-                Some(created[0].clone())
-            );
-        }
+        assert_committed(&store, tasks).await;
         // The poison job gets its own error (500), not the batch's 503.
         let (by_slot, by_kid) = poison.await.unwrap();
         for outcome in [by_slot, by_kid] {
@@ -994,38 +1012,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.db");
         let store = std::sync::Arc::new(SqliteStore::open(&path, master()).await.unwrap());
-        let mut other = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(SqliteConnectOptions::new().filename(&path))
-            .await
-            .unwrap()
-            .acquire()
-            .await
-            .unwrap();
         // A failure the planning cannot foresee, in the insert of one job's key (as an
         // unexpected constraint or a bug would be): not the database being unavailable.
-        sqlx::query(
-            "CREATE TRIGGER poison BEFORE INSERT ON content_keys WHEN NEW.content_id = 'poison' \
-             BEGIN SELECT RAISE(ABORT, 'poisoned row'); END",
+        let mut other = hold_write_lock(
+            &path,
+            Some(
+                "CREATE TRIGGER poison BEFORE INSERT ON content_keys WHEN NEW.content_id = 'poison' \
+                 BEGIN SELECT RAISE(ABORT, 'poisoned row'); END",
+            ),
         )
-        .execute(&mut *other)
-        .await
-        .unwrap();
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *other)
-            .await
-            .unwrap();
-        let beta = TenantId::parse("beta").unwrap();
-        let good = |i: usize| {
-            let store = store.clone();
-            let beta = beta.clone();
-            tokio::spawn(async move {
-                store
-                    .ensure_keys(&beta, &[by_kid(&format!("content-{i}"), candidate())])
-                    .await
-            })
-        };
-        let mut tasks: Vec<_> = (0..10).map(good).collect();
+        .await;
+        let mut tasks = good_jobs(&store, 0..10);
         let poison = {
             let store = store.clone();
             tokio::spawn(async move {
@@ -1034,19 +1031,10 @@ mod tests {
                     .await
             })
         };
-        tasks.extend((10..20).map(good));
+        tasks.extend(good_jobs(&store, 10..20));
         tokio::time::sleep(Duration::from_millis(300)).await;
         sqlx::query("ROLLBACK").execute(&mut *other).await.unwrap();
-        for (i, task) in tasks.into_iter().enumerate() {
-            let created = task
-                .await
-                .unwrap()
-                .unwrap_or_else(|e| panic!("job {i}: {e}"));
-            assert_eq!(
-                store.get_key(&beta, &created[0].kid).await.unwrap(),
-                Some(created[0].clone())
-            );
-        }
+        assert_committed(&store, tasks).await;
         let err = poison.await.unwrap().unwrap_err();
         assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
         assert!(err.to_string().contains("poisoned row"), "{err}");
@@ -1063,18 +1051,7 @@ mod tests {
                 .unwrap(),
         );
         // The writer blocks on the write lock with its first batch; the queue fills.
-        let mut other = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(SqliteConnectOptions::new().filename(&path))
-            .await
-            .unwrap()
-            .acquire()
-            .await
-            .unwrap();
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *other)
-            .await
-            .unwrap();
+        let mut other = hold_write_lock(&path, None).await;
         let tasks: Vec<_> = (0..50)
             .map(|i| {
                 let store = store.clone();
@@ -1179,18 +1156,7 @@ mod tests {
             .unwrap();
 
         // Another process (here: another connection) holds the database's write lock.
-        let mut other = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(SqliteConnectOptions::new().filename(&path))
-            .await
-            .unwrap()
-            .acquire()
-            .await
-            .unwrap();
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *other)
-            .await
-            .unwrap();
+        let mut other = hold_write_lock(&path, None).await;
 
         let started = std::time::Instant::now();
         let err = store
