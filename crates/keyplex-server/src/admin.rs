@@ -141,6 +141,12 @@ fn routes() -> Router<AppState> {
             "/admin/v1/tenants/{id}/contents/{content_id}/keys",
             get(content_keys),
         )
+        .route(
+            "/admin/v1/tenants/{id}/contents/{content_id}/licence-policy",
+            get(crate::admin_licence_policy::get_policy)
+                .put(crate::admin_licence_policy::put_policy)
+                .delete(crate::admin_licence_policy::delete_policy),
+        )
         .route("/admin/v1/tenants/{id}/export", post(export_keys))
         .route("/admin/v1/tenants/{id}/import", post(import_keys))
         .route("/admin/v1/master-key/rotate", post(rotate_master_key))
@@ -178,6 +184,18 @@ async fn audit_change(
     action: AuditAction,
     detail: String,
 ) -> Result<(), ApiError> {
+    audit_change_of(state, who, tenant, None, action, detail).await
+}
+
+/// An admin change, recorded durably before the answer; `content` when it concerns one.
+pub(crate) async fn audit_change_of(
+    state: &AppState,
+    who: &str,
+    tenant: &str,
+    content: Option<&ContentId>,
+    action: AuditAction,
+    detail: String,
+) -> Result<(), ApiError> {
     let client = crate::scope::who().map_or_else(|| "-".to_owned(), |(_, _, client)| client);
     state
         .audit()
@@ -189,7 +207,7 @@ async fn audit_change(
             interface: "admin".to_owned(),
             credential: who.to_owned(),
             client,
-            content_id: None,
+            content_id: content.cloned(),
             key_ids: Vec::new(),
             outcome: "ok".to_owned(),
             detail: Some(detail),
@@ -621,6 +639,12 @@ fn refuse_duplicate(tenant: &Tenant, spec: &CredentialSpec) -> Result<(), ApiErr
             .widevine_signers
             .iter()
             .any(|s| s.name == w.name),
+        // One admin upstream per DRM (it replaces the file's; two would shadow each other).
+        CredentialSpec::LicenceUpstream(u) => tenant.credentials.iter().any(|c| {
+            c.kind == "licence_upstream"
+                && c.source == Source::Admin
+                && c.label.split(' ').next() == Some(u.drm.as_str())
+        }),
         _ => false,
     };
     if taken {
@@ -1497,6 +1521,30 @@ pub mod doc {
             #[serde(skip_serializing_if = "Option::is_none")]
             token: Option<String>,
         },
+        /// A licence upstream with its signing secrets (sealed like every credential):
+        /// replaces the configuration's `[tenants.x.licence] upstream.<drm>`.
+        LicenceUpstream {
+            /// `widevine`, `playready`, `fairplay` or `prm`.
+            drm: String,
+            /// The upstream's `http(s)://` URL.
+            url: String,
+            /// `keyplex-json`, `widevine-cloud`, `playready-test-server`,
+            /// `playready-customdata`, `fairplay-json` or `fairplay-binary`.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            protocol: Option<String>,
+            /// widevine-cloud: the provider name.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            provider: Option<String>,
+            /// widevine-cloud: 64 hex digits.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            signing_key: Option<String>,
+            /// widevine-cloud: 32 hex digits.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            signing_iv: Option<String>,
+            /// Widevine: base64 of the service certificate answered locally.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            service_certificate: Option<String>,
+        },
     }
 
     /// JWT verification keys: at least one; exactly the algorithms given are accepted.
@@ -1577,6 +1625,15 @@ mod tests {
             CredentialRequest::LicenceJwt(jwt()),
             CredentialRequest::EncToken {
                 token: Some("an-enc-token-of-sixteen-chars".into()),
+            },
+            CredentialRequest::LicenceUpstream {
+                drm: "widevine".into(),
+                url: "https://license.uat.widevine.com/cenc/getlicense/widevine_test".into(),
+                protocol: Some("widevine-cloud".into()),
+                provider: Some("widevine_test".into()),
+                signing_key: Some("00".repeat(32)),
+                signing_iv: Some("00".repeat(16)),
+                service_certificate: None,
             },
         ];
         let mut kinds = Vec::new();

@@ -9,7 +9,10 @@
 //! * Key ids the entitlement does not cover — unknown ones included — are left out of the
 //!   answer: a player asks for every key id of its init data, and plays what it receives.
 //!   None covered → 403.
-//! * `persistent-license` needs `"persistence": true` in the token's policy, else 403.
+//! * `persistent-license` needs a licence policy that allows persistence (the content's or
+//!   tenant's rules narrowed by the token's, `licence_policy`), else 403.
+//! * A tenant with `require_session` answers only users with a live secure session covering
+//!   the keys' contents (403 otherwise).
 //! * The token's `licence_duration` has no place in a JSON Web Key set: Clear Key licences
 //!   do not expire on the player.
 //!
@@ -26,7 +29,9 @@ use keyplex_drm::clearkey::{ClearKeyLicenseRequest, SessionType, clearkey_licens
 
 use crate::entitlement::{self, Entitlement, TokenQuery};
 use crate::error::{ApiError, Problem};
+use crate::licence_proxy::Via;
 use crate::state::{AppState, Tenant};
+use keyplex_types::ContentId;
 
 #[utoipa::path(
     post,
@@ -75,7 +80,7 @@ pub async fn post_licence(
         entitlement::presented_token(&headers, entitlement::query_token(query)?.as_deref())?;
     let entitlement =
         entitlement::verify(&state, tenant, token.as_deref(), entitlement::now_unix()).await?;
-    let licence = licence_for(&state, tenant, &entitlement, &request).await?;
+    let licence = licence_for(&state, tenant, &entitlement, &request, Via::Direct).await?;
     Ok((
         StatusCode::OK,
         [
@@ -98,11 +103,17 @@ pub async fn licence_for(
     tenant: &Tenant,
     entitlement: &Entitlement,
     request: &ClearKeyLicenseRequest,
+    via: Via,
 ) -> Result<String, ApiError> {
-    if request.session_type == SessionType::PersistentLicense && !entitlement.policy.persistence {
-        return Err(ApiError::Forbidden(
-            "the entitlement does not allow persistent licences (policy.persistence)".into(),
-        ));
+    let persistent = request.session_type == SessionType::PersistentLicense;
+    let refuse_persistent = || {
+        ApiError::Forbidden(
+            "the licence policy does not allow persistent licences (persistence)".into(),
+        )
+    };
+    // Decided before the store is read when the token alone already forbids it.
+    if persistent && entitlement.policy.persistence == Some(false) {
+        return Err(refuse_persistent());
     }
     let keys = entitlement::covered_keys(state, tenant, entitlement, &request.kids).await?;
     let user = || entitlement.user.chars().take(64).collect::<String>();
@@ -111,6 +122,22 @@ pub async fn licence_for(
         return Err(ApiError::Forbidden(
             "not entitled to any of the requested key ids".into(),
         ));
+    }
+    let contents: std::collections::BTreeSet<&ContentId> =
+        keys.iter().map(|k| &k.content_id).collect();
+    for content in contents {
+        if via == Via::Direct {
+            crate::ssm::require_live_session(state, tenant, &entitlement.user, content).await?;
+        }
+        // A JSON Web Key set can express persistence only; the other rules do not apply.
+        if persistent {
+            let policy =
+                crate::licence_policy::applied(state, tenant, content, &entitlement.policy).await?;
+            crate::scope::note_detail(&format!("policy {}", policy.audit_text()));
+            if !policy.persistent {
+                return Err(refuse_persistent());
+            }
+        }
     }
     // Debug, not info: one line per licence would be a write(2) per request on the hottest
     // path (~8 % of a licence's CPU); the audit trail records every delivery. (The macro

@@ -288,7 +288,9 @@ impl TenantConfig {
             || !self.widevine_signers.is_empty()
             || self.get_token.is_some()
             || self.enc_token.is_some()
-            || self.licence.as_ref().is_some_and(|l| l.jwt.is_some())
+            || self.licence.as_ref().is_some_and(|l| {
+                l.jwt.is_some() || l.upstream.values().any(|u| u.signing_key.is_some())
+            })
     }
 
     /// Checks what serde cannot: key lengths, sensible numbers, usable credentials.
@@ -456,9 +458,18 @@ pub struct LicenceConfig {
     #[serde(default)]
     pub cors_origins: Vec<String>,
     /// The licence proxy's upstream licence server per DRM (`widevine`, `playready`,
-    /// `fairplay`, `prm`): an `http(s)://` URL each.
+    /// `fairplay`, `prm`): a plain `http(s)://` URL (keyplex's own JSON form, for an
+    /// operator's gateway) or a table naming the service's real protocol ([`Upstream`]).
     #[serde(default)]
-    pub upstream: BTreeMap<String, String>,
+    pub upstream: BTreeMap<String, Upstream>,
+    /// The licence rules of contents that have none of their own
+    /// (`PUT /admin/v1/tenants/{t}/contents/{cid}/licence-policy`).
+    #[serde(default)]
+    pub policy: Option<crate::licence_policy::ContentPolicy>,
+    /// The licence routes refuse a licence unless the user has a live secure session
+    /// (`/{tenant}/ssm/v1/`) covering the content.
+    #[serde(default)]
+    pub require_session: bool,
     /// How long the licence proxy waits for one upstream attempt (default 10, 1 to 120).
     #[serde(default)]
     pub upstream_timeout_seconds: Option<u64>,
@@ -496,19 +507,21 @@ impl LicenceConfig {
                 ));
             }
         }
-        for (drm, url) in &self.upstream {
+        for (drm, upstream) in &self.upstream {
             if !crate::licence_proxy::UPSTREAM_NAMES.contains(&drm.as_str()) {
                 return Err(format!(
                     "licence.upstream: {drm:?} is not one of {}",
                     crate::licence_proxy::UPSTREAM_NAMES.join(", ")
                 ));
             }
-            let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
-            if !scheme_ok || url.parse::<axum::http::Uri>().is_err() {
-                return Err(format!(
-                    "licence.upstream.{drm}: {url:?} is not an http(s):// URL"
-                ));
-            }
+            upstream
+                .validate(drm)
+                .map_err(|e| format!("licence.upstream.{drm}: {e}"))?;
+        }
+        if let Some(policy) = &self.policy {
+            policy
+                .validate()
+                .map_err(|e| format!("licence.policy: {e}"))?;
         }
         if let Some(seconds) = self.heartbeat_seconds
             && !(1..=86_400).contains(&seconds)
@@ -527,6 +540,199 @@ impl LicenceConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// One licence upstream: `"https://…"` (keyplex's own JSON form) or
+/// `{ url = "…", protocol = "widevine-cloud", … }`.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    pub url: String,
+    pub protocol: UpstreamProtocol,
+    /// Widevine cloud: the provider name Google issued (`signer`, and `provider` in the
+    /// request).
+    pub provider: Option<String>,
+    /// Widevine cloud: the provider's AES-256 signing key, 64 hex digits.
+    pub signing_key: Option<Secret>,
+    /// Widevine cloud: the signing IV, 32 hex digits.
+    pub signing_iv: Option<String>,
+    /// Widevine: the service certificate (base64 of the signed `DrmCertificate`) answered
+    /// to a CDM's certificate request without asking the upstream.
+    pub service_certificate: Option<String>,
+}
+
+/// The wire protocol of a licence upstream (`protocol = "…"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamProtocol {
+    /// keyplex's own JSON form (a plain URL), for an operator's gateway.
+    KeyplexJson,
+    /// Google's Widevine cloud licence proxy API (`…/cenc/getlicense/<provider>`).
+    WidevineCloud,
+    /// Microsoft's PlayReady test server: keys and rules in the `cfg=` query.
+    PlayreadyTestServer,
+    /// A PlayReady Server SDK licence server reading keyplex's `CustomData` JSON.
+    PlayreadyCustomdata,
+    /// A hosted FairPlay key service: JSON `{spc, assetId, key, iv}` → `{ckc}`.
+    FairplayJson,
+    /// A FairPlay key service taking the SPC as bytes and answering the CKC as bytes.
+    FairplayBinary,
+}
+
+impl UpstreamProtocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::KeyplexJson => "keyplex-json",
+            Self::WidevineCloud => "widevine-cloud",
+            Self::PlayreadyTestServer => "playready-test-server",
+            Self::PlayreadyCustomdata => "playready-customdata",
+            Self::FairplayJson => "fairplay-json",
+            Self::FairplayBinary => "fairplay-binary",
+        }
+    }
+
+    /// The protocols an upstream of `drm` may speak.
+    fn allowed_for(drm: &str) -> &'static [UpstreamProtocol] {
+        match drm {
+            "widevine" => &[Self::KeyplexJson, Self::WidevineCloud],
+            "playready" => &[
+                Self::KeyplexJson,
+                Self::PlayreadyTestServer,
+                Self::PlayreadyCustomdata,
+            ],
+            "fairplay" => &[Self::KeyplexJson, Self::FairplayJson, Self::FairplayBinary],
+            _ => &[Self::KeyplexJson],
+        }
+    }
+}
+
+/// The table form, as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamTable {
+    url: String,
+    #[serde(default)]
+    protocol: Option<UpstreamProtocol>,
+    #[serde(default)]
+    provider: Option<String>,
+    #[serde(default)]
+    signing_key: Option<Secret>,
+    #[serde(default)]
+    signing_iv: Option<String>,
+    #[serde(default)]
+    service_certificate: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Upstream {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct UpstreamVisitor;
+        impl<'de> serde::de::Visitor<'de> for UpstreamVisitor {
+            type Value = Upstream;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an http(s):// URL or a table { url, protocol, … }")
+            }
+            fn visit_str<E: serde::de::Error>(self, url: &str) -> Result<Upstream, E> {
+                Ok(Upstream::plain(url))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Upstream, A::Error> {
+                // Through the derived table type, so that errors name the field at fault.
+                let table =
+                    UpstreamTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Upstream {
+                    url: table.url,
+                    protocol: table.protocol.unwrap_or(UpstreamProtocol::KeyplexJson),
+                    provider: table.provider,
+                    signing_key: table.signing_key,
+                    signing_iv: table.signing_iv,
+                    service_certificate: table.service_certificate,
+                })
+            }
+        }
+        deserializer.deserialize_any(UpstreamVisitor)
+    }
+}
+
+impl Upstream {
+    pub fn plain(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            protocol: UpstreamProtocol::KeyplexJson,
+            provider: None,
+            signing_key: None,
+            signing_iv: None,
+            service_certificate: None,
+        }
+    }
+
+    /// What serde cannot check: the URL, the protocol for this DRM, the signing material.
+    fn validate(&self, drm: &str) -> Result<(), String> {
+        let url = &self.url;
+        let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+        if !scheme_ok || url.parse::<axum::http::Uri>().is_err() {
+            return Err(format!("{url:?} is not an http(s):// URL"));
+        }
+        let allowed = UpstreamProtocol::allowed_for(drm);
+        if !allowed.contains(&self.protocol) {
+            return Err(format!(
+                "protocol {:?} is not one for {drm}: {}",
+                self.protocol.name(),
+                allowed
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let cloud = self.protocol == UpstreamProtocol::WidevineCloud;
+        if cloud {
+            match &self.provider {
+                Some(p) if !p.trim().is_empty() && p.len() <= 128 => {}
+                _ => return Err("widevine-cloud needs provider (the name Google issued)".into()),
+            }
+            let key_ok = self
+                .signing_key
+                .as_ref()
+                .is_some_and(|k| k.expose().len() == 64 && hex::decode(k.expose()).is_ok());
+            if !key_ok {
+                return Err("widevine-cloud needs signing_key, 64 hex digits".into());
+            }
+            let iv_ok = self
+                .signing_iv
+                .as_ref()
+                .is_some_and(|iv| iv.len() == 32 && hex::decode(iv).is_ok());
+            if !iv_ok {
+                return Err("widevine-cloud needs signing_iv, 32 hex digits".into());
+            }
+        } else if self.provider.is_some() || self.signing_key.is_some() || self.signing_iv.is_some()
+        {
+            return Err(format!(
+                "provider, signing_key and signing_iv belong to protocol \"widevine-cloud\", not {:?}",
+                self.protocol.name()
+            ));
+        }
+        if let Some(certificate) = &self.service_certificate {
+            if drm != "widevine" {
+                return Err("service_certificate is Widevine's".into());
+            }
+            use base64::Engine as _;
+            if base64::engine::general_purpose::STANDARD
+                .decode(certificate.trim())
+                .map_or(true, |c| c.is_empty())
+            {
+                return Err("service_certificate is not base64 of a certificate".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The signing material of a `widevine-cloud` upstream, as a Widevine signer (the same
+    /// signature as the Widevine key API's).
+    pub fn widevine_signer(&self) -> Option<WidevineSigner> {
+        Some(WidevineSigner {
+            name: self.provider.clone()?,
+            aes_key: self.signing_key.clone()?,
+            aes_iv: self.signing_iv.clone()?,
+        })
     }
 }
 

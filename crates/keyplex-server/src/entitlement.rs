@@ -21,12 +21,13 @@ use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use keyplex_types::{ContentId, ContentKey, KeyId};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::auth::JwtVerifier;
 use crate::config::LicenceConfig;
 use crate::cors::CorsOrigins;
 use crate::error::ApiError;
+use crate::licence_policy::TokenPolicy;
 use crate::state::{AppState, Tenant};
 
 /// A tenant's licence side, prepared once at start-up.
@@ -171,114 +172,13 @@ pub struct Entitlement {
     pub token_id: Option<String>,
     /// `max_streams`: concurrent streams of this user (enforced by sessions, a later part).
     pub max_streams: Option<u32>,
-    pub policy: LicencePolicy,
+    pub policy: TokenPolicy,
 }
 
 impl Entitlement {
     pub fn covers(&self, content: &ContentId) -> bool {
         self.contents.contains(content)
     }
-}
-
-/// The licence parameters an entitlement carries (`policy` claim). Unknown members are
-/// refused: a misspelt restriction (say `"hdpc"`) must not silently become no restriction.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct LicencePolicy {
-    /// How long a licence may be used, in seconds. ClearKey licences (JSON Web Keys) have no
-    /// expiry field, so it does not apply to them; the DRM licence proxy passes it on.
-    #[serde(default)]
-    pub licence_duration: Option<u64>,
-    /// Whether the player may store the licence (`persistent-license` sessions).
-    #[serde(default)]
-    pub persistence: bool,
-    /// Seconds between licence renewals (sessions, a later part).
-    #[serde(default)]
-    pub renewal_interval: Option<u64>,
-    #[serde(default)]
-    pub widevine_security_level: Option<WidevineSecurityLevel>,
-    #[serde(default)]
-    pub hdcp: Option<Hdcp>,
-    #[serde(default)]
-    pub playready_security_level: Option<PlayReadySecurityLevel>,
-}
-
-/// Widevine robustness, 1 (`SW_SECURE_CRYPTO`) to 5 (`HW_SECURE_ALL`), as in Widevine's
-/// licence policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(try_from = "u8", into = "u8")]
-pub struct WidevineSecurityLevel(u8);
-
-impl From<WidevineSecurityLevel> for u8 {
-    fn from(level: WidevineSecurityLevel) -> Self {
-        level.0
-    }
-}
-
-impl WidevineSecurityLevel {
-    pub fn get(self) -> u8 {
-        self.0
-    }
-}
-
-impl TryFrom<u8> for WidevineSecurityLevel {
-    type Error = String;
-    fn try_from(level: u8) -> Result<Self, Self::Error> {
-        if (1..=5).contains(&level) {
-            Ok(Self(level))
-        } else {
-            Err(format!("widevine_security_level {level} is not 1 to 5"))
-        }
-    }
-}
-
-/// PlayReady client security level: 150, 2000 or 3000.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(try_from = "u16", into = "u16")]
-pub struct PlayReadySecurityLevel(u16);
-
-impl From<PlayReadySecurityLevel> for u16 {
-    fn from(level: PlayReadySecurityLevel) -> Self {
-        level.0
-    }
-}
-
-impl PlayReadySecurityLevel {
-    pub fn get(self) -> u16 {
-        self.0
-    }
-}
-
-impl TryFrom<u16> for PlayReadySecurityLevel {
-    type Error = String;
-    fn try_from(level: u16) -> Result<Self, Self::Error> {
-        if matches!(level, 150 | 2000 | 3000) {
-            Ok(Self(level))
-        } else {
-            Err(format!(
-                "playready_security_level {level} is not 150, 2000 or 3000"
-            ))
-        }
-    }
-}
-
-/// Required HDCP output protection, named as in Widevine's licence policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-pub enum Hdcp {
-    #[serde(rename = "HDCP_NONE")]
-    None,
-    #[serde(rename = "HDCP_V1")]
-    V1,
-    #[serde(rename = "HDCP_V2")]
-    V2,
-    #[serde(rename = "HDCP_V2_1")]
-    V2_1,
-    #[serde(rename = "HDCP_V2_2")]
-    V2_2,
-    #[serde(rename = "HDCP_V2_3")]
-    V2_3,
-    #[serde(rename = "HDCP_NO_DIGITAL_OUTPUT")]
-    NoDigitalOutput,
 }
 
 /// The claims as the portal writes them. Registered claims other than these (`iat`, `iss`,
@@ -296,7 +196,7 @@ struct LicenceClaims {
     #[serde(default)]
     max_streams: Option<u32>,
     #[serde(default)]
-    policy: LicencePolicy,
+    policy: TokenPolicy,
     /// Checked by the verifier; kept to know when a verified token may be cached.
     #[serde(default)]
     nbf: Option<u64>,
@@ -600,11 +500,11 @@ mod tests {
         assert_eq!(contents, ["movie-1", "movie-2", "movie-3"]);
         assert_eq!(e.token_id.as_deref(), Some("t-1"));
         assert_eq!(e.max_streams, Some(2));
-        assert!(e.policy.persistence);
+        assert_eq!(e.policy.persistence, Some(true));
         assert_eq!(e.policy.licence_duration, Some(3600));
         assert_eq!(e.policy.renewal_interval, Some(60));
         assert_eq!(e.policy.widevine_security_level.unwrap().get(), 3);
-        assert_eq!(e.policy.hdcp, Some(Hdcp::V2_2));
+        assert_eq!(e.policy.hdcp, Some(crate::licence_policy::Hdcp::V2_2));
         assert_eq!(e.policy.playready_security_level.unwrap().get(), 2000);
     }
 
@@ -614,8 +514,8 @@ mod tests {
             .entitlement(r#"{"sub": "u", "exp": 1}"#)
             .unwrap()
             .0;
-        assert_eq!(e.policy, LicencePolicy::default());
-        assert!(!e.policy.persistence);
+        assert_eq!(e.policy, TokenPolicy::default());
+        assert_eq!(e.policy.persistence, None);
         assert!(e.contents.is_empty());
     }
 

@@ -27,17 +27,14 @@ use crate::state::AppState;
 )]
 pub async fn landing(State(state): State<AppState>) -> Response {
     let base = state.public_url().trim_end_matches('/');
-    let demo = state
-        .tenant_map()
-        .keys()
-        .any(|t| t.as_str() == "demo")
-        .then(|| {
-            format!(
-                r#"<p>The <code>demo</code> tenant's CPIX URL: <code>{}/demo/cpix</code> (HTTP Basic, credentials in the data directory's <code>demo-credentials</code>).</p>"#,
-                escape(base)
-            )
-        })
-        .unwrap_or_default();
+    let demo = if state.tenant_map().keys().any(|t| t.as_str() == "demo") {
+        format!(
+            r#"<p>The <code>demo</code> tenant's CPIX URL: <code>{}/demo/cpix</code> (HTTP Basic, credentials in the data directory's <code>demo-credentials</code>).</p>"#,
+            escape(base)
+        )
+    } else {
+        String::new()
+    };
     let page = format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>keyplex {version}</title>

@@ -6,6 +6,7 @@
 //! interface uses.
 
 pub mod admin;
+pub mod admin_licence_policy;
 pub mod audit;
 pub mod auth;
 pub mod body;
@@ -24,6 +25,7 @@ pub mod harmonic;
 pub mod hls_keys;
 pub mod keys;
 pub mod landing;
+pub mod licence_policy;
 pub mod licence_proxy;
 pub mod listener;
 pub mod nagra;

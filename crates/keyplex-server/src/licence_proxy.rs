@@ -11,11 +11,21 @@
 //! URL the page configures the player with: `?kid=<uuid>` (repeatable) and/or
 //! `?content_id=<id>`; with neither, the one content the token covers.
 //!
-//! One adapter per upstream wire shape, behind [`LicenceAdapter`]:
-//! * [`WidevineStyleJson`] (Widevine and PRM): a JSON licence request with the challenge in
-//!   `payload` and the keys in `content_key_specs`;
-//! * [`PlayReadySoap`]: the SOAP challenge unchanged, the keys in `X-Keyplex-Content-Keys`;
-//! * [`FairPlaySpc`]: the SPC and the one key + IV as JSON; the CKC comes back.
+//! One adapter per DRM ([`LicenceAdapter`]), each speaking the protocols its upstream may
+//! (`protocol = …` in the upstream's table, `config::UpstreamProtocol`; a plain URL is
+//! keyplex's own JSON form for an operator's gateway):
+//! * [`WidevineStyle`] (Widevine and PRM): `keyplex-json`, or Google's signed
+//!   `widevine-cloud` licence proxy API; the CDM's service certificate request is answered
+//!   from `service_certificate` or the upstream, without a token;
+//! * [`PlayReadySoap`]: the SOAP challenge unchanged, keys beside it (`keyplex-json`), in the
+//!   test server's `cfg=` query (`playready-test-server`) or in a `CustomData` SOAP header
+//!   (`playready-customdata`); SOAP faults pass back unchanged;
+//! * [`FairPlaySpc`]: the SPC with the one key + IV, as keyplex JSON, hosted-service JSON
+//!   (`fairplay-json`) or bytes (`fairplay-binary`); the CKC comes back.
+//!
+//! The licence rules come from `licence_policy`: the content's (or tenant's) policy
+//! narrowed by the token's, recorded in the audit event. A tenant with `require_session`
+//! refuses a direct licence without a live secure session for the user and content.
 //!
 //! Order of checks (as every licence route, see `entitlement`): unknown tenant 404; request
 //! shape 400 / 413; no upstream for this DRM 404; token 401 / 403 (the store is not touched);
@@ -36,8 +46,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use keyplex_types::{ContentId, ContentKey, KeyId, TrackType};
 use serde::{Deserialize, Serialize};
 
-use crate::entitlement::{self, Hdcp, LicencePolicy};
+use crate::config::{Upstream, UpstreamProtocol};
+use crate::entitlement;
 use crate::error::{ApiError, Problem};
+use crate::licence_policy::{AppliedPolicy, Hdcp};
 use crate::state::{AppState, Tenant};
 
 /// The names `[tenants.x.licence] upstream` accepts, one per proxied DRM.
@@ -112,15 +124,7 @@ pub async fn post_widevine(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    proxy(
-        WidevineStyleJson::WIDEVINE,
-        state,
-        tenant,
-        query,
-        headers,
-        body,
-    )
-    .await
+    proxy(WidevineStyle::WIDEVINE, state, tenant, query, headers, body).await
 }
 
 #[utoipa::path(
@@ -262,7 +266,7 @@ pub async fn post_prm(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    proxy(WidevineStyleJson::PRM, state, tenant, query, headers, body).await
+    proxy(WidevineStyle::PRM, state, tenant, query, headers, body).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -271,20 +275,36 @@ pub async fn post_prm(
 /// What an adapter knows when it builds the upstream request: entitlement passed, keys found.
 pub struct LicenceContext<'a> {
     pub tenant: &'a Tenant,
+    /// keyplex's public base URL (renewals are sent back through keyplex).
+    pub public_url: &'a str,
     pub content_id: &'a ContentId,
     /// Every key the licence carries, all of `content_id`, each covered by the entitlement.
     pub keys: &'a [ContentKey],
-    pub policy: &'a LicencePolicy,
+    pub policy: &'a AppliedPolicy,
+    /// The entitlement's user (`sub`).
+    pub user: &'a str,
 }
 
 /// The request keyplex sends upstream. Holds key material: no `Debug`.
 pub struct UpstreamRequest {
+    /// The upstream URL with what the protocol adds to it (the PlayReady test server's
+    /// `cfg=`); `None`: the configured URL.
+    pub url: Option<String>,
     pub content_type: HeaderValue,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Bytes,
 }
 
-/// One upstream wire shape.
+/// What came back from the upstream (any status but a retried 502/503/504).
+pub struct RawAnswer {
+    pub status: StatusCode,
+    pub content_type: Option<HeaderValue>,
+    pub body: Bytes,
+}
+
+/// One DRM's licence route: how its players send challenges, and how each protocol its
+/// upstream may speak (`config::UpstreamProtocol`) carries the challenge, keys and policy,
+/// and answers.
 pub trait LicenceAdapter {
     /// The player's challenge, as this DRM's players send it.
     type Challenge;
@@ -293,22 +313,80 @@ pub trait LicenceAdapter {
     /// Reads the challenge from the player's request; 400 when it is not one. Runs before the
     /// entitlement is checked (a malformed request must not spend a single-use token).
     fn challenge(&self, headers: &HeaderMap, body: Bytes) -> Result<Self::Challenge, ApiError>;
-    /// The request for the upstream; 400 when the keys do not fit this DRM's licence.
+    /// A request that needs neither entitlement nor keys (Widevine's service certificate
+    /// request): its answer, from the configuration or the upstream.
+    fn keyless(&self, _challenge: &Self::Challenge) -> bool {
+        false
+    }
+    /// The request for the upstream; 400 when the keys do not fit this DRM's licence. With
+    /// `ctx` `None` (a [`Self::keyless`] challenge) no keys are sent.
     fn upstream_request(
         &self,
-        ctx: &LicenceContext<'_>,
-        challenge: Self::Challenge,
+        upstream: &Upstream,
+        ctx: Option<&LicenceContext<'_>>,
+        challenge: &Self::Challenge,
     ) -> Result<UpstreamRequest, ApiError>;
+    /// The player's answer from the upstream's.
+    fn answer(
+        &self,
+        upstream: &Upstream,
+        challenge: &Self::Challenge,
+        answer: RawAnswer,
+    ) -> Result<UpstreamAnswer, ApiError> {
+        let _ = (upstream, challenge);
+        pass_2xx(answer)
+    }
 }
 
-/// Widevine-style JSON licence request (Widevine's licence proxy API; also the PRM template):
-/// `{"payload", "provider", "content_id", "content_key_specs", "policy_overrides",
-/// "allowed_track_types"}`, `application/json`.
-pub struct WidevineStyleJson {
+/// A 2xx answer unchanged; anything else is the upstream's failure (502).
+fn pass_2xx(answer: RawAnswer) -> Result<UpstreamAnswer, ApiError> {
+    if answer.status.is_success() {
+        Ok(UpstreamAnswer {
+            status: answer.status,
+            content_type: answer.content_type,
+            body: answer.body,
+        })
+    } else {
+        Err(ApiError::BadGateway(format!(
+            "HTTP {}",
+            answer.status.as_u16()
+        )))
+    }
+}
+
+fn octets(body: impl Into<Bytes>) -> UpstreamAnswer {
+    UpstreamAnswer {
+        status: StatusCode::OK,
+        content_type: Some(HeaderValue::from_static("application/octet-stream")),
+        body: body.into(),
+    }
+}
+
+/// The CDM's service certificate request: a `SignedMessage` of type
+/// `SERVICE_CERTIFICATE_REQUEST` (field 1, varint 4) and nothing else — the two bytes
+/// `08 04` every Widevine CDM sends before its first licence request when the player has
+/// no certificate configured.
+pub const WIDEVINE_CERTIFICATE_REQUEST: [u8; 2] = [0x08, 0x04];
+
+/// Widevine (and PRM, whose licence services take the same JSON): `keyplex-json` posts the
+/// licence message unsigned; `widevine-cloud` signs it as Google's cloud licence proxy API
+/// requires.
+///
+/// Widevine cloud licence proxy (`https://license.widevine.com/cenc/getlicense/<provider>`,
+/// test `https://license.uat.widevine.com/cenc/getlicense/widevine_test`): the body is
+/// `{"request": base64(message JSON), "signature": base64(AES-256-CBC(SHA-1(message JSON))),
+/// "signer": provider}` — the signature scheme of the Widevine key API (Shaka Packager's
+/// `request_signer.cc`), shared with `widevine_api::expected_signature`. The message's
+/// fields (`payload`, `content_id`, `provider`, `allowed_track_types`, `content_key_specs`,
+/// `policy_overrides`, `session_init`) are those of Widevine's licence proxy integration
+/// guide, as also documented publicly in Microsoft's "Widevine license template overview"
+/// (Azure Media Services). The answer is JSON `{"status": "OK", "license": base64, …}`; any
+/// other status is mapped by [`widevine_status`].
+pub struct WidevineStyle {
     upstream_name: &'static str,
 }
 
-impl WidevineStyleJson {
+impl WidevineStyle {
     pub const WIDEVINE: Self = Self {
         upstream_name: "widevine",
     };
@@ -318,15 +396,27 @@ impl WidevineStyleJson {
 }
 
 #[derive(Serialize)]
-struct WidevineStyleRequest<'a> {
+struct WidevineMessage<'a> {
     /// The CDM's challenge, base64.
     payload: String,
-    provider: &'a str,
     /// The content id's UTF-8 bytes, base64.
     content_id: String,
+    provider: &'a str,
+    /// keyplex-json only: Widevine's guide allows either `allowed_track_types` or
+    /// `content_key_specs`, never both, and the keys are what keyplex sends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed_track_types: Option<&'static str>,
     content_key_specs: Vec<ContentKeySpec>,
     policy_overrides: PolicyOverrides,
-    allowed_track_types: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_init: Option<SessionInit>,
+}
+
+/// The service certificate request: the challenge and who asks, nothing else.
+#[derive(Serialize)]
+struct WidevineCertificateMessage<'a> {
+    payload: String,
+    provider: &'a str,
 }
 
 #[derive(Serialize)]
@@ -355,10 +445,112 @@ struct PolicyOverrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     license_duration_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    playback_duration_seconds: Option<u64>,
+    /// Seconds from the licence's start until the CDM renews.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    renewal_delay_seconds: Option<u64>,
+    /// Where the CDM sends renewals: back through keyplex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    renewal_server_url: Option<String>,
+    /// keyplex-json only (its older name for the renewal period).
+    #[serde(skip_serializing_if = "Option::is_none")]
     renewal_interval_seconds: Option<u64>,
 }
 
-impl LicenceAdapter for WidevineStyleJson {
+/// Who the licence is for: the entitlement's user, so that the service's reports and the
+/// licence's identification name them.
+#[derive(Serialize)]
+struct SessionInit {
+    provider_client_token: String,
+}
+
+/// The signed envelope of the cloud API.
+#[derive(Serialize)]
+struct SignedWidevineRequest<'a> {
+    request: String,
+    signature: String,
+    signer: &'a str,
+}
+
+/// The cloud API's answer.
+#[derive(Deserialize)]
+struct WidevineCloudAnswer {
+    status: String,
+    #[serde(default)]
+    status_message: Option<String>,
+    #[serde(default)]
+    license: Option<String>,
+}
+
+impl WidevineStyle {
+    fn provider<'a>(&self, upstream: &'a Upstream, tenant_provider: &'a str) -> &'a str {
+        upstream.provider.as_deref().unwrap_or(tenant_provider)
+    }
+
+    fn message<'a>(
+        &self,
+        upstream: &'a Upstream,
+        ctx: &'a LicenceContext<'a>,
+        challenge: &Bytes,
+    ) -> WidevineMessage<'a> {
+        let policy = ctx.policy;
+        let cloud = upstream.protocol == UpstreamProtocol::WidevineCloud;
+        let content_key_specs = ctx
+            .keys
+            .iter()
+            .map(|k| ContentKeySpec {
+                key_id: B64.encode(k.kid.as_bytes()),
+                key: B64.encode(k.key.expose()),
+                iv: k.iv.to_base64(),
+                track_type: k.track_type.as_ref().and_then(widevine_track_type),
+                security_level: policy.widevine_robustness(k.track_type.as_ref()),
+                required_output_protection: policy
+                    .hdcp
+                    .map(|h| OutputProtection { hdcp: h.name() }),
+            })
+            .collect();
+        let renewal_server_url = policy.renews().then(|| {
+            format!(
+                "{}/{}/{}/contentlicenseservice/v1/licenses",
+                ctx.public_url.trim_end_matches('/'),
+                ctx.tenant.id,
+                if self.upstream_name == "prm" {
+                    "prmls"
+                } else {
+                    "wvls"
+                }
+            )
+        });
+        let tenant_provider = ctx
+            .tenant
+            .config
+            .widevine_provider
+            .as_deref()
+            .unwrap_or(ctx.tenant.id.as_str());
+        WidevineMessage {
+            payload: B64.encode(challenge),
+            content_id: B64.encode(ctx.content_id.as_str()),
+            provider: self.provider(upstream, tenant_provider),
+            allowed_track_types: (!cloud).then(|| allowed_track_types(ctx.keys)),
+            content_key_specs,
+            policy_overrides: PolicyOverrides {
+                can_play: true,
+                can_persist: policy.persistent,
+                can_renew: policy.renews(),
+                license_duration_seconds: policy.licence_duration_seconds,
+                playback_duration_seconds: policy.playback_duration_seconds,
+                renewal_delay_seconds: policy.renewal_interval_seconds,
+                renewal_server_url,
+                renewal_interval_seconds: policy.renewal_interval_seconds.filter(|_| !cloud),
+            },
+            session_init: (!ctx.user.is_empty()).then(|| SessionInit {
+                provider_client_token: B64.encode(ctx.user),
+            }),
+        }
+    }
+}
+
+impl LicenceAdapter for WidevineStyle {
     type Challenge = Bytes;
 
     fn upstream_name(&self) -> &'static str {
@@ -369,46 +561,101 @@ impl LicenceAdapter for WidevineStyleJson {
         crate::body::require_body(body, "the CDM's licence challenge")
     }
 
+    fn keyless(&self, challenge: &Bytes) -> bool {
+        self.upstream_name == "widevine" && challenge[..] == WIDEVINE_CERTIFICATE_REQUEST
+    }
+
     fn upstream_request(
         &self,
-        ctx: &LicenceContext<'_>,
-        challenge: Bytes,
+        upstream: &Upstream,
+        ctx: Option<&LicenceContext<'_>>,
+        challenge: &Bytes,
     ) -> Result<UpstreamRequest, ApiError> {
-        let policy = ctx.policy;
-        let content_key_specs = ctx
-            .keys
-            .iter()
-            .map(|k| ContentKeySpec {
-                key_id: B64.encode(k.kid.as_bytes()),
-                key: B64.encode(k.key.expose()),
-                iv: k.iv.to_base64(),
-                track_type: k.track_type.as_ref().and_then(widevine_track_type),
-                security_level: policy.widevine_security_level.map(|l| l.get()),
-                required_output_protection: policy
-                    .hdcp
-                    .map(|h| OutputProtection { hdcp: hdcp_name(h) }),
-            })
-            .collect();
-        let request = WidevineStyleRequest {
-            payload: B64.encode(&challenge),
-            provider: ctx
-                .tenant
-                .config
-                .widevine_provider
-                .as_deref()
-                .unwrap_or(ctx.tenant.id.as_str()),
-            content_id: B64.encode(ctx.content_id.as_str()),
-            content_key_specs,
-            policy_overrides: PolicyOverrides {
-                can_play: true,
-                can_persist: policy.persistence,
-                can_renew: policy.renewal_interval.is_some(),
-                license_duration_seconds: policy.licence_duration,
-                renewal_interval_seconds: policy.renewal_interval,
-            },
-            allowed_track_types: allowed_track_types(ctx.keys),
+        let message = match ctx {
+            Some(ctx) => serde_json::to_vec(&self.message(upstream, ctx, challenge)),
+            None => serde_json::to_vec(&WidevineCertificateMessage {
+                payload: B64.encode(challenge),
+                provider: upstream.provider.as_deref().unwrap_or_default(),
+            }),
+        }
+        .map_err(|e| ApiError::Internal(format!("upstream request JSON: {e}")))?;
+        if upstream.protocol != UpstreamProtocol::WidevineCloud {
+            return Ok(json_request(message));
+        }
+        let signer = upstream.widevine_signer().ok_or_else(|| {
+            ApiError::Internal("widevine-cloud upstream without its signing key".into())
+        })?;
+        let signature = crate::widevine_api::expected_signature(&signer, &message)?;
+        let signed = SignedWidevineRequest {
+            request: B64.encode(&message),
+            signature: B64.encode(signature),
+            signer: &signer.name,
         };
-        json_request(&request)
+        let body = serde_json::to_vec(&signed)
+            .map_err(|e| ApiError::Internal(format!("upstream request JSON: {e}")))?;
+        Ok(json_request(body))
+    }
+
+    fn answer(
+        &self,
+        upstream: &Upstream,
+        _challenge: &Bytes,
+        answer: RawAnswer,
+    ) -> Result<UpstreamAnswer, ApiError> {
+        if upstream.protocol != UpstreamProtocol::WidevineCloud {
+            return pass_2xx(answer);
+        }
+        if !answer.status.is_success() {
+            return Err(ApiError::BadGateway(format!(
+                "the Widevine licence service answered HTTP {}",
+                answer.status.as_u16()
+            )));
+        }
+        let parsed: WidevineCloudAnswer = serde_json::from_slice(&answer.body).map_err(|e| {
+            ApiError::BadGateway(format!(
+                "the Widevine licence service's answer is not its JSON: {e}"
+            ))
+        })?;
+        if parsed.status == "OK" {
+            let licence = parsed
+                .license
+                .as_deref()
+                .and_then(|l| B64.decode(l.trim()).ok())
+                .filter(|l| !l.is_empty())
+                .ok_or_else(|| {
+                    ApiError::BadGateway(
+                        "the Widevine licence service answered OK without a licence".into(),
+                    )
+                })?;
+            return Ok(octets(licence));
+        }
+        Err(widevine_status(
+            &parsed.status,
+            parsed.status_message.as_deref(),
+        ))
+    }
+}
+
+/// A Widevine cloud status other than `OK` as keyplex's answer: the player's fault (400 a
+/// challenge the service cannot read, 403 a device or client the service refuses), else
+/// keyplex's or the service's (502: signature, provider, keys, policy, internal).
+fn widevine_status(status: &str, message: Option<&str>) -> ApiError {
+    let status: String = status.chars().take(64).collect();
+    let text = match message.map(|m| m.chars().take(200).collect::<String>()) {
+        Some(m) if !m.is_empty() => format!("the Widevine licence service answered {status}: {m}"),
+        _ => format!("the Widevine licence service answered {status}"),
+    };
+    match status.as_str() {
+        "INVALID_LICENSE_CHALLENGE" | "INVALID_SERVICE_CERTIFICATE" | "MISSING_CLIENT_ID" => {
+            ApiError::BadRequest(text)
+        }
+        "ACCESS_DENIED"
+        | "INVALID_DRM_DEVICE_CERTIFICATE"
+        | "DRM_DEVICE_CERTIFICATE_REVOKED"
+        | "DRM_DEVICE_CERTIFICATE_UNKNOWN"
+        | "DEVICE_CAPABILITIES_TOO_LOW"
+        | "INVALID_DRM_DEVICE_CERTIFICATE_SERIAL_NUMBER" => ApiError::Forbidden(text),
+        _ => ApiError::BadGateway(text),
     }
 }
 
@@ -443,33 +690,39 @@ fn allowed_track_types(keys: &[ContentKey]) -> &'static str {
     }
 }
 
-fn hdcp_name(hdcp: Hdcp) -> &'static str {
-    match hdcp {
-        Hdcp::None => "HDCP_NONE",
-        Hdcp::V1 => "HDCP_V1",
-        Hdcp::V2 => "HDCP_V2",
-        Hdcp::V2_1 => "HDCP_V2_1",
-        Hdcp::V2_2 => "HDCP_V2_2",
-        Hdcp::V2_3 => "HDCP_V2_3",
-        Hdcp::NoDigitalOutput => "HDCP_NO_DIGITAL_OUTPUT",
-    }
-}
-
-fn json_request(value: &impl Serialize) -> Result<UpstreamRequest, ApiError> {
-    let body = serde_json::to_vec(value)
-        .map_err(|e| ApiError::Internal(format!("upstream request JSON: {e}")))?;
-    Ok(UpstreamRequest {
+fn json_request(body: Vec<u8>) -> UpstreamRequest {
+    UpstreamRequest {
+        url: None,
         content_type: HeaderValue::from_static("application/json"),
         headers: Vec::new(),
         body: body.into(),
-    })
+    }
 }
 
-/// PlayReady SOAP pass-through: the player's `AcquireLicense` SOAP envelope is forwarded
-/// byte for byte as `text/xml; charset=utf-8` with the player's `SOAPAction`, and the keys and
-/// policy travel beside it in `X-Keyplex-Content-Keys` (base64 of [`KeyDelivery`] JSON) — a
-/// keyplex convention for a licence server plug-in, since PlayReady servers take key
-/// delivery through their own extension points.
+fn json_body(value: &impl Serialize) -> Result<UpstreamRequest, ApiError> {
+    serde_json::to_vec(value)
+        .map(json_request)
+        .map_err(|e| ApiError::Internal(format!("upstream request JSON: {e}")))
+}
+
+/// PlayReady: the player's `AcquireLicense` SOAP envelope is forwarded byte for byte as
+/// `text/xml; charset=utf-8` with the player's `SOAPAction` (the client signs the `<LA>`
+/// element, so not a byte of it may change). The keys and rules travel as the upstream
+/// takes them:
+///
+/// * `keyplex-json` (a plain URL): `X-Keyplex-Content-Keys`, base64 of [`KeyDelivery`]
+///   JSON, for an operator's own licence server plug-in;
+/// * `playready-test-server`: the `cfg=` query of Microsoft's PlayReady test server
+///   (<https://testweb.playready.microsoft.com/Server/ServiceQueryStringSyntax>), see
+///   [`playready_cfg`];
+/// * `playready-customdata`: keyplex's `CustomData` JSON ([`CustomData`]) for a licence server
+///   built on the PlayReady Server SDK, in a SOAP header block
+///   `<CustomData xmlns="urn:keyplex:playready:customdata:1">` — outside `<LA>`, because the
+///   challenge's own `<CustomData>` sits inside the signed `<LA>` and a proxy cannot write
+///   there without breaking the client's signature.
+///
+/// SOAP faults (HTTP 500, `text/xml`) come back to the player unchanged with their status:
+/// PlayReady clients read the fault's status code.
 pub struct PlayReadySoap;
 
 pub struct SoapChallenge {
@@ -477,7 +730,7 @@ pub struct SoapChallenge {
     soap_action: HeaderValue,
 }
 
-/// The keys and policy beside a pass-through challenge.
+/// The keys and policy beside a pass-through challenge (`keyplex-json`).
 #[derive(Serialize)]
 struct KeyDelivery<'a> {
     content_id: &'a str,
@@ -492,7 +745,8 @@ struct DeliveredKey {
     /// base64 of the key id in PlayReady's little-endian GUID order (as in a WRMHEADER).
     kid_guid_le: String,
     key: String,
-    iv: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iv: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     track_type: Option<String>,
 }
@@ -503,11 +757,187 @@ struct DeliveredPolicy {
     #[serde(skip_serializing_if = "Option::is_none")]
     license_duration_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    playback_duration_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     renewal_interval_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     security_level: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     hdcp: Option<&'static str>,
+}
+
+/// keyplex's `CustomData` for PlayReady Server SDK licence servers (`playready-customdata`),
+/// documented in docs/licences.md.
+#[derive(Serialize)]
+struct CustomData<'a> {
+    version: u8,
+    content_id: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    user: &'a str,
+    keys: Vec<DeliveredKey>,
+    policy: CustomDataPolicy,
+}
+
+#[derive(Serialize)]
+struct CustomDataPolicy {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    security_level: Option<u16>,
+    persistent: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    licence_duration_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    playback_duration_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    renewal_interval_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hdcp: Option<&'static str>,
+}
+
+/// The namespace of keyplex's PlayReady `CustomData` SOAP header block.
+pub const CUSTOM_DATA_NAMESPACE: &str = "urn:keyplex:playready:customdata:1";
+
+fn delivered_keys(ctx: &LicenceContext<'_>, with_iv: bool) -> Vec<DeliveredKey> {
+    ctx.keys
+        .iter()
+        .map(|k| DeliveredKey {
+            kid: k.kid.to_string(),
+            kid_guid_le: B64.encode(k.kid.to_guid_le_bytes()),
+            key: B64.encode(k.key.expose()),
+            iv: with_iv.then(|| k.iv.to_base64()),
+            track_type: k.track_type.as_ref().map(|t| t.as_str().to_owned()),
+        })
+        .collect()
+}
+
+fn playready_level(ctx: &LicenceContext<'_>) -> Option<u16> {
+    ctx.policy
+        .playready_security_level(ctx.keys.iter().map(|k| k.track_type.as_ref()))
+}
+
+/// The PlayReady test server's `cfg=` value for the keys and policy: one
+/// `(kid:…,contentkey:…,…)` group per key (the test server's syntax for several licences in
+/// one answer), the key id as a registry-format GUID (which reads as keyplex's UUID) and the
+/// key in base64, the security level as `sl:`, persistence as `persist:`, the licence's end
+/// as `expiration:` (`yyyymmddhhmmss`, UTC) and the playback window after first play as
+/// `firstexp:` (seconds) — see the test server's query-string syntax page.
+pub fn playready_cfg(ctx: &LicenceContext<'_>, now_unix: u64) -> String {
+    let sl = playready_level(ctx);
+    let policy = ctx.policy;
+    ctx.keys
+        .iter()
+        .map(|k| {
+            let mut fields = vec![
+                format!("kid:{}", k.kid),
+                format!("contentkey:{}", B64.encode(k.key.expose())),
+            ];
+            if let Some(sl) = sl {
+                fields.push(format!("sl:{sl}"));
+            }
+            fields.push(format!("persist:{}", policy.persistent));
+            if let Some(end) = policy
+                .licence_duration_seconds
+                .and_then(|s| test_server_date(now_unix.saturating_add(s)))
+            {
+                fields.push(format!("expiration:{end}"));
+            }
+            if let Some(seconds) = policy.playback_duration_seconds {
+                fields.push(format!("firstexp:{seconds}"));
+            }
+            format!("({})", fields.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A Unix time as the test server's `yyyymmddhhmmss` (UTC).
+fn test_server_date(unix: u64) -> Option<String> {
+    let at = time::OffsetDateTime::from_unix_timestamp(i64::try_from(unix).ok()?).ok()?;
+    Some(format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    ))
+}
+
+/// `url` with `cfg=<value>` added to its query, percent-encoded.
+fn with_cfg(url: &str, cfg: &str) -> String {
+    let query = serde_urlencoded::to_string([("cfg", cfg)]).unwrap_or_default();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{query}")
+}
+
+/// The envelope with keyplex's `CustomData` block in its SOAP header (added before the
+/// `Body`, with the envelope's own SOAP prefix, or into its `Header` when it has one). The
+/// `<LA>` element and everything else stay byte for byte as the client signed them.
+pub fn with_custom_data_header(envelope: &[u8], json: &str) -> Result<Vec<u8>, ApiError> {
+    let invalid =
+        |what: &str| ApiError::BadRequest(format!("invalid PlayReady licence challenge: {what}"));
+    let text = std::str::from_utf8(envelope).map_err(|_| invalid("not UTF-8"))?;
+    let document = roxmltree::Document::parse_with_options(
+        text,
+        roxmltree::ParsingOptions {
+            allow_dtd: false,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| invalid(&e.to_string()))?;
+    let root = document.root_element();
+    if root.tag_name().name() != "Envelope" {
+        return Err(invalid("the document is not a SOAP Envelope"));
+    }
+    let soap_ns = root.tag_name().namespace().unwrap_or_default().to_owned();
+    let block = format!(
+        "<CustomData xmlns=\"{CUSTOM_DATA_NAMESPACE}\">{}</CustomData>",
+        xml_escape(json)
+    );
+    let child = |name: &str| {
+        root.children()
+            .find(|n| n.is_element() && n.tag_name().name() == name)
+    };
+    let (at, insert) = if let Some(header) = child("Header") {
+        // Before the header's end tag.
+        let end = header.range().end;
+        let close = text[..end]
+            .rfind("</")
+            .ok_or_else(|| invalid("empty SOAP Header"))?;
+        (close, block)
+    } else {
+        let body = child("Body").ok_or_else(|| invalid("no SOAP Body"))?;
+        let start = body.range().start;
+        // The Body's own prefix (`soap:Body` → `soap`), so the header is in the same namespace.
+        let tag = &text[start + 1..];
+        let name_end = tag
+            .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
+            .unwrap_or(tag.len());
+        let qname = &tag[..name_end];
+        let header = match qname.split_once(':') {
+            Some((prefix, _)) => format!("<{prefix}:Header>{block}</{prefix}:Header>"),
+            None => format!("<Header xmlns=\"{soap_ns}\">{block}</Header>"),
+        };
+        (start, header)
+    };
+    let mut out = Vec::with_capacity(envelope.len() + insert.len());
+    out.extend_from_slice(&envelope[..at]);
+    out.extend_from_slice(insert.as_bytes());
+    out.extend_from_slice(&envelope[at..]);
+    Ok(out)
+}
+
+fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 impl LicenceAdapter for PlayReadySoap {
@@ -536,51 +966,130 @@ impl LicenceAdapter for PlayReadySoap {
 
     fn upstream_request(
         &self,
-        ctx: &LicenceContext<'_>,
-        challenge: SoapChallenge,
+        upstream: &Upstream,
+        ctx: Option<&LicenceContext<'_>>,
+        challenge: &SoapChallenge,
     ) -> Result<UpstreamRequest, ApiError> {
+        let ctx =
+            ctx.ok_or_else(|| ApiError::Internal("a PlayReady licence without keys".into()))?;
         let policy = ctx.policy;
-        let delivery = KeyDelivery {
-            content_id: ctx.content_id.as_str(),
-            keys: ctx
-                .keys
-                .iter()
-                .map(|k| DeliveredKey {
-                    kid: k.kid.to_string(),
-                    kid_guid_le: B64.encode(k.kid.to_guid_le_bytes()),
-                    key: B64.encode(k.key.expose()),
-                    iv: k.iv.to_base64(),
-                    track_type: k.track_type.as_ref().map(|t| t.as_str().to_owned()),
-                })
-                .collect(),
-            policy: DeliveredPolicy {
-                persistent: policy.persistence,
-                license_duration_seconds: policy.licence_duration,
-                renewal_interval_seconds: policy.renewal_interval,
-                security_level: policy.playready_security_level.map(|l| l.get()),
-                hdcp: policy.hdcp.map(hdcp_name),
-            },
-        };
-        let json = serde_json::to_vec(&delivery)
-            .map_err(|e| ApiError::Internal(format!("key delivery JSON: {e}")))?;
-        let keys_header = HeaderValue::from_str(&B64.encode(json))
-            .map_err(|_| ApiError::Internal("key delivery header is not a header value".into()))?;
-        Ok(UpstreamRequest {
+        let mut request = UpstreamRequest {
+            url: None,
             content_type: HeaderValue::from_static("text/xml; charset=utf-8"),
-            headers: vec![
-                (HeaderName::from_static("soapaction"), challenge.soap_action),
-                (HeaderName::from_static(CONTENT_KEYS_HEADER), keys_header),
-            ],
-            body: challenge.envelope,
-        })
+            headers: vec![(
+                HeaderName::from_static("soapaction"),
+                challenge.soap_action.clone(),
+            )],
+            body: challenge.envelope.clone(),
+        };
+        match upstream.protocol {
+            UpstreamProtocol::PlayreadyTestServer => {
+                request.url = Some(with_cfg(
+                    &upstream.url,
+                    &playready_cfg(ctx, entitlement::now_unix()),
+                ));
+            }
+            UpstreamProtocol::PlayreadyCustomdata => {
+                let custom = CustomData {
+                    version: 1,
+                    content_id: ctx.content_id.as_str(),
+                    user: ctx.user,
+                    keys: delivered_keys(ctx, false),
+                    policy: CustomDataPolicy {
+                        security_level: playready_level(ctx),
+                        persistent: policy.persistent,
+                        licence_duration_seconds: policy.licence_duration_seconds,
+                        playback_duration_seconds: policy.playback_duration_seconds,
+                        renewal_interval_seconds: policy.renewal_interval_seconds,
+                        hdcp: policy.hdcp.map(Hdcp::name),
+                    },
+                };
+                let json = serde_json::to_string(&custom)
+                    .map_err(|e| ApiError::Internal(format!("CustomData JSON: {e}")))?;
+                request.body = with_custom_data_header(&challenge.envelope, &json)?.into();
+            }
+            _ => {
+                let delivery = KeyDelivery {
+                    content_id: ctx.content_id.as_str(),
+                    keys: delivered_keys(ctx, true),
+                    policy: DeliveredPolicy {
+                        persistent: policy.persistent,
+                        license_duration_seconds: policy.licence_duration_seconds,
+                        playback_duration_seconds: policy.playback_duration_seconds,
+                        renewal_interval_seconds: policy.renewal_interval_seconds,
+                        security_level: playready_level(ctx),
+                        hdcp: policy.hdcp.map(Hdcp::name),
+                    },
+                };
+                let json = serde_json::to_vec(&delivery)
+                    .map_err(|e| ApiError::Internal(format!("key delivery JSON: {e}")))?;
+                let keys_header = HeaderValue::from_str(&B64.encode(json)).map_err(|_| {
+                    ApiError::Internal("key delivery header is not a header value".into())
+                })?;
+                request
+                    .headers
+                    .push((HeaderName::from_static(CONTENT_KEYS_HEADER), keys_header));
+            }
+        }
+        Ok(request)
+    }
+
+    fn answer(
+        &self,
+        _upstream: &Upstream,
+        _challenge: &SoapChallenge,
+        answer: RawAnswer,
+    ) -> Result<UpstreamAnswer, ApiError> {
+        let is_fault = answer.status.is_server_error()
+            && answer
+                .content_type
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("xml"))
+            && answer.body.windows(6).any(|w| w == b"Fault>");
+        if is_fault {
+            // The client reads the fault (its status code says why); it passes unchanged.
+            return Ok(UpstreamAnswer {
+                status: answer.status,
+                content_type: answer.content_type,
+                body: answer.body,
+            });
+        }
+        pass_2xx(answer)
     }
 }
 
-/// FairPlay SPC/CKC: the SPC arrives as raw bytes, as the form field `spc=<base64>` or as JSON
-/// `{"spc": "<base64>"}`; the upstream key server module gets `{"spc", "assetId", "kid",
-/// "key", "iv", "persistent", "leaseDurationSeconds"}` as JSON and answers the CKC, which is
-/// passed back unchanged. A FairPlay licence carries one key.
+/// FairPlay SPC/CKC. The SPC arrives as raw bytes, as the form field `spc=<base64>` or as JSON
+/// `{"spc": "<base64>"}`, and the CKC goes back in the same form (bytes; `<ckc>base64</ckc>`
+/// for the form, as Apple's sample key server answers; `{"ckc": base64}` for JSON). A
+/// FairPlay licence carries one key. Upstream protocols:
+///
+/// * `keyplex-json` (a plain URL): `{"spc", "assetId", "kid", "key", "iv", "persistent",
+///   "leaseDurationSeconds"}`; the upstream's answer passes back unchanged.
+/// * `fairplay-json`: the JSON form of hosted FairPlay key services, `{"spc", "assetId",
+///   "key", "iv"}` (key and IV in hex, as Apple's FPS Server SDK key-server module takes
+///   them) plus the optional `leaseDurationSeconds`, `rentalDurationSeconds`, `persistent`,
+///   `hdcpType` → `{"ckc": base64}`.
+/// * `fairplay-binary`: the SPC as `application/octet-stream`, the asset id, key and IV in
+///   `X-Asset-Id`, `X-Content-Key`, `X-Content-IV` (hex) and the rules in
+///   `X-Lease-Duration-Seconds`, `X-Rental-Duration-Seconds`, `X-Persistent`, `X-HDCP-Type`;
+///   the CKC comes back as bytes.
+///
+/// The asset id is the content id (what keyplex's `skd://` URIs carry with `{content_id}`).
 pub struct FairPlaySpc;
+
+/// How the player sent the SPC, so the CKC goes back the same way.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SpcCarrier {
+    Raw,
+    Form,
+    Json,
+}
+
+pub struct SpcChallenge {
+    spc: Vec<u8>,
+    form: SpcCarrier,
+}
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(as = FairPlaySpcJson)]
@@ -599,7 +1108,7 @@ struct SpcForm {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct FairPlayRequest<'a> {
+struct KeyplexFairPlayRequest<'a> {
     spc: String,
     asset_id: &'a str,
     kid: String,
@@ -610,14 +1119,35 @@ struct FairPlayRequest<'a> {
     lease_duration_seconds: Option<u64>,
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HostedFairPlayRequest<'a> {
+    spc: String,
+    asset_id: &'a str,
+    key: String,
+    iv: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_duration_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rental_duration_seconds: Option<u64>,
+    persistent: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hdcp_type: Option<i8>,
+}
+
+#[derive(Deserialize)]
+struct HostedFairPlayAnswer {
+    ckc: String,
+}
+
 impl LicenceAdapter for FairPlaySpc {
-    type Challenge = Vec<u8>;
+    type Challenge = SpcChallenge;
 
     fn upstream_name(&self) -> &'static str {
         "fairplay"
     }
 
-    fn challenge(&self, headers: &HeaderMap, body: Bytes) -> Result<Vec<u8>, ApiError> {
+    fn challenge(&self, headers: &HeaderMap, body: Bytes) -> Result<SpcChallenge, ApiError> {
         let body = crate::body::require_body(body, "a FairPlay SPC")?;
         let media_type = headers
             .get(header::CONTENT_TYPE)
@@ -625,44 +1155,169 @@ impl LicenceAdapter for FairPlaySpc {
             .and_then(|v| v.split(';').next())
             .map(|v| v.trim().to_ascii_lowercase());
         let invalid = |what: String| ApiError::BadRequest(format!("invalid FairPlay SPC: {what}"));
-        let spc = match media_type.as_deref() {
+        let (spc, form) = match media_type.as_deref() {
             Some("application/json") => {
                 let json: SpcJson =
                     serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
-                decode_spc(&json.spc).ok_or_else(|| invalid("spc is not base64".into()))?
+                let spc =
+                    decode_spc(&json.spc).ok_or_else(|| invalid("spc is not base64".into()))?;
+                (spc, SpcCarrier::Json)
             }
             Some("application/x-www-form-urlencoded") => {
                 let form: SpcForm =
                     serde_urlencoded::from_bytes(&body).map_err(|e| invalid(e.to_string()))?;
-                decode_spc(&form.spc).ok_or_else(|| invalid("spc is not base64".into()))?
+                let spc =
+                    decode_spc(&form.spc).ok_or_else(|| invalid("spc is not base64".into()))?;
+                (spc, SpcCarrier::Form)
             }
-            _ => body.to_vec(),
+            _ => (body.to_vec(), SpcCarrier::Raw),
         };
         if spc.is_empty() {
             return Err(invalid("spc is empty".into()));
         }
-        Ok(spc)
+        Ok(SpcChallenge { spc, form })
     }
 
     fn upstream_request(
         &self,
-        ctx: &LicenceContext<'_>,
-        spc: Vec<u8>,
+        upstream: &Upstream,
+        ctx: Option<&LicenceContext<'_>>,
+        challenge: &SpcChallenge,
     ) -> Result<UpstreamRequest, ApiError> {
+        let ctx =
+            ctx.ok_or_else(|| ApiError::Internal("a FairPlay licence without keys".into()))?;
         let [key] = ctx.keys else {
             return Err(ApiError::BadRequest(format!(
                 "a FairPlay licence carries one key, and {} keys were named: name the key with ?kid=",
                 ctx.keys.len()
             )));
         };
-        json_request(&FairPlayRequest {
-            spc: B64.encode(spc),
-            asset_id: ctx.content_id.as_str(),
-            kid: key.kid.to_hex(),
-            key: hex::encode(key.key.expose()),
-            iv: key.iv.to_hex(),
-            persistent: ctx.policy.persistence,
-            lease_duration_seconds: ctx.policy.licence_duration,
+        let policy = ctx.policy;
+        let asset_id = ctx.content_id.as_str();
+        match upstream.protocol {
+            UpstreamProtocol::FairplayJson => json_body(&HostedFairPlayRequest {
+                spc: B64.encode(&challenge.spc),
+                asset_id,
+                key: hex::encode(key.key.expose()),
+                iv: key.iv.to_hex(),
+                lease_duration_seconds: policy.licence_duration_seconds,
+                rental_duration_seconds: policy.playback_duration_seconds,
+                persistent: policy.persistent,
+                hdcp_type: policy.hdcp.map(Hdcp::fairplay_type),
+            }),
+            UpstreamProtocol::FairplayBinary => {
+                let value = |text: String| {
+                    HeaderValue::from_str(&text)
+                        .map_err(|_| ApiError::Internal("FairPlay header value".into()))
+                };
+                let mut headers = vec![
+                    (
+                        HeaderName::from_static("x-asset-id"),
+                        value(asset_id.to_owned())?,
+                    ),
+                    (
+                        HeaderName::from_static("x-content-key"),
+                        value(hex::encode(key.key.expose()))?,
+                    ),
+                    (
+                        HeaderName::from_static("x-content-iv"),
+                        value(key.iv.to_hex())?,
+                    ),
+                    (
+                        HeaderName::from_static("x-persistent"),
+                        value(policy.persistent.to_string())?,
+                    ),
+                ];
+                if let Some(s) = policy.licence_duration_seconds {
+                    headers.push((
+                        HeaderName::from_static("x-lease-duration-seconds"),
+                        value(s.to_string())?,
+                    ));
+                }
+                if let Some(s) = policy.playback_duration_seconds {
+                    headers.push((
+                        HeaderName::from_static("x-rental-duration-seconds"),
+                        value(s.to_string())?,
+                    ));
+                }
+                if let Some(h) = policy.hdcp {
+                    headers.push((
+                        HeaderName::from_static("x-hdcp-type"),
+                        value(h.fairplay_type().to_string())?,
+                    ));
+                }
+                Ok(UpstreamRequest {
+                    url: None,
+                    content_type: HeaderValue::from_static("application/octet-stream"),
+                    headers,
+                    body: challenge.spc.clone().into(),
+                })
+            }
+            _ => json_body(&KeyplexFairPlayRequest {
+                spc: B64.encode(&challenge.spc),
+                asset_id,
+                kid: key.kid.to_hex(),
+                key: hex::encode(key.key.expose()),
+                iv: key.iv.to_hex(),
+                persistent: policy.persistent,
+                lease_duration_seconds: policy.licence_duration_seconds,
+            }),
+        }
+    }
+
+    fn answer(
+        &self,
+        upstream: &Upstream,
+        challenge: &SpcChallenge,
+        answer: RawAnswer,
+    ) -> Result<UpstreamAnswer, ApiError> {
+        let ckc = match upstream.protocol {
+            UpstreamProtocol::FairplayJson | UpstreamProtocol::FairplayBinary
+                if !answer.status.is_success() =>
+            {
+                let detail: String = String::from_utf8_lossy(&answer.body)
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(200)
+                    .collect();
+                return Err(ApiError::BadGateway(format!(
+                    "the FairPlay key service answered HTTP {}: {detail}",
+                    answer.status.as_u16()
+                )));
+            }
+            UpstreamProtocol::FairplayJson => {
+                let parsed: HostedFairPlayAnswer =
+                    serde_json::from_slice(&answer.body).map_err(|e| {
+                        ApiError::BadGateway(format!(
+                            "the FairPlay key service's answer is not {{\"ckc\": …}}: {e}"
+                        ))
+                    })?;
+                decode_spc(&parsed.ckc).ok_or_else(|| {
+                    ApiError::BadGateway("the FairPlay key service's ckc is not base64".into())
+                })?
+            }
+            UpstreamProtocol::FairplayBinary => answer.body.to_vec(),
+            _ => return pass_2xx(answer),
+        };
+        if ckc.is_empty() {
+            return Err(ApiError::BadGateway(
+                "the FairPlay key service answered an empty CKC".into(),
+            ));
+        }
+        Ok(match challenge.form {
+            SpcCarrier::Raw => octets(ckc),
+            SpcCarrier::Form => UpstreamAnswer {
+                status: StatusCode::OK,
+                content_type: Some(HeaderValue::from_static("text/plain")),
+                body: format!("<ckc>{}</ckc>", B64.encode(ckc)).into(),
+            },
+            SpcCarrier::Json => UpstreamAnswer {
+                status: StatusCode::OK,
+                content_type: Some(HeaderValue::from_static("application/json")),
+                body: serde_json::json!({ "ckc": B64.encode(ckc) })
+                    .to_string()
+                    .into(),
+            },
         })
     }
 }
@@ -757,20 +1412,25 @@ async fn proxy<A: LicenceAdapter>(
     let query = licence_query(query)?;
     let challenge = adapter.challenge(&headers, body)?;
     let upstream = upstream_of(&adapter, tenant)?;
-    let token = entitlement::presented_token(&headers, query.token.as_deref())?;
-    let entitlement =
-        entitlement::verify(&state, tenant, token.as_deref(), entitlement::now_unix()).await?;
-    let answer = entitled_licence(
-        &adapter,
-        &state,
-        tenant,
-        &upstream,
-        &entitlement,
-        &query.kids,
-        query.content_id.as_ref(),
-        challenge,
-    )
-    .await?;
+    let answer = if adapter.keyless(&challenge) {
+        keyless_answer(&adapter, &state, tenant, &upstream, &challenge).await?
+    } else {
+        let token = entitlement::presented_token(&headers, query.token.as_deref())?;
+        let entitlement =
+            entitlement::verify(&state, tenant, token.as_deref(), entitlement::now_unix()).await?;
+        entitled_licence(
+            &adapter,
+            &state,
+            tenant,
+            &upstream,
+            &entitlement,
+            &query.kids,
+            query.content_id.as_ref(),
+            challenge,
+            Via::Direct,
+        )
+        .await?
+    };
     let mut response = (answer.status, answer.body).into_response();
     let response_headers = response.headers_mut();
     match answer.content_type {
@@ -781,19 +1441,42 @@ async fn proxy<A: LicenceAdapter>(
     Ok(response)
 }
 
+/// A request that needs no keys (the Widevine service certificate): the configured
+/// certificate, or the upstream's answer. No token is asked for — the certificate is public,
+/// and a player asks for it before its first licence (a single-use token must survive it).
+async fn keyless_answer<A: LicenceAdapter>(
+    adapter: &A,
+    state: &AppState,
+    tenant: &Tenant,
+    upstream: &Resolved<'_>,
+    challenge: &A::Challenge,
+) -> Result<UpstreamAnswer, ApiError> {
+    if let Some(certificate) = &upstream.config.service_certificate {
+        let bytes = B64
+            .decode(certificate.trim())
+            .map_err(|_| ApiError::Internal("service_certificate is not base64".into()))?;
+        return Ok(octets(bytes));
+    }
+    let request = adapter.upstream_request(upstream.config, None, challenge)?;
+    let raw = send_upstream(state, upstream, request).await.inspect_err(|e| {
+        tracing::warn!(tenant = %tenant.id, drm = adapter.upstream_name(), error = %e, "licence proxy: service certificate request failed");
+    })?;
+    adapter.answer(upstream.config, challenge, raw)
+}
+
 /// Where a tenant's licences of one DRM come from: 404 when it configures no upstream.
-pub struct Upstream<'a> {
-    url: &'a str,
+pub struct Resolved<'a> {
+    config: &'a Upstream,
     timeout: Duration,
 }
 
 pub fn upstream_of<'a, A: LicenceAdapter>(
     adapter: &A,
     tenant: &'a Tenant,
-) -> Result<Upstream<'a>, ApiError> {
+) -> Result<Resolved<'a>, ApiError> {
     let drm = adapter.upstream_name();
     let licence_config = tenant.config.licence.as_ref();
-    let Some(url) = licence_config.and_then(|l| l.upstream.get(drm)) else {
+    let Some(config) = licence_config.and_then(|l| l.upstream.get(drm)) else {
         return Err(ApiError::NotFound(format!(
             "tenant {} has no {drm} licence server ([tenants.{}.licence] upstream.{drm})",
             tenant.id, tenant.id
@@ -804,22 +1487,32 @@ pub fn upstream_of<'a, A: LicenceAdapter>(
             .and_then(|l| l.upstream_timeout_seconds)
             .unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_SECONDS),
     );
-    Ok(Upstream { url, timeout })
+    Ok(Resolved { config, timeout })
+}
+
+/// How a licence request arrived: on a direct licence route, or through a secure session
+/// (which is the live session `require_session` asks for).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Direct,
+    Session,
 }
 
 /// The upstream licence for a verified `entitlement` (steps 6 on of the module's order): the
-/// keys named by `kids` / `content_id` (see [`licence_keys`]), the adapter's request, the
-/// upstream's 2xx answer. Shared by the proxy routes and secure sessions (`ssm`).
+/// keys named by `kids` / `content_id` (see [`licence_keys`]), the tenant's session rule, the
+/// licence policy (the content's or tenant's rules narrowed by the token), the adapter's
+/// request, the upstream's answer. Shared by the proxy routes and secure sessions (`ssm`).
 #[allow(clippy::too_many_arguments)]
 pub async fn entitled_licence<A: LicenceAdapter>(
     adapter: &A,
     state: &AppState,
     tenant: &Tenant,
-    upstream: &Upstream<'_>,
+    upstream: &Resolved<'_>,
     entitlement: &entitlement::Entitlement,
     kids: &[KeyId],
     content_id: Option<&ContentId>,
     challenge: A::Challenge,
+    via: Via,
 ) -> Result<UpstreamAnswer, ApiError> {
     if kids.len() > MAX_LICENCE_KEYS {
         return Err(ApiError::BadRequest(format!(
@@ -829,18 +1522,26 @@ pub async fn entitled_licence<A: LicenceAdapter>(
     let drm = adapter.upstream_name();
     let user: String = entitlement.user.chars().take(64).collect();
     let (content_id, keys) = licence_keys(state, tenant, entitlement, kids, content_id).await?;
+    if via == Via::Direct {
+        crate::ssm::require_live_session(state, tenant, &entitlement.user, &content_id).await?;
+    }
+    let policy =
+        crate::licence_policy::applied(state, tenant, &content_id, &entitlement.policy).await?;
+    crate::scope::note_detail(&format!("policy {}", policy.audit_text()));
     let kids: Vec<String> = keys.iter().map(|k| k.kid.to_string()).collect();
-    let request = adapter.upstream_request(
-        &LicenceContext {
-            tenant,
-            content_id: &content_id,
-            keys: &keys,
-            policy: &entitlement.policy,
-        },
-        challenge,
-    )?;
+    let ctx = LicenceContext {
+        tenant,
+        public_url: state.public_url(),
+        content_id: &content_id,
+        keys: &keys,
+        policy: &policy,
+        user: &entitlement.user,
+    };
+    let request = adapter.upstream_request(upstream.config, Some(&ctx), &challenge)?;
     let started = std::time::Instant::now();
-    let answer = send_upstream(state, upstream.url, upstream.timeout, request).await;
+    let answer = send_upstream(state, upstream, request)
+        .await
+        .and_then(|raw| adapter.answer(upstream.config, &challenge, raw));
     state.telemetry().observe_upstream(
         drm,
         if answer.is_ok() { "ok" } else { "error" },
@@ -941,7 +1642,7 @@ async fn licence_keys(
     Ok((content, keys))
 }
 
-/// The upstream's answer, passed on unchanged.
+/// The answer that goes back to the player.
 pub struct UpstreamAnswer {
     pub status: StatusCode,
     pub content_type: Option<HeaderValue>,
@@ -957,16 +1658,16 @@ enum AttemptError {
 
 async fn send_upstream(
     state: &AppState,
-    url: &str,
-    timeout: Duration,
+    upstream: &Resolved<'_>,
     request: UpstreamRequest,
-) -> Result<UpstreamAnswer, ApiError> {
+) -> Result<RawAnswer, ApiError> {
+    let url = request.url.as_deref().unwrap_or(&upstream.config.url);
     let mut last = String::new();
     for attempt in 0..=RETRY_BACKOFF.len() {
         if let Some(pause) = attempt.checked_sub(1).and_then(|i| RETRY_BACKOFF.get(i)) {
             tokio::time::sleep(*pause).await;
         }
-        match attempt_upstream(state, url, timeout, &request).await {
+        match attempt_upstream(state, url, upstream.timeout, &request).await {
             Ok(answer) => return Ok(answer),
             Err(AttemptError::Final(message)) => return Err(ApiError::BadGateway(message)),
             Err(AttemptError::Retryable(message)) => last = message,
@@ -983,7 +1684,7 @@ async fn attempt_upstream(
     url: &str,
     timeout: Duration,
     request: &UpstreamRequest,
-) -> Result<UpstreamAnswer, AttemptError> {
+) -> Result<RawAnswer, AttemptError> {
     let mut builder = state
         .upstream_client()
         .post(url)
@@ -1013,9 +1714,6 @@ async fn attempt_upstream(
     if matches!(status.as_u16(), 502..=504) {
         return Err(AttemptError::Retryable(format!("HTTP {}", status.as_u16())));
     }
-    if !status.is_success() {
-        return Err(AttemptError::Final(format!("HTTP {}", status.as_u16())));
-    }
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
     let mut body = Vec::new();
     while let Some(chunk) = response
@@ -1030,7 +1728,7 @@ async fn attempt_upstream(
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(UpstreamAnswer {
+    Ok(RawAnswer {
         status,
         content_type,
         body: body.into(),

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use crate::config::{
     BasicCredential, Config, JwtConfig, LicenceConfig, Secret, SigV4Credential, TenantConfig,
-    WidevineSigner,
+    Upstream, WidevineSigner,
 };
 use crate::state::Tenant;
 
@@ -35,7 +35,8 @@ pub struct CredentialInfo {
     /// `cred_…` (admin API) or `config:<type>:<n>` (configuration file, cannot be deleted
     /// through the API).
     pub id: String,
-    /// `basic`, `jwt`, `sigv4`, `widevine_signer`, `get_token`, `licence_jwt` or `enc_token`.
+    /// `basic`, `jwt`, `sigv4`, `widevine_signer`, `get_token`, `licence_jwt`, `enc_token` or
+    /// `licence_upstream`.
     #[serde(rename = "type")]
     pub kind: String,
     /// The non-secret part: user name, access key id, signer name, key algorithm.
@@ -54,13 +55,28 @@ pub enum CredentialSpec {
     Jwt(JwtConfig),
     Sigv4(SigV4Credential),
     WidevineSigner(WidevineSigner),
-    GetToken { token: Secret },
+    GetToken {
+        token: Secret,
+    },
     LicenceJwt(JwtConfig),
-    EncToken { token: Secret },
+    EncToken {
+        token: Secret,
+    },
+    /// A licence upstream with its signing secrets (`[tenants.x.licence] upstream.<drm>`):
+    /// sealed in the store like every credential, replacing the file's entry for that DRM.
+    LicenceUpstream(LicenceUpstream),
+}
+
+/// `{"type": "licence_upstream", "drm": "widevine", "url": …, "protocol": …, …}`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct LicenceUpstream {
+    pub drm: String,
+    #[serde(flatten)]
+    pub upstream: Upstream,
 }
 
 impl CredentialSpec {
-    pub const KINDS: [&str; 7] = [
+    pub const KINDS: [&str; 8] = [
         "basic",
         "jwt",
         "sigv4",
@@ -68,6 +84,7 @@ impl CredentialSpec {
         "get_token",
         "licence_jwt",
         "enc_token",
+        "licence_upstream",
     ];
 
     pub fn kind(&self) -> &'static str {
@@ -79,6 +96,7 @@ impl CredentialSpec {
             Self::GetToken { .. } => "get_token",
             Self::LicenceJwt(_) => "licence_jwt",
             Self::EncToken { .. } => "enc_token",
+            Self::LicenceUpstream(_) => "licence_upstream",
         }
     }
 
@@ -90,6 +108,14 @@ impl CredentialSpec {
             Self::Sigv4(c) => c.access_key_id.clone(),
             Self::WidevineSigner(w) => w.name.clone(),
             Self::GetToken { .. } | Self::EncToken { .. } => "token".to_owned(),
+            Self::LicenceUpstream(u) => {
+                format!(
+                    "{} {} {}",
+                    u.drm,
+                    u.upstream.protocol.name(),
+                    u.upstream.url
+                )
+            }
         }
     }
 
@@ -107,6 +133,13 @@ impl CredentialSpec {
                 .get_or_insert_with(LicenceConfig::default)
                 .extra_jwt
                 .push(j),
+            Self::LicenceUpstream(u) => {
+                tenant
+                    .licence
+                    .get_or_insert_with(LicenceConfig::default)
+                    .upstream
+                    .insert(u.drm, u.upstream);
+            }
         }
     }
 }
@@ -158,6 +191,17 @@ fn file_credentials(tc: &TenantConfig) -> Vec<CredentialInfo> {
     }
     if tc.enc_token.is_some() {
         push("enc_token", 0, "token".to_owned());
+    }
+    let upstreams = tc.licence.iter().flat_map(|l| &l.upstream);
+    for (n, (drm, u)) in upstreams
+        .filter(|(_, u)| u.signing_key.is_some())
+        .enumerate()
+    {
+        push(
+            "licence_upstream",
+            n,
+            format!("{drm} {} {}", u.protocol.name(), u.url),
+        );
     }
     out
 }

@@ -33,9 +33,10 @@ use keyplex_store::{NewSession, Session, SessionOpen};
 use keyplex_types::{ContentId, KeyId};
 use serde::{Deserialize, Serialize};
 
-use crate::entitlement::{self, Entitlement, LicencePolicy, TokenQuery};
+use crate::entitlement::{self, Entitlement, TokenQuery};
 use crate::error::{ApiError, Problem};
-use crate::licence_proxy::{self, FairPlaySpc, LicenceAdapter, PlayReadySoap, WidevineStyleJson};
+use crate::licence_policy::TokenPolicy;
+use crate::licence_proxy::{self, FairPlaySpc, LicenceAdapter, PlayReadySoap, WidevineStyle};
 use crate::state::{AppState, Tenant};
 
 /// Default of `[tenants.x.licence] heartbeat_seconds`.
@@ -91,7 +92,7 @@ struct StoredEntitlement {
     contents: Vec<String>,
     expires_at: u64,
     max_streams: Option<u32>,
-    policy: LicencePolicy,
+    policy: TokenPolicy,
 }
 
 impl StoredEntitlement {
@@ -519,13 +520,19 @@ pub async fn post_licence(
             let clearkey = ClearKeyLicenseRequest::parse(&payload).map_err(|e| {
                 ApiError::BadRequest(format!("invalid Clear Key licence request: {e}"))
             })?;
-            crate::clearkey::licence_for(&state, tenant, &entitlement, &clearkey)
-                .await?
-                .into_bytes()
+            crate::clearkey::licence_for(
+                &state,
+                tenant,
+                &entitlement,
+                &clearkey,
+                licence_proxy::Via::Session,
+            )
+            .await?
+            .into_bytes()
         }
         KeySystem::Widevine => {
             upstream_licence(
-                &WidevineStyleJson::WIDEVINE,
+                &WidevineStyle::WIDEVINE,
                 &state,
                 tenant,
                 &entitlement,
@@ -581,6 +588,40 @@ pub async fn post_licence(
     )
 }
 
+/// For a tenant with `require_session`: a direct licence route's refusal (403) unless `user`
+/// has a live secure session whose entitlement covers `content`.
+pub async fn require_live_session(
+    state: &AppState,
+    tenant: &Tenant,
+    user: &str,
+    content: &ContentId,
+) -> Result<(), ApiError> {
+    if !tenant
+        .config
+        .licence
+        .as_ref()
+        .is_some_and(|l| l.require_session)
+    {
+        return Ok(());
+    }
+    let sessions = state
+        .store()
+        .live_sessions_of(&tenant.id, user, entitlement::now_unix())
+        .await?;
+    let covered = sessions
+        .iter()
+        .any(|session| StoredEntitlement::entitlement(session).is_ok_and(|e| e.covers(content)));
+    if covered {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "tenant {} licenses content {content} only within a secure session: open one with \
+             POST /{}/ssm/v1/sessions/setup and ask for the licence there",
+            tenant.id, tenant.id
+        )))
+    }
+}
+
 async fn upstream_licence<A: LicenceAdapter>(
     adapter: &A,
     state: &AppState,
@@ -601,6 +642,7 @@ async fn upstream_licence<A: LicenceAdapter>(
         kids,
         content_id,
         challenge,
+        licence_proxy::Via::Session,
     )
     .await?;
     Ok(answer.body.to_vec())

@@ -294,6 +294,41 @@ pub trait KeyStore: Send + Sync + 'static {
     /// How many sessions are live at `now`, of one tenant or of all.
     async fn count_live_sessions(&self, tenant: Option<&TenantId>, now: u64) -> Result<u64>;
 
+    /// A user's live sessions at `now` (at most [`MAX_USER_SESSIONS_LISTED`], newest first):
+    /// licence routes of a tenant with `require_session` look for one covering the content.
+    async fn live_sessions_of(
+        &self,
+        tenant: &TenantId,
+        user: &str,
+        now: u64,
+    ) -> Result<Vec<Session>>;
+
+    // ---- Licence rules stored with contents ----
+
+    /// Stores (or replaces) a content's licence policy: JSON text the server validated, opaque
+    /// to the store. `at` is when it changed.
+    async fn put_content_policy(
+        &self,
+        tenant: &TenantId,
+        content_id: &ContentId,
+        policy: &str,
+        at: time::OffsetDateTime,
+    ) -> Result<()>;
+
+    /// A content's licence policy (JSON text), `None` when it has none.
+    async fn content_policy(
+        &self,
+        tenant: &TenantId,
+        content_id: &ContentId,
+    ) -> Result<Option<String>>;
+
+    /// Removes a content's licence policy; true when there was one.
+    async fn delete_content_policy(
+        &self,
+        tenant: &TenantId,
+        content_id: &ContentId,
+    ) -> Result<bool>;
+
     // ---- Tenants and credentials managed through the admin API ----
 
     /// Every stored tenant and credential (secrets opened), with the registry version.
@@ -380,6 +415,9 @@ pub trait KeyStore: Send + Sync + 'static {
     /// open with the previous key).
     async fn rotate_master_key(&self, new: MasterKey) -> Result<RotationReport>;
 }
+
+/// Most sessions [`KeyStore::live_sessions_of`] returns: more than a user could watch at once.
+pub const MAX_USER_SESSIONS_LISTED: i64 = 64;
 
 /// A session to open. `Debug` leaves out the id (the bearer secret of the session's
 /// calls) and the entitlement's claims.

@@ -489,6 +489,90 @@ impl KeyStore for SqliteStore {
         self.core.count_live_sessions(tenant, now).await
     }
 
+    async fn live_sessions_of(
+        &self,
+        tenant: &TenantId,
+        user: &str,
+        now: u64,
+    ) -> Result<Vec<Session>> {
+        let rows: Vec<SessionRow> = sqlx::query_as(
+            "SELECT session_id, user_id, entitlement, heartbeat_seconds, key_systems, created_at, \
+             expires_at FROM sessions WHERE tenant = ? AND user_id = ? AND expires_at > ? \
+             ORDER BY created_at DESC LIMIT ?",
+        )
+        .bind(tenant.as_str())
+        .bind(user)
+        .bind(unix_column(now)?)
+        .bind(crate::MAX_USER_SESSIONS_LISTED)
+        .fetch_all(&self.core.reader)
+        .await
+        .map_err(|e| db_error("cannot read a user's sessions", e))?;
+        rows.into_iter().map(SessionRow::decode).collect()
+    }
+
+    async fn put_content_policy(
+        &self,
+        tenant: &TenantId,
+        content_id: &ContentId,
+        policy: &str,
+        at: time::OffsetDateTime,
+    ) -> Result<()> {
+        let at = crate::columns::unix_ms(at)?;
+        self.core
+            .write("a content licence policy", async |conn| {
+                sqlx::query(
+                    "INSERT INTO content_policies (tenant, content_id, policy, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (tenant, content_id) \
+                     DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at",
+                )
+                .bind(tenant.as_str())
+                .bind(content_id.as_str())
+                .bind(policy)
+                .bind(at)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| db_error("cannot store a content licence policy", e))?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn content_policy(
+        &self,
+        tenant: &TenantId,
+        content_id: &ContentId,
+    ) -> Result<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT policy FROM content_policies WHERE tenant = ? AND content_id = ?",
+        )
+        .bind(tenant.as_str())
+        .bind(content_id.as_str())
+        .fetch_optional(&self.core.reader)
+        .await
+        .map_err(|e| db_error("cannot read a content licence policy", e))
+    }
+
+    async fn delete_content_policy(
+        &self,
+        tenant: &TenantId,
+        content_id: &ContentId,
+    ) -> Result<bool> {
+        self.core
+            .write("a content licence policy removal", async |conn| {
+                Ok(
+                    sqlx::query("DELETE FROM content_policies WHERE tenant = ? AND content_id = ?")
+                        .bind(tenant.as_str())
+                        .bind(content_id.as_str())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| db_error("cannot remove a content licence policy", e))?
+                        .rows_affected()
+                        > 0,
+                )
+            })
+            .await
+    }
+
     async fn registry(&self) -> Result<crate::Registry> {
         self.core.registry().await
     }

@@ -178,6 +178,24 @@ pub enum ContentsCommand {
         /// The content id.
         content_id: String,
     },
+    /// A content's licence rules: shown by default, replaced with --set or --set-file,
+    /// removed with --delete (the tenant's default then applies).
+    Policy {
+        /// The tenant id.
+        tenant: String,
+        /// The content id.
+        content_id: String,
+        /// The new rules as JSON, e.g. '{"security_level":{"SD":3,"HD":1},"hdcp":"HDCP_V2_2",
+        /// "persistent":false,"licence_duration_seconds":600}'.
+        #[arg(long, conflicts_with_all = ["set_file", "delete"])]
+        set: Option<String>,
+        /// The new rules from a JSON file.
+        #[arg(long, conflicts_with = "delete")]
+        set_file: Option<PathBuf>,
+        /// Remove the content's own rules.
+        #[arg(long)]
+        delete: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -409,6 +427,38 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<()> {
                     segment(&content_id)
                 );
                 print(&api.get(&path, &[]).await?)
+            }
+            ContentsCommand::Policy {
+                tenant,
+                content_id,
+                set,
+                set_file,
+                delete,
+            } => {
+                let path = format!(
+                    "/admin/v1/tenants/{}/contents/{}/licence-policy",
+                    segment(&tenant),
+                    segment(&content_id)
+                );
+                let text = match (set, set_file) {
+                    (Some(text), _) => Some(text),
+                    (None, Some(file)) => Some(
+                        std::fs::read_to_string(&file)
+                            .with_context(|| format!("cannot read {}", file.display()))?,
+                    ),
+                    (None, None) => None,
+                };
+                if delete {
+                    api.call(Method::DELETE, &path, &[], None).await?;
+                    outln!("removed the licence policy of {content_id}")?;
+                    Ok(())
+                } else if let Some(text) = text {
+                    let body: Value =
+                        serde_json::from_str(&text).context("the licence policy is not JSON")?;
+                    print(&api.call(Method::PUT, &path, &[], Some(body)).await?)
+                } else {
+                    print(&api.get(&path, &[]).await?)
+                }
             }
         },
         AdminCommand::Export {

@@ -133,7 +133,11 @@ async fn server_with(upstreams: &[(&str, String)], timeout: Option<u64>) -> Test
             .licence
             .as_mut()
             .unwrap();
-        licence.upstream.extend(upstreams);
+        licence.upstream.extend(
+            upstreams
+                .into_iter()
+                .map(|(d, u)| (d, keyplex_server::config::Upstream::plain(&u))),
+        );
         licence.upstream_timeout_seconds = timeout;
     })
     .await
@@ -242,7 +246,20 @@ async fn widevine_and_prm_get_json_with_challenge_keys_and_policy() {
         let got = upstream.only();
         assert_eq!(got.path, path);
         assert_eq!(got.headers["content-type"], "application/json");
-        let sent: Value = serde_json::from_slice(&got.body).unwrap();
+        let mut sent: Value = serde_json::from_slice(&got.body).unwrap();
+        // Renewals come back through keyplex's own route.
+        let renewal_url = sent["policy_overrides"]
+            .as_object_mut()
+            .unwrap()
+            .remove("renewal_server_url")
+            .unwrap();
+        assert!(
+            renewal_url
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/acme/{route}/contentlicenseservice/v1/licenses")),
+            "{renewal_url}"
+        );
         assert_eq!(
             sent,
             json!({
@@ -256,9 +273,12 @@ async fn widevine_and_prm_get_json_with_challenge_keys_and_policy() {
                 }],
                 "policy_overrides": {
                     "can_play": true, "can_persist": true, "can_renew": true,
-                    "license_duration_seconds": 3600, "renewal_interval_seconds": 60
+                    "license_duration_seconds": 3600, "renewal_delay_seconds": 60,
+                    "renewal_interval_seconds": 60
                 },
-                "allowed_track_types": "SD_UHD2"
+                "allowed_track_types": "SD_UHD2",
+                // The token's user, for the service's reports.
+                "session_init": {"provider_client_token": b64(b"user-1")}
             }),
             "{route}"
         );
@@ -698,7 +718,11 @@ async fn a_request_past_the_server_deadline_is_503() {
             .licence
             .as_mut()
             .unwrap();
-        licence.upstream.extend(upstreams);
+        licence.upstream.extend(
+            upstreams
+                .into_iter()
+                .map(|(d, u)| (d, keyplex_server::config::Upstream::plain(&u))),
+        );
         licence.upstream_timeout_seconds = Some(60);
     })
     .await;

@@ -63,6 +63,10 @@ pub const ROUTES: &[(&str, &[&str])] = &[
         "/admin/v1/tenants/{id}/contents/{content_id}/keys",
         &["get"],
     ),
+    (
+        "/admin/v1/tenants/{id}/contents/{content_id}/licence-policy",
+        &["get", "put", "delete"],
+    ),
     ("/admin/v1/tenants/{id}/export", &["post"]),
     ("/admin/v1/tenants/{id}/import", &["post"]),
     ("/admin/v1/master-key/rotate", &["post"]),

@@ -304,7 +304,10 @@ async fn widevine_licence_goes_through_the_upstream_with_the_session_entitlement
             .licence
             .as_mut()
             .unwrap();
-        licence.upstream.insert("widevine".into(), url);
+        licence.upstream.insert(
+            "widevine".into(),
+            keyplex_server::config::Upstream::plain(&url),
+        );
     })
     .await;
     let (kid, key) = cpix_key(&server, "acme", "movie-1").await;

@@ -232,6 +232,39 @@ impl KeyStore for KeyWitness {
     async fn count_live_sessions(&self, tenant: Option<&TenantId>, now: u64) -> Result<u64> {
         self.0.count_live_sessions(tenant, now).await
     }
+    async fn live_sessions_of(
+        &self,
+        tenant: &TenantId,
+        user: &str,
+        now: u64,
+    ) -> Result<Vec<Session>> {
+        self.0.live_sessions_of(tenant, user, now).await
+    }
+    async fn put_content_policy(
+        &self,
+        tenant: &TenantId,
+        content_id: &ContentId,
+        policy: &str,
+        at: time::OffsetDateTime,
+    ) -> Result<()> {
+        self.0
+            .put_content_policy(tenant, content_id, policy, at)
+            .await
+    }
+    async fn content_policy(
+        &self,
+        tenant: &TenantId,
+        content_id: &ContentId,
+    ) -> Result<Option<String>> {
+        self.0.content_policy(tenant, content_id).await
+    }
+    async fn delete_content_policy(
+        &self,
+        tenant: &TenantId,
+        content_id: &ContentId,
+    ) -> Result<bool> {
+        self.0.delete_content_policy(tenant, content_id).await
+    }
     async fn registry(&self) -> Result<Registry> {
         self.0.registry().await
     }

@@ -22,6 +22,8 @@ pub(super) async fn run_all<S: KeyStore>(store: &Arc<S>) {
     export_then_import_restores_identical_keys(&**store).await;
     import_refuses_conflicts_and_writes_nothing(&**store).await;
     live_sessions_are_counted(&**store).await;
+    live_sessions_of_a_user_are_listed(&**store).await;
+    content_policies_round_trip(&**store).await;
     dashboard_counts_add_up_across_writers(store).await;
     rotation_rewraps_every_key(store).await;
 }
@@ -527,6 +529,113 @@ async fn import_refuses_conflicts_and_writes_nothing<S: KeyStore>(store: &S) {
     assert!(
         store.get_key(&target, &fresh.kid).await.unwrap().is_none(),
         "{scenario}: nothing of the batch was written"
+    );
+}
+
+async fn live_sessions_of_a_user_are_listed<S: KeyStore>(store: &S) {
+    let scenario = "live_sessions_of";
+    let tenant = new_tenant();
+    let other_tenant = new_tenant();
+    for (user, now, ttl) in [
+        ("a", 1_000, 100),
+        ("a", 1_001, 100),
+        ("a", 1_000, 5),
+        ("b", 1_000, 100),
+    ] {
+        let s = super::new_session(user, now, ttl);
+        store.open_session(&tenant, &s, None, now).await.unwrap();
+    }
+    let s = super::new_session("a", 1_000, 100);
+    store
+        .open_session(&other_tenant, &s, None, 1_000)
+        .await
+        .unwrap();
+    let live = store.live_sessions_of(&tenant, "a", 1_010).await.unwrap();
+    assert_eq!(
+        live.len(),
+        2,
+        "{scenario}: the expired one and other users' are left out"
+    );
+    assert!(
+        live.iter().all(|s| s.user == "a" && s.expires_at > 1_010),
+        "{scenario}"
+    );
+    assert!(
+        live[0].created_at >= live[1].created_at,
+        "{scenario}: newest first"
+    );
+    assert!(
+        store
+            .live_sessions_of(&tenant, "nobody", 1_010)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn content_policies_round_trip<S: KeyStore>(store: &S) {
+    let scenario = "content policies";
+    let tenant = new_tenant();
+    let other = new_tenant();
+    let movie = content("movie-1");
+    let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    assert_eq!(
+        store.content_policy(&tenant, &movie).await.unwrap(),
+        None,
+        "{scenario}"
+    );
+    store
+        .put_content_policy(&tenant, &movie, r#"{"persistent":true}"#, at)
+        .await
+        .unwrap();
+    store
+        .put_content_policy(&other, &movie, r#"{"persistent":false}"#, at)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .content_policy(&tenant, &movie)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(r#"{"persistent":true}"#),
+        "{scenario}"
+    );
+    // Replaced, not added.
+    store
+        .put_content_policy(&tenant, &movie, r#"{"hdcp":"HDCP_V1"}"#, at)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .content_policy(&tenant, &movie)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(r#"{"hdcp":"HDCP_V1"}"#),
+        "{scenario}: replaced"
+    );
+    assert!(
+        store.delete_content_policy(&tenant, &movie).await.unwrap(),
+        "{scenario}"
+    );
+    assert!(
+        !store.delete_content_policy(&tenant, &movie).await.unwrap(),
+        "{scenario}: gone"
+    );
+    assert_eq!(
+        store.content_policy(&tenant, &movie).await.unwrap(),
+        None,
+        "{scenario}"
+    );
+    assert_eq!(
+        store
+            .content_policy(&other, &movie)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(r#"{"persistent":false}"#),
+        "{scenario}: tenants are separate"
     );
 }
 

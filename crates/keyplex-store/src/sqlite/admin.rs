@@ -92,7 +92,7 @@ impl Core {
     /// Runs `write` in a `BEGIN IMMEDIATE` transaction on the writer (one connection: these
     /// writes are serialized in this process; SQLite's write lock serializes them with the key
     /// writer and other processes), and commits.
-    async fn write<T>(
+    pub(super) async fn write<T>(
         &self,
         what: &str,
         write: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
