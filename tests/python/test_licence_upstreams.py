@@ -313,3 +313,34 @@ def test_content_policy_admin_round_trip_and_refusals(server):
     assert status == 204
     status, _, _ = admin(server, "DELETE", path)
     assert status == 404
+
+
+def test_an_upstream_with_secrets_added_through_the_admin_api_is_sealed_and_used(server, fakes):
+    kid, key, _ = supplied_key(server, "sdk", "sdk-packager-secret", "wv-admin")
+    tok = token({"sub": "frank", "contents": ["wv-admin"]})
+    setup = session(server, "sdk", tok)
+    payload = {"keySystem": "com.widevine.alpha", "requestType": "license-request",
+               "payload": base64.b64encode(b"\x08\x01challenge").decode(), "kid": str(kid)}
+
+    def ask():
+        return call(server["base"], "POST", f"/sdk/ssm/v1/sessions/{setup}/licence",
+                    json.dumps(payload).encode(), {"Content-Type": "application/json"})
+
+    assert ask()[0] == 502, "the file's upstream has the wrong signing key"
+    status, _, body = admin(server, "POST", "/admin/v1/tenants/sdk/credentials", {
+        "type": "licence_upstream", "drm": "widevine",
+        "url": f"{fakes.url}/widevine/cenc/getlicense/{SHAKA_TEST_PROVIDER}",
+        "protocol": "widevine-cloud", "provider": SHAKA_TEST_PROVIDER,
+        "signing_key": SHAKA_TEST_SIGNING_KEY.hex(), "signing_iv": SHAKA_TEST_SIGNING_IV.hex()})
+    assert status == 201, body
+    assert SHAKA_TEST_SIGNING_KEY.hex().encode() not in body
+    status, _, answer = ask()
+    assert status == 200, answer
+    licence_bytes = base64.b64decode(json.loads(answer)["licence"])
+    assert licence_bytes == FakeLicenceServices.widevine_licence(b"\x08\x01challenge", [(kid.bytes, key)])
+    status, _, listing = admin(server, "GET", "/admin/v1/tenants/sdk/credentials")
+    assert b"licence_upstream" in listing and SHAKA_TEST_SIGNING_KEY.hex().encode() not in listing
+    # A second one for the same DRM would shadow the first.
+    status, _, body = admin(server, "POST", "/admin/v1/tenants/sdk/credentials", {
+        "type": "licence_upstream", "drm": "widevine", "url": "https://other.example/licence"})
+    assert status == 409, body

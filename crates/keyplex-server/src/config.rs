@@ -890,7 +890,7 @@ mod tests {
     use super::*;
 
     /// Every kind of secret a configuration holds, each with a recognisable value.
-    const SECRETS: [&str; 8] = [
+    const SECRETS: [&str; 9] = [
         "postgres://keyplex:db-password-1@db/keyplex",
         "admin-token-2-long-enough",
         "basic-password-3",
@@ -899,6 +899,7 @@ mod tests {
         "get-token-6-long-enough",
         "licence-hs256-secret-7-long-enough",
         "1ae8ccd0e7985cc0b6203a55855a1034afc252980e970ca90e5202689f947ab9",
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
     ];
 
     #[test]
@@ -917,6 +918,7 @@ mod tests {
             widevine_signers = [{{ name = "widevine_test", aes_key = "{}", aes_iv = "d58ce954203b7c9a9a9d467f59839249" }}]
             [tenants.acme.licence]
             jwt = {{ hs256_secret = "{}" }}
+            upstream.widevine = {{ url = "https://license.uat.widevine.com/cenc/getlicense/widevine_test", protocol = "widevine-cloud", provider = "widevine_test", signing_key = "{}", signing_iv = "d58ce954203b7c9a9a9d467f59839249" }}
             "#,
             SECRETS[0],
             SECRETS[1],
@@ -926,6 +928,7 @@ mod tests {
             SECRETS[5],
             SECRETS[7],
             SECRETS[6],
+            SECRETS[8],
         );
         let config = Config::from_toml(std::path::Path::new("t.toml"), &text).unwrap();
         let printed = format!("{config:?} {config:#?}");
@@ -938,6 +941,75 @@ mod tests {
             config.tenants["acme"].basic[0].password.expose(),
             SECRETS[2]
         );
+    }
+
+    #[test]
+    fn licence_upstreams_are_urls_or_protocol_tables() {
+        let load = |upstream: &str| {
+            Config::from_toml(
+                std::path::Path::new("t.toml"),
+                &format!(
+                    "[tenants.acme.licence]\njwt = {{ hs256_secret = \"a-long-portal-secret\" }}\n\
+                     [tenants.acme.licence.upstream]\n{upstream}"
+                ),
+            )
+        };
+        let key = "ab".repeat(32);
+        let iv = "cd".repeat(16);
+        let ok = load(&format!(
+            "widevine = {{ url = \"https://wv.example/cenc/getlicense/acme\", protocol = \"widevine-cloud\", provider = \"acme\", signing_key = \"{key}\", signing_iv = \"{iv}\" }}\n\
+             playready = {{ url = \"https://pr.example\", protocol = \"playready-test-server\" }}\n\
+             fairplay = {{ url = \"https://fp.example\", protocol = \"fairplay-binary\" }}\n\
+             prm = \"https://prm.example\""
+        ))
+        .unwrap();
+        let upstream = &ok.tenants["acme"].licence.as_ref().unwrap().upstream;
+        assert_eq!(
+            upstream["widevine"].protocol,
+            UpstreamProtocol::WidevineCloud
+        );
+        assert_eq!(upstream["widevine"].widevine_signer().unwrap().name, "acme");
+        assert_eq!(
+            upstream["fairplay"].protocol,
+            UpstreamProtocol::FairplayBinary
+        );
+        assert_eq!(upstream["prm"].protocol, UpstreamProtocol::KeyplexJson);
+        for (bad, says) in [
+            (
+                "widevine = { url = \"https://wv.example\", protocol = \"widevine-cloud\" }"
+                    .to_owned(),
+                "provider",
+            ),
+            (
+                format!(
+                    "widevine = {{ url = \"https://wv.example\", protocol = \"widevine-cloud\", provider = \"p\", signing_key = \"{key}\", signing_iv = \"xyz\" }}"
+                ),
+                "signing_iv",
+            ),
+            (
+                "playready = { url = \"https://pr.example\", protocol = \"fairplay-json\" }"
+                    .to_owned(),
+                "not one for playready",
+            ),
+            (
+                "fairplay = { url = \"https://fp.example\", protocol = \"fairplay-xml\" }"
+                    .to_owned(),
+                "fairplay-xml",
+            ),
+            (
+                "fairplay = { url = \"https://fp.example\", protcol = \"fairplay-json\" }"
+                    .to_owned(),
+                "protcol",
+            ),
+            (
+                format!("playready = {{ url = \"https://pr.example\", signing_key = \"{key}\" }}"),
+                "widevine-cloud",
+            ),
+            ("prm = \"ftp://prm.example\"".to_owned(), "http"),
+        ] {
+            let message = load(&bad).unwrap_err().to_string();
+            assert!(message.contains(says), "{bad}: {message}");
+        }
     }
 
     #[test]
