@@ -4,7 +4,8 @@
 //! Everything goes through [`KeyStore`], so any backend copies into any other: tenants and
 //! credentials as they are (ids kept), every key with its origin, creation time and slot
 //! binding (by [`KeyStore::import_keys`], which refuses to change a key the target already
-//! has), and the audit trail in insertion order. Keys are then read back from the target and
+//! has), the licence rules stored with contents (the target's own are kept), and the audit
+//! trail in insertion order. Keys are then read back from the target and
 //! compared with the source. Copying again is harmless: what the target has is skipped.
 //! Live player sessions are not copied (they last minutes; players set up new ones).
 
@@ -28,6 +29,7 @@ pub struct CopyReport {
     /// Keys read back from the target and found identical to the source's.
     pub keys_verified: u64,
     pub audit_events_copied: u64,
+    pub content_policies_copied: u64,
     /// The target already had audit events, so none were copied (no duplicates).
     pub audit_skipped: bool,
 }
@@ -80,6 +82,34 @@ pub async fn copy_store(from: &dyn KeyStore, to: &dyn KeyStore) -> Result<CopyRe
                     )));
                 }
             }
+        }
+    }
+
+    let target_policies: HashSet<(String, String)> = to
+        .all_content_policies()
+        .await?
+        .into_iter()
+        .map(|p| {
+            (
+                p.tenant.as_str().to_owned(),
+                p.content_id.as_str().to_owned(),
+            )
+        })
+        .collect();
+    for policy in from.all_content_policies().await? {
+        let id = (
+            policy.tenant.as_str().to_owned(),
+            policy.content_id.as_str().to_owned(),
+        );
+        if !target_policies.contains(&id) {
+            to.put_content_policy(
+                &policy.tenant,
+                &policy.content_id,
+                &policy.policy,
+                policy.updated_at,
+            )
+            .await?;
+            report.content_policies_copied += 1;
         }
     }
 
@@ -200,6 +230,16 @@ mod tests {
             })
             .collect();
         sqlite.append_audit(&events).await.unwrap();
+        let movie = ContentId::parse("movie").unwrap();
+        sqlite
+            .put_content_policy(
+                &tenant,
+                &movie,
+                r#"{"persistent":true}"#,
+                OffsetDateTime::now_utc(),
+            )
+            .await
+            .unwrap();
 
         let url = crate::postgres::create_test_database(
             &crate::postgres::test_server_url(),
@@ -214,6 +254,15 @@ mod tests {
         assert_eq!(report.tenants_copied, 1);
         assert_eq!(report.credentials_copied, 1);
         assert_eq!(report.audit_events_copied, 2500);
+        assert_eq!(report.content_policies_copied, 1);
+        assert_eq!(
+            postgres
+                .content_policy(&tenant, &movie)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(r#"{"persistent":true}"#)
+        );
 
         // The keys, their slots, the tenants and the trail are the source's.
         assert_eq!(

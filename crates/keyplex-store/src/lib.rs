@@ -322,6 +322,10 @@ pub trait KeyStore: Send + Sync + 'static {
         content_id: &ContentId,
     ) -> Result<Option<String>>;
 
+    /// Every stored content licence policy of every tenant, with when it last changed (for
+    /// copying a store).
+    async fn all_content_policies(&self) -> Result<Vec<StoredContentPolicy>>;
+
     /// Removes a content's licence policy; true when there was one.
     async fn delete_content_policy(
         &self,
@@ -414,6 +418,16 @@ pub trait KeyStore: Send + Sync + 'static {
     /// in small transactions, while the store keeps serving (rows not yet re-sealed still
     /// open with the previous key).
     async fn rotate_master_key(&self, new: MasterKey) -> Result<RotationReport>;
+}
+
+/// A content's licence policy as the store keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredContentPolicy {
+    pub tenant: TenantId,
+    pub content_id: ContentId,
+    /// JSON text, validated by the server when it was written.
+    pub policy: String,
+    pub updated_at: time::OffsetDateTime,
 }
 
 /// Most sessions [`KeyStore::live_sessions_of`] returns: more than a user could watch at once.

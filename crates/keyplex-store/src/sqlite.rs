@@ -552,6 +552,31 @@ impl KeyStore for SqliteStore {
         .map_err(|e| db_error("cannot read a content licence policy", e))
     }
 
+    async fn all_content_policies(&self) -> Result<Vec<crate::StoredContentPolicy>> {
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT tenant, content_id, policy, updated_at FROM content_policies \
+             ORDER BY tenant, content_id",
+        )
+        .fetch_all(&self.core.reader)
+        .await
+        .map_err(|e| db_error("cannot list content licence policies", e))?;
+        rows.into_iter()
+            .map(|(tenant, content_id, policy, updated_at)| {
+                let corrupt = |e: String| crate::columns::corrupt("a content licence policy", e);
+                Ok(crate::StoredContentPolicy {
+                    tenant: TenantId::parse(&tenant).map_err(|e| corrupt(e.to_string()))?,
+                    content_id: ContentId::parse(&content_id)
+                        .map_err(|e| corrupt(e.to_string()))?,
+                    policy,
+                    updated_at: time::OffsetDateTime::from_unix_timestamp_nanos(
+                        i128::from(updated_at) * 1_000_000,
+                    )
+                    .map_err(|e| corrupt(e.to_string()))?,
+                })
+            })
+            .collect()
+    }
+
     async fn delete_content_policy(
         &self,
         tenant: &TenantId,

@@ -320,6 +320,7 @@ async fn store_copy(
             "keys_already_present": report.keys_already_present,
             "keys_verified": report.keys_verified,
             "audit_events_copied": report.audit_events_copied,
+            "content_policies_copied": report.content_policies_copied,
             "audit_skipped": report.audit_skipped,
         })
     )?;

@@ -258,6 +258,9 @@ impl KeyStore for KeyWitness {
     ) -> Result<Option<String>> {
         self.0.content_policy(tenant, content_id).await
     }
+    async fn all_content_policies(&self) -> Result<Vec<keyplex_store::StoredContentPolicy>> {
+        self.0.all_content_policies().await
+    }
     async fn delete_content_policy(
         &self,
         tenant: &TenantId,
