@@ -87,9 +87,9 @@ pub fn upstream_client() -> Result<reqwest::Client, String> {
     tag = "licence",
     summary = "Widevine licence proxy",
     description = "Checks the entitlement, finds the content's keys and forwards the player's \
-        challenge with the keys and the token's licence policy to the tenant's upstream licence \
-        server for Widevine (`[tenants.x.licence] upstream`). The upstream's answer (2xx status, \
-        body, `Content-Type`) goes back unchanged, never cached. The keys are named by `kid` \
+        challenge with the keys and the licence rules (the content's or tenant's, narrowed by the \
+        token's policy) to the tenant's upstream licence service for Widevine (`[tenants.x.licence] upstream`), in that \
+        service's protocol (see docs/licences.md); the licence goes back, never cached. The keys are named by `kid` \
         and/or `content_id`; with neither, the one content the token covers.",
     params(
         ("tenant" = String, Path, description = "Tenant id"),
@@ -99,7 +99,7 @@ pub fn upstream_client() -> Result<reqwest::Client, String> {
             of the licence (UUID or 32 hex digits), repeatable, at most 64"),
         ("content_id" = Option<String>, Query, description = "The content of the licence"),
     ),
-    request_body(content = inline(crate::openapi::Binary), content_type = "application/octet-stream", description = "The CDM's licence challenge (a signed Widevine protobuf); sent upstream base64 in a Widevine-style JSON request"),
+    request_body(content = inline(crate::openapi::Binary), content_type = "application/octet-stream", description = "The CDM's licence challenge (a signed Widevine protobuf; the two bytes `08 04` ask for the service certificate, answered without a token); sent upstream base64 in the Widevine licence message, signed for `widevine-cloud`"),
     responses(
         (status = 200, description = "The upstream licence server's answer, passed back \
             unchanged (its 2xx status, body and `Content-Type`)",
@@ -134,9 +134,9 @@ pub async fn post_widevine(
     tag = "licence",
     summary = "PlayReady licence proxy",
     description = "Checks the entitlement, finds the content's keys and forwards the player's \
-        challenge with the keys and the token's licence policy to the tenant's upstream licence \
-        server for PlayReady (`[tenants.x.licence] upstream`). The upstream's answer (2xx status, \
-        body, `Content-Type`) goes back unchanged, never cached. The keys are named by `kid` \
+        challenge with the keys and the licence rules (the content's or tenant's, narrowed by the \
+        token's policy) to the tenant's upstream licence service for PlayReady (`[tenants.x.licence] upstream`), in that \
+        service's protocol (see docs/licences.md); the licence goes back, never cached. The keys are named by `kid` \
         and/or `content_id`; with neither, the one content the token covers.",
     params(
         ("tenant" = String, Path, description = "Tenant id"),
@@ -147,7 +147,7 @@ pub async fn post_widevine(
         ("content_id" = Option<String>, Query, description = "The content of the licence"),
         ("SOAPAction" = Option<String>, Header, description = "Passed upstream (default: the AcquireLicense action)"),
     ),
-    request_body(content = String, content_type = "text/xml", description = "The `AcquireLicense` SOAP envelope, forwarded byte for byte; the keys travel beside it in `X-Keyplex-Content-Keys`"),
+    request_body(content = String, content_type = "text/xml", description = "The `AcquireLicense` SOAP envelope; its signed `<LA>` is forwarded byte for byte, the keys travel in the test server's `cfg=`, a `CustomData` SOAP header or `X-Keyplex-Content-Keys` (by protocol). SOAP faults come back unchanged with their status"),
     responses(
         (status = 200, description = "The upstream licence server's answer, passed back \
             unchanged (its 2xx status, body and `Content-Type`)",
@@ -160,6 +160,7 @@ pub async fn post_widevine(
         (status = 404, description = "Unknown tenant, a tenant without licence keys, or no \
             upstream for this DRM", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The upstream's SOAP fault, passed back unchanged", content(("text/xml"))),
         (status = 502, description = "The upstream licence server failed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
     ),
@@ -182,9 +183,9 @@ pub async fn post_playready(
     tag = "licence",
     summary = "FairPlay licence proxy (SPC/CKC)",
     description = "Checks the entitlement, finds the content's keys and forwards the player's \
-        challenge with the keys and the token's licence policy to the tenant's upstream licence \
-        server for FairPlay (`[tenants.x.licence] upstream`). The upstream's answer (2xx status, \
-        body, `Content-Type`) goes back unchanged, never cached. The keys are named by `kid` \
+        challenge with the keys and the licence rules (the content's or tenant's, narrowed by the \
+        token's policy) to the tenant's upstream licence service for FairPlay (`[tenants.x.licence] upstream`), in that \
+        service's protocol (see docs/licences.md); the licence goes back, never cached. The keys are named by `kid` \
         and/or `content_id`; with neither, the one content the token covers.",
     params(
         ("tenant" = String, Path, description = "Tenant id"),
@@ -229,9 +230,9 @@ pub async fn post_fairplay(
     tag = "licence",
     summary = "NAGRA PRM licence proxy",
     description = "Checks the entitlement, finds the content's keys and forwards the player's \
-        challenge with the keys and the token's licence policy to the tenant's upstream licence \
-        server for NAGRA PRM (`[tenants.x.licence] upstream`). The upstream's answer (2xx status, \
-        body, `Content-Type`) goes back unchanged, never cached. The keys are named by `kid` \
+        challenge with the keys and the licence rules (the content's or tenant's, narrowed by the \
+        token's policy) to the tenant's upstream licence service for NAGRA PRM (`[tenants.x.licence] upstream`), in that \
+        service's protocol (see docs/licences.md); the licence goes back, never cached. The keys are named by `kid` \
         and/or `content_id`; with neither, the one content the token covers.",
     params(
         ("tenant" = String, Path, description = "Tenant id"),
