@@ -135,6 +135,20 @@ def test_operator_cli_end_to_end(keyplex_bin, tmp_path):
         keys = cli_json(keyplex_bin, base, token_file, "admin", "contents", "keys", "hooli", "movie-1")
         assert [k["kid"] for k in keys["keys"]] == [kid]
 
+        # Licence rules stored with the content: set, shown, refused when misspelt, removed.
+        policy = cli_json(keyplex_bin, base, token_file, "admin", "contents", "policy", "hooli", "movie-1",
+                          "--set", '{"security_level": {"SD": 3, "HD": 1}, "hdcp": "HDCP_V2_2"}')
+        assert policy["source"] == "content" and policy["policy"]["security_level"] == {"HD": 1, "SD": 3}
+        shown = cli_json(keyplex_bin, base, token_file, "admin", "contents", "policy", "hooli", "movie-1")
+        assert shown == policy
+        bad = cli(keyplex_bin, base, token_file, "admin", "contents", "policy", "hooli", "movie-1",
+                  "--set", '{"hdpc": "HDCP_V1"}', check=False)
+        assert bad.returncode != 0 and "hdpc" in bad.stderr, bad.stderr
+        removed = cli(keyplex_bin, base, token_file, "admin", "contents", "policy", "hooli", "movie-1", "--delete")
+        assert "removed" in removed.stdout
+        gone = cli(keyplex_bin, base, token_file, "admin", "contents", "policy", "hooli", "movie-1", check=False)
+        assert gone.returncode != 0 and "404" in gone.stderr, gone.stderr
+
         # Export to an operator key made here; open the bundle independently.
         private = rsa_pair(tmp_path)
         bundle_path = tmp_path / "hooli.bundle.json"
