@@ -413,10 +413,12 @@ struct WidevineMessage<'a> {
     session_init: Option<SessionInit>,
 }
 
-/// The service certificate request: the challenge and who asks, nothing else.
+/// The service certificate request: the challenge and who asks, nothing else (an operator's
+/// gateway, `keyplex-json`, knows its own provider).
 #[derive(Serialize)]
 struct WidevineCertificateMessage<'a> {
     payload: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
     provider: &'a str,
 }
 
