@@ -146,6 +146,7 @@ fn routes() -> Router<AppState> {
         .route("/admin/v1/master-key/rotate", post(rotate_master_key))
         .route("/admin/v1/audit", get(audit))
         .route("/admin/v1/stats", get(stats))
+        .merge(crate::drm_systems::admin_routes())
 }
 
 /// Admin 401s challenge for a Bearer token only: a Basic challenge would make browsers pop
@@ -160,7 +161,7 @@ async fn bearer_challenge(mut response: Response) -> Response {
     response
 }
 
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(crate) fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     body.map(|Json(v)| v)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {}", e.body_text())))
 }
@@ -171,7 +172,7 @@ fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Re
 }
 
 /// Records an admin change durably (before the answer), naming the caller.
-async fn audit_change(
+pub(crate) async fn audit_change(
     state: &AppState,
     who: &str,
     tenant: &str,
