@@ -6,6 +6,7 @@ the PlayReady one; the answer validates against the official CPIX 2.3 XSD (lxml)
 
 import base64
 import json
+import subprocess
 import urllib.error
 import urllib.request
 import uuid
@@ -168,6 +169,34 @@ def test_definitions_of_the_configuration_file_with_a_binary_payload(drm_server)
     assert status == 200
     listed = json.loads(payload)["drm_systems"]
     assert [(d["name"], d["source"]) for d in listed] == [("irdeto", "config"), ("verimatrix", "config")]
+
+
+def test_the_cli_defines_a_system_and_the_client_asks_for_it(drm_server):
+    base, binary = drm_server["base"], str(drm_server["bin"])
+    admin_cli = [binary, "admin", "--url", base, "--token", ADMIN_TOKEN, "drm-systems"]
+    put = subprocess.run([*admin_cli, "put", "acme", "irdeto-cli", "--system-id", IRDETO,
+                          "--pssh-version", "1", "--pssh-data", "{kid_hex}", "--dash-value", "Irdeto"],
+                         capture_output=True, text=True, timeout=60)
+    assert put.returncode == 0, put.stderr
+    assert json.loads(put.stdout)["name"] == "irdeto-cli"
+    listed = subprocess.run([*admin_cli, "list", "acme"], capture_output=True, text=True, timeout=60, check=True)
+    assert [d["name"] for d in json.loads(listed.stdout)["drm_systems"]] == ["irdeto-cli"]
+    client = subprocess.run(
+        [binary, "client", "cpix", "--url", f"{base}/acme/cpix", "--content-id", "cli-irdeto",
+         "--user", "packager", "--password", "s3cret-acme", "--drm", f"widevine,irdeto-cli:{IRDETO}"],
+        capture_output=True, text=True, timeout=60)
+    assert client.returncode == 0, client.stderr
+    key = json.loads(client.stdout)["content_key_list"][0]
+    keyplex_proc.saw_key(bytes.fromhex(key["key_hex"]))
+    irdeto = PSSH(key["drm_systems"]["irdeto-cli"]["pssh"])
+    assert irdeto.system_id == uuid.UUID(IRDETO)
+    assert irdeto.key_ids == [uuid.UUID(key["key_id"])]
+    assert irdeto.init_data == key["key_id_hex"].encode()
+    removed = subprocess.run([*admin_cli, "remove", "acme", "irdeto-cli"], capture_output=True, text=True, timeout=60)
+    assert removed.returncode == 0, removed.stderr
+    refused = subprocess.run([*admin_cli, "put", "acme", "bad", "--system-id", "80a6be7e"],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "is not a DRM system id" in refused.stderr, refused.stderr
 
 
 def test_a_malformed_definition_stops_the_start_with_a_clear_message(keyplex_bin, tmp_path):

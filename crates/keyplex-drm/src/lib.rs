@@ -44,6 +44,8 @@ pub use keyplex_types::{ContentKeyValue, EncryptionScheme, Iv, KeyId};
 pub use pssh::PsshBox;
 pub use signal::{DrmSignaling, SignalKey, SignalOptions, signal, signal_drm};
 pub use system::DrmSystem;
+/// The type of system ids, for crates that name one without depending on `uuid`.
+pub use uuid::Uuid;
 
 /// Why DRM data could not be parsed or built. Messages describe the input's shape, never
 /// key material.
