@@ -341,6 +341,92 @@ widevine_provider = "cache-test""#,
         .unwrap()
     }
 
+    /// A tenant that defines Irdeto and overrides Nagra PRM.
+    fn defining_tenant() -> Tenant {
+        let config: crate::config::TenantConfig = toml::from_str(
+            r#"
+[[drm_systems]]
+name = "irdeto"
+system_id = "80a6be7e-1448-4c37-9e70-d5aebe04c8d2"
+pssh_data = "irdeto:{kid}"
+
+[[drm_systems]]
+name = "prm"
+system_id = "adb41c24-2dbf-4a6d-958b-4457c0d27b95"
+override = true
+pssh_data = "prm:{content_id}"
+"#,
+        )
+        .unwrap();
+        let parts = TenantParts {
+            config,
+            source: Source::Config,
+            disabled: false,
+            created_at: None,
+            credentials: Vec::new(),
+        };
+        Tenant::build(
+            TenantId::parse("d").unwrap(),
+            parts,
+            "http://127.0.0.1:8080",
+        )
+        .unwrap()
+    }
+
+    /// The cache keeps one entry per system id: a defined system, a built-in one and a
+    /// built-in one the tenant overrides never get each other's signaling for the same key.
+    #[test]
+    fn the_cache_tells_defined_built_in_and_overridden_systems_apart() {
+        let tenant = defining_tenant();
+        let key = key(1);
+        let data = |drm: DrmIdentity| {
+            let entry = entry(
+                &tenant,
+                &drm,
+                &key,
+                EncryptionScheme::Cenc,
+                SignalForms::ALL,
+            )
+            .unwrap();
+            let (pssh, _) =
+                keyplex_drm::PsshBox::parse(entry.signal.pssh.as_deref().unwrap()).unwrap();
+            (pssh.system_id, pssh.data)
+        };
+        let irdeto = tenant
+            .drm_systems
+            .resolve(&"80a6be7e-1448-4c37-9e70-d5aebe04c8d2".parse().unwrap())
+            .unwrap();
+        for _ in 0..2 {
+            let (id, payload) = data(irdeto.clone());
+            assert_eq!(id.to_string(), "80a6be7e-1448-4c37-9e70-d5aebe04c8d2");
+            assert_eq!(payload, format!("irdeto:{}", key.kid).into_bytes());
+            let (id, payload) = data(DrmIdentity::BuiltIn(DrmSystem::NagraPrm));
+            assert_eq!(id, DrmSystem::NagraPrm.system_id());
+            assert_eq!(
+                payload, b"prm:movie",
+                "the tenant's override, not the default"
+            );
+            let (id, _) = data(DrmIdentity::BuiltIn(DrmSystem::Widevine));
+            assert_eq!(id, DrmSystem::Widevine.system_id());
+        }
+        assert_eq!(tenant.signals.0.len(), 3);
+        // Another tenant without the override gets keyplex's default PRM data.
+        let plain = tenant();
+        let entry = entry(
+            &plain,
+            &DrmIdentity::BuiltIn(DrmSystem::NagraPrm),
+            &key,
+            EncryptionScheme::Cenc,
+            SignalForms::ALL,
+        )
+        .unwrap();
+        let (pssh, _) = keyplex_drm::PsshBox::parse(entry.signal.pssh.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            pssh.data,
+            keyplex_drm::nagra::prm_pssh_data("movie", &key.kid)
+        );
+    }
+
     fn key(value: u8) -> ContentKey {
         ContentKey {
             kid: KeyId::from_bytes([7; 16]),

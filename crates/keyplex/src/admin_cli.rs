@@ -177,45 +177,7 @@ pub enum DrmSystemsCommand {
     /// Define or change a DRM system (answered from the next key request on). The fields
     /// are those of a `[[tenants.x.drm_systems]]` table (docs/integrations.md), from
     /// `--file` (JSON) and/or the flags below (a flag wins over the file).
-    Put {
-        /// The tenant id.
-        tenant: String,
-        /// The definition's name (`[a-z0-9][a-z0-9_-]*`).
-        name: String,
-        /// A JSON file with the definition's fields.
-        #[arg(long, value_name = "PATH")]
-        file: Option<PathBuf>,
-        /// The DASH-IF system id (8-4-4-4-12 hex digits).
-        #[arg(long)]
-        system_id: Option<String>,
-        /// Replace the signaling of the built-in system with this id.
-        #[arg(long = "override")]
-        override_builtin: bool,
-        /// PSSH box version: 0, or 1 (lists the key ids).
-        #[arg(long)]
-        pssh_version: Option<u8>,
-        /// Template of the PSSH data, e.g. `{kid_base64}`.
-        #[arg(long)]
-        pssh_data: Option<String>,
-        /// How the expanded template becomes bytes: utf8, base64 or hex.
-        #[arg(long)]
-        pssh_data_encoding: Option<String>,
-        /// The DASH `ContentProtection@value`.
-        #[arg(long)]
-        dash_value: Option<String>,
-        /// The HLS `KEYFORMAT` (the system has HLS signaling only with it).
-        #[arg(long)]
-        hls_keyformat: Option<String>,
-        /// Template of the HLS key URI (default: the PSSH box as a data URI).
-        #[arg(long)]
-        hls_uri: Option<String>,
-        /// The licence URL, `{la_url}` in templates.
-        #[arg(long)]
-        la_url: Option<String>,
-        /// A GET-style form (`dash`, `hls`) whose answers include the system; repeatable.
-        #[arg(long = "format", value_name = "FORMAT")]
-        formats: Vec<String>,
-    },
+    Put(Box<DrmSystemPut>),
     /// Remove a definition (its system id is unknown again from the next request on).
     Remove {
         /// The tenant id.
@@ -223,6 +185,48 @@ pub enum DrmSystemsCommand {
         /// The definition's name.
         name: String,
     },
+}
+
+/// The fields of `admin drm-systems put`.
+#[derive(Args)]
+pub struct DrmSystemPut {
+    /// The tenant id.
+    tenant: String,
+    /// The definition's name (`[a-z0-9][a-z0-9_-]*`).
+    name: String,
+    /// A JSON file with the definition's fields.
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
+    /// The DASH-IF system id (8-4-4-4-12 hex digits).
+    #[arg(long)]
+    system_id: Option<String>,
+    /// Replace the signaling of the built-in system with this id.
+    #[arg(long = "override")]
+    override_builtin: bool,
+    /// PSSH box version: 0, or 1 (lists the key ids).
+    #[arg(long)]
+    pssh_version: Option<u8>,
+    /// Template of the PSSH data, e.g. `{kid_base64}`.
+    #[arg(long)]
+    pssh_data: Option<String>,
+    /// How the expanded template becomes bytes: utf8, base64 or hex.
+    #[arg(long)]
+    pssh_data_encoding: Option<String>,
+    /// The DASH `ContentProtection@value`.
+    #[arg(long)]
+    dash_value: Option<String>,
+    /// The HLS `KEYFORMAT` (the system has HLS signaling only with it).
+    #[arg(long)]
+    hls_keyformat: Option<String>,
+    /// Template of the HLS key URI (default: the PSSH box as a data URI).
+    #[arg(long)]
+    hls_uri: Option<String>,
+    /// The licence URL, `{la_url}` in templates.
+    #[arg(long)]
+    la_url: Option<String>,
+    /// A GET-style form (`dash`, `hls`) whose answers include the system; repeatable.
+    #[arg(long = "format", value_name = "FORMAT")]
+    formats: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -556,21 +560,22 @@ async fn drm_systems(api: &Api, command: DrmSystemsCommand) -> Result<()> {
         DrmSystemsCommand::Show { tenant, name } => {
             print(&api.get(&path(&tenant, Some(&name)), &[]).await?)
         }
-        DrmSystemsCommand::Put {
-            tenant,
-            name,
-            file,
-            system_id,
-            override_builtin,
-            pssh_version,
-            pssh_data,
-            pssh_data_encoding,
-            dash_value,
-            hls_keyformat,
-            hls_uri,
-            la_url,
-            formats,
-        } => {
+        DrmSystemsCommand::Put(put) => {
+            let DrmSystemPut {
+                tenant,
+                name,
+                file,
+                system_id,
+                override_builtin,
+                pssh_version,
+                pssh_data,
+                pssh_data_encoding,
+                dash_value,
+                hls_keyformat,
+                hls_uri,
+                la_url,
+                formats,
+            } = *put;
             let mut body = match &file {
                 Some(file) => serde_json::from_str::<Value>(
                     &std::fs::read_to_string(file)
