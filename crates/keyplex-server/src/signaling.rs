@@ -377,11 +377,11 @@ pssh_data = "prm:{content_id}"
     /// built-in one the tenant overrides never get each other's signaling for the same key.
     #[test]
     fn the_cache_tells_defined_built_in_and_overridden_systems_apart() {
-        let tenant = defining_tenant();
+        let defining = defining_tenant();
         let key = key(1);
         let data = |drm: DrmIdentity| {
             let entry = entry(
-                &tenant,
+                &defining,
                 &drm,
                 &key,
                 EncryptionScheme::Cenc,
@@ -392,7 +392,7 @@ pssh_data = "prm:{content_id}"
                 keyplex_drm::PsshBox::parse(entry.signal.pssh.as_deref().unwrap()).unwrap();
             (pssh.system_id, pssh.data)
         };
-        let irdeto = tenant
+        let irdeto = defining
             .drm_systems
             .resolve(&"80a6be7e-1448-4c37-9e70-d5aebe04c8d2".parse().unwrap())
             .unwrap();
@@ -409,7 +409,7 @@ pssh_data = "prm:{content_id}"
             let (id, _) = data(DrmIdentity::BuiltIn(DrmSystem::Widevine));
             assert_eq!(id, DrmSystem::Widevine.system_id());
         }
-        assert_eq!(tenant.signals.0.len(), 3);
+        assert_eq!(defining.signals.0.len(), 3);
         // Another tenant without the override gets keyplex's default PRM data.
         let plain = tenant();
         let entry = entry(
