@@ -18,10 +18,11 @@ const WV: &str = "edef8ba9-79d6-4ace-a3c8-27dcd51d21ed";
 const PR: &str = "9a04f079-9840-4286-ab92-e65be0885f95";
 const VIDEO_KID: &str = "6f0b7a52-1c8e-4a2c-9d1f-3b2e4c5d6a71";
 const PATH: &str = "/admin/v1/tenants/acme/drm-systems/irdeto";
+const ENC_TOKEN: &str = "enc-token-of-acme2-0123456789";
 
 async fn start() -> TestServer {
     let config = format!(
-        "[admin]\ntoken = \"{ADMIN_TOKEN}\"\n{ACME_CONFIG}\n[tenants.acme2]\nbasic = [{{ user = \"packager\", password = \"s3cret-acme2\" }}]\nget_token = \"get-token-of-acme2-0123456789\"\n"
+        "[admin]\ntoken = \"{ADMIN_TOKEN}\"\n{ACME_CONFIG}\n[tenants.acme2]\nbasic = [{{ user = \"packager\", password = \"s3cret-acme2\" }}]\nget_token = \"get-token-of-acme2-0123456789\"\nenc_token = \"{ENC_TOKEN}\"\n"
     );
     TestServer::start_with(&config, |_| {}).await
 }
@@ -392,6 +393,28 @@ async fn nagra_and_get_cpix_answer_defined_systems() {
         .expect("Irdeto in the GET-style answer");
     assert_eq!(irdeto_entry.name.as_deref(), Some("Irdeto"));
     assert!(irdeto_entry.pssh.is_some());
+    // ATEME's GET form (a profile of PallyCon's CPIX) for dash: Irdeto's PSSH too.
+    let resp = server
+        .client
+        .get(server.url(&format!(
+            "/acme2/cpix/anevia/dash/{ENC_TOKEN}/anevia-irdeto"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let doc = keyplex_cpix::read_document(resp.text().await.unwrap().as_bytes()).unwrap();
+    let irdeto_entry = doc
+        .drm_systems
+        .iter()
+        .flatten()
+        .find(|d| d.system_id.as_written == IRDETO)
+        .expect("Irdeto in the ATEME answer");
+    let bytes = B64.decode(irdeto_entry.pssh.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        PsshBox::parse(&bytes).unwrap().0.system_id.to_string(),
+        IRDETO
+    );
     // hls is not among its formats.
     let resp = server
         .client
