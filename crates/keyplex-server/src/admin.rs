@@ -322,6 +322,13 @@ async fn create_tenant(
             "settings: credentials are added with POST /admin/v1/tenants/{id}/credentials, not in settings".into(),
         ));
     }
+    // Definitions in settings could not be changed later (settings are not editable): they
+    // go through their own routes, where they can.
+    if !config.drm_systems.is_empty() {
+        return Err(ApiError::BadRequest(
+            "settings: DRM systems are defined with PUT /admin/v1/tenants/{id}/drm-systems/{name}, not in settings".into(),
+        ));
+    }
     // Settings must make a servable tenant (checked before anything is stored).
     Tenant::build(
         id.clone(),

@@ -311,6 +311,22 @@ async fn the_admin_api_refuses_what_cannot_be_served_with_clear_messages() {
     )
     .await;
     assert_eq!(status, 201, "{answer}");
+    // A new tenant's settings do not take definitions: they have their own routes.
+    let (status, problem) = admin(
+        &server,
+        reqwest::Method::POST,
+        "/admin/v1/tenants",
+        Some(json!({"id": "hooli", "settings": {"drm_systems": [irdeto()]}})),
+    )
+    .await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("PUT /admin/v1/tenants/{id}/drm-systems/{name}"),
+        "{problem}"
+    );
     let (status, _) = admin(
         &server,
         reqwest::Method::GET,
