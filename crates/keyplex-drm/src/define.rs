@@ -788,4 +788,42 @@ mod tests {
         );
         assert_eq!(s.hls_media, Some(line.to_ext_x_key()));
     }
+
+    proptest::proptest! {
+        /// Whatever an operator writes, checking never panics, and what it accepts renders
+        /// for any key, content and period (the promise that lets `render` be infallible):
+        /// the box parses back with the definition's id and version.
+        #[test]
+        fn accepted_definitions_render_for_any_key(
+            pssh_data in "[ -~]{0,40}",
+            encoding in proptest::sample::select(vec!["utf8", "base64", "hex"]),
+            hls_uri in proptest::option::of("[ -~]{0,20}"),
+            kid in proptest::prelude::any::<[u8; 16]>(),
+            content_id in "[A-Za-z0-9_.:-]{1,30}",
+            period in proptest::option::of(proptest::prelude::any::<u32>()),
+            version in 0u8..3,
+        ) {
+            let text = DefinitionText {
+                pssh_version: version,
+                pssh_data: &pssh_data,
+                pssh_data_encoding: encoding,
+                hls_uri: hls_uri.as_deref(),
+                ..irdeto()
+            };
+            if let Ok(def) = DrmDefinition::new(&text) {
+                let kid = KeyId::from_bytes(kid);
+                let o = SignalOptions {
+                    content_id: &content_id,
+                    crypto_period_index: period,
+                    ..opts(EncryptionScheme::Cbcs)
+                };
+                let s = def.render(kid, &[kid], &o);
+                let (pssh, used) = PsshBox::parse(s.pssh.as_ref().unwrap()).unwrap();
+                proptest::prop_assert_eq!(used, s.pssh.as_ref().unwrap().len());
+                proptest::prop_assert_eq!(pssh.system_id.to_string(), IRDETO);
+                proptest::prop_assert_eq!(pssh.version, version);
+                proptest::prop_assert!(s.hls_media.is_some());
+            }
+        }
+    }
 }
