@@ -763,6 +763,16 @@ mod tests {
             write(format!("answered24-{stem}.xml"), &v24);
             count += 3;
         }
+        // A SPEKE v2 request naming a DRM system a tenant defines (Irdeto) beside Widevine and
+        // PlayReady: the server's fixture for tenant-defined systems, answered.
+        let defined = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../keyplex-server/tests/it/fixtures/speke_v2_widevine_playready_irdeto.xml");
+        let request = read_document(&std::fs::read(&defined).unwrap()).unwrap();
+        write(
+            "answered-speke_v2_widevine_playready_irdeto.xml".to_owned(),
+            &answered(request),
+        );
+        count += 1;
         let mut runner = TestRunner::new_with_rng(
             Config::default(),
             TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),

@@ -6,6 +6,9 @@
 //! * [`playready`]: WRMHEADER 4.0–4.3, the PlayReady Object and the key checksum.
 //! * [`fairplay`]: `skd://` URIs; [`nagra`]: Nagra PRM pssh data.
 //! * [`template`]: `{placeholder}` templates (FairPlay key URIs, tenant-defined signaling).
+//! * [`define`]: DRM systems a tenant defines (system id, PSSH data template, DASH/HLS),
+//!   checked once and rendered infallibly; [`define::DrmIdentity`] names a built-in or
+//!   defined system.
 //! * [`clearkey`]: the W3C common pssh and the Clear Key licence JSON.
 //! * [`dash`] and [`hls`]: MPD `ContentProtection` elements and `#EXT-X-KEY` lines.
 //! * [`mod@signal`]: the single entry point every key API calls to get all of the above.
@@ -17,6 +20,7 @@
 
 pub mod clearkey;
 pub mod dash;
+pub mod define;
 pub mod describe;
 pub mod fairplay;
 /// For the fuzz targets in `fuzz/` and their regression test; not an API.
@@ -35,10 +39,13 @@ mod xml;
 #[cfg(test)]
 mod oracle_tests;
 
+pub use define::{DrmDefinition, DrmIdentity};
 pub use keyplex_types::{ContentKeyValue, EncryptionScheme, Iv, KeyId};
 pub use pssh::PsshBox;
-pub use signal::{DrmSignaling, SignalKey, SignalOptions, signal};
+pub use signal::{DrmSignaling, SignalKey, SignalOptions, signal, signal_drm};
 pub use system::DrmSystem;
+/// The type of system ids, for crates that name one without depending on `uuid`.
+pub use uuid::Uuid;
 
 /// Why DRM data could not be parsed or built. Messages describe the input's shape, never
 /// key material.
@@ -83,6 +90,8 @@ pub enum DrmError {
     TemplateRequired { system: DrmSystem },
     #[error("keyplex cannot build signaling for {system}")]
     UnsupportedSystem { system: DrmSystem },
+    #[error("DRM system definition {name:?}: {message}")]
+    Definition { name: String, message: String },
     #[error("{system} signaling needs {option} to be configured")]
     MissingOption {
         system: DrmSystem,

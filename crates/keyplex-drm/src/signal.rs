@@ -9,6 +9,7 @@ use keyplex_types::{ContentKeyValue, EncryptionScheme, Iv, KeyId};
 
 use crate::clearkey::common_pssh;
 use crate::dash::{content_protection_data, drm_content_protection_element};
+use crate::define::{DrmDefinition, DrmIdentity};
 use crate::fairplay::skd_uri;
 use crate::hls::{
     HlsKeyLine, HlsMethod, KEYFORMAT_CLEARKEY, KEYFORMAT_FAIRPLAY, KEYFORMAT_IDENTITY,
@@ -42,6 +43,9 @@ pub struct SignalOptions<'a> {
     /// the key id (8-4-4-4-12).
     pub hls_aes128_key_url: Option<&'a str>,
     pub crypto_period_index: Option<u32>,
+    /// The key's track type (`SD`, `HD`, `AUDIO`…), for the `{track_type}` placeholder of
+    /// templates.
+    pub track_type: Option<&'a str>,
     /// The FairPlay key URI (`fairplay_uri_template`); `None`: `skd://<kid as UUID>`.
     pub fairplay_uri: Option<&'a Template>,
     /// Which forms to build. The PSSH box is always built (every other form derives from
@@ -72,7 +76,9 @@ impl SignalForms {
 /// no such form (or, for HLS, not for this scheme).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct DrmSignaling {
-    pub system: DrmSystem,
+    /// The built-in system of this id (`None` for a tenant-defined one).
+    pub system: Option<DrmSystem>,
+    pub system_id: uuid::Uuid,
     /// Full pssh box(es) for ISO-BMFF init segments and CPIX `PSSH`.
     pub pssh: Option<Vec<u8>>,
     /// CPIX `ContentProtectionData`: the inner XML of the DASH descriptor, standalone.
@@ -110,9 +116,10 @@ pub struct DrmSignaling {
 /// * Clear Key AES-128 and AWS HLS AES-128: `METHOD=AES-128` with the key URL, `IV` and
 ///   `KEYFORMAT="identity"`; the CENC scheme does not apply to whole-segment encryption.
 /// * Clear Key SAMPLE-AES: the same with `METHOD=SAMPLE-AES`, cbcs only.
-/// * Nagra PRM: v0 pssh whose data is base64url of `{"contentId":…,"keyId":…}` (the form
-///   the public parsers `pssh-box` and SwPSSH read; [`crate::nagra`]); DASH `cenc:pssh`;
-///   HLS as Widevine's (the box as a data URI, `KEYFORMAT="urn:uuid:<system id>"`).
+/// * Nagra PRM: keyplex's default definition ([`DrmDefinition::nagra_prm`]): v0 pssh whose
+///   data is base64url of `{"contentId":…,"keyId":…}` (the form the public parsers
+///   `pssh-box` and SwPSSH read; [`crate::nagra`]); DASH `cenc:pssh`; HLS as Widevine's
+///   (the box as a data URI, `KEYFORMAT="urn:uuid:<system id>"`).
 /// * Marlin is not supported.
 pub fn signal(
     system: DrmSystem,
@@ -123,7 +130,8 @@ pub fn signal(
     let kids: Vec<KeyId> = keys.iter().map(|k| k.kid).collect();
     let scheme = opts.scheme;
     let mut out = DrmSignaling {
-        system,
+        system: Some(system),
+        system_id: system.system_id(),
         pssh: None,
         content_protection_data: None,
         content_protection_element: None,
@@ -201,8 +209,10 @@ pub fn signal(
                     kid: first.kid,
                     content_id: opts.content_id,
                     period: opts.crypto_period_index.map(u64::from),
-                    track_type: None,
+                    track_type: opts.track_type,
                     la_url: None,
+                    pssh: None,
+                    pssh_data: None,
                 }),
                 None => skd_uri(&first.kid),
             };
@@ -277,20 +287,31 @@ pub fn signal(
                 },
             );
         }
+        // keyplex's default definition of PRM ([`DrmDefinition::nagra_prm`]); a tenant's
+        // own definition replaces it before this is called.
         DrmSystem::NagraPrm => {
-            let pssh = PsshBox::v0(
-                system.system_id(),
-                crate::nagra::prm_pssh_data(opts.content_id, &first.kid),
-            );
-            set_dash(opts.forms, &mut out, system, &pssh, None, None);
-            // No public HLS form for PRM: the CMAF convention for a DRM with a pssh box
-            // (as Widevine's): the box as a data URI, KEYFORMAT urn:uuid:<system id>.
-            set_pssh_hls(opts, &mut out, &pssh, first.kid, system.scheme_id_uri());
-            out.pssh = Some(pssh.to_bytes());
+            return Ok(DrmDefinition::nagra_prm().render(first.kid, &kids, opts));
         }
         DrmSystem::Marlin => return Err(DrmError::UnsupportedSystem { system }),
     }
     Ok(out)
+}
+
+/// [`signal`] for a built-in or tenant-defined system (a definition's rendering cannot fail;
+/// only an empty key list can).
+pub fn signal_drm(
+    drm: &DrmIdentity,
+    keys: &[SignalKey<'_>],
+    opts: &SignalOptions<'_>,
+) -> Result<DrmSignaling, DrmError> {
+    match drm {
+        DrmIdentity::BuiltIn(system) => signal(*system, keys, opts),
+        DrmIdentity::Defined(definition) => {
+            let first = keys.first().ok_or(DrmError::NoKeys)?;
+            let kids: Vec<KeyId> = keys.iter().map(|k| k.kid).collect();
+            Ok(definition.render(first.kid, &kids, opts))
+        }
+    }
 }
 
 fn require_scheme(
@@ -373,6 +394,7 @@ mod tests {
             clearkey_la_url: None,
             hls_aes128_key_url: None,
             crypto_period_index: None,
+            track_type: None,
             fairplay_uri: None,
             forms: SignalForms::ALL,
         }
@@ -837,6 +859,7 @@ mod forms_tests {
             clearkey_la_url: Some("https://ck.example/"),
             hls_aes128_key_url: None,
             crypto_period_index: None,
+            track_type: None,
             fairplay_uri: None,
             forms: SignalForms::ALL,
         };

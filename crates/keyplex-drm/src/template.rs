@@ -1,8 +1,7 @@
 //! Text templates with `{name}` placeholders, for signaling whose form the operator's
 //! licence service decides: the FairPlay key URI (`fairplay_uri_template`, every KSM reads
-//! its own `skd://` form). The placeholders beyond FairPlay's (`{kid_base64url}`,
-//! `{content_id_base64}`, `{track_type}`, `{la_url}`) are for the payload templates of
-//! tenant-defined DRM systems, which are not wired in yet.
+//! its own `skd://` form) and the PSSH data, HLS key URI and DASH element of tenant-defined
+//! DRM systems ([`crate::define`]).
 //!
 //! A template is checked once, when the configuration is loaded ([`Template::parse`]): an
 //! unknown placeholder or an unclosed brace is refused there, so expanding at request time
@@ -13,7 +12,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use keyplex_types::KeyId;
 
 /// A placeholder a template may name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Placeholder {
     /// The key id as a UUID, `8-4-4-4-12`, lowercase.
     Kid,
@@ -33,10 +32,15 @@ pub enum Placeholder {
     TrackType,
     /// The licence URL configured for the DRM system; empty when none is.
     LaUrl,
+    /// base64 of the whole PSSH box of a defined DRM system (its HLS URI and DASH element
+    /// only: the box is built from the other placeholders first).
+    Pssh,
+    /// base64 of that box's data (HLS URI and DASH element only).
+    PsshData,
 }
 
 impl Placeholder {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::Kid,
         Self::KidHex,
         Self::KidBase64,
@@ -46,6 +50,8 @@ impl Placeholder {
         Self::Period,
         Self::TrackType,
         Self::LaUrl,
+        Self::Pssh,
+        Self::PsshData,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -59,6 +65,8 @@ impl Placeholder {
             Self::Period => "period",
             Self::TrackType => "track_type",
             Self::LaUrl => "la_url",
+            Self::Pssh => "pssh",
+            Self::PsshData => "pssh_data",
         }
     }
 
@@ -76,6 +84,20 @@ pub const FAIRPLAY_URI_PLACEHOLDERS: &[Placeholder] = &[
     Placeholder::Period,
 ];
 
+/// The placeholders of the PSSH data template of a defined DRM system (in UTF-8 text: the
+/// binary encodings take fewer, see [`crate::define`]).
+pub const PSSH_DATA_PLACEHOLDERS: &[Placeholder] = &[
+    Placeholder::Kid,
+    Placeholder::KidHex,
+    Placeholder::KidBase64,
+    Placeholder::KidBase64Url,
+    Placeholder::ContentId,
+    Placeholder::ContentIdBase64,
+    Placeholder::Period,
+    Placeholder::TrackType,
+    Placeholder::LaUrl,
+];
+
 /// What the placeholders stand for when one key is signaled.
 #[derive(Clone, Copy, Debug)]
 pub struct TemplateValues<'a> {
@@ -84,16 +106,20 @@ pub struct TemplateValues<'a> {
     pub period: Option<u64>,
     pub track_type: Option<&'a str>,
     pub la_url: Option<&'a str>,
+    /// base64 of the PSSH box, where it exists before the template is expanded.
+    pub pssh: Option<&'a str>,
+    /// base64 of the PSSH box's data.
+    pub pssh_data: Option<&'a str>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Part {
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Part {
     Text(String),
     Value(Placeholder),
 }
 
 /// A checked template.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Template {
     parts: Vec<Part>,
 }
@@ -161,6 +187,11 @@ impl Template {
         Ok(Self { parts })
     }
 
+    /// The literal text and placeholders, in order.
+    pub(crate) fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
     /// The template with every placeholder replaced.
     pub fn expand(&self, v: &TemplateValues<'_>) -> String {
         let mut out = String::new();
@@ -183,6 +214,8 @@ impl Template {
                     }
                     Placeholder::TrackType => out.push_str(v.track_type.unwrap_or_default()),
                     Placeholder::LaUrl => out.push_str(v.la_url.unwrap_or_default()),
+                    Placeholder::Pssh => out.push_str(v.pssh.unwrap_or_default()),
+                    Placeholder::PsshData => out.push_str(v.pssh_data.unwrap_or_default()),
                 },
             }
         }
@@ -202,6 +235,8 @@ mod tests {
             period: Some(128),
             track_type: Some("HD"),
             la_url: None,
+            pssh: None,
+            pssh_data: None,
         }
     }
 
@@ -209,7 +244,7 @@ mod tests {
     fn expands_every_placeholder() {
         let all = Template::parse(
             "{kid}|{kid_hex}|{kid_base64}|{kid_base64url}|{content_id}|{content_id_base64}|{period}|{track_type}|{la_url}",
-            &Placeholder::ALL,
+            PSSH_DATA_PLACEHOLDERS,
         )
         .unwrap();
         assert_eq!(

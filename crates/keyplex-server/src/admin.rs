@@ -152,6 +152,7 @@ fn routes() -> Router<AppState> {
         .route("/admin/v1/master-key/rotate", post(rotate_master_key))
         .route("/admin/v1/audit", get(audit))
         .route("/admin/v1/stats", get(stats))
+        .merge(crate::drm_systems::admin_routes())
 }
 
 /// Admin 401s challenge for a Bearer token only: a Basic challenge would make browsers pop
@@ -166,7 +167,7 @@ async fn bearer_challenge(mut response: Response) -> Response {
     response
 }
 
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(crate) fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     body.map(|Json(v)| v)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {}", e.body_text())))
 }
@@ -177,7 +178,7 @@ fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Re
 }
 
 /// Records an admin change durably (before the answer), naming the caller.
-async fn audit_change(
+pub(crate) async fn audit_change(
     state: &AppState,
     who: &str,
     tenant: &str,
@@ -337,6 +338,13 @@ async fn create_tenant(
     if config.has_file_credentials() {
         return Err(ApiError::BadRequest(
             "settings: credentials are added with POST /admin/v1/tenants/{id}/credentials, not in settings".into(),
+        ));
+    }
+    // Definitions in settings could not be changed later (settings are not editable): they
+    // go through their own routes, where they can.
+    if !config.drm_systems.is_empty() {
+        return Err(ApiError::BadRequest(
+            "settings: DRM systems are defined with PUT /admin/v1/tenants/{id}/drm-systems/{name}, not in settings".into(),
         ));
     }
     // Settings must make a servable tenant (checked before anything is stored).

@@ -207,6 +207,10 @@ pub struct TenantConfig {
     /// PRM pssh data the public parsers read (`keyplex_drm::nagra`).
     #[serde(default)]
     pub prm_template: Option<PrmTemplate>,
+    /// DRM systems the tenant defines (`[[tenants.X.drm_systems]]`): Irdeto, Conax, …, or
+    /// an override of a built-in system's signaling ([`crate::drm_systems`]).
+    #[serde(default)]
+    pub drm_systems: Vec<crate::drm_systems::DrmSystemConfig>,
     /// The FairPlay key URI written into HLS signaling by every interface: a template with
     /// `{kid}`, `{kid_hex}`, `{kid_base64}`, `{content_id}` and `{period}`. Default
     /// `skd://{kid}`. A KSM expects its own form (PallyCon's: `skd://{kid_base64}`).
@@ -237,6 +241,9 @@ pub struct TenantConfig {
     /// PallyCon-style tokens added through the admin API (beside `enc_token`).
     #[serde(skip)]
     pub extra_enc_tokens: Vec<Secret>,
+    /// DRM systems defined through the admin API (beside `drm_systems`).
+    #[serde(skip)]
+    pub extra_drm_systems: Vec<crate::drm_systems::DrmSystemConfig>,
 }
 
 /// `max_key_lead_days` when the tenant does not set it.
@@ -325,15 +332,8 @@ impl TenantConfig {
                 ));
             }
         }
-        if let Some(prm) = &self.prm_template {
-            use base64::Engine as _;
-            let data = base64::engine::general_purpose::STANDARD
-                .decode(prm.pssh_data_base64.trim())
-                .map_err(|_| "prm_template.pssh_data_base64 is not base64".to_owned())?;
-            if data.len() > 64 * 1024 {
-                return Err("prm_template.pssh_data_base64 is larger than 64 KiB".into());
-            }
-        }
+        // Every definition (and prm_template, their alias) checked as it will be served.
+        crate::drm_systems::DrmCatalog::build(self)?;
         for b in &self.basic {
             if b.user.is_empty() || b.user.contains(':') || b.password.expose().is_empty() {
                 return Err("basic credentials need a user without ':' and a password".into());
@@ -410,9 +410,12 @@ pub struct WidevineSigner {
 
 /// How keyplex writes Nagra PRM (`adb41c24-2dbf-4a6d-958b-4457c0d27b95`) signaling for a
 /// tenant. The PRM payload is proprietary, so it comes from the operator (as NAGRA provides
-/// it) rather than from keyplex. Placeholders in the text fields: `{kid}` (key id,
-/// 8-4-4-4-12 lower case), `{kid_hex}` (32 hex digits), `{content_id}`, `{pssh}` (base64 of
-/// the whole PRM pssh box) and `{pssh_data}` (base64 of `pssh_data_base64`'s bytes).
+/// it) rather than from keyplex. An alias of a `drm_systems` entry overriding PRM
+/// ([`crate::drm_systems::DrmSystemConfig::from_prm_template`]). Placeholders in the text
+/// fields: those of `drm_systems` templates, among them `{kid}` (key id, 8-4-4-4-12 lower
+/// case), `{kid_hex}` (32 hex digits), `{content_id}`, `{pssh}` (base64 of the whole PRM
+/// pssh box) and `{pssh_data}` (base64 of `pssh_data_base64`'s bytes); another name is
+/// refused when the configuration is loaded.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrmTemplate {
@@ -422,7 +425,7 @@ pub struct PrmTemplate {
     /// pssh box in `cenc:pssh`.
     #[serde(default)]
     pub content_protection: Option<String>,
-    /// The HLS `EXT-X-KEY` URI. Without it, PRM has no HLS signaling.
+    /// The HLS `EXT-X-KEY` URI. Default: the PRM pssh box as a data URI.
     #[serde(default)]
     pub hls_key_uri: Option<String>,
     /// The HLS `KEYFORMAT`. Default: `urn:uuid:adb41c24-2dbf-4a6d-958b-4457c0d27b95`.

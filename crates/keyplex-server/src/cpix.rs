@@ -20,6 +20,7 @@ use keyplex_cpix::model::{
     Playlist, UsageRule, VideoFilter,
 };
 use keyplex_crypto::delivery::{DocumentKeys, RecipientKey};
+use keyplex_drm::define::DrmIdentity;
 use keyplex_drm::signal::SignalForms;
 use keyplex_drm::system::DrmSystem;
 use keyplex_types::{
@@ -278,14 +279,14 @@ pub async fn exchange_with(
     };
     let mut systems = Vec::new();
     for drm in doc.drm_systems.iter().flatten() {
-        let system = drm_system(drm)?;
+        let system = drm_system(tenant, drm)?;
         let scheme = schemes
             .get(&drm.kid.id)
             .copied()
             .flatten()
             .or(unnamed_scheme)
-            .unwrap_or_else(|| signaling::default_scheme(system));
-        signaling::preflight(tenant, system, scheme)?;
+            .unwrap_or_else(|| signaling::default_scheme(&system));
+        signaling::preflight(tenant, &system, scheme)?;
         systems.push((system, scheme));
     }
     let recipients = doc
@@ -345,7 +346,7 @@ pub async fn exchange_with(
         })?;
         match profile.fill {
             Fill::AsAsked => {
-                let signal = signaling::entry(tenant, system, key, scheme, wanted_forms(drm))?;
+                let signal = signaling::entry(tenant, &system, key, scheme, wanted_forms(drm))?;
                 if profile.answer_everything_asked
                     && !asked_nothing(drm)
                     && signal.signal.pssh.is_some()
@@ -355,7 +356,7 @@ pub async fn exchange_with(
                 fill_drm_system(drm, &signal, version.as_ref());
             }
             Fill::Pallycon(api) => {
-                let signal = signaling::entry(tenant, system, key, scheme, SignalForms::ALL)?;
+                let signal = signaling::entry(tenant, &system, key, scheme, SignalForms::ALL)?;
                 fill_pallycon(drm, &signal, api);
             }
         }
@@ -391,13 +392,17 @@ fn document_content_id(doc: &CpixDocument, source: ContentIdSource) -> Result<Co
     ContentId::parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
-fn drm_system(drm: &DrmSystemEntry) -> Result<DrmSystem, ApiError> {
-    DrmSystem::from_system_id(&uuid::Uuid::from_bytes(drm.system_id.uuid)).ok_or_else(|| {
-        ApiError::BadRequest(format!(
-            "unknown DRM system id {}",
-            truncate(&drm.system_id.as_written)
-        ))
-    })
+/// The system a `DRMSystem` names: one the tenant defined, else one keyplex builds in.
+fn drm_system(tenant: &Tenant, drm: &DrmSystemEntry) -> Result<DrmIdentity, ApiError> {
+    tenant
+        .drm_systems
+        .resolve(&uuid::Uuid::from_bytes(drm.system_id.uuid))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unknown DRM system id {}",
+                truncate(&drm.system_id.as_written)
+            ))
+        })
 }
 
 /// Track type, key period and scheme of a key, from the rules that name it.
@@ -629,7 +634,10 @@ fn fill_drm_system(drm: &mut DrmSystemEntry, entry: &SignalEntry, version: Optio
         drm.smooth_streaming = s.smooth_streaming_header.as_ref().map(|_| String::new());
         if !is_v24
             && s.hls_key_uri.is_some()
-            && matches!(s.system, DrmSystem::FairPlay | DrmSystem::FairPlayLegacy)
+            && matches!(
+                s.system,
+                Some(DrmSystem::FairPlay | DrmSystem::FairPlayLegacy)
+            )
         {
             drm.uri_ext_x_key = Some(String::new());
         }
@@ -697,11 +705,13 @@ fn fill_pallycon(drm: &mut DrmSystemEntry, entry: &SignalEntry, api: PallyconVer
     // The key URI of FairPlay (`skd://…`) and of identity keys (AES-128's key URL); a data
     // URI holding a pssh box is not what PallyCon clients expect here.
     drm.uri_ext_x_key = match s.system {
-        DrmSystem::FairPlay
-        | DrmSystem::FairPlayLegacy
-        | DrmSystem::ClearKeyAes128
-        | DrmSystem::AwsHlsAes128
-        | DrmSystem::ClearKeySampleAes => b64.hls_key_uri.clone(),
+        Some(
+            DrmSystem::FairPlay
+            | DrmSystem::FairPlayLegacy
+            | DrmSystem::ClearKeyAes128
+            | DrmSystem::AwsHlsAes128
+            | DrmSystem::ClearKeySampleAes,
+        ) => b64.hls_key_uri.clone(),
         _ => None,
     };
     drm.content_protection_data = None;

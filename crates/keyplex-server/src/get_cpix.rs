@@ -27,6 +27,7 @@ use keyplex_cpix::model::{
     ContentKeyEntry, ContentKeyPeriod, CpixDocument, CpixVersion, DrmSystemEntry, HlsSignaling,
     KeyPeriodFilter, KeyValue, Kid, Playlist, UsageRule,
 };
+use keyplex_drm::define::DrmIdentity;
 use keyplex_drm::signal::SignalForms;
 use keyplex_drm::system::DrmSystem;
 use keyplex_types::{ContentId, EncryptionScheme, KeyPeriod, KeySlot, TrackType};
@@ -164,8 +165,17 @@ impl Format {
         }
     }
 
-    fn systems(self) -> &'static [DrmSystem] {
+    const fn name(self) -> &'static str {
         match self {
+            Self::Dash => "dash",
+            Self::Hls => "hls",
+        }
+    }
+
+    /// The built-in systems of the format, then those the tenant lists for it
+    /// (`drm_systems` entries with `formats`).
+    fn systems(self, tenant: &Tenant) -> Vec<DrmIdentity> {
+        let builtin: &[DrmSystem] = match self {
             Self::Dash => &[
                 DrmSystem::Widevine,
                 DrmSystem::PlayReady,
@@ -173,7 +183,12 @@ impl Format {
                 DrmSystem::CommonPssh,
             ],
             Self::Hls => &[DrmSystem::FairPlay, DrmSystem::Widevine],
-        }
+        };
+        builtin
+            .iter()
+            .map(|s| DrmIdentity::BuiltIn(*s))
+            .chain(tenant.drm_systems.for_format(self.name()))
+            .collect()
     }
 
     fn default_scheme(self) -> EncryptionScheme {
@@ -215,8 +230,8 @@ pub(crate) fn check_request(
                 ))
             })?,
     };
-    for system in format.systems() {
-        signaling::preflight(tenant, *system, scheme)?;
+    for system in format.systems(tenant) {
+        signaling::preflight(tenant, &system, scheme)?;
     }
     Ok((format, content_id, scheme, period))
 }
@@ -246,12 +261,13 @@ async fn answer(
 
     // 3. The document.
     let kid = Kid::new(key.kid);
-    let mut drm_systems = Vec::with_capacity(format.systems().len());
-    for system in format.systems() {
-        let signal = signaling::entry(tenant, *system, key, scheme, SignalForms::ALL)?;
+    let systems = format.systems(tenant);
+    let mut drm_systems = Vec::with_capacity(systems.len());
+    for system in systems {
+        let signal = signaling::entry(tenant, &system, key, scheme, SignalForms::ALL)?;
         let b64 = &signal.base64;
         let mut entry = DrmSystemEntry {
-            name: Some(system.dash_value().to_owned()),
+            name: system.dash_value().map(str::to_owned),
             pssh: b64.pssh.clone(),
             ..DrmSystemEntry::new(*system.system_id().as_bytes(), kid.clone())
         };
@@ -263,7 +279,7 @@ async fn answer(
             }
             Format::Hls => {
                 // CPIX 2.3 readers that predate HLSSignalingData take FairPlay's URI here.
-                if matches!(system, DrmSystem::FairPlay) {
+                if system == DrmIdentity::BuiltIn(DrmSystem::FairPlay) {
                     entry.uri_ext_x_key.clone_from(&b64.hls_key_uri);
                 }
                 let playlists = [

@@ -15,6 +15,7 @@ pub mod config;
 pub mod cors;
 pub mod cpix;
 pub mod deadline;
+pub mod drm_systems;
 pub mod entitlement;
 pub mod error;
 /// For the fuzz targets in `fuzz/` and their regression test; not an API.

@@ -25,6 +25,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use keyplex_drm::define::DrmIdentity;
 use keyplex_drm::signal::{DrmSignaling, SignalForms};
 use keyplex_drm::system::DrmSystem;
 use keyplex_types::{
@@ -298,8 +299,10 @@ struct Request {
     emi: Option<u32>,
     supplied: Option<SuppliedKey>,
     timestamp: Option<OffsetDateTime>,
-    /// `None` (or an empty list): the defaults of the API and mode.
-    drm_list: Option<Vec<DrmSystem>>,
+    /// `None` (or an empty list): the defaults of the API and mode. System ids: which
+    /// system each names (the tenant's definition or a built-in one) is decided with the
+    /// tenant ([`requested_systems`]).
+    drm_list: Option<Vec<uuid::Uuid>>,
     /// The `metadata` of `drmList` entries given as objects, as compact JSON by system id
     /// (empty when none has any).
     drm_metadata: String,
@@ -379,11 +382,8 @@ impl Request {
                             truncate(raw)
                         ))
                     })?;
-                    let system = DrmSystem::from_system_id(&id).ok_or_else(|| {
-                        unsupported_drm(format!("unknown DRM system id {id} in drmList"))
-                    })?;
-                    if !systems.contains(&system) {
-                        systems.push(system);
+                    if !systems.contains(&id) {
+                        systems.push(id);
                     }
                 }
                 Some(systems)
@@ -524,14 +524,17 @@ fn key_period(
 /// with another.
 #[derive(Debug)]
 struct Wanted {
-    system: DrmSystem,
+    system: DrmIdentity,
     dash: Option<EncryptionScheme>,
     hls: Option<EncryptionScheme>,
 }
 
 /// FairPlay under either of its system ids.
-fn is_fairplay(s: DrmSystem) -> bool {
-    matches!(s, DrmSystem::FairPlay | DrmSystem::FairPlayLegacy)
+fn is_fairplay(s: &DrmIdentity) -> bool {
+    matches!(
+        s.builtin(),
+        Some(DrmSystem::FairPlay | DrmSystem::FairPlayLegacy)
+    )
 }
 
 fn mode_name(mode: Option<StreamingMode>) -> &'static str {
@@ -545,8 +548,8 @@ fn mode_name(mode: Option<StreamingMode>) -> &'static str {
 fn signaling_plan(api: Api, tenant: &Tenant, request: &Request) -> Result<Vec<Wanted>, NagraJson> {
     let mode = request.streaming_mode;
     let wanted: Vec<Wanted> = match api {
-        Api::Cmaf => cmaf_plan(mode, request)?,
-        Api::Key => key_plan(mode, request),
+        Api::Cmaf => cmaf_plan(mode, tenant, request)?,
+        Api::Key => key_plan(mode, tenant, request)?,
     };
     // Every (system, scheme) must signal, and give the forms asked for. In a single-mode
     // request (and on /cmaf, whose table names the forms) each form asked for must exist;
@@ -556,13 +559,13 @@ fn signaling_plan(api: Api, tenant: &Tenant, request: &Request) -> Result<Vec<Wa
     for mut w in wanted {
         let dash_ok = match w.dash {
             Some(scheme) => {
-                let s = probe(tenant, w.system, scheme)?;
+                let s = probe(tenant, &w.system, scheme)?;
                 s.pssh.is_some() || s.content_protection_element.is_some()
             }
             None => false,
         };
         let hls_ok = match w.hls {
-            Some(scheme) => probe(tenant, w.system, scheme)?.hls_media.is_some(),
+            Some(scheme) => probe(tenant, &w.system, scheme)?.hls_media.is_some(),
             None => false,
         };
         let complete = if strict {
@@ -596,7 +599,7 @@ fn signaling_plan(api: Api, tenant: &Tenant, request: &Request) -> Result<Vec<Wa
 
 fn probe(
     tenant: &Tenant,
-    system: DrmSystem,
+    system: &DrmIdentity,
     scheme: EncryptionScheme,
 ) -> Result<std::sync::Arc<DrmSignaling>, NagraJson> {
     signaling::probe(tenant, system, scheme).map_err(|e| match e {
@@ -606,7 +609,11 @@ fn probe(
 }
 
 /// `/cmaf`: the table of section 3, enforced.
-fn cmaf_plan(mode: Option<StreamingMode>, request: &Request) -> Result<Vec<Wanted>, NagraJson> {
+fn cmaf_plan(
+    mode: Option<StreamingMode>,
+    tenant: &Tenant,
+    request: &Request,
+) -> Result<Vec<Wanted>, NagraJson> {
     if let Some(emi) = request.emi.filter(|e| *e != EMI_CBCS) {
         return Err(NagraJson::new(
             ApiError::BadRequest(format!(
@@ -617,11 +624,13 @@ fn cmaf_plan(mode: Option<StreamingMode>, request: &Request) -> Result<Vec<Wante
     }
     let cbcs = EncryptionScheme::Cbcs;
     // (system, HLS signaling, DASH signaling) per the table; FairPlay's legacy id is FPS too.
-    let allowed = |s: DrmSystem| -> Option<(bool, bool)> {
-        let (hls, dash) = match s {
+    // A system the tenant defines is signaled like PRM: DASH, and HLS where it has it.
+    let allowed = |s: &DrmIdentity| -> Option<(bool, bool)> {
+        let (hls, dash) = match (s, s.builtin()) {
+            (DrmIdentity::Defined(d), None) => (d.has_hls(), true),
             _ if is_fairplay(s) => (true, false),
-            DrmSystem::PlayReady => (false, true),
-            DrmSystem::NagraPrm | DrmSystem::Widevine => (true, true),
+            (_, Some(DrmSystem::PlayReady)) => (false, true),
+            (_, Some(DrmSystem::NagraPrm | DrmSystem::Widevine)) => (true, true),
             _ => return None,
         };
         match mode {
@@ -648,11 +657,11 @@ fn cmaf_plan(mode: Option<StreamingMode>, request: &Request) -> Result<Vec<Wante
             DrmSystem::Widevine,
         ],
     };
-    let systems = requested_systems(request, defaults);
+    let systems = requested_systems(tenant, request, defaults)?;
     systems
         .into_iter()
         .map(|system| {
-            let (hls, dash) = allowed(system).ok_or_else(|| {
+            let (hls, dash) = allowed(&system).ok_or_else(|| {
                 unsupported_drm(format!(
                     "{system} ({}) is not part of CMAF signaling for {}: allowed are {}",
                     system.system_id(),
@@ -673,19 +682,35 @@ fn cmaf_plan(mode: Option<StreamingMode>, request: &Request) -> Result<Vec<Wante
         .collect()
 }
 
-/// The request's `drmList`, or the mode's `defaults` (PRM among them: the rule table lists
-/// it for every mode, and keyplex signals it without a template).
-fn requested_systems(request: &Request, defaults: &[DrmSystem]) -> Vec<DrmSystem> {
+/// The request's `drmList` (each id the tenant's definition, else a built-in system; an
+/// unknown id is refused), or the mode's `defaults` (PRM among them: the rule table lists it
+/// for every mode, and keyplex signals it without a template).
+fn requested_systems(
+    tenant: &Tenant,
+    request: &Request,
+    defaults: &[DrmSystem],
+) -> Result<Vec<DrmIdentity>, NagraJson> {
     match &request.drm_list {
-        Some(list) => list.clone(),
-        None => defaults.to_vec(),
+        Some(list) => list
+            .iter()
+            .map(|id| {
+                tenant.drm_systems.resolve(id).ok_or_else(|| {
+                    unsupported_drm(format!("unknown DRM system id {id} in drmList"))
+                })
+            })
+            .collect(),
+        None => Ok(defaults.iter().map(|s| DrmIdentity::BuiltIn(*s)).collect()),
     }
 }
 
 /// `/key`: DASH is cenc, HLS cbcs (FairPlay only does cbcs); EMI 16426 asks for cbcs
 /// everywhere. Other EMI values are accepted and do not change the scheme (their NAGRA
 /// meaning is not public). Any DRM keyplex can signal for the mode may be listed.
-fn key_plan(mode: Option<StreamingMode>, request: &Request) -> Vec<Wanted> {
+fn key_plan(
+    mode: Option<StreamingMode>,
+    tenant: &Tenant,
+    request: &Request,
+) -> Result<Vec<Wanted>, NagraJson> {
     let dash_scheme = if request.emi == Some(EMI_CBCS) {
         EncryptionScheme::Cbcs
     } else {
@@ -710,8 +735,8 @@ fn key_plan(mode: Option<StreamingMode>, request: &Request) -> Vec<Wanted> {
             DrmSystem::NagraPrm,
         ],
     };
-    let systems = requested_systems(request, defaults);
-    systems
+    let systems = requested_systems(tenant, request, defaults)?;
+    Ok(systems
         .into_iter()
         .map(|system| match mode {
             Some(StreamingMode::Dash) => Wanted {
@@ -726,12 +751,12 @@ fn key_plan(mode: Option<StreamingMode>, request: &Request) -> Vec<Wanted> {
             },
             // Both: as in the CMAF table, PlayReady is signaled on the DASH side only.
             None => Wanted {
+                dash: (!is_fairplay(&system)).then_some(dash_scheme),
+                hls: (system.builtin() != Some(DrmSystem::PlayReady)).then_some(hls_scheme),
                 system,
-                dash: (!is_fairplay(system)).then_some(dash_scheme),
-                hls: (system != DrmSystem::PlayReady).then_some(hls_scheme),
             },
         })
-        .collect()
+        .collect())
 }
 
 fn signalization(
@@ -747,13 +772,13 @@ fn signalization(
         ext_x_key: None,
     };
     if let Some(scheme) = want.dash {
-        let s = signaling::entry(tenant, want.system, key, scheme, SignalForms::ALL)?;
+        let s = signaling::entry(tenant, &want.system, key, scheme, SignalForms::ALL)?;
         out.pssh.clone_from(&s.base64.pssh);
         out.content_protection
             .clone_from(&s.signal.content_protection_element);
     }
     if let Some(scheme) = want.hls {
-        let s = signaling::entry(tenant, want.system, key, scheme, SignalForms::ALL)?;
+        let s = signaling::entry(tenant, &want.system, key, scheme, SignalForms::ALL)?;
         out.key_uri.clone_from(&s.signal.hls_key_uri);
         out.ext_x_key.clone_from(&s.signal.hls_media);
     }

@@ -95,6 +95,10 @@ use crate::{
         admin::rotate_master_key,
         admin::audit,
         admin::stats,
+        crate::drm_systems::list_drm_systems,
+        crate::drm_systems::get_drm_system,
+        crate::drm_systems::put_drm_system,
+        crate::drm_systems::remove_drm_system,
         // Dashboard and reference players (static files)
         ui_redirect,
         ui_index,

@@ -224,7 +224,7 @@ pub async fn get_anevia(
         drm_systems: Some(
             systems
                 .iter()
-                .map(|system| DrmSystemEntry::new(*system.system_id().as_bytes(), label.clone()))
+                .map(|system| DrmSystemEntry::new(*system.as_bytes(), label.clone()))
                 .collect(),
         ),
         ..CpixDocument::default()
@@ -233,13 +233,13 @@ pub async fn get_anevia(
     Ok(xml_response(answer).await?)
 }
 
-/// The DRMs and API version of ATEME's `{format}` (also run by the `url_parameters` fuzz
-/// target).
+/// The DRMs (by system id: the built-in ones of the format, then those the tenant lists for
+/// it) and API version of ATEME's `{format}` (also run by the `url_parameters` fuzz target).
 pub(crate) fn anevia_format(
     tenant: &crate::state::Tenant,
     format: &str,
-) -> Result<(Vec<DrmSystem>, PallyconVersion), ApiError> {
-    Ok(match format {
+) -> Result<(Vec<uuid::Uuid>, PallyconVersion), ApiError> {
+    let (builtin, api) = match format {
         "dash" => (
             vec![DrmSystem::PlayReady, DrmSystem::Widevine],
             PallyconVersion::V1,
@@ -259,7 +259,19 @@ pub(crate) fn anevia_format(
                 other.chars().take(32).collect::<String>()
             )));
         }
-    })
+    };
+    let systems = builtin
+        .iter()
+        .map(|s| s.system_id())
+        .chain(
+            tenant
+                .drm_systems
+                .for_format(format)
+                .iter()
+                .map(keyplex_drm::DrmIdentity::system_id),
+        )
+        .collect();
+    Ok((systems, api))
 }
 
 async fn answer_pallycon(

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use keyplex_store::{Registry, StoredCredential};
+use keyplex_store::{Registry, StoredCredential, StoredDrmSystem};
 use keyplex_types::TenantId;
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -232,6 +232,20 @@ impl TenantParts {
         Ok(())
     }
 
+    /// Adds a DRM system the admin API defined, if the tenant stays servable with it (a
+    /// definition the file now contradicts is left out rather than the whole tenant).
+    pub fn add_stored_drm_system(&mut self, system: &StoredDrmSystem) -> Result<(), String> {
+        let mut config: crate::drm_systems::DrmSystemConfig = serde_json::from_str(&system.spec)
+            .map_err(|e| format!("DRM system {}: {e}", system.name))?;
+        config.name.clone_from(&system.name);
+        self.config.extra_drm_systems.push(config);
+        if let Err(e) = crate::drm_systems::DrmCatalog::build(&self.config) {
+            self.config.extra_drm_systems.pop();
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Adds a credential that is not stored yet (to check it before storing it).
     pub fn add_new(&mut self, spec: CredentialSpec) {
         spec.apply(&mut self.config);
@@ -288,6 +302,14 @@ pub fn merge(config: &Config, registry: &Registry) -> HashMap<TenantId, TenantPa
         };
         if let Err(e) = tenant.add_stored(credential) {
             tracing::error!(tenant = %credential.tenant, error = %e, "stored credential is unusable; left out");
+        }
+    }
+    for system in &registry.drm_systems {
+        let Some(tenant) = parts.get_mut(&system.tenant) else {
+            continue;
+        };
+        if let Err(e) = tenant.add_stored_drm_system(system) {
+            tracing::error!(tenant = %system.tenant, drm_system = %system.name, error = %e, "stored DRM system definition is unusable; left out");
         }
     }
     parts

@@ -1,15 +1,16 @@
 //! DRM signaling for one content key, with the tenant's settings. Every key interface goes
-//! through here so that all of them describe a key identically. Nagra PRM is built by
-//! `keyplex-drm` unless the tenant overrides it with a `prm_template`, applied here.
+//! through here so that all of them describe a key identically. A built-in system the
+//! tenant redefined (a `drm_systems` entry with `override`, or `prm_template` for Nagra PRM)
+//! gets the tenant's definition here ([`crate::drm_systems::DrmCatalog::apply`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use keyplex_drm::signal::{DrmSignaling, SignalForms, SignalKey, SignalOptions, signal};
+use keyplex_drm::define::DrmIdentity;
+use keyplex_drm::signal::{DrmSignaling, SignalForms, SignalKey, SignalOptions, signal_drm};
 use keyplex_drm::system::DrmSystem;
-use keyplex_types::{ContentKey, EncryptionScheme, KeyId, TenantId};
+use keyplex_types::{ContentKey, EncryptionScheme, TenantId};
 
-use crate::config::PrmTemplate;
 use crate::config::TenantConfig;
 use crate::error::ApiError;
 use crate::state::Tenant;
@@ -40,9 +41,9 @@ impl TenantUrls {
 }
 
 /// The scheme a DRM system gets when the request does not say: FairPlay only does cbcs.
-pub fn default_scheme(system: DrmSystem) -> EncryptionScheme {
-    match system {
-        DrmSystem::FairPlay | DrmSystem::FairPlayLegacy => EncryptionScheme::Cbcs,
+pub fn default_scheme(drm: &DrmIdentity) -> EncryptionScheme {
+    match drm.builtin() {
+        Some(DrmSystem::FairPlay | DrmSystem::FairPlayLegacy) => EncryptionScheme::Cbcs,
         _ => EncryptionScheme::Cenc,
     }
 }
@@ -51,18 +52,19 @@ pub fn default_scheme(system: DrmSystem) -> EncryptionScheme {
 /// tenant, so that a request that will fail stores nothing.
 pub fn preflight(
     tenant: &Tenant,
-    system: DrmSystem,
+    drm: &DrmIdentity,
     scheme: EncryptionScheme,
 ) -> Result<(), ApiError> {
-    probe(tenant, system, scheme).map(|_| ())
+    probe(tenant, drm, scheme).map(|_| ())
 }
 
 /// A probe's outcome: the signaling forms, or the client-facing reason there are none.
 type ProbeResult = Result<Arc<DrmSignaling>, String>;
 
-/// Memo of [`probe`] results for one tenant.
+/// Memo of [`probe`] results for one tenant, by system id (one system per id in a tenant:
+/// its definition, else the built-in one).
 #[derive(Default)]
-pub struct ProbeCache(std::sync::Mutex<HashMap<(DrmSystem, EncryptionScheme), ProbeResult>>);
+pub struct ProbeCache(std::sync::Mutex<HashMap<(uuid::Uuid, EncryptionScheme), ProbeResult>>);
 
 /// The signaling `system` would get with `scheme` for this tenant, built for an all-zero
 /// probe key: tells an interface which forms (pssh, DASH, HLS) a system has before any key
@@ -70,21 +72,23 @@ pub struct ProbeCache(std::sync::Mutex<HashMap<(DrmSystem, EncryptionScheme), Pr
 /// Memoized per tenant: the answer depends only on the tenant's settings.
 pub fn probe(
     tenant: &Tenant,
-    system: DrmSystem,
+    drm: &DrmIdentity,
     scheme: EncryptionScheme,
 ) -> Result<Arc<DrmSignaling>, ApiError> {
+    let drm = tenant.drm_systems.apply(drm);
+    let id = (drm.system_id(), scheme);
     let cached = tenant
         .probes
         .0
         .lock()
         .ok()
-        .and_then(|m| m.get(&(system, scheme)).cloned());
+        .and_then(|m| m.get(&id).cloned());
     let result = match cached {
         Some(result) => result,
         None => {
-            let result = probe_uncached(tenant, system, scheme).map(Arc::new);
+            let result = probe_uncached(tenant, &drm, scheme).map(Arc::new);
             if let Ok(mut m) = tenant.probes.0.lock() {
-                m.insert((system, scheme), result.clone());
+                m.insert(id, result.clone());
             }
             result
         }
@@ -94,22 +98,17 @@ pub fn probe(
 
 fn probe_uncached(
     tenant: &Tenant,
-    system: DrmSystem,
+    drm: &DrmIdentity,
     scheme: EncryptionScheme,
 ) -> Result<DrmSignaling, String> {
     let probe_kid = keyplex_types::KeyId::from_bytes([0; 16]);
-    if system == DrmSystem::NagraPrm
-        && let Some(template) = &tenant.config.prm_template
-    {
-        return prm_signaling(template, probe_kid, "preflight", scheme).map_err(|e| e.to_string());
-    }
     let probe_key = keyplex_types::ContentKeyValue::from_bytes([0; 16]);
     let probe = [SignalKey {
         kid: probe_kid,
         key: &probe_key,
         iv: keyplex_types::Iv::from_bytes([0; 16]),
     }];
-    signal(system, &probe, &options(tenant, "preflight", scheme, None)).map_err(|e| e.to_string())
+    signal_drm(drm, &probe, &options(tenant, "preflight", scheme, None)).map_err(|e| e.to_string())
 }
 
 pub fn options<'a>(
@@ -126,6 +125,7 @@ pub fn options<'a>(
         clearkey_la_url: Some(tenant.urls.clearkey_la_url.as_str()),
         hls_aes128_key_url: Some(tenant.urls.hls_key_url.as_str()),
         crypto_period_index,
+        track_type: None,
         fairplay_uri: tenant.urls.fairplay_uri.as_ref(),
         forms: SignalForms::ALL,
     }
@@ -137,13 +137,14 @@ pub fn options<'a>(
 /// copies only what goes into its answer.
 pub fn entry(
     tenant: &Tenant,
-    system: DrmSystem,
+    drm: &DrmIdentity,
     key: &ContentKey,
     scheme: EncryptionScheme,
     forms: SignalForms,
 ) -> Result<Arc<SignalEntry>, ApiError> {
+    let drm = tenant.drm_systems.apply(drm);
     let id = SignalId {
-        system,
+        system_id: drm.system_id(),
         kid: key.kid,
         scheme,
         forms,
@@ -153,13 +154,14 @@ pub fn entry(
     {
         return Ok(cached);
     }
-    let signal = build_for_key(tenant, system, key, scheme, forms)?;
+    let signal = build_for_key(tenant, &drm, key, scheme, forms)?;
     let entry = Arc::new(SignalEntry::new(key.clone(), signal));
     tenant.signals.0.insert(id, entry.clone());
     Ok(entry)
 }
 
-/// Signaling already built for this tenant's keys, by (system, kid, scheme, forms).
+/// Signaling already built for this tenant's keys, by (system id, kid, scheme, forms): in a
+/// tenant a system id names one system (its definition, else the built-in one).
 ///
 /// Safe to reuse because what signaling depends on never changes for a stored key (its kid,
 /// value, IV, content id and period are fixed for ever) or lives in the tenant's settings,
@@ -186,7 +188,7 @@ impl Default for SignalCache {
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct SignalId {
-    system: DrmSystem,
+    system_id: uuid::Uuid,
     kid: keyplex_types::KeyId,
     scheme: EncryptionScheme,
     forms: SignalForms,
@@ -290,16 +292,11 @@ impl quick_cache::Weighter<SignalId, Arc<SignalEntry>> for SignalWeight {
 
 fn build_for_key(
     tenant: &Tenant,
-    system: DrmSystem,
+    drm: &DrmIdentity,
     key: &ContentKey,
     scheme: EncryptionScheme,
     forms: SignalForms,
 ) -> Result<DrmSignaling, ApiError> {
-    if system == DrmSystem::NagraPrm
-        && let Some(template) = &tenant.config.prm_template
-    {
-        return prm_signaling(template, key.kid, key.content_id.as_str(), scheme);
-    }
     let period = key.period.index().and_then(|i| u32::try_from(i).ok());
     let keys = [SignalKey {
         kid: key.kid,
@@ -308,75 +305,11 @@ fn build_for_key(
     }];
     let opts = SignalOptions {
         forms,
+        track_type: key.track_type.as_ref().map(|t| t.as_str()),
         ..options(tenant, key.content_id.as_str(), scheme, period)
     };
-    signal(system, &keys, &opts).map_err(|e| {
-        ApiError::Internal(format!("signaling {system:?} failed after preflight: {e}"))
-    })
-}
-
-/// Nagra PRM signaling from the tenant's template (config `prm_template`, for PRM head-ends
-/// that expect another payload than keyplex's default): a v0 pssh box with the PRM system
-/// id around the template's data, the template's `ContentProtection` (or the standard
-/// element around that box) and HLS lines with the template's key URI, or else the box as a
-/// data URI (as keyplex's default PRM signaling does).
-fn prm_signaling(
-    template: &PrmTemplate,
-    kid: KeyId,
-    content_id: &str,
-    scheme: EncryptionScheme,
-) -> Result<DrmSignaling, ApiError> {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD as B64;
-    use keyplex_drm::dash::{content_protection_data, drm_content_protection_element};
-    use keyplex_drm::hls::{HlsKeyLine, HlsMethod};
-
-    let system = DrmSystem::NagraPrm;
-    // Validated when the configuration was loaded; checked again rather than trusted.
-    let data = B64
-        .decode(template.pssh_data_base64.trim())
-        .map_err(|_| ApiError::Internal("prm_template.pssh_data_base64 is not base64".into()))?;
-    let pssh = keyplex_drm::PsshBox::v0(system.system_id(), data.clone());
-    let pssh_b64 = pssh.to_base64();
-    let fill = |text: &str| {
-        text.replace("{kid_hex}", &kid.to_hex())
-            .replace("{kid}", &kid.to_string())
-            .replace("{content_id}", content_id)
-            .replace("{pssh_data}", &B64.encode(&data))
-            .replace("{pssh}", &pssh_b64)
-    };
-    let element = match &template.content_protection {
-        Some(t) => fill(t),
-        None => drm_content_protection_element(system, Some(&pssh), None, None),
-    };
-    let mut out = DrmSignaling {
-        system,
-        pssh: Some(pssh.to_bytes()),
-        content_protection_data: Some(content_protection_data(system, Some(&pssh), None, None)),
-        content_protection_element: Some(element),
-        hls_key_uri: None,
-        hls_keyformat: None,
-        hls_keyformatversions: None,
-        hls_media: None,
-        hls_master: None,
-        smooth_streaming_header: None,
-    };
-    if let Some(method) = HlsMethod::for_scheme(scheme) {
-        let keyformat = template
-            .hls_keyformat
-            .clone()
-            .unwrap_or_else(|| system.scheme_id_uri());
-        let mut line = HlsKeyLine::pssh_data_uri(method, &pssh_b64, kid, keyformat);
-        if let Some(uri) = &template.hls_key_uri {
-            line.uri = fill(uri);
-        }
-        out.hls_key_uri = Some(line.uri.clone());
-        out.hls_keyformat = line.keyformat.clone();
-        out.hls_keyformatversions = line.keyformatversions.clone();
-        out.hls_media = Some(line.to_ext_x_key());
-        out.hls_master = Some(line.to_ext_x_session_key());
-    }
-    Ok(out)
+    signal_drm(drm, &keys, &opts)
+        .map_err(|e| ApiError::Internal(format!("signaling {drm} failed after preflight: {e}")))
 }
 
 #[cfg(test)]
@@ -408,6 +341,92 @@ widevine_provider = "cache-test""#,
         .unwrap()
     }
 
+    /// A tenant that defines Irdeto and overrides Nagra PRM.
+    fn defining_tenant() -> Tenant {
+        let config: crate::config::TenantConfig = toml::from_str(
+            r#"
+[[drm_systems]]
+name = "irdeto"
+system_id = "80a6be7e-1448-4c37-9e70-d5aebe04c8d2"
+pssh_data = "irdeto:{kid}"
+
+[[drm_systems]]
+name = "prm"
+system_id = "adb41c24-2dbf-4a6d-958b-4457c0d27b95"
+override = true
+pssh_data = "prm:{content_id}"
+"#,
+        )
+        .unwrap();
+        let parts = TenantParts {
+            config,
+            source: Source::Config,
+            disabled: false,
+            created_at: None,
+            credentials: Vec::new(),
+        };
+        Tenant::build(
+            TenantId::parse("d").unwrap(),
+            parts,
+            "http://127.0.0.1:8080",
+        )
+        .unwrap()
+    }
+
+    /// The cache keeps one entry per system id: a defined system, a built-in one and a
+    /// built-in one the tenant overrides never get each other's signaling for the same key.
+    #[test]
+    fn the_cache_tells_defined_built_in_and_overridden_systems_apart() {
+        let defining = defining_tenant();
+        let key = key(1);
+        let data = |drm: DrmIdentity| {
+            let entry = entry(
+                &defining,
+                &drm,
+                &key,
+                EncryptionScheme::Cenc,
+                SignalForms::ALL,
+            )
+            .unwrap();
+            let (pssh, _) =
+                keyplex_drm::PsshBox::parse(entry.signal.pssh.as_deref().unwrap()).unwrap();
+            (pssh.system_id, pssh.data)
+        };
+        let irdeto = defining
+            .drm_systems
+            .resolve(&"80a6be7e-1448-4c37-9e70-d5aebe04c8d2".parse().unwrap())
+            .unwrap();
+        for _ in 0..2 {
+            let (id, payload) = data(irdeto.clone());
+            assert_eq!(id.to_string(), "80a6be7e-1448-4c37-9e70-d5aebe04c8d2");
+            assert_eq!(payload, format!("irdeto:{}", key.kid).into_bytes());
+            let (id, payload) = data(DrmIdentity::BuiltIn(DrmSystem::NagraPrm));
+            assert_eq!(id, DrmSystem::NagraPrm.system_id());
+            assert_eq!(
+                payload, b"prm:movie",
+                "the tenant's override, not the default"
+            );
+            let (id, _) = data(DrmIdentity::BuiltIn(DrmSystem::Widevine));
+            assert_eq!(id, DrmSystem::Widevine.system_id());
+        }
+        assert_eq!(defining.signals.0.len(), 3);
+        // Another tenant without the override gets keyplex's default PRM data.
+        let plain = tenant();
+        let entry = entry(
+            &plain,
+            &DrmIdentity::BuiltIn(DrmSystem::NagraPrm),
+            &key,
+            EncryptionScheme::Cenc,
+            SignalForms::ALL,
+        )
+        .unwrap();
+        let (pssh, _) = keyplex_drm::PsshBox::parse(entry.signal.pssh.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            pssh.data,
+            keyplex_drm::nagra::prm_pssh_data("movie", &key.kid)
+        );
+    }
+
     fn key(value: u8) -> ContentKey {
         ContentKey {
             kid: KeyId::from_bytes([7; 16]),
@@ -427,13 +446,26 @@ widevine_provider = "cache-test""#,
         let tenant = tenant();
         let scheme = EncryptionScheme::Cenc;
         let cached = |system, key: &ContentKey| {
-            entry(&tenant, system, key, scheme, SignalForms::ALL)
-                .unwrap()
-                .signal
-                .clone()
+            entry(
+                &tenant,
+                &DrmIdentity::BuiltIn(system),
+                key,
+                scheme,
+                SignalForms::ALL,
+            )
+            .unwrap()
+            .signal
+            .clone()
         };
         let fresh = |system, key: &ContentKey| {
-            build_for_key(&tenant, system, key, scheme, SignalForms::ALL).unwrap()
+            build_for_key(
+                &tenant,
+                &DrmIdentity::BuiltIn(system),
+                key,
+                scheme,
+                SignalForms::ALL,
+            )
+            .unwrap()
         };
         for system in [
             DrmSystem::Widevine,
@@ -450,7 +482,14 @@ widevine_provider = "cache-test""#,
                 fresh(system, &key(1)),
                 "{system:?} from the cache"
             );
-            let entry = entry(&tenant, system, &key(1), scheme, SignalForms::ALL).unwrap();
+            let entry = entry(
+                &tenant,
+                &DrmIdentity::BuiltIn(system),
+                &key(1),
+                scheme,
+                SignalForms::ALL,
+            )
+            .unwrap();
             assert_eq!(
                 entry.base64,
                 Base64Texts::of(&fresh(system, &key(1))),

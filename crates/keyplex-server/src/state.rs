@@ -25,6 +25,8 @@ pub struct Tenant {
     pub(crate) signals: crate::signaling::SignalCache,
     /// URLs written into signaling that point back at keyplex.
     pub urls: crate::signaling::TenantUrls,
+    /// The DRM systems this tenant defines, and how it resolves system ids.
+    pub drm_systems: crate::drm_systems::DrmCatalog,
     /// The player side: entitlement token keys, products, replay protection, CORS origins.
     pub licence: crate::entitlement::LicenceAuth,
     /// Where the tenant is defined, whether it is disabled, its credentials (no secrets).
@@ -59,6 +61,7 @@ impl Tenant {
             rate_limiter,
             auth_failures,
             urls: crate::signaling::TenantUrls::new(public_url, &id, &tc)?,
+            drm_systems: crate::drm_systems::DrmCatalog::build(&tc)?,
             id,
             config: tc,
             auth,

@@ -162,7 +162,7 @@ pub(crate) fn check_body_for_fuzzing(tenant: &Tenant, body: &[u8]) -> Result<(),
 /// each key of a content request, with fixed key material where the store's would be.
 pub(crate) fn check_request_for_fuzzing(tenant: &Tenant, json: &[u8]) -> Result<(), WidevineJson> {
     let request = CommonEncryptionRequest::parse(json)?;
-    signaling::preflight(tenant, DrmSystem::Widevine, request.scheme)?;
+    signaling::preflight(tenant, &DrmSystem::Widevine.into(), request.scheme)?;
     let Subject::Content { id, .. } = &request.subject else {
         return Ok(());
     };
@@ -196,7 +196,13 @@ fn widevine_pssh(
     key: &ContentKey,
     scheme: EncryptionScheme,
 ) -> Result<(std::sync::Arc<SignalEntry>, PsshBox), ApiError> {
-    let signal = signaling::entry(tenant, DrmSystem::Widevine, key, scheme, SignalForms::ALL)?;
+    let signal = signaling::entry(
+        tenant,
+        &DrmSystem::Widevine.into(),
+        key,
+        scheme,
+        SignalForms::ALL,
+    )?;
     let boxes = signal
         .signal
         .pssh
@@ -849,7 +855,7 @@ async fn answer(
     tenant: &Tenant,
     request: &CommonEncryptionRequest,
 ) -> Result<ResponseJson, WidevineJson> {
-    signaling::preflight(tenant, DrmSystem::Widevine, request.scheme)?;
+    signaling::preflight(tenant, &DrmSystem::Widevine.into(), request.scheme)?;
     let (labelled, content_id): (Vec<LabelledKey>, Vec<u8>) = match &request.subject {
         Subject::Content { id, raw } => (
             content_keys(state, tenant, id, &request.tracks, request.periods).await?,

@@ -178,6 +178,28 @@ impl TenantRow {
 }
 
 #[derive(sqlx::FromRow)]
+pub(crate) struct DrmSystemRow {
+    pub tenant: String,
+    pub name: String,
+    pub spec: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl DrmSystemRow {
+    pub(crate) fn decode(self) -> Result<crate::StoredDrmSystem> {
+        Ok(crate::StoredDrmSystem {
+            tenant: TenantId::parse(&self.tenant)
+                .map_err(|e| corrupt(&format!("DRM system {}", self.name), e))?,
+            created_at: from_unix(self.created_at, "DRM system")?,
+            updated_at: from_unix(self.updated_at, "DRM system")?,
+            name: self.name,
+            spec: self.spec,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
 pub(crate) struct CredentialRow {
     pub id: String,
     pub tenant: String,

@@ -23,6 +23,8 @@ const AUDIT_PAGE: u32 = 1000;
 pub struct CopyReport {
     pub tenants_copied: u64,
     pub credentials_copied: u64,
+    /// Tenant-defined DRM systems the target did not have (by tenant and name).
+    pub drm_systems_copied: u64,
     pub keys_copied: u64,
     /// Identical keys the target already had.
     pub keys_already_present: u64,
@@ -52,6 +54,17 @@ pub async fn copy_store(from: &dyn KeyStore, to: &dyn KeyStore) -> Result<CopyRe
         if !target_credentials.contains(credential.id.as_str()) {
             to.add_credential(credential).await?;
             report.credentials_copied += 1;
+        }
+    }
+    let target_drm_systems: HashSet<(&str, &str)> = target
+        .drm_systems
+        .iter()
+        .map(|d| (d.tenant.as_str(), d.name.as_str()))
+        .collect();
+    for system in &source.drm_systems {
+        if !target_drm_systems.contains(&(system.tenant.as_str(), system.name.as_str())) {
+            to.put_drm_system(system).await?;
+            report.drm_systems_copied += 1;
         }
     }
 

@@ -31,7 +31,7 @@ pub use keyplex_crypto::master::MasterKey;
 pub use postgres::PostgresStore;
 pub use records::{
     AuditAction, AuditEvent, AuditQuery, ContentSummary, ExportedKey, ImportOutcome, Registry,
-    RotationReport, StatsCount, StoredCredential, StoredTenant,
+    RotationReport, StatsCount, StoredCredential, StoredDrmSystem, StoredTenant,
 };
 pub use sqlite::SqliteStore;
 
@@ -357,6 +357,13 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Deletes a credential; false when this tenant has none with this id.
     async fn revoke_credential(&self, tenant: &TenantId, id: &str) -> Result<bool>;
+
+    /// Stores a tenant's DRM system definition under its name, replacing one of the same
+    /// name (whose `created_at` stays); true when it is new.
+    async fn put_drm_system(&self, system: &StoredDrmSystem) -> Result<bool>;
+
+    /// Deletes a tenant's DRM system definition; false when the tenant has none of this name.
+    async fn remove_drm_system(&self, tenant: &TenantId, name: &str) -> Result<bool>;
 
     // ---- The audit trail ----
 

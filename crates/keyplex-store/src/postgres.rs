@@ -896,6 +896,14 @@ impl KeyStore for PostgresStore {
         self.core.revoke_credential(tenant, id).await
     }
 
+    async fn put_drm_system(&self, system: &crate::StoredDrmSystem) -> Result<bool> {
+        self.core.put_drm_system(system).await
+    }
+
+    async fn remove_drm_system(&self, tenant: &TenantId, name: &str) -> Result<bool> {
+        self.core.remove_drm_system(tenant, name).await
+    }
+
     async fn append_audit(&self, events: &[crate::AuditEvent]) -> Result<()> {
         self.core.append_audit(events).await
     }

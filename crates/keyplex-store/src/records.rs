@@ -42,6 +42,17 @@ impl std::fmt::Debug for StoredCredential {
     }
 }
 
+/// A DRM system a tenant defined through the admin API. `spec` is its definition as JSON
+/// text (no secrets; opaque to the store, checked by the server before it is stored).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredDrmSystem {
+    pub tenant: TenantId,
+    pub name: String,
+    pub spec: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
 /// Everything the admin API manages, read in one go; `version` changes with every change,
 /// so that nodes sharing a database notice changes made elsewhere by polling it.
 #[derive(Clone, Debug, Default)]
@@ -49,6 +60,8 @@ pub struct Registry {
     pub version: i64,
     pub tenants: Vec<StoredTenant>,
     pub credentials: Vec<StoredCredential>,
+    /// Tenant-defined DRM systems, by tenant and name.
+    pub drm_systems: Vec<StoredDrmSystem>,
 }
 
 /// What an audit event records.

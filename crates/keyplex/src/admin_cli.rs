@@ -49,6 +49,11 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: CredentialsCommand,
     },
+    /// A tenant's DRM systems (Irdeto, Conax, …): list, show, put, remove.
+    DrmSystems {
+        #[command(subcommand)]
+        command: DrmSystemsCommand,
+    },
     /// A tenant's contents and their keys' metadata (never key values).
     Contents {
         #[command(subcommand)]
@@ -153,6 +158,75 @@ pub enum CredentialsCommand {
         /// The credential id (`cred_…`, from `credentials list`).
         id: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum DrmSystemsCommand {
+    /// The DRM systems a tenant defines (configuration file and admin API).
+    List {
+        /// The tenant id.
+        tenant: String,
+    },
+    /// One definition.
+    Show {
+        /// The tenant id.
+        tenant: String,
+        /// The definition's name.
+        name: String,
+    },
+    /// Define or change a DRM system (answered from the next key request on). The fields
+    /// are those of a `[[tenants.x.drm_systems]]` table (docs/integrations.md), from
+    /// `--file` (JSON) and/or the flags below (a flag wins over the file).
+    Put(Box<DrmSystemPut>),
+    /// Remove a definition (its system id is unknown again from the next request on).
+    Remove {
+        /// The tenant id.
+        tenant: String,
+        /// The definition's name.
+        name: String,
+    },
+}
+
+/// The fields of `admin drm-systems put`.
+#[derive(Args)]
+pub struct DrmSystemPut {
+    /// The tenant id.
+    tenant: String,
+    /// The definition's name (`[a-z0-9][a-z0-9_-]*`).
+    name: String,
+    /// A JSON file with the definition's fields.
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
+    /// The DASH-IF system id (8-4-4-4-12 hex digits).
+    #[arg(long)]
+    system_id: Option<String>,
+    /// Replace the signaling of the built-in system with this id.
+    #[arg(long = "override")]
+    override_builtin: bool,
+    /// PSSH box version: 0, or 1 (lists the key ids).
+    #[arg(long)]
+    pssh_version: Option<u8>,
+    /// Template of the PSSH data, e.g. `{kid_base64}`.
+    #[arg(long)]
+    pssh_data: Option<String>,
+    /// How the expanded template becomes bytes: utf8, base64 or hex.
+    #[arg(long)]
+    pssh_data_encoding: Option<String>,
+    /// The DASH `ContentProtection@value`.
+    #[arg(long)]
+    dash_value: Option<String>,
+    /// The HLS `KEYFORMAT` (the system has HLS signaling only with it).
+    #[arg(long)]
+    hls_keyformat: Option<String>,
+    /// Template of the HLS key URI (default: the PSSH box as a data URI).
+    #[arg(long)]
+    hls_uri: Option<String>,
+    /// The licence URL, `{la_url}` in templates.
+    #[arg(long)]
+    la_url: Option<String>,
+    /// A GET-style form (`dash`, `hls`) whose answers include the system; repeatable.
+    #[arg(long = "format", value_name = "FORMAT")]
+    formats: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -400,6 +474,7 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<()> {
                 Ok(())
             }
         },
+        AdminCommand::DrmSystems { command } => drm_systems(&api, command).await,
         AdminCommand::Contents { command } => match command {
             ContentsCommand::List {
                 tenant,
@@ -520,6 +595,73 @@ pub async fn run(connection: &Connection, command: AdminCommand) -> Result<()> {
                 query.push(("tenant", t));
             }
             print(&api.get("/admin/v1/stats", &query).await?)
+        }
+    }
+}
+
+async fn drm_systems(api: &Api, command: DrmSystemsCommand) -> Result<()> {
+    use reqwest::Method;
+    let path = |tenant: &str, name: Option<&str>| {
+        let list = format!("/admin/v1/tenants/{}/drm-systems", segment(tenant));
+        name.map_or_else(|| list.clone(), |n| format!("{list}/{}", segment(n)))
+    };
+    match command {
+        DrmSystemsCommand::List { tenant } => print(&api.get(&path(&tenant, None), &[]).await?),
+        DrmSystemsCommand::Show { tenant, name } => {
+            print(&api.get(&path(&tenant, Some(&name)), &[]).await?)
+        }
+        DrmSystemsCommand::Put(put) => {
+            let DrmSystemPut {
+                tenant,
+                name,
+                file,
+                system_id,
+                override_builtin,
+                pssh_version,
+                pssh_data,
+                pssh_data_encoding,
+                dash_value,
+                hls_keyformat,
+                hls_uri,
+                la_url,
+                formats,
+            } = *put;
+            let mut body = match &file {
+                Some(file) => serde_json::from_str::<Value>(
+                    &std::fs::read_to_string(file)
+                        .with_context(|| format!("cannot read {}", file.display()))?,
+                )
+                .with_context(|| format!("{} is not JSON", file.display()))?,
+                None => json!({}),
+            };
+            let Some(fields) = body.as_object_mut() else {
+                bail!("the definition must be a JSON object");
+            };
+            let mut set = |field: &str, value: Option<Value>| {
+                if let Some(value) = value {
+                    fields.insert(field.to_owned(), value);
+                }
+            };
+            set("system_id", system_id.map(Value::String));
+            set("override", override_builtin.then_some(Value::Bool(true)));
+            set("pssh_version", pssh_version.map(Value::from));
+            set("pssh_data", pssh_data.map(Value::String));
+            set("pssh_data_encoding", pssh_data_encoding.map(Value::String));
+            set("dash_value", dash_value.map(Value::String));
+            set("hls_keyformat", hls_keyformat.map(Value::String));
+            set("hls_uri", hls_uri.map(Value::String));
+            set("la_url", la_url.map(Value::String));
+            set("formats", (!formats.is_empty()).then(|| json!(formats)));
+            print(
+                &api.call(Method::PUT, &path(&tenant, Some(&name)), &[], Some(body))
+                    .await?,
+            )
+        }
+        DrmSystemsCommand::Remove { tenant, name } => {
+            api.call(Method::DELETE, &path(&tenant, Some(&name)), &[], None)
+                .await?;
+            outln!("removed {name}")?;
+            Ok(())
         }
     }
 }

@@ -37,7 +37,9 @@ pub struct ClientOptions {
     /// Content id (CPIX@contentId).
     #[arg(long = "content-id")]
     pub content_id: String,
-    /// DRM systems to ask signaling for (comma separated).
+    /// DRM systems to ask signaling for (comma separated): widevine, playready, fairplay,
+    /// clearkey, or `NAME:SYSTEM-ID` for a DRM system the tenant defines (e.g.
+    /// `irdeto:80a6be7e-1448-4c37-9e70-d5aebe04c8d2`; printed under `drm_systems.NAME`).
     #[arg(long, value_delimiter = ',', default_value = "widevine,playready")]
     pub drm: Vec<Drm>,
     /// cenc, cbcs, cens or cbc1. Default: cbcs when FairPlay is asked for, else cenc.
@@ -72,12 +74,17 @@ pub struct ClientOptions {
 }
 
 /// A DRM the client can ask signaling for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Drm {
     Widevine,
     PlayReady,
     FairPlay,
     ClearKey,
+    /// A DRM system the tenant defines (`drm_systems`), named by the operator.
+    Defined {
+        name: String,
+        system_id: keyplex_drm::Uuid,
+    },
 }
 
 impl Drm {
@@ -88,32 +95,36 @@ impl Drm {
         Self::ClearKey,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &str {
         match self {
             Self::Widevine => "widevine",
             Self::PlayReady => "playready",
             Self::FairPlay => "fairplay",
             Self::ClearKey => "clearkey",
+            Self::Defined { name, .. } => name,
         }
     }
 
-    fn system(self) -> DrmSystem {
+    fn system_id(&self) -> keyplex_drm::Uuid {
         match self {
-            Self::Widevine => DrmSystem::Widevine,
-            Self::PlayReady => DrmSystem::PlayReady,
-            Self::FairPlay => DrmSystem::FairPlay,
+            Self::Widevine => DrmSystem::Widevine.system_id(),
+            Self::PlayReady => DrmSystem::PlayReady.system_id(),
+            Self::FairPlay => DrmSystem::FairPlay.system_id(),
             // The DASH-IF Clear Key id; its pssh is the W3C common box.
-            Self::ClearKey => DrmSystem::ClearKeyDashIf,
+            Self::ClearKey => DrmSystem::ClearKeyDashIf.system_id(),
+            Self::Defined { system_id, .. } => *system_id,
         }
     }
 
-    /// The `--protection_systems` name Shaka Packager uses for this DRM.
-    fn shaka_name(self) -> &'static str {
+    /// The `--protection_systems` name Shaka Packager uses for this DRM (none for a
+    /// tenant-defined one: only keyplex's PSSH box can signal it).
+    fn shaka_name(&self) -> Option<&'static str> {
         match self {
-            Self::Widevine => "Widevine",
-            Self::PlayReady => "PlayReady",
-            Self::FairPlay => "FairPlay",
-            Self::ClearKey => "CommonSystem",
+            Self::Widevine => Some("Widevine"),
+            Self::PlayReady => Some("PlayReady"),
+            Self::FairPlay => Some("FairPlay"),
+            Self::ClearKey => Some("CommonSystem"),
+            Self::Defined { .. } => None,
         }
     }
 }
@@ -122,11 +133,27 @@ impl FromStr for Drm {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let lower = s.trim().to_ascii_lowercase();
+        if let Some((name, id)) = lower.split_once(':') {
+            let system_id = keyplex_drm::define::parse_system_id(id).ok_or_else(|| {
+                format!("{s:?}: {id:?} is not a DRM system id (8-4-4-4-12 hex digits)")
+            })?;
+            if !keyplex_drm::define::is_valid_name(name) {
+                return Err(format!(
+                    "{s:?}: the name must be a-z, 0-9, '-' and '_' (the tenant's definition's name)"
+                ));
+            }
+            return Ok(Self::Defined {
+                name: name.to_owned(),
+                system_id,
+            });
+        }
         Self::ALL
             .into_iter()
             .find(|d| d.name() == lower)
             .ok_or_else(|| {
-                format!("unknown DRM {s:?}: expected widevine, playready, fairplay or clearkey")
+                format!(
+                    "unknown DRM {s:?}: expected widevine, playready, fairplay, clearkey, or NAME:SYSTEM-ID for a DRM system the tenant defines"
+                )
             })
     }
 }
@@ -155,7 +182,7 @@ impl KeyQuery {
         let mut drms = Vec::new();
         for d in &opts.drm {
             if !drms.contains(d) {
-                drms.push(*d);
+                drms.push(d.clone());
             }
         }
         if drms.is_empty() {
@@ -219,8 +246,8 @@ pub fn build_request(query: &KeyQuery, kids: &[KeyId]) -> CpixDocument {
             drm_systems.push(DrmSystemEntry {
                 id: None,
                 system_id: SystemIdAttr {
-                    uuid: *drm.system().system_id().as_bytes(),
-                    as_written: drm.system().system_id().hyphenated().to_string(),
+                    uuid: *drm.system_id().as_bytes(),
+                    as_written: drm.system_id().hyphenated().to_string(),
                 },
                 kid: Kid::new(*kid),
                 name: None,
@@ -303,6 +330,9 @@ pub struct ClientKey {
     pub fairplay: Option<DrmOutput>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clearkey: Option<DrmOutput>,
+    /// The signaling of the tenant-defined DRM systems asked for, by the name given.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub drm_systems: std::collections::BTreeMap<String, DrmOutput>,
 }
 
 #[derive(Serialize, Default)]
@@ -355,21 +385,25 @@ pub fn read_answer(query: &KeyQuery, doc: &CpixDocument) -> Result<ClientKeys> {
             playready: None,
             fairplay: None,
             clearkey: None,
+            drm_systems: std::collections::BTreeMap::new(),
         };
         for drm in &query.drms {
-            let system = drm.system();
             let entry = doc
                 .drm_systems
                 .iter()
                 .flatten()
-                .find(|d| d.kid.id == kid && d.system_id.uuid == *system.system_id().as_bytes())
+                .find(|d| d.kid.id == kid && d.system_id.uuid == *drm.system_id().as_bytes())
                 .with_context(|| format!("the server answered no {drm} signaling for {kid}"))?;
-            let output = drm_output(*drm, entry)?;
+            let output = drm_output(drm, entry)?;
             let slot = match drm {
                 Drm::Widevine => &mut out.widevine,
                 Drm::PlayReady => &mut out.playready,
                 Drm::FairPlay => &mut out.fairplay,
                 Drm::ClearKey => &mut out.clearkey,
+                Drm::Defined { name, .. } => {
+                    out.drm_systems.insert(name.clone(), output);
+                    continue;
+                }
             };
             *slot = Some(output);
         }
@@ -383,7 +417,7 @@ pub fn read_answer(query: &KeyQuery, doc: &CpixDocument) -> Result<ClientKeys> {
     })
 }
 
-fn drm_output(drm: Drm, entry: &DrmSystemEntry) -> Result<DrmOutput> {
+fn drm_output(drm: &Drm, entry: &DrmSystemEntry) -> Result<DrmOutput> {
     let mut out = DrmOutput::default();
     if let Some(pssh) = entry.pssh.as_deref().filter(|p| !p.is_empty()) {
         let bytes = B64
@@ -394,7 +428,7 @@ fn drm_output(drm: Drm, entry: &DrmSystemEntry) -> Result<DrmOutput> {
         out.pssh = Some(B64.encode(&bytes));
         out.pssh_payload_only = Some(B64.encode(payload));
     }
-    if drm == Drm::FairPlay {
+    if *drm == Drm::FairPlay {
         let uri = match entry.uri_ext_x_key.as_deref().filter(|u| !u.is_empty()) {
             Some(b64) => {
                 String::from_utf8(B64.decode(b64.trim()).context("URIExtXKey is not base64")?)
@@ -505,14 +539,18 @@ pub fn packager_args(keys: &ClientKeys, drms: &[Drm], generate_signaling: bool) 
     let pssh_hex: String = keys
         .content_key_list
         .iter()
-        .flat_map(|k| [&k.widevine, &k.playready, &k.clearkey])
-        .flatten()
+        .flat_map(|k| {
+            [&k.widevine, &k.playready, &k.clearkey]
+                .into_iter()
+                .flatten()
+                .chain(k.drm_systems.values())
+        })
         .filter_map(|d| d.pssh.as_deref())
         .filter_map(|b64| B64.decode(b64).ok())
         .map(hex::encode)
         .collect();
     if generate_signaling || pssh_hex.is_empty() {
-        let systems: Vec<&str> = drms.iter().map(|d| d.shaka_name()).collect();
+        let systems: Vec<&str> = drms.iter().filter_map(Drm::shaka_name).collect();
         args.push("--protection_systems".to_owned());
         args.push(systems.join(","));
     } else {
@@ -599,6 +637,7 @@ mod tests {
             }),
             fairplay: None,
             clearkey: None,
+            drm_systems: std::collections::BTreeMap::new(),
         }
     }
 
@@ -638,6 +677,26 @@ mod tests {
         assert!(KeyQuery::from_options(&options(&["--track-types", "ALL,SD"])).is_err());
         let cli = Cli::try_parse_from(["t", "--url", "u", "--content-id", "c", "--drm", "marlin"]);
         assert!(cli.is_err());
+        // A DRM system the tenant defines: NAME:SYSTEM-ID.
+        let q = KeyQuery::from_options(&options(&[
+            "--drm",
+            "widevine,irdeto:80a6be7e-1448-4c37-9e70-d5aebe04c8d2",
+        ]))
+        .unwrap();
+        assert_eq!(
+            q.drms[1],
+            Drm::Defined {
+                name: "irdeto".into(),
+                system_id: "80a6be7e-1448-4c37-9e70-d5aebe04c8d2".parse().unwrap()
+            }
+        );
+        for bad in [
+            "irdeto:80a6be7e",
+            "Irdeto Prod:80a6be7e-1448-4c37-9e70-d5aebe04c8d2",
+        ] {
+            let cli = Cli::try_parse_from(["t", "--url", "u", "--content-id", "c", "--drm", bad]);
+            assert!(cli.is_err(), "{bad}");
+        }
         let cli = Cli::try_parse_from(["t", "--url", "u", "--content-id", "c", "--user", "x"]);
         assert!(cli.is_err(), "a user needs a password");
     }

@@ -316,6 +316,7 @@ async fn store_copy(
             "to": to.redacted(),
             "tenants_copied": report.tenants_copied,
             "credentials_copied": report.credentials_copied,
+            "drm_systems_copied": report.drm_systems_copied,
             "keys_copied": report.keys_copied,
             "keys_already_present": report.keys_already_present,
             "keys_verified": report.keys_verified,

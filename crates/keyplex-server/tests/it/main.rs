@@ -7,6 +7,7 @@ mod clearkey;
 mod common;
 mod cpix;
 mod cpix_bad_input;
+mod drm_systems;
 mod entitlement;
 mod get_cpix;
 mod harmonic;

@@ -72,6 +72,11 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/admin/v1/master-key/rotate", &["post"]),
     ("/admin/v1/audit", &["get"]),
     ("/admin/v1/stats", &["get"]),
+    ("/admin/v1/tenants/{id}/drm-systems", &["get"]),
+    (
+        "/admin/v1/tenants/{id}/drm-systems/{name}",
+        &["get", "put", "delete"],
+    ),
     ("/ui", &["get"]),
     ("/ui/", &["get"]),
     ("/ui/index.html", &["get"]),

@@ -292,6 +292,12 @@ impl KeyStore for KeyWitness {
     async fn revoke_credential(&self, tenant: &TenantId, id: &str) -> Result<bool> {
         self.0.revoke_credential(tenant, id).await
     }
+    async fn put_drm_system(&self, system: &keyplex_store::StoredDrmSystem) -> Result<bool> {
+        self.0.put_drm_system(system).await
+    }
+    async fn remove_drm_system(&self, tenant: &TenantId, name: &str) -> Result<bool> {
+        self.0.remove_drm_system(tenant, name).await
+    }
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<()> {
         self.0.append_audit(events).await
     }

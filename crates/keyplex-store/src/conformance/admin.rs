@@ -17,6 +17,7 @@ pub(super) async fn run_all<S: KeyStore>(store: &Arc<S>) {
     ensure_reports_what_it_created(&**store).await;
     created_keys_are_audited_with_them(&**store).await;
     tenants_and_credentials_round_trip(&**store).await;
+    drm_systems_round_trip(&**store).await;
     audit_events_are_queryable(&**store).await;
     contents_are_listed_and_searchable(&**store).await;
     export_then_import_restores_identical_keys(&**store).await;
@@ -209,6 +210,67 @@ async fn created_keys_are_audited_with_them<S: KeyStore>(store: &S) {
         created_events().await.len(),
         2,
         "{scenario}: no event for a refused batch"
+    );
+}
+
+async fn drm_systems_round_trip<S: KeyStore>(store: &S) {
+    let scenario = "DRM systems";
+    let tenant = new_tenant();
+    let other = new_tenant();
+    let v0 = store.registry_version().await.unwrap();
+    let first = crate::StoredDrmSystem {
+        tenant: tenant.clone(),
+        name: "irdeto".into(),
+        spec: r#"{"system_id":"80a6be7e-1448-4c37-9e70-d5aebe04c8d2"}"#.into(),
+        created_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+        updated_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+    };
+    assert!(
+        store.put_drm_system(&first).await.unwrap(),
+        "{scenario}: new"
+    );
+    let v1 = store.registry_version().await.unwrap();
+    assert!(v1 > v0, "{scenario}: the version moves on");
+    let changed = crate::StoredDrmSystem {
+        spec: r#"{"system_id":"80a6be7e-1448-4c37-9e70-d5aebe04c8d2","pssh_version":1}"#.into(),
+        created_at: OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
+        updated_at: OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
+        ..first.clone()
+    };
+    assert!(
+        !store.put_drm_system(&changed).await.unwrap(),
+        "{scenario}: a second put replaces"
+    );
+    let registry = store.registry().await.unwrap();
+    assert!(registry.version > v1, "{scenario}: version after a change");
+    let stored: Vec<_> = registry
+        .drm_systems
+        .iter()
+        .filter(|d| d.tenant == tenant)
+        .collect();
+    assert_eq!(stored.len(), 1, "{scenario}: one row per name");
+    assert_eq!(stored[0].spec, changed.spec, "{scenario}: the new spec");
+    assert_eq!(
+        (stored[0].created_at, stored[0].updated_at),
+        (first.created_at, changed.updated_at),
+        "{scenario}: created_at stays, updated_at moves"
+    );
+    assert!(
+        !store.remove_drm_system(&other, "irdeto").await.unwrap(),
+        "{scenario}: another tenant's name"
+    );
+    assert!(
+        store.remove_drm_system(&tenant, "irdeto").await.unwrap(),
+        "{scenario}: removed"
+    );
+    assert!(
+        !store.remove_drm_system(&tenant, "irdeto").await.unwrap(),
+        "{scenario}: removed once"
+    );
+    let registry = store.registry().await.unwrap();
+    assert!(
+        registry.drm_systems.iter().all(|d| d.tenant != tenant),
+        "{scenario}: gone from the registry"
     );
 }
 

@@ -13,13 +13,13 @@ use super::{
 };
 use crate::StoreError;
 use crate::columns::{
-    AuditRow, CredentialRow, FullKeyRow, StatsRow, TenantRow, count_column, from_unix,
-    key_ids_column, slot_period_column, unix_column, unix_ms,
+    AuditRow, CredentialRow, DrmSystemRow, FullKeyRow, StatsRow, TenantRow, count_column,
+    from_unix, key_ids_column, slot_period_column, unix_column, unix_ms,
 };
 use crate::rules::{self, ImportStep};
 use crate::{
     AuditEvent, AuditQuery, ContentSummary, ExportedKey, ImportOutcome, Registry, Result,
-    RotationReport, StatsCount, StoredCredential, StoredTenant,
+    RotationReport, StatsCount, StoredCredential, StoredDrmSystem, StoredTenant,
 };
 
 /// Rows re-sealed per transaction during a master key rotation.
@@ -96,6 +96,13 @@ impl Core {
         .fetch_all(&mut *tx)
         .await
         .map_err(|e| db_error("cannot read credentials", e))?;
+        let drm_systems: Vec<DrmSystemRow> = sqlx::query_as(
+            "SELECT tenant, name, spec, created_at, updated_at FROM drm_systems \
+             ORDER BY tenant, name",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| db_error("cannot read DRM systems", e))?;
         let _ = tx.commit().await;
         Ok(Registry {
             version,
@@ -106,6 +113,10 @@ impl Core {
             credentials: credentials
                 .into_iter()
                 .map(|row| row.decode(&self.sealer))
+                .collect::<Result<_>>()?,
+            drm_systems: drm_systems
+                .into_iter()
+                .map(DrmSystemRow::decode)
                 .collect::<Result<_>>()?,
         })
     }
@@ -193,6 +204,44 @@ impl Core {
                 .execute(&mut *conn)
                 .await
                 .map_err(|e| classify("cannot delete a credential", e))?
+                .rows_affected()
+                == 1;
+            if deleted {
+                bump_version(conn).await?;
+            }
+            Ok(deleted)
+        })
+    }
+
+    pub(super) async fn put_drm_system(&self, system: &StoredDrmSystem) -> Result<bool> {
+        in_transaction!(self, "a DRM system", |conn| {
+            let created: bool = sqlx::query_scalar(
+                "INSERT INTO drm_systems (tenant, name, spec, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, name) DO UPDATE SET \
+                 spec = EXCLUDED.spec, updated_at = EXCLUDED.updated_at \
+                 RETURNING (xmax = 0)",
+            )
+            .bind(system.tenant.as_str())
+            .bind(&system.name)
+            .bind(&system.spec)
+            .bind(system.created_at.unix_timestamp())
+            .bind(system.updated_at.unix_timestamp())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| classify("cannot store a DRM system", e))?;
+            bump_version(conn).await?;
+            Ok(created)
+        })
+    }
+
+    pub(super) async fn remove_drm_system(&self, tenant: &TenantId, name: &str) -> Result<bool> {
+        in_transaction!(self, "a DRM system removal", |conn| {
+            let deleted = sqlx::query("DELETE FROM drm_systems WHERE tenant = $1 AND name = $2")
+                .bind(tenant.as_str())
+                .bind(name)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| classify("cannot delete a DRM system", e))?
                 .rows_affected()
                 == 1;
             if deleted {

@@ -9,13 +9,13 @@ use time::OffsetDateTime;
 
 use super::{Core, db_error, fetch_slot};
 use crate::columns::{
-    AuditRow, CredentialRow, FullKeyRow, StatsRow, TenantRow, corrupt, count_column, from_unix,
-    unix_column, unix_ms,
+    AuditRow, CredentialRow, DrmSystemRow, FullKeyRow, StatsRow, TenantRow, corrupt, count_column,
+    from_unix, unix_column, unix_ms,
 };
 use crate::rules::{self, ImportStep};
 use crate::{
     AuditEvent, AuditQuery, ContentSummary, ExportedKey, ImportOutcome, Registry, Result,
-    RotationReport, StatsCount, StoredCredential, StoredTenant,
+    RotationReport, StatsCount, StoredCredential, StoredDrmSystem, StoredTenant,
 };
 
 /// Rows re-sealed per transaction during a master key rotation: small enough that key
@@ -75,10 +75,22 @@ impl Core {
             .into_iter()
             .map(|row| row.decode(&self.sealer))
             .collect::<Result<Vec<_>>>()?;
+        let drm_rows: Vec<DrmSystemRow> = sqlx::query_as(
+            "SELECT tenant, name, spec, created_at, updated_at FROM drm_systems \
+             ORDER BY tenant, name",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| db_error("cannot read DRM systems", e))?;
+        let drm_systems = drm_rows
+            .into_iter()
+            .map(DrmSystemRow::decode)
+            .collect::<Result<Vec<_>>>()?;
         Ok(Registry {
             version,
             tenants,
             credentials,
+            drm_systems,
         })
     }
 
@@ -188,6 +200,52 @@ impl Core {
                 .execute(&mut *conn)
                 .await
                 .map_err(|e| db_error("cannot delete a credential", e))?
+                .rows_affected()
+                == 1;
+            if deleted {
+                bump_version(conn).await?;
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
+    pub(super) async fn put_drm_system(&self, system: &StoredDrmSystem) -> Result<bool> {
+        self.write("a DRM system", async |conn| {
+            let existed: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM drm_systems WHERE tenant = ? AND name = ?")
+                    .bind(system.tenant.as_str())
+                    .bind(&system.name)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(|e| db_error("cannot read a DRM system", e))?;
+            sqlx::query(
+                "INSERT INTO drm_systems (tenant, name, spec, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, name) DO UPDATE SET \
+                 spec = excluded.spec, updated_at = excluded.updated_at",
+            )
+            .bind(system.tenant.as_str())
+            .bind(&system.name)
+            .bind(&system.spec)
+            .bind(system.created_at.unix_timestamp())
+            .bind(system.updated_at.unix_timestamp())
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| db_error("cannot store a DRM system", e))?;
+            bump_version(conn).await?;
+            Ok(existed.is_none())
+        })
+        .await
+    }
+
+    pub(super) async fn remove_drm_system(&self, tenant: &TenantId, name: &str) -> Result<bool> {
+        self.write("a DRM system removal", async |conn| {
+            let deleted = sqlx::query("DELETE FROM drm_systems WHERE tenant = ? AND name = ?")
+                .bind(tenant.as_str())
+                .bind(name)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| db_error("cannot delete a DRM system", e))?
                 .rows_affected()
                 == 1;
             if deleted {
