@@ -351,6 +351,19 @@ impl TenantConfig {
         }
         if let Some(licence) = &self.licence {
             licence.validate()?;
+            let defined = self.drm_systems.iter().chain(&self.extra_drm_systems);
+            let defined: Vec<&str> = defined.map(|d| d.name.as_str()).collect();
+            for drm in licence.upstream.keys() {
+                let known = crate::licence_proxy::UPSTREAM_NAMES.contains(&drm.as_str())
+                    || defined.contains(&drm.as_str());
+                if !known {
+                    return Err(format!(
+                        "licence.upstream: {drm:?} is not one of {} or the name of one of the \
+                         tenant's drm_systems",
+                        crate::licence_proxy::UPSTREAM_NAMES.join(", ")
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -511,12 +524,6 @@ impl LicenceConfig {
             }
         }
         for (drm, upstream) in &self.upstream {
-            if !crate::licence_proxy::UPSTREAM_NAMES.contains(&drm.as_str()) {
-                return Err(format!(
-                    "licence.upstream: {drm:?} is not one of {}",
-                    crate::licence_proxy::UPSTREAM_NAMES.join(", ")
-                ));
-            }
             upstream
                 .validate(drm)
                 .map_err(|e| format!("licence.upstream.{drm}: {e}"))?;

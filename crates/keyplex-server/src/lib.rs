@@ -148,6 +148,10 @@ fn licence_routes(state: &AppState) -> Router<AppState> {
             "/{tenant}/prmls/contentlicenseservice/v1/licenses",
             post(licence_proxy::post_prm),
         )
+        .route(
+            "/{tenant}/licences/{name}",
+            post(licence_proxy::post_defined),
+        )
         .route("/{tenant}/ssm/v1/sessions/setup", post(ssm::post_setup))
         .route(
             "/{tenant}/ssm/v1/sessions/{id}/licence",

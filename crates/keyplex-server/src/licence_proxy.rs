@@ -52,7 +52,8 @@ use crate::error::{ApiError, Problem};
 use crate::licence_policy::{AppliedPolicy, Hdcp};
 use crate::state::{AppState, Tenant};
 
-/// The names `[tenants.x.licence] upstream` accepts, one per proxied DRM.
+/// The built-in names `[tenants.x.licence] upstream` accepts, one per proxied DRM; a
+/// tenant-defined DRM system's `name` is accepted too (`/{tenant}/licences/{name}`).
 pub const UPSTREAM_NAMES: [&str; 4] = ["widevine", "playready", "fairplay", "prm"];
 
 /// Default of `upstream_timeout_seconds`: one upstream attempt, connection to last byte.
@@ -124,7 +125,15 @@ pub async fn post_widevine(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    proxy(WidevineStyle::WIDEVINE, state, tenant, query, headers, body).await
+    proxy(
+        WidevineStyle::WIDEVINE,
+        state,
+        tenant.0,
+        query,
+        headers,
+        body,
+    )
+    .await
 }
 
 #[utoipa::path(
@@ -173,7 +182,7 @@ pub async fn post_playready(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    proxy(PlayReadySoap, state, tenant, query, headers, body).await
+    proxy(PlayReadySoap, state, tenant.0, query, headers, body).await
 }
 
 #[utoipa::path(
@@ -220,7 +229,7 @@ pub async fn post_fairplay(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    proxy(FairPlaySpc, state, tenant, query, headers, body).await
+    proxy(FairPlaySpc, state, tenant.0, query, headers, body).await
 }
 
 #[utoipa::path(
@@ -267,7 +276,70 @@ pub async fn post_prm(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    proxy(WidevineStyle::PRM, state, tenant, query, headers, body).await
+    proxy(WidevineStyle::PRM, state, tenant.0, query, headers, body).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/{tenant}/licences/{name}",
+    operation_id = "defined_drm_licence",
+    tag = "licence",
+    summary = "Licence proxy of a tenant-defined DRM system",
+    description = "For a DRM the tenant defines (`[[tenants.x.drm_systems]]`, e.g. Irdeto or \
+        Conax): checks the entitlement, finds the content's keys and forwards the player's \
+        challenge with the keys and the licence rules (the content's or tenant's, narrowed by the \
+        token's policy) to `[tenants.x.licence] upstream.<name>` as keyplex's JSON licence \
+        request; the upstream's 2xx answer goes back unchanged, never cached. The keys are named \
+        by `kid` and/or `content_id`; with neither, the one content the token covers.",
+    params(
+        ("tenant" = String, Path, description = "Tenant id"),
+        ("name" = String, Path, description = "The defined DRM system's `name`"),
+        ("token" = Option<String>, Query, description = "The entitlement token, for players \
+            that cannot send `Authorization: Bearer`"),
+        ("kid" = Option<Vec<String>>, Query, style = Form, explode, description = "Key id(s) \
+            of the licence (UUID or 32 hex digits), repeatable, at most 64"),
+        ("content_id" = Option<String>, Query, description = "The content of the licence"),
+    ),
+    request_body(content = inline(crate::openapi::Binary), content_type = "application/octet-stream", description = "The DRM client's licence challenge, sent upstream base64"),
+    responses(
+        (status = 200, description = "The upstream licence server's answer, passed back \
+            unchanged (its 2xx status, body and `Content-Type`)",
+            content(("application/octet-stream"))),
+        (status = 400, description = "Malformed challenge or query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid entitlement token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A token covering nothing or not the named content, a key \
+            not covered (unknown ones included), another tenant's token, a disabled tenant, or \
+            no live secure session where the tenant requires one", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tenant, a tenant without licence keys, a DRM the \
+            tenant does not define, or no upstream for it", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The upstream licence server failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("entitlement_jwt" = []), ("entitlement_query" = [])),
+)]
+pub async fn post_defined(
+    state: State<AppState>,
+    Path((tenant_id, name)): Path<(String, String)>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = state.tenant(&tenant_id)?;
+    let Some(system) = tenant.drm_systems.by_name(&name) else {
+        return Err(ApiError::NotFound(format!(
+            "tenant {} defines no DRM system {:?} ([[tenants.{}.drm_systems]])",
+            tenant.id,
+            name.chars().take(64).collect::<String>(),
+            tenant.id
+        )));
+    };
+    let adapter = DefinedDrm {
+        name: system.config.name.clone(),
+        system_id: system.definition.system_id().to_string(),
+    };
+    drop(tenant);
+    proxy(adapter, state, tenant_id, query, headers, body).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -310,7 +382,7 @@ pub trait LicenceAdapter {
     /// The player's challenge, as this DRM's players send it.
     type Challenge;
     /// The `[tenants.x.licence] upstream` entry of this DRM.
-    fn upstream_name(&self) -> &'static str;
+    fn upstream_name(&self) -> &str;
     /// Reads the challenge from the player's request; 400 when it is not one. Runs before the
     /// entitlement is checked (a malformed request must not spend a single-use token).
     fn challenge(&self, headers: &HeaderMap, body: Bytes) -> Result<Self::Challenge, ApiError>;
@@ -556,7 +628,7 @@ impl WidevineStyle {
 impl LicenceAdapter for WidevineStyle {
     type Challenge = Bytes;
 
-    fn upstream_name(&self) -> &'static str {
+    fn upstream_name(&self) -> &str {
         self.upstream_name
     }
 
@@ -946,7 +1018,7 @@ fn xml_escape(text: &str) -> String {
 impl LicenceAdapter for PlayReadySoap {
     type Challenge = SoapChallenge;
 
-    fn upstream_name(&self) -> &'static str {
+    fn upstream_name(&self) -> &str {
         "playready"
     }
 
@@ -1146,7 +1218,7 @@ struct HostedFairPlayAnswer {
 impl LicenceAdapter for FairPlaySpc {
     type Challenge = SpcChallenge;
 
-    fn upstream_name(&self) -> &'static str {
+    fn upstream_name(&self) -> &str {
         "fairplay"
     }
 
@@ -1325,6 +1397,83 @@ impl LicenceAdapter for FairPlaySpc {
     }
 }
 
+/// A tenant-defined DRM system (`[[tenants.x.drm_systems]]`): its challenges are opaque to
+/// keyplex, and its upstream takes keyplex's JSON licence request (`keyplex-json`, the only
+/// protocol for a defined DRM):
+///
+/// ```json
+/// {"drm": "irdeto", "system_id": "80a6be7e-…", "payload": "<base64 challenge>",
+///  "content_id": "movie-1", "user": "alice",
+///  "keys": [{"kid": "<uuid>", "key": "<base64>", "iv": "<base64>", "track_type": "HD"}],
+///  "policy": {"security_level": {"HD": 1}, "persistent": false, …}}
+/// ```
+///
+/// `policy` is the applied licence policy as the audit event records it. The answer passes
+/// back unchanged.
+pub struct DefinedDrm {
+    name: String,
+    system_id: String,
+}
+
+#[derive(Serialize)]
+struct DefinedDrmRequest<'a> {
+    drm: &'a str,
+    system_id: &'a str,
+    payload: String,
+    content_id: &'a str,
+    user: &'a str,
+    keys: Vec<DefinedDrmKey>,
+    policy: &'a AppliedPolicy,
+}
+
+#[derive(Serialize)]
+struct DefinedDrmKey {
+    kid: String,
+    key: String,
+    iv: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    track_type: Option<String>,
+}
+
+impl LicenceAdapter for DefinedDrm {
+    type Challenge = Bytes;
+
+    fn upstream_name(&self) -> &str {
+        &self.name
+    }
+
+    fn challenge(&self, _headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
+        crate::body::require_body(body, "the DRM client's licence challenge")
+    }
+
+    fn upstream_request(
+        &self,
+        _upstream: &Upstream,
+        ctx: Option<&LicenceContext<'_>>,
+        challenge: &Bytes,
+    ) -> Result<UpstreamRequest, ApiError> {
+        let ctx = ctx.ok_or_else(|| ApiError::Internal("a licence without keys".into()))?;
+        json_body(&DefinedDrmRequest {
+            drm: &self.name,
+            system_id: &self.system_id,
+            payload: B64.encode(challenge),
+            content_id: ctx.content_id.as_str(),
+            user: ctx.user,
+            keys: ctx
+                .keys
+                .iter()
+                .map(|k| DefinedDrmKey {
+                    kid: k.kid.to_string(),
+                    key: B64.encode(k.key.expose()),
+                    iv: k.iv.to_base64(),
+                    track_type: k.track_type.as_ref().map(|t| t.as_str().to_owned()),
+                })
+                .collect(),
+            policy: ctx.policy,
+        })
+    }
+}
+
 /// Standard or URL-safe base64, padded or not. A form field's `+` that a page forgot to
 /// percent-encode arrives as a space, so spaces are read as `+`.
 fn decode_spc(text: &str) -> Option<Vec<u8>> {
@@ -1404,7 +1553,7 @@ fn licence_query(
 async fn proxy<A: LicenceAdapter>(
     adapter: A,
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    tenant: String,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,

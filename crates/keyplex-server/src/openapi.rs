@@ -73,6 +73,7 @@ use crate::{
         licence_proxy::post_playready,
         licence_proxy::post_fairplay,
         licence_proxy::post_prm,
+        licence_proxy::post_defined,
         ssm::post_setup,
         ssm::post_licence,
         ssm::post_heartbeat,

@@ -27,6 +27,8 @@ pub enum Interface {
     PlayReady,
     FairPlay,
     Prm,
+    /// The licence proxy of a tenant-defined DRM system (`/{tenant}/licences/{name}`).
+    DefinedDrm,
     /// A licence through a secure session; the DRM is noted by the handler.
     SsmLicence,
     /// Session setup, heartbeat, teardown.
@@ -69,6 +71,7 @@ impl Interface {
             "prls/contentlicenseservice/v1/licenses" => Self::PlayReady,
             "fpls/contentlicenseservice/v1/licenses" => Self::FairPlay,
             "prmls/contentlicenseservice/v1/licenses" => Self::Prm,
+            "licences/{name}" => Self::DefinedDrm,
             "ssm/v1/sessions/{id}/licence" => Self::SsmLicence,
             "v1/cpix/pallycon/getKey/{enc_token}"
             | "v2/cpix/pallycon/getKey/{enc_token}"
@@ -95,6 +98,7 @@ impl Interface {
             Self::PlayReady => "playready",
             Self::FairPlay => "fairplay",
             Self::Prm => "prm",
+            Self::DefinedDrm => "defined_drm",
             Self::SsmLicence => "ssm_licence",
             Self::Ssm => "ssm",
             Self::Admin => "admin",
@@ -117,6 +121,7 @@ impl Interface {
             | Self::PlayReady
             | Self::FairPlay
             | Self::Prm
+            | Self::DefinedDrm
             | Self::SsmLicence => Kind::Licences,
             Self::Ssm => Kind::Sessions,
             Self::Admin => Kind::Admin,
@@ -133,6 +138,7 @@ impl Interface {
             Self::PlayReady => Some("playready"),
             Self::FairPlay => Some("fairplay"),
             Self::Prm => Some("prm"),
+            Self::DefinedDrm => Some("defined"),
             _ => None,
         }
     }

@@ -784,3 +784,80 @@ async fn proxy_routes_answer_cors_preflights_with_soapaction() {
             .contains("soapaction")
     );
 }
+
+/// A tenant-defined DRM system has a licence route of its own, `/{tenant}/licences/{name}`,
+/// whose upstream (`upstream.<name>`) gets keyplex's JSON licence request.
+#[tokio::test]
+async fn a_defined_drm_system_has_its_own_licence_route() {
+    let (upstream, base) = Upstream::start().await;
+    let server = TestServer::start_with(ACME_CONFIG, move |config: &mut Config| {
+        let tenant = config.tenants.get_mut("acme").unwrap();
+        tenant.drm_systems.push(
+            toml::from_str(
+                r#"name = "irdeto"
+                system_id = "80a6be7e-1448-4c37-9e70-d5aebe04c8d2"
+                pssh_version = 1
+                pssh_data = "{kid_base64}"
+                pssh_data_encoding = "utf8""#,
+            )
+            .unwrap(),
+        );
+        tenant.licence.as_mut().unwrap().upstream.insert(
+            "irdeto".into(),
+            keyplex_server::config::Upstream::plain(&format!("{base}/irdeto")),
+        );
+    })
+    .await;
+    let (kid, key, iv) = key_of(&server, "movie-1").await;
+    let token = policy_token(&["movie-1"], json!({"licence_duration": 60}));
+    let url = |name: &str| server.url(&format!("/acme/licences/{name}?kid={kid}"));
+    let resp = server
+        .client
+        .post(url("irdeto"))
+        .bearer_auth(&token)
+        .body(b"irdeto-challenge".to_vec())
+        .send()
+        .await
+        .unwrap();
+    passed_on(resp, "application/octet-stream", DEFAULT_LICENCE).await;
+    let got = upstream.only();
+    assert_eq!(got.path, "/irdeto");
+    let sent: Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(sent["drm"], "irdeto");
+    assert_eq!(sent["system_id"], "80a6be7e-1448-4c37-9e70-d5aebe04c8d2");
+    assert_eq!(sent["payload"], b64(b"irdeto-challenge"));
+    assert_eq!(sent["content_id"], "movie-1");
+    assert_eq!(sent["user"], "user-1");
+    assert_eq!(
+        sent["keys"],
+        json!([{"kid": kid.to_string(), "key": b64(&key), "iv": b64(&iv)}])
+    );
+    assert_eq!(sent["policy"]["licence_duration_seconds"], 60);
+
+    // A DRM the tenant does not define: 404 before any token is looked at.
+    let resp = server
+        .client
+        .post(url("conax"))
+        .body(b"x".to_vec())
+        .send()
+        .await
+        .unwrap();
+    let (status, detail) = problem(resp).await;
+    assert_eq!(status, 404);
+    assert!(detail.contains("conax"), "{detail}");
+    assert_eq!(upstream.received().len(), 1);
+}
+
+/// An upstream named after neither a built-in DRM nor a defined system stops the start.
+#[test]
+fn an_upstream_for_an_undefined_drm_is_refused() {
+    let text = "[tenants.acme.licence]\njwt = { hs256_secret = \"a-long-portal-secret\" }\n\
+                [tenants.acme.licence.upstream]\nconax = \"https://conax.example\"\n";
+    let err = Config::from_toml(std::path::Path::new("t.toml"), text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("conax") && err.contains("drm_systems"),
+        "{err}"
+    );
+}

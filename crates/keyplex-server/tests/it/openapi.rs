@@ -50,6 +50,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
         "/{tenant}/prmls/contentlicenseservice/v1/licenses",
         &["post"],
     ),
+    ("/{tenant}/licences/{name}", &["post"]),
     ("/{tenant}/ssm/v1/sessions/setup", &["post"]),
     ("/{tenant}/ssm/v1/sessions/{id}/licence", &["post"]),
     ("/{tenant}/ssm/v1/sessions/{id}/heartbeat", &["post"]),
