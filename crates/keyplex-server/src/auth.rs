@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::{JwtConfig, Secret, SigV4Credential, TenantConfig};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::sigv4::{self, SignedRequest};
 use crate::state::{AppState, Tenant};
 
@@ -323,10 +323,10 @@ pub fn authenticate_request(
     if let Some(credential) = tenant.auth.sigv4_credential(&auth.access_key_id) {
         sigv4::verify(&signed, &auth, credential, now).map_err(unauthorized)?;
         let credential = format!("sigv4:{}", truncate(&auth.access_key_id));
-        crate::rate_limit::admit(tenant, &credential)?;
+        crate::http::rate_limit::admit(tenant, &credential)?;
         return Ok(Principal { credential });
     }
-    Err(crate::rate_limit::refuse(
+    Err(crate::http::rate_limit::refuse(
         state,
         tenant,
         |t| {
@@ -354,7 +354,7 @@ pub fn authenticate_packager_request(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(std::sync::Arc<crate::state::Tenant>, axum::body::Bytes), ApiError> {
     let tenant = state.tenant(tenant)?;
-    let body = crate::body::read_body_bytes(state, body)?;
+    let body = crate::http::body::read_body_bytes(state, body)?;
     authenticate_request(
         state,
         &tenant,
@@ -417,7 +417,7 @@ pub fn authenticate_token(
     use sha2::{Digest, Sha256};
     let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
     if kind.matches(tenant, &digest) {
-        crate::rate_limit::admit(tenant, kind.name())?;
+        crate::http::rate_limit::admit(tenant, kind.name())?;
         return Ok(());
     }
     let unauthorized = if kind.tokens(tenant).is_empty() {
@@ -433,7 +433,7 @@ pub fn authenticate_token(
     } else {
         ApiError::Unauthorized("invalid token".into())
     };
-    Err(crate::rate_limit::refuse(
+    Err(crate::http::rate_limit::refuse(
         state,
         tenant,
         |t| kind.matches(t, &digest),

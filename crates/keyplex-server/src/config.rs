@@ -354,13 +354,13 @@ impl TenantConfig {
             let defined = self.drm_systems.iter().chain(&self.extra_drm_systems);
             let defined: Vec<&str> = defined.map(|d| d.name.as_str()).collect();
             for drm in licence.upstream.keys() {
-                let known = crate::licence_proxy::UPSTREAM_NAMES.contains(&drm.as_str())
+                let known = crate::player::licence_proxy::UPSTREAM_NAMES.contains(&drm.as_str())
                     || defined.contains(&drm.as_str());
                 if !known {
                     return Err(format!(
                         "licence.upstream: {drm:?} is not one of {} or the name of one of the \
                          tenant's drm_systems",
-                        crate::licence_proxy::UPSTREAM_NAMES.join(", ")
+                        crate::player::licence_proxy::UPSTREAM_NAMES.join(", ")
                     ));
                 }
             }

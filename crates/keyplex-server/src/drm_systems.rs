@@ -24,9 +24,9 @@ use keyplex_store::{AuditAction, StoredDrmSystem};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::admin::{AdminCaller, audit_change, json_body};
 use crate::config::{PrmTemplate, TenantConfig};
-use crate::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Problem};
+use crate::operator::admin::{AdminCaller, audit_change, json_body};
 use crate::registry::{Source, TenantParts};
 use crate::state::{AppState, Tenant};
 

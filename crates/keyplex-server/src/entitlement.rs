@@ -25,8 +25,8 @@ use serde::Deserialize;
 
 use crate::auth::JwtVerifier;
 use crate::config::LicenceConfig;
-use crate::cors::CorsOrigins;
-use crate::error::ApiError;
+use crate::http::cors::CorsOrigins;
+use crate::http::error::ApiError;
 use crate::licence_policy::TokenPolicy;
 use crate::state::{AppState, Tenant};
 
@@ -277,7 +277,7 @@ pub async fn verify(
         ));
     };
     let Some(entitlement) = licence.verified_entitlement(verifier, token, now_unix)? else {
-        return Err(crate::rate_limit::refuse(
+        return Err(crate::http::rate_limit::refuse(
             state,
             tenant,
             |t| {
@@ -289,7 +289,7 @@ pub async fn verify(
             ApiError::Unauthorized("invalid entitlement token".into()),
         ));
     };
-    crate::rate_limit::admit(
+    crate::http::rate_limit::admit(
         tenant,
         &format!(
             "entitlement:sub={}",

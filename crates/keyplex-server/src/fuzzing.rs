@@ -101,7 +101,8 @@ fn now() -> OffsetDateTime {
 pub fn nagra_json(data: &[u8]) {
     for name in ["vod", "live", "plain"] {
         for cmaf in [false, true] {
-            let _ = crate::nagra::check_request_for_fuzzing(cmaf, tenant(name), data, now());
+            let _ =
+                crate::packager::nagra::check_request_for_fuzzing(cmaf, tenant(name), data, now());
         }
     }
 }
@@ -110,8 +111,8 @@ pub fn nagra_json(data: &[u8]) {
 /// it carries (the fuzzer rarely gets a mutation through base64 intact).
 pub fn widevine_api(data: &[u8]) {
     let t = tenant("vod");
-    let _ = crate::widevine_api::check_body_for_fuzzing(t, data);
-    let _ = crate::widevine_api::check_request_for_fuzzing(t, data);
+    let _ = crate::packager::widevine_api::check_body_for_fuzzing(t, data);
+    let _ = crate::packager::widevine_api::check_request_for_fuzzing(t, data);
 }
 
 /// An entitlement token: the bytes as the token a player presents (header and query), and
@@ -156,7 +157,7 @@ pub fn url_parameters(data: &[u8]) {
     let Ok(uri) = text.parse::<axum::http::Uri>() else {
         return;
     };
-    let logged = crate::telemetry::loggable_uri(&uri);
+    let logged = crate::http::telemetry::loggable_uri(&uri);
     let segments: Vec<&str> = uri.path().split('/').collect();
     let token = match segments.as_slice() {
         ["", _, "cpix", _, _, token]
@@ -180,15 +181,17 @@ pub fn url_parameters(data: &[u8]) {
     let tenant = tenant("vod");
     match segments.as_slice() {
         ["", _, "cpix", "anevia", format, _, _] => {
-            let _ = crate::pallycon::anevia_format(tenant, format);
+            let _ = crate::packager::pallycon::anevia_format(tenant, format);
         }
         ["", _, "cpix", format, content_id] | ["", _, "cpix", format, content_id, _] => {
-            if let Ok(q) = serde_urlencoded::from_str::<crate::get_cpix::GetCpixQuery>(query) {
-                let _ = crate::get_cpix::check_request(tenant, format, content_id, &q);
+            if let Ok(q) =
+                serde_urlencoded::from_str::<crate::packager::get_cpix::GetCpixQuery>(query)
+            {
+                let _ = crate::packager::get_cpix::check_request(tenant, format, content_id, &q);
             }
         }
         ["", _, "cpix", "getKey"] => {
-            let _ = serde_urlencoded::from_str::<crate::pallycon::EncTokenQuery>(query);
+            let _ = serde_urlencoded::from_str::<crate::packager::pallycon::EncTokenQuery>(query);
         }
         _ => {}
     }
@@ -266,11 +269,20 @@ mod tests {
         let nagra = br#"{"drmContent":{"drmContentId":"movie-1","profile":{"distributionMode":"VOD","streamingMode":"DASH"}}}"#;
         for name in ["vod", "live", "plain"] {
             assert!(
-                crate::nagra::check_request_for_fuzzing(false, tenant(name), nagra, now()).is_ok()
+                crate::packager::nagra::check_request_for_fuzzing(
+                    false,
+                    tenant(name),
+                    nagra,
+                    now()
+                )
+                .is_ok()
             );
         }
         let widevine =
             br#"{"content_id":"bW92aWUtMQ==","tracks":[{"type":"SD"},{"type":"AUDIO"}]}"#;
-        assert!(crate::widevine_api::check_request_for_fuzzing(tenant("vod"), widevine).is_ok());
+        assert!(
+            crate::packager::widevine_api::check_request_for_fuzzing(tenant("vod"), widevine)
+                .is_ok()
+        );
     }
 }

@@ -7,7 +7,7 @@ use keyplex_types::{
     ContentId, ContentKey, ContentKeyValue, Iv, KeyId, KeyPeriod, KeySlot, TrackType,
 };
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::state::{AppState, Tenant};
 
 /// Resolves the keys a packager request needs for `content_id`: one atomic, durable store

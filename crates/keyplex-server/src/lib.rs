@@ -5,47 +5,27 @@
 //! errors to HTTP responses, `keys`/`signaling` the shared key and signaling logic every
 //! interface uses.
 
-pub mod admin;
-pub mod admin_licence_policy;
 pub mod audit;
 pub mod auth;
-pub mod body;
-pub mod clearkey;
 pub mod config;
-pub mod cors;
-pub mod cpix;
-pub mod deadline;
 pub mod drm_systems;
 pub mod entitlement;
-pub mod error;
 /// For the fuzz targets in `fuzz/` and their regression test; not an API.
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod get_cpix;
-pub mod harmonic;
-pub mod hls_keys;
+pub mod http;
 pub mod keys;
-pub mod landing;
 pub mod licence_policy;
-pub mod licence_proxy;
-pub mod listener;
-pub mod nagra;
 pub mod openapi;
-pub mod pallycon;
-pub mod players;
-pub mod rate_limit;
+pub mod operator;
+pub mod packager;
+pub mod player;
 pub mod registry;
 pub mod scope;
 pub mod setup;
 pub mod signaling;
 pub mod sigv4;
-pub mod speke;
-pub mod ssm;
 pub mod state;
-pub mod telemetry;
-pub mod tls;
-pub mod ui;
-pub mod widevine_api;
 
 use std::future::Future;
 
@@ -57,6 +37,11 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 pub use state::AppState;
+
+use http::{cors, deadline, error, listener, telemetry, tls};
+use operator::{admin, landing, players, ui};
+use packager::{cpix, get_cpix, harmonic, nagra, pallycon, speke, widevine_api};
+use player::{clearkey, hls_keys, licence_proxy, ssm};
 
 /// All routes of keyplex.
 pub fn router(state: AppState) -> Router {

@@ -472,7 +472,7 @@ pub async fn applied(
     tenant: &crate::state::Tenant,
     content: &keyplex_types::ContentId,
     token: &TokenPolicy,
-) -> Result<AppliedPolicy, crate::error::ApiError> {
+) -> Result<AppliedPolicy, crate::http::error::ApiError> {
     let stored = stored(state, tenant, content).await?;
     let tenant_default = tenant
         .config
@@ -488,14 +488,14 @@ pub async fn stored(
     state: &crate::state::AppState,
     tenant: &crate::state::Tenant,
     content: &keyplex_types::ContentId,
-) -> Result<Option<ContentPolicy>, crate::error::ApiError> {
+) -> Result<Option<ContentPolicy>, crate::http::error::ApiError> {
     let Some(text) = state.store().content_policy(&tenant.id, content).await? else {
         return Ok(None);
     };
     // Written by the admin API after validation: a row that does not parse is not a client's
     // fault, and a licence must not be issued without its rules.
     serde_json::from_str(&text).map(Some).map_err(|e| {
-        crate::error::ApiError::Internal(format!(
+        crate::http::error::ApiError::Internal(format!(
             "stored licence policy of content {content} is unreadable: {e}"
         ))
     })

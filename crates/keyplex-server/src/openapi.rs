@@ -21,10 +21,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
-use crate::{
-    admin, clearkey, cpix, get_cpix, harmonic, hls_keys, licence_proxy, nagra, pallycon, speke,
-    ssm, widevine_api,
-};
+use crate::operator::admin;
+use crate::packager::{cpix, get_cpix, harmonic, nagra, pallycon, speke, widevine_api};
+use crate::player::{clearkey, hls_keys, licence_proxy, ssm};
 
 /// The document. `ApiDoc::openapi()` builds it; `/openapi.json` serves it.
 #[derive(OpenApi)]
@@ -47,7 +46,7 @@ use crate::{
     ),
     paths(
         // Operations and documentation
-        crate::landing::landing,
+        crate::operator::landing::landing,
         crate::healthz,
         crate::metrics,
         get_openapi_json,
@@ -88,9 +87,9 @@ use crate::{
         admin::revoke_credential,
         admin::list_contents,
         admin::content_keys,
-        crate::admin_licence_policy::put_policy,
-        crate::admin_licence_policy::get_policy,
-        crate::admin_licence_policy::delete_policy,
+        crate::operator::admin_licence_policy::put_policy,
+        crate::operator::admin_licence_policy::get_policy,
+        crate::operator::admin_licence_policy::delete_policy,
         admin::export_keys,
         admin::import_keys,
         admin::rotate_master_key,
@@ -111,8 +110,8 @@ use crate::{
         players_file,
     ),
     components(schemas(
-        crate::error::Problem,
-        crate::error::NagraError,
+        crate::http::error::Problem,
+        crate::http::error::NagraError,
         widevine_api::RawRequest,
         widevine_api::ResponseJson,
         widevine_api::StatusJson,
@@ -302,8 +301,8 @@ pub async fn get_openapi_json() -> Response {
         .into_response()
 }
 
-// The dashboard and the reference players are static files served by `crate::ui` and
-// `crate::players`; these never-called functions are their entries in the document.
+// The dashboard and the reference players are static files served by `crate::operator::ui` and
+// `crate::operator::players`; these never-called functions are their entries in the document.
 
 #[utoipa::path(get, path = "/ui", operation_id = "ui_redirect", tag = "static",
     summary = "The operator dashboard (redirect)",

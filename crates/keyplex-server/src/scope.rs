@@ -1,5 +1,5 @@
 //! What one request did, noted while it runs and read once it is answered: the
-//! [`crate::telemetry::track`] middleware opens a scope around every request; handlers and the
+//! [`crate::http::telemetry::track`] middleware opens a scope around every request; handlers and the
 //! shared code they call note facts into it (who authenticated, which keys were delivered, what
 //! went wrong); the middleware turns the notes into metrics, dashboard counts and audit events.
 //!

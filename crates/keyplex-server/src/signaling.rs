@@ -12,7 +12,7 @@ use keyplex_drm::system::DrmSystem;
 use keyplex_types::{ContentKey, EncryptionScheme, TenantId};
 
 use crate::config::TenantConfig;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::state::Tenant;
 
 /// URLs that point back at keyplex (or where the tenant configured them). Built once per

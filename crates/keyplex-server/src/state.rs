@@ -10,7 +10,7 @@ use keyplex_types::TenantId;
 
 use crate::auth::{PackagerAuth, Principal, presented_credentials};
 use crate::config::{Config, TenantConfig};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::registry::{CredentialInfo, Source, TenantParts};
 
 /// One tenant, ready to serve.
@@ -35,9 +35,9 @@ pub struct Tenant {
     pub created_at: Option<time::OffsetDateTime>,
     pub credentials: Vec<CredentialInfo>,
     /// `rate_limit`, per credential (`None`: unlimited).
-    pub rate_limiter: Option<crate::rate_limit::CredentialLimiter>,
+    pub rate_limiter: Option<crate::http::rate_limit::CredentialLimiter>,
     /// `auth_failure_limit`, per client address.
-    pub auth_failures: crate::rate_limit::CredentialLimiter,
+    pub auth_failures: crate::http::rate_limit::CredentialLimiter,
 }
 
 impl Tenant {
@@ -49,9 +49,9 @@ impl Tenant {
         let licence = crate::entitlement::LicenceAuth::from_config(tc.licence.as_ref())?;
         let rate_limiter = tc
             .rate_limit
-            .map(crate::rate_limit::CredentialLimiter::new)
+            .map(crate::http::rate_limit::CredentialLimiter::new)
             .transpose()?;
-        let auth_failures = crate::rate_limit::CredentialLimiter::per_minute(
+        let auth_failures = crate::http::rate_limit::CredentialLimiter::per_minute(
             tc.auth_failure_limit
                 .map_or(crate::config::DEFAULT_AUTH_FAILURES_PER_MINUTE, |l| {
                     l.per_minute
@@ -95,13 +95,13 @@ struct Inner {
     reload_lock: tokio::sync::Mutex<()>,
     max_body_bytes: usize,
     public_url: String,
-    /// The folder served at `/players/` (see [`crate::players::locate`]).
+    /// The folder served at `/players/` (see [`crate::operator::players::locate`]).
     players_dir: std::path::PathBuf,
     /// The licence proxy's one HTTP client to upstream licence servers (connection pool).
     upstream_client: reqwest::Client,
-    admin: crate::admin::AdminAuth,
+    admin: crate::operator::admin::AdminAuth,
     audit: crate::audit::AuditLog,
-    telemetry: crate::telemetry::Telemetry,
+    telemetry: crate::http::telemetry::Telemetry,
     master_key: crate::setup::MasterKeySource,
 }
 
@@ -145,10 +145,10 @@ impl AppState {
                 reload_lock: tokio::sync::Mutex::new(()),
                 max_body_bytes: config.server.max_body_bytes,
                 public_url,
-                players_dir: crate::players::locate(config.server.players_dir.as_deref()),
-                upstream_client: crate::licence_proxy::upstream_client()?,
-                admin: crate::admin::AdminAuth::from_config(&config.admin)?,
-                telemetry: crate::telemetry::Telemetry::new(),
+                players_dir: crate::operator::players::locate(config.server.players_dir.as_deref()),
+                upstream_client: crate::player::licence_proxy::upstream_client()?,
+                admin: crate::operator::admin::AdminAuth::from_config(&config.admin)?,
+                telemetry: crate::http::telemetry::Telemetry::new(),
                 master_key,
             }),
         })
@@ -166,11 +166,11 @@ impl AppState {
         &self.inner.audit
     }
 
-    pub fn telemetry(&self) -> &crate::telemetry::Telemetry {
+    pub fn telemetry(&self) -> &crate::http::telemetry::Telemetry {
         &self.inner.telemetry
     }
 
-    pub fn admin_auth(&self) -> &crate::admin::AdminAuth {
+    pub fn admin_auth(&self) -> &crate::operator::admin::AdminAuth {
         &self.inner.admin
     }
 
@@ -182,7 +182,7 @@ impl AppState {
         self.inner.max_body_bytes
     }
 
-    /// `[server] request_timeout_seconds` (see [`crate::deadline`]).
+    /// `[server] request_timeout_seconds` (see [`crate::http::deadline`]).
     pub fn request_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.inner.config.server.request_timeout_seconds)
     }
@@ -273,10 +273,10 @@ impl AppState {
             ));
         };
         if let Some(principal) = tenant.auth.check(&presented)? {
-            crate::rate_limit::admit(tenant, &principal.credential)?;
+            crate::http::rate_limit::admit(tenant, &principal.credential)?;
             return Ok(principal);
         }
-        Err(crate::rate_limit::refuse(
+        Err(crate::http::rate_limit::refuse(
             self,
             tenant,
             |t| matches!(t.auth.check(&presented), Ok(Some(_)) | Err(_)),

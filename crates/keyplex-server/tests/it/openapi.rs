@@ -2,7 +2,7 @@
 //! `keyplex_server::router` with its methods, and nothing else.
 //!
 //! axum cannot list a router's routes, so the routes are read from the source: every
-//! `.route("…", …)` and `.nest_service("…", …)` in `src/*.rs`, with the methods of the
+//! `.route("…", …)` and `.nest_service("…", …)` in `src/**/*.rs`, with the methods of the
 //! method router that follows the path. A route added without a `#[utoipa::path]` entry (or
 //! an entry left behind by a removed route) fails here. `ROUTES` repeats the list by hand so
 //! that a change to the scanner cannot quietly make both sides empty.
@@ -169,11 +169,19 @@ fn routes_in_source() -> (Routes, BTreeSet<String>) {
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut routes = Routes::new();
     let mut nested = BTreeSet::new();
-    let mut files: Vec<_> = std::fs::read_dir(&src)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
-        .collect();
+    // The source tree, role folders included.
+    let mut files = Vec::new();
+    let mut dirs = vec![src];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
     files.sort();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();

@@ -31,11 +31,11 @@ use keyplex_types::KeyId;
 use serde::Deserialize;
 
 use crate::auth::{TokenKind, authenticate_token};
-use crate::cpix::{
+use crate::http::error::{ApiError, PlainText};
+use crate::packager::cpix::{
     ContentIdSource, ExchangeProfile, Fill, KidSource, PallyconVersion, exchange_with,
     read_request, xml_response,
 };
-use crate::error::{ApiError, PlainText};
 use crate::state::AppState;
 
 /// The profile of PallyCon's own CPIX API.
@@ -169,8 +169,17 @@ pub async fn post_speke(
         ApiError::Unauthorized("the SPEKE URL needs ?enc-token=<the tenant's enc_token>".into())
     })?;
     authenticate_token(&state, &tenant, &token, TokenKind::Enc)?;
-    let body = crate::body::read_body_bytes(&state, body)?;
-    Ok(crate::speke::answer_with_kids(&state, &tenant, &headers, body, KidSource::Server).await)
+    let body = crate::http::body::read_body_bytes(&state, body)?;
+    Ok(
+        crate::packager::speke::answer_with_kids(
+            &state,
+            &tenant,
+            &headers,
+            body,
+            KidSource::Server,
+        )
+        .await,
+    )
 }
 
 /// `GET /{tenant}/cpix/anevia/{format}/{enc_token}/{cid}` (ATEME NEA-DVR).
@@ -283,8 +292,8 @@ async fn answer_pallycon(
 ) -> Result<Response, PlainText> {
     let tenant = state.tenant(tenant)?;
     authenticate_token(state, &tenant, token, TokenKind::Enc)?;
-    let body = crate::body::read_body_bytes(state, body)?;
-    let body = crate::body::require_body(body, "a CPIX document")?;
+    let body = crate::http::body::read_body_bytes(state, body)?;
+    let body = crate::http::body::require_body(body, "a CPIX document")?;
     let mut request = read_request(body).await?;
     adopt_orphan_drm_systems(&mut request);
     let answer = exchange_with(state, &tenant, request, &profile(api)).await?;

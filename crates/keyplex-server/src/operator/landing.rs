@@ -7,7 +7,7 @@ use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::error::Problem;
+use crate::http::error::Problem;
 use crate::state::AppState;
 
 /// `GET /`.
@@ -90,7 +90,7 @@ fn no_route(
     headers: &HeaderMap,
 ) -> Response {
     // The path as logged: a token in it is not echoed back.
-    let logged = crate::telemetry::loggable_uri(uri);
+    let logged = crate::http::telemetry::loggable_uri(uri);
     let path = short(logged.split('?').next().unwrap_or_default());
     let detail = if status == StatusCode::METHOD_NOT_ALLOWED {
         format!("{path} does not take {method}; /openapi.json lists its methods")

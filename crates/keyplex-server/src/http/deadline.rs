@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::error::{ApiError, NagraJson, PlainText, WidevineJson};
+use crate::http::error::{ApiError, NagraJson, PlainText, WidevineJson};
 use crate::scope::Interface;
 use crate::state::AppState;
 

@@ -7,7 +7,7 @@
 //!   connection opening or of its previous response, else the connection is closed — hyper
 //!   has no response to send at that point, which is also what nginx does;
 //! - at most `max_headers` header fields and `max_header_bytes` of request head (→ 431);
-//! - bodies and handlers are bounded per request by [`crate::deadline`].
+//! - bodies and handlers are bounded per request by [`crate::http::deadline`].
 //!
 //! Shutdown stops accepting, lets requests in flight finish (up to [`DRAIN`]), then returns.
 
@@ -27,7 +27,7 @@ use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
 
 use crate::config::ServerConfig;
-use crate::tls::ReloadableCertificate;
+use crate::http::tls::ReloadableCertificate;
 
 /// How long shutdown waits for requests in flight.
 pub const DRAIN: Duration = Duration::from_secs(10);

@@ -14,7 +14,7 @@
 //! FairPlay/PRM/Widevine, DASH for PlayReady/PRM/Widevine); HLS → FairPlay, PRM, Widevine;
 //! DASH → PRM, PlayReady, Widevine; anything else is rejected.
 //!
-//! Errors answer `{"status": CODE, "errorMessage": …}` ([`crate::error::NagraJson`]); the codes
+//! Errors answer `{"status": CODE, "errorMessage": …}` ([`crate::http::error::NagraJson`]); the codes
 //! are the `STATUS_*` constants below. Everything is checked before the store is asked, so a
 //! rejected request stores nothing.
 
@@ -34,7 +34,7 @@ use keyplex_types::{
 };
 use time::OffsetDateTime;
 
-use crate::error::{ApiError, NagraError, NagraJson};
+use crate::http::error::{ApiError, NagraError, NagraJson};
 use crate::keys;
 use crate::signaling;
 use crate::state::{AppState, Tenant};
@@ -190,7 +190,7 @@ async fn handle(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        crate::body::secret(json),
+        crate::http::body::secret(json),
     )
         .into_response())
 }
@@ -270,8 +270,8 @@ fn unsupported_drm(message: String) -> NagraJson {
 }
 
 fn read_body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, NagraJson> {
-    let body = crate::body::read_body_bytes(state, body)?;
-    Ok(crate::body::require_body(
+    let body = crate::http::body::read_body_bytes(state, body)?;
+    Ok(crate::http::body::require_body(
         body,
         "a JSON key-and-signalization request",
     )?)

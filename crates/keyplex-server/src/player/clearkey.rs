@@ -28,8 +28,8 @@ use axum::response::{IntoResponse, Response};
 use keyplex_drm::clearkey::{ClearKeyLicenseRequest, SessionType, clearkey_license_response};
 
 use crate::entitlement::{self, Entitlement, TokenQuery};
-use crate::error::{ApiError, Problem};
-use crate::licence_proxy::Via;
+use crate::http::error::{ApiError, Problem};
+use crate::player::licence_proxy::Via;
 use crate::state::{AppState, Tenant};
 use keyplex_types::ContentId;
 
@@ -71,7 +71,7 @@ pub async fn post_licence(
 ) -> Result<Response, ApiError> {
     let tenant = state.tenant(&tenant)?;
     let tenant = &*tenant;
-    let body = crate::body::read_body_bytes(&state, body)?;
+    let body = crate::http::body::read_body_bytes(&state, body)?;
     // Parsed before the token is verified, so that a malformed request does not spend a
     // single-use token.
     let request = ClearKeyLicenseRequest::parse(&body)
@@ -90,7 +90,7 @@ pub async fn post_licence(
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
-        crate::body::secret(licence),
+        crate::http::body::secret(licence),
     )
         .into_response())
 }
@@ -127,7 +127,8 @@ pub async fn licence_for(
         keys.iter().map(|k| &k.content_id).collect();
     for content in contents {
         if via == Via::Direct {
-            crate::ssm::require_live_session(state, tenant, &entitlement.user, content).await?;
+            crate::player::ssm::require_live_session(state, tenant, &entitlement.user, content)
+                .await?;
         }
         // A JSON Web Key set can express persistence only; the other rules do not apply.
         if persistent {

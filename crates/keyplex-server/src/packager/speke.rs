@@ -2,7 +2,7 @@
 //! the request carries `X-Speke-Version` (AWS encryptors pointed at the CPIX URL).
 //!
 //! SPEKE is a profile of CPIX, so the answer comes from the CPIX engine
-//! ([`crate::cpix::exchange_with`]); this module adds what the profile says:
+//! ([`crate::packager::cpix::exchange_with`]); this module adds what the profile says:
 //!
 //! * **v1** (no `X-Speke-Version`, or `1.0`): the content id is `CPIX@id`; the `speke:`
 //!   elements (`KeyFormat`, `KeyFormatVersions`, `ProtectionHeader`) and `URIExtXKey` are
@@ -30,8 +30,8 @@ use keyplex_drm::system::DrmSystem;
 use keyplex_types::EncryptionScheme;
 
 use crate::auth::authenticate_packager_request;
-use crate::cpix::{ExchangeProfile, KidSource, exchange_with, xml_response};
-use crate::error::{ApiError, PlainText};
+use crate::http::error::{ApiError, PlainText};
+use crate::packager::cpix::{ExchangeProfile, KidSource, exchange_with, xml_response};
 use crate::state::{AppState, Tenant};
 
 /// The request header that names the SPEKE version (HTTP header names are case-insensitive).
@@ -234,7 +234,7 @@ async fn exchange_speke(
             "empty request body: expected a SPEKE CPIX document".into(),
         ));
     }
-    let doc = crate::cpix::read_request(body).await?;
+    let doc = crate::packager::cpix::read_request(body).await?;
     let profile = if version.is_v2() {
         validate_v2(&doc, version).map_err(speke_error)?;
         check_scheme_compatibility(&doc).map_err(speke_error)?;

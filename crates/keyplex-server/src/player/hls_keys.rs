@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use keyplex_types::KeyId;
 
 use crate::entitlement::{self, TokenQuery};
-use crate::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Problem};
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -83,7 +83,7 @@ pub async fn get_key(
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
-        crate::body::secret(key.key.expose().to_vec()),
+        crate::http::body::secret(key.key.expose().to_vec()),
     )
         .into_response())
 }

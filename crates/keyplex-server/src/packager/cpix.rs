@@ -28,8 +28,8 @@ use keyplex_types::{
 };
 
 use crate::auth::authenticate_packager_request;
-use crate::body::require_body;
-use crate::error::{ApiError, PlainText};
+use crate::http::body::require_body;
+use crate::http::error::{ApiError, PlainText};
 use crate::keys;
 use crate::signaling::{self, SignalEntry};
 use crate::state::{AppState, Tenant};
@@ -77,8 +77,10 @@ pub async fn post_cpix(
     let (tenant, body) =
         authenticate_packager_request(&state, &tenant, &method, &uri, &headers, body)?;
     let tenant = &*tenant;
-    if let Some(value) = headers.get(crate::speke::SPEKE_VERSION_HEADER) {
-        return Ok(crate::speke::answer_header_version(&state, tenant, value, body).await);
+    if let Some(value) = headers.get(crate::packager::speke::SPEKE_VERSION_HEADER) {
+        return Ok(
+            crate::packager::speke::answer_header_version(&state, tenant, value, body).await,
+        );
     }
     let body = require_body(body, "a CPIX document")?;
     let request = read_request(body).await?;
@@ -118,9 +120,9 @@ pub async fn post_cpix(
 fn post_cpix_short_url() {}
 
 /// A CPIX request body, read into the typed document (400 for what is not CPIX). Large
-/// bodies are parsed off the async workers ([`crate::body::off_async_workers`]).
+/// bodies are parsed off the async workers ([`crate::http::body::off_async_workers`]).
 pub async fn read_request(body: Bytes) -> Result<CpixDocument, ApiError> {
-    crate::body::off_async_workers(body.len(), move || keyplex_cpix::read_document(&body))
+    crate::http::body::off_async_workers(body.len(), move || keyplex_cpix::read_document(&body))
         .await?
         .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
@@ -131,8 +133,9 @@ pub async fn xml_response(doc: CpixDocument) -> Result<Response, ApiError> {
     // About 1.5 KB per DRMSystem with every form of signaling.
     let estimate = doc.drm_systems.as_ref().map_or(0, Vec::len) * 1536
         + doc.content_keys.as_ref().map_or(0, Vec::len) * 256;
-    let xml = crate::body::off_async_workers(estimate, move || keyplex_cpix::write_document(&doc))
-        .await?;
+    let xml =
+        crate::http::body::off_async_workers(estimate, move || keyplex_cpix::write_document(&doc))
+            .await?;
     Ok((
         StatusCode::OK,
         [
@@ -142,7 +145,7 @@ pub async fn xml_response(doc: CpixDocument) -> Result<Response, ApiError> {
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
-        crate::body::secret(xml),
+        crate::http::body::secret(xml),
     )
         .into_response())
 }

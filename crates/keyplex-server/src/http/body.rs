@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::state::AppState;
 
 /// The body, or 413 over the configured limit.
@@ -15,7 +15,7 @@ pub fn read_body_bytes(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
-        if let Some(seconds) = crate::deadline::is_body_deadline(&e) {
+        if let Some(seconds) = crate::http::deadline::is_body_deadline(&e) {
             ApiError::RequestTimeout { seconds }
         } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge {

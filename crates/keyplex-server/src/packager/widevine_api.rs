@@ -5,7 +5,7 @@
 //! "signer": …}`; keyplex answers `{"response": base64(JSON CommonEncryptionResponse)}` with
 //! one key, IV and Widevine pssh per requested track type (and per crypto period when keys
 //! rotate). Every error is a non-OK `status` inside that envelope (see
-//! [`crate::error::WidevineJson`] for why it travels in an HTTP 200).
+//! [`crate::http::error::WidevineJson`] for why it travels in an HTTP 200).
 //!
 //! Authentication: a tenant with `widevine_signers` accepts only requests signed by one of
 //! them (AES-256-CBC of the SHA-1 of the exact `request` bytes, compared in constant time).
@@ -50,7 +50,7 @@ use sha1::Digest as _;
 use subtle::ConstantTimeEq as _;
 
 use crate::config::WidevineSigner;
-use crate::error::{ApiError, WidevineJson};
+use crate::http::error::{ApiError, WidevineJson};
 use crate::keys;
 use crate::signaling::{self, SignalEntry};
 use crate::state::{AppState, Tenant};
@@ -141,7 +141,7 @@ pub async fn post_get_content_key(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        crate::body::secret(body),
+        crate::http::body::secret(body),
     )
         .into_response())
 }
@@ -224,7 +224,7 @@ fn refuse(status: &'static str, message: impl Into<String>) -> WidevineJson {
 }
 
 fn read_body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, WidevineJson> {
-    let body = crate::body::read_body_bytes(state, body)?;
+    let body = crate::http::body::read_body_bytes(state, body)?;
     if body.is_empty() {
         return Err(refuse(
             "MALFORMED_REQUEST",
@@ -363,7 +363,7 @@ fn authenticate(
     };
     let expected = expected_signature(signer, &envelope.request)?;
     if bool::from(expected.as_slice().ct_eq(signature.as_slice())) {
-        crate::rate_limit::admit(tenant, &format!("widevine_signer:{}", truncate(name)))?;
+        crate::http::rate_limit::admit(tenant, &format!("widevine_signer:{}", truncate(name)))?;
         Ok(())
     } else {
         Err(refuse(

@@ -34,9 +34,11 @@ use keyplex_types::{ContentId, KeyId};
 use serde::{Deserialize, Serialize};
 
 use crate::entitlement::{self, Entitlement, TokenQuery};
-use crate::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Problem};
 use crate::licence_policy::TokenPolicy;
-use crate::licence_proxy::{self, FairPlaySpc, LicenceAdapter, PlayReadySoap, WidevineStyle};
+use crate::player::licence_proxy::{
+    self, FairPlaySpc, LicenceAdapter, PlayReadySoap, WidevineStyle,
+};
 use crate::state::{AppState, Tenant};
 
 /// Default of `[tenants.x.licence] heartbeat_seconds`.
@@ -451,7 +453,7 @@ pub async fn post_licence(
     let tenant = state.tenant(&tenant)?;
     let tenant = &*tenant;
     let id = session_id_of(&id)?;
-    let body = crate::body::read_body_bytes(&state, body)?;
+    let body = crate::http::body::read_body_bytes(&state, body)?;
     let request: LicenceRequestJson = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("invalid licence request: {e}")))?;
     let key_system = KeySystem::parse(&request.key_system).ok_or_else(|| {
@@ -520,7 +522,7 @@ pub async fn post_licence(
             let clearkey = ClearKeyLicenseRequest::parse(&payload).map_err(|e| {
                 ApiError::BadRequest(format!("invalid Clear Key licence request: {e}"))
             })?;
-            crate::clearkey::licence_for(
+            crate::player::clearkey::licence_for(
                 &state,
                 tenant,
                 &entitlement,

@@ -9,9 +9,9 @@ use axum::routing::get;
 
 use crate::state::AppState;
 
-const INDEX_HTML: &str = include_str!("../ui/index.html");
-const APP_JS: &str = include_str!("../ui/app.js");
-const STYLE_CSS: &str = include_str!("../ui/style.css");
+const INDEX_HTML: &str = include_str!("../../ui/index.html");
+const APP_JS: &str = include_str!("../../ui/app.js");
+const STYLE_CSS: &str = include_str!("../../ui/style.css");
 
 /// Strict: the page loads only its own script and style and talks only to this origin.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \

@@ -13,9 +13,9 @@ use keyplex_types::ContentId;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::admin::{AdminCaller, audit_change_of};
-use crate::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Problem};
 use crate::licence_policy::{self, ContentPolicy};
+use crate::operator::admin::{AdminCaller, audit_change_of};
 use crate::state::AppState;
 
 /// A content's licence policy as the admin API shows it.

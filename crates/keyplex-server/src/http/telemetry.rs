@@ -980,7 +980,7 @@ mod tests {
         // What the error renderer notes in the request's scope…
         let (response, notes) = scope::with_notes(Interface::Cpix, "client".into(), async {
             use axum::response::IntoResponse as _;
-            crate::error::PlainText(crate::error::ApiError::from(
+            crate::http::error::PlainText(crate::http::error::ApiError::from(
                 keyplex_store::StoreError::Busy {
                     retry_after_seconds: 1,
                 },

@@ -7,7 +7,7 @@
 //! `commonEncryptionScheme`), empty `DRMSystem` elements for FairPlay, PlayReady and Widevine,
 //! and for live a `ContentKeyPeriodList` with `@index` plus usage rules with
 //! `KeyPeriodFilter`; the key server answers the same document with keys and signaling. So
-//! this endpoint is the CPIX engine ([`crate::cpix::exchange`]) behind Harmonic's URL:
+//! this endpoint is the CPIX engine ([`crate::packager::cpix::exchange`]) behind Harmonic's URL:
 //!
 //! * authentication is the packager's (JWT in `nv-authorizations` — NAGRA's "SSP AuthN
 //!   token" — `Authorization: Bearer`, or Basic);
@@ -25,8 +25,8 @@ use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 
 use crate::auth::authenticate_packager_request;
-use crate::body::require_body;
-use crate::error::PlainText;
+use crate::http::body::require_body;
+use crate::http::error::PlainText;
 use crate::state::AppState;
 
 /// `POST /{tenant}/cks-ws-ikey/key`.
@@ -65,7 +65,7 @@ pub async fn post_key(
         authenticate_packager_request(&state, &tenant, &method, &uri, &headers, body)?;
     let tenant = &*tenant;
     let body = require_body(body, "a CPIX document (Harmonic key request)")?;
-    let request = crate::cpix::read_request(body).await?;
-    let response = crate::cpix::exchange(&state, tenant, request).await?;
-    Ok(crate::cpix::xml_response(response).await?)
+    let request = crate::packager::cpix::read_request(body).await?;
+    let response = crate::packager::cpix::exchange(&state, tenant, request).await?;
+    Ok(crate::packager::cpix::xml_response(response).await?)
 }

@@ -15,7 +15,7 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::RateLimit;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::state::Tenant;
 
 /// The limiter of one tenant, keyed by credential.

@@ -15,7 +15,7 @@
 //! (`signaling::entry`).
 
 use crate::auth::TokenKind;
-use crate::error::{ApiError, PlainText};
+use crate::http::error::{ApiError, PlainText};
 use crate::keys;
 use crate::signaling;
 use crate::state::{AppState, Tenant};
@@ -336,5 +336,5 @@ async fn answer(
         }]),
         ..CpixDocument::default()
     };
-    Ok(crate::cpix::xml_response(doc).await?)
+    Ok(crate::packager::cpix::xml_response(doc).await?)
 }

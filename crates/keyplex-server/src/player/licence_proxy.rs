@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Upstream, UpstreamProtocol};
 use crate::entitlement;
-use crate::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Problem};
 use crate::licence_policy::{AppliedPolicy, Hdcp};
 use crate::state::{AppState, Tenant};
 
@@ -633,7 +633,7 @@ impl LicenceAdapter for WidevineStyle {
     }
 
     fn challenge(&self, _headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
-        crate::body::require_body(body, "the CDM's licence challenge")
+        crate::http::body::require_body(body, "the CDM's licence challenge")
     }
 
     fn keyless(&self, challenge: &Bytes) -> bool {
@@ -660,7 +660,7 @@ impl LicenceAdapter for WidevineStyle {
         let signer = upstream.widevine_signer().ok_or_else(|| {
             ApiError::Internal("widevine-cloud upstream without its signing key".into())
         })?;
-        let signature = crate::widevine_api::expected_signature(&signer, &message)?;
+        let signature = crate::packager::widevine_api::expected_signature(&signer, &message)?;
         let signed = SignedWidevineRequest {
             request: B64.encode(&message),
             signature: B64.encode(signature),
@@ -1023,7 +1023,7 @@ impl LicenceAdapter for PlayReadySoap {
     }
 
     fn challenge(&self, headers: &HeaderMap, body: Bytes) -> Result<SoapChallenge, ApiError> {
-        let envelope = crate::body::require_body(body, "a PlayReady SOAP licence challenge")?;
+        let envelope = crate::http::body::require_body(body, "a PlayReady SOAP licence challenge")?;
         if !envelope.trim_ascii_start().starts_with(b"<") {
             return Err(ApiError::BadRequest(
                 "a PlayReady licence challenge is a SOAP (XML) envelope".into(),
@@ -1223,7 +1223,7 @@ impl LicenceAdapter for FairPlaySpc {
     }
 
     fn challenge(&self, headers: &HeaderMap, body: Bytes) -> Result<SpcChallenge, ApiError> {
-        let body = crate::body::require_body(body, "a FairPlay SPC")?;
+        let body = crate::http::body::require_body(body, "a FairPlay SPC")?;
         let media_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -1443,7 +1443,7 @@ impl LicenceAdapter for DefinedDrm {
     }
 
     fn challenge(&self, _headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
-        crate::body::require_body(body, "the DRM client's licence challenge")
+        crate::http::body::require_body(body, "the DRM client's licence challenge")
     }
 
     fn upstream_request(
@@ -1560,7 +1560,7 @@ async fn proxy<A: LicenceAdapter>(
 ) -> Result<Response, ApiError> {
     let tenant = state.tenant(&tenant)?;
     let tenant = &*tenant;
-    let body = crate::body::read_body_bytes(&state, body)?;
+    let body = crate::http::body::read_body_bytes(&state, body)?;
     let query = licence_query(query)?;
     let challenge = adapter.challenge(&headers, body)?;
     let upstream = upstream_of(&adapter, tenant)?;
@@ -1675,7 +1675,8 @@ pub async fn entitled_licence<A: LicenceAdapter>(
     let user: String = entitlement.user.chars().take(64).collect();
     let (content_id, keys) = licence_keys(state, tenant, entitlement, kids, content_id).await?;
     if via == Via::Direct {
-        crate::ssm::require_live_session(state, tenant, &entitlement.user, &content_id).await?;
+        crate::player::ssm::require_live_session(state, tenant, &entitlement.user, &content_id)
+            .await?;
     }
     let policy =
         crate::licence_policy::applied(state, tenant, &content_id, &entitlement.policy).await?;

@@ -29,10 +29,10 @@ use zeroize::Zeroizing;
 
 use crate::auth::JwtVerifier;
 use crate::config::{AdminConfig, TenantConfig};
-use crate::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Problem};
+use crate::http::telemetry::{StatsView, Window};
 use crate::registry::{CredentialInfo, CredentialSpec, Source, TenantParts};
 use crate::state::{AppState, Tenant};
-use crate::telemetry::{StatsView, Window};
 
 /// How the admin API knows its callers.
 pub struct AdminAuth {
@@ -143,9 +143,9 @@ fn routes() -> Router<AppState> {
         )
         .route(
             "/admin/v1/tenants/{id}/contents/{content_id}/licence-policy",
-            get(crate::admin_licence_policy::get_policy)
-                .put(crate::admin_licence_policy::put_policy)
-                .delete(crate::admin_licence_policy::delete_policy),
+            get(crate::operator::admin_licence_policy::get_policy)
+                .put(crate::operator::admin_licence_policy::put_policy)
+                .delete(crate::operator::admin_licence_policy::delete_policy),
         )
         .route("/admin/v1/tenants/{id}/export", post(export_keys))
         .route("/admin/v1/tenants/{id}/import", post(import_keys))
@@ -608,7 +608,7 @@ async fn add_credential(
             axum::http::header::CONTENT_TYPE,
             axum::http::HeaderValue::from_static("application/json"),
         )],
-        crate::body::secret(json.as_bytes()),
+        crate::http::body::secret(json.as_bytes()),
     )
         .into_response())
 }

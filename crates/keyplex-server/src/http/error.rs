@@ -350,12 +350,12 @@ impl IntoResponse for WidevineJson {
         let err = self.error;
         err.log();
         let message = err.client_message();
-        let inner = crate::widevine_api::StatusJson {
+        let inner = crate::packager::widevine_api::StatusJson {
             status: self.status,
             status_message: message.clone(),
         };
         let inner = serde_json::to_string(&inner).unwrap_or_default();
-        let body = crate::widevine_api::SignedResponse {
+        let body = crate::packager::widevine_api::SignedResponse {
             response: base64::engine::general_purpose::STANDARD.encode(inner),
             status: Some(self.status),
             status_message: Some(message),
