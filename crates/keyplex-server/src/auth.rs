@@ -441,6 +441,72 @@ pub fn authenticate_token(
     ))
 }
 
+/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive, spaces
+/// trimmed); `None` without the header or with another scheme. The one parser of bearer
+/// tokens: admin, entitlement and GET-CPIX tokens all come through it.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// How the admin API knows its callers.
+pub struct AdminAuth {
+    /// SHA-256 of `[admin] token` (compared in constant time).
+    token: Option<[u8; 32]>,
+    jwt: Option<JwtVerifier>,
+}
+
+impl AdminAuth {
+    pub fn from_config(config: &crate::config::AdminConfig) -> Result<Self, String> {
+        Ok(Self {
+            token: config
+                .token
+                .as_ref()
+                .map(|t| Sha256::digest(t.expose().as_bytes()).into()),
+            jwt: config
+                .jwt
+                .as_ref()
+                .map(|j| JwtVerifier::from_configs(&[j], &["exp"]))
+                .transpose()
+                .map_err(|e| format!("[admin] jwt: {e}"))?,
+        })
+    }
+
+    /// Who the caller is (`admin`, `admin-jwt:sub=…`), or 401.
+    pub fn check(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        if self.token.is_none() && self.jwt.is_none() {
+            return Err(ApiError::Unauthorized(
+                "the admin API is not configured: set [admin] token (or [admin] jwt)".into(),
+            ));
+        }
+        let presented = bearer_token(headers)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthorized("admin API: send Authorization: Bearer <admin token>".into())
+            })?;
+        if let Some(expected) = &self.token {
+            let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+            if bool::from(expected.ct_eq(&digest)) {
+                return Ok("admin".to_owned());
+            }
+        }
+        if let Some(jwt) = &self.jwt
+            && let Some(claims) = jwt.verify_claims(presented)?
+        {
+            let sub = claims.get("sub").and_then(|s| s.as_str()).unwrap_or("-");
+            return Ok(format!(
+                "admin-jwt:sub={}",
+                sub.chars().take(64).collect::<String>()
+            ));
+        }
+        Err(ApiError::Unauthorized("invalid admin token".into()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

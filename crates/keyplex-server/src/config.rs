@@ -354,13 +354,13 @@ impl TenantConfig {
             let defined = self.drm_systems.iter().chain(&self.extra_drm_systems);
             let defined: Vec<&str> = defined.map(|d| d.name.as_str()).collect();
             for drm in licence.upstream.keys() {
-                let known = crate::player::licence_proxy::UPSTREAM_NAMES.contains(&drm.as_str())
-                    || defined.contains(&drm.as_str());
+                let known =
+                    UPSTREAM_NAMES.contains(&drm.as_str()) || defined.contains(&drm.as_str());
                 if !known {
                     return Err(format!(
                         "licence.upstream: {drm:?} is not one of {} or the name of one of the \
                          tenant's drm_systems",
-                        crate::player::licence_proxy::UPSTREAM_NAMES.join(", ")
+                        UPSTREAM_NAMES.join(", ")
                     ));
                 }
             }
@@ -419,6 +419,32 @@ pub struct WidevineSigner {
     pub aes_key: Secret,
     /// 32 hex characters.
     pub aes_iv: String,
+}
+
+impl WidevineSigner {
+    /// The signature of a Widevine request or licence message: AES-256-CBC (PKCS#7) of
+    /// SHA-1(message bytes) under the signer's key and IV — Shaka Packager's
+    /// `request_signer.cc`, and Widevine's cloud licence proxy API. Verifies the Widevine key
+    /// API's requests and signs the licence proxy's.
+    pub fn signature(&self, message: &[u8]) -> Result<Vec<u8>, crate::http::error::ApiError> {
+        use crate::http::error::ApiError;
+        use sha1::Digest as _;
+        // Both were checked when the configuration was loaded; a failure here is ours.
+        let key = zeroize::Zeroizing::new(
+            hex::decode(self.aes_key.expose())
+                .map_err(|_| ApiError::Internal("widevine signer aes_key is not hex".into()))?,
+        );
+        let iv: [u8; 16] = hex::decode(&self.aes_iv)
+            .ok()
+            .and_then(|iv| iv.try_into().ok())
+            .ok_or_else(|| {
+                ApiError::Internal("widevine signer aes_iv is not 16 hex bytes".into())
+            })?;
+        let digest = sha1::Sha1::digest(message);
+        Ok(keyplex_crypto::block::aes_cbc_encrypt_pkcs7(
+            &key, &iv, &digest,
+        )?)
+    }
 }
 
 /// How keyplex writes Nagra PRM (`adb41c24-2dbf-4a6d-958b-4457c0d27b95`) signaling for a
@@ -552,6 +578,10 @@ impl LicenceConfig {
         Ok(())
     }
 }
+
+/// The built-in names `[tenants.x.licence] upstream` accepts, one per proxied DRM; a
+/// tenant-defined DRM system's `name` is accepted too (`/{tenant}/licences/{name}`).
+pub const UPSTREAM_NAMES: [&str; 4] = ["widevine", "playready", "fairplay", "prm"];
 
 /// One licence upstream: `"https://…"` (keyplex's own JSON form) or
 /// `{ url = "…", protocol = "widevine-cloud", … }`.

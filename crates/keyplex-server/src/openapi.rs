@@ -78,27 +78,27 @@ use crate::player::{clearkey, hls_keys, licence_proxy, ssm};
         ssm::post_heartbeat,
         ssm::delete_session,
         // Admin API
-        admin::list_tenants,
-        admin::create_tenant,
-        admin::get_tenant,
-        admin::patch_tenant,
-        admin::list_credentials,
-        admin::add_credential,
-        admin::revoke_credential,
-        admin::list_contents,
-        admin::content_keys,
-        crate::operator::admin_licence_policy::put_policy,
-        crate::operator::admin_licence_policy::get_policy,
-        crate::operator::admin_licence_policy::delete_policy,
-        admin::export_keys,
-        admin::import_keys,
-        admin::rotate_master_key,
-        admin::audit,
-        admin::stats,
-        crate::drm_systems::list_drm_systems,
-        crate::drm_systems::get_drm_system,
-        crate::drm_systems::put_drm_system,
-        crate::drm_systems::remove_drm_system,
+        admin::tenants::list_tenants,
+        admin::tenants::create_tenant,
+        admin::tenants::get_tenant,
+        admin::tenants::patch_tenant,
+        admin::credentials::list_credentials,
+        admin::credentials::add_credential,
+        admin::credentials::revoke_credential,
+        admin::contents::list_contents,
+        admin::contents::content_keys,
+        admin::licence_policy::put_policy,
+        admin::licence_policy::get_policy,
+        admin::licence_policy::delete_policy,
+        admin::backup::export_keys,
+        admin::backup::import_keys,
+        admin::rotation::rotate_master_key,
+        admin::audit::audit,
+        admin::stats::stats,
+        admin::drm_systems::list_drm_systems,
+        admin::drm_systems::get_drm_system,
+        admin::drm_systems::put_drm_system,
+        admin::drm_systems::remove_drm_system,
         // Dashboard and reference players (static files)
         ui_redirect,
         ui_index,
@@ -114,7 +114,7 @@ use crate::player::{clearkey, hls_keys, licence_proxy, ssm};
         crate::http::error::NagraError,
         widevine_api::RawRequest,
         widevine_api::ResponseJson,
-        widevine_api::StatusJson,
+        crate::http::error::StatusJson,
     )),
     modifiers(&SecuritySchemes, &WidevineEncodedContent),
     tags(
@@ -131,20 +131,7 @@ use crate::player::{clearkey, hls_keys, licence_proxy, ssm};
 )]
 pub struct ApiDoc;
 
-/// The bytes of a body that is not text (`type: string`, `format: binary`).
-pub struct Binary;
-
-impl utoipa::PartialSchema for Binary {
-    fn schema() -> RefOr<Schema> {
-        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
-            .into()
-    }
-}
-
-impl utoipa::ToSchema for Binary {}
+pub use crate::http::doc::Binary;
 
 /// The security schemes the operations name.
 struct SecuritySchemes;

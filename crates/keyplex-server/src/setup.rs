@@ -330,3 +330,17 @@ pub async fn open_state_layered(
         .map_err(|e| SetupError::Store(e.to_string()))?;
     Ok(state)
 }
+
+/// The players folder to serve: the configured one, else `players/` beside the keyplex
+/// binary when it holds built players (an installed release), else `./players/dist`
+/// (where `players/build.sh` puts them in a source tree).
+pub fn players_dir(configured: Option<&std::path::Path>) -> std::path::PathBuf {
+    if let Some(dir) = configured {
+        return dir.to_owned();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|bin| bin.join("players")))
+        .filter(|dir| dir.join("index.html").is_file())
+        .unwrap_or_else(|| std::path::PathBuf::from("players").join("dist"))
+}

@@ -95,11 +95,11 @@ struct Inner {
     reload_lock: tokio::sync::Mutex<()>,
     max_body_bytes: usize,
     public_url: String,
-    /// The folder served at `/players/` (see [`crate::operator::players::locate`]).
+    /// The folder served at `/players/` (see [`crate::setup::players_dir`]).
     players_dir: std::path::PathBuf,
     /// The licence proxy's one HTTP client to upstream licence servers (connection pool).
     upstream_client: reqwest::Client,
-    admin: crate::operator::admin::AdminAuth,
+    admin: crate::auth::AdminAuth,
     audit: crate::audit::AuditLog,
     telemetry: crate::http::telemetry::Telemetry,
     master_key: crate::setup::MasterKeySource,
@@ -145,9 +145,9 @@ impl AppState {
                 reload_lock: tokio::sync::Mutex::new(()),
                 max_body_bytes: config.server.max_body_bytes,
                 public_url,
-                players_dir: crate::operator::players::locate(config.server.players_dir.as_deref()),
-                upstream_client: crate::player::licence_proxy::upstream_client()?,
-                admin: crate::operator::admin::AdminAuth::from_config(&config.admin)?,
+                players_dir: crate::setup::players_dir(config.server.players_dir.as_deref()),
+                upstream_client: upstream_client()?,
+                admin: crate::auth::AdminAuth::from_config(&config.admin)?,
                 telemetry: crate::http::telemetry::Telemetry::new(),
                 master_key,
             }),
@@ -170,7 +170,7 @@ impl AppState {
         &self.inner.telemetry
     }
 
-    pub fn admin_auth(&self) -> &crate::operator::admin::AdminAuth {
+    pub fn admin_auth(&self) -> &crate::auth::AdminAuth {
         &self.inner.admin
     }
 
@@ -287,4 +287,14 @@ impl AppState {
 
 fn truncate(s: &str) -> String {
     s.chars().take(64).collect()
+}
+
+/// The HTTP client for licence upstreams: no redirects, because the request carries content
+/// keys and must reach only the configured URL.
+fn upstream_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(|e| format!("licence proxy HTTP client: {e}"))
 }

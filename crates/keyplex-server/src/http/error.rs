@@ -294,6 +294,33 @@ impl IntoResponse for NagraJson {
     }
 }
 
+/// The answer of the Widevine API (`SignedModularDrmResponse` as JSON): always HTTP 200.
+/// `response` is base64 of the JSON `CommonEncryptionResponse`, or, for a refused request, of
+/// `{"status", "status_message"}` (`WidevineStatus`), whose two fields are then repeated in
+/// clear beside it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SignedResponse {
+    /// base64 of the JSON `CommonEncryptionResponse` (schema `CommonEncryptionResponse`) or,
+    /// on errors, of `WidevineStatus`.
+    #[schema(content_encoding = "base64", content_media_type = "application/json")]
+    pub response: String,
+    /// On errors only: the non-OK `CommonEncryptionResponse.Status` (`SIGNATURE_FAILED`,
+    /// `ACCESS_DENIED`, `MALFORMED_REQUEST`, `TRACK_TYPE_MISSING`, `INTERNAL_ERROR`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+    /// On errors only: what is wrong, for a person.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_message: Option<String>,
+}
+
+/// The `CommonEncryptionResponse` of a refused request (base64 in `SignedResponse.response`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = WidevineStatus)]
+pub struct StatusJson {
+    pub status: &'static str,
+    pub status_message: String,
+}
+
 /// Renders an [`ApiError`] as a Widevine common-encryption response (`/{tenant}/widevine/…`):
 /// HTTP 200 with `{"response": "<base64 of {\"status\": …, \"status_message\": …}>",
 /// "status": …, "status_message": …}`.
@@ -350,12 +377,12 @@ impl IntoResponse for WidevineJson {
         let err = self.error;
         err.log();
         let message = err.client_message();
-        let inner = crate::packager::widevine_api::StatusJson {
+        let inner = StatusJson {
             status: self.status,
             status_message: message.clone(),
         };
         let inner = serde_json::to_string(&inner).unwrap_or_default();
-        let body = crate::packager::widevine_api::SignedResponse {
+        let body = SignedResponse {
             response: base64::engine::general_purpose::STANDARD.encode(inner),
             status: Some(self.status),
             status_message: Some(message),

@@ -5,6 +5,7 @@
 pub mod body;
 pub mod cors;
 pub mod deadline;
+pub mod doc;
 pub mod error;
 pub mod listener;
 pub mod rate_limit;

@@ -2,7 +2,6 @@
 //! reference players' folder. Uses the core and `http`; never `packager` or `player`.
 
 pub mod admin;
-pub mod admin_licence_policy;
 pub mod landing;
 pub mod players;
 pub mod ui;

@@ -22,20 +22,6 @@ use tower_http::set_header::SetResponseHeaderLayer;
 /// The file every built players folder has.
 const INDEX: &str = "index.html";
 
-/// The players folder to serve: the configured one, else `players/` beside the keyplex
-/// binary when it holds built players (an installed release), else `./players/dist`
-/// (where `players/build.sh` puts them in a source tree).
-pub fn locate(configured: Option<&Path>) -> PathBuf {
-    if let Some(dir) = configured {
-        return dir.to_owned();
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|bin| bin.join("players")))
-        .filter(|dir| dir.join(INDEX).is_file())
-        .unwrap_or_else(|| PathBuf::from("players").join("dist"))
-}
-
 /// `/players` (redirected to `/players/`) and every file below it, served from `dir`.
 pub fn router<S: Clone + Send + Sync + 'static>(dir: PathBuf) -> Router<S> {
     let missing = {

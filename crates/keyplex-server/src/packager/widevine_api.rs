@@ -46,10 +46,9 @@ use keyplex_types::{
     ContentId, ContentKey, EncryptionScheme, KeyId, KeyPeriod, KeySlot, TrackType,
 };
 use serde::{Deserialize, Serialize};
-use sha1::Digest as _;
 use subtle::ConstantTimeEq as _;
 
-use crate::config::WidevineSigner;
+use crate::http::error::SignedResponse;
 use crate::http::error::{ApiError, WidevineJson};
 use crate::keys;
 use crate::signaling::{self, SignalEntry};
@@ -61,33 +60,6 @@ pub const MAX_CRYPTO_PERIOD_COUNT: u32 = 100;
 /// The track types of the Widevine API, plus keyplex's `ALL` (one key for every track,
 /// shared with the one-key-per-content interfaces).
 const TRACK_TYPES: [&str; 6] = ["SD", "HD", "UHD1", "UHD2", "AUDIO", "ALL"];
-
-/// The answer of the Widevine API (`SignedModularDrmResponse` as JSON): always HTTP 200.
-/// `response` is base64 of the JSON `CommonEncryptionResponse`, or, for a refused request, of
-/// `{"status", "status_message"}` (`WidevineStatus`), whose two fields are then repeated in
-/// clear beside it.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct SignedResponse {
-    /// base64 of the JSON `CommonEncryptionResponse` (schema `CommonEncryptionResponse`) or,
-    /// on errors, of `WidevineStatus`.
-    #[schema(content_encoding = "base64", content_media_type = "application/json")]
-    pub response: String,
-    /// On errors only: the non-OK `CommonEncryptionResponse.Status` (`SIGNATURE_FAILED`,
-    /// `ACCESS_DENIED`, `MALFORMED_REQUEST`, `TRACK_TYPE_MISSING`, `INTERNAL_ERROR`, …).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<&'static str>,
-    /// On errors only: what is wrong, for a person.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status_message: Option<String>,
-}
-
-/// The `CommonEncryptionResponse` of a refused request (base64 in `SignedResponse.response`).
-#[derive(Serialize, utoipa::ToSchema)]
-#[schema(as = WidevineStatus)]
-pub struct StatusJson {
-    pub status: &'static str,
-    pub status_message: String,
-}
 
 /// `POST /{tenant}/widevine/getcontentkey`.
 #[utoipa::path(
@@ -153,7 +125,7 @@ pub async fn post_get_content_key(
 pub(crate) fn check_body_for_fuzzing(tenant: &Tenant, body: &[u8]) -> Result<(), WidevineJson> {
     let envelope = SignedRequest::parse(body)?;
     if let Some(signer) = tenant.config.widevine_signers.first() {
-        expected_signature(signer, &envelope.request)?;
+        signer.signature(&envelope.request)?;
     }
     check_request_for_fuzzing(tenant, &envelope.request)
 }
@@ -361,7 +333,7 @@ fn authenticate(
             format!("signer {name:?} is named but the request has no `signature`"),
         ));
     };
-    let expected = expected_signature(signer, &envelope.request)?;
+    let expected = signer.signature(&envelope.request)?;
     if bool::from(expected.as_slice().ct_eq(signature.as_slice())) {
         crate::http::rate_limit::admit(tenant, &format!("widevine_signer:{}", truncate(name)))?;
         Ok(())
@@ -373,23 +345,6 @@ fn authenticate(
             ),
         ))
     }
-}
-
-/// AES-256-CBC (PKCS#7) of SHA-1(request bytes) under the signer's key and IV.
-pub fn expected_signature(signer: &WidevineSigner, request: &[u8]) -> Result<Vec<u8>, ApiError> {
-    // Both were checked when the configuration was loaded; a failure here is ours.
-    let key = zeroize::Zeroizing::new(
-        hex::decode(signer.aes_key.expose())
-            .map_err(|_| ApiError::Internal("widevine signer aes_key is not hex".into()))?,
-    );
-    let iv: [u8; 16] = hex::decode(&signer.aes_iv)
-        .ok()
-        .and_then(|iv| iv.try_into().ok())
-        .ok_or_else(|| ApiError::Internal("widevine signer aes_iv is not 16 hex bytes".into()))?;
-    let digest = sha1::Sha1::digest(request);
-    Ok(keyplex_crypto::block::aes_cbc_encrypt_pkcs7(
-        &key, &iv, &digest,
-    )?)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -990,6 +945,7 @@ fn truncate(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::Secret;
+    use crate::config::WidevineSigner;
 
     fn widevine_test_signer() -> WidevineSigner {
         WidevineSigner {
@@ -1006,7 +962,9 @@ mod tests {
 
     #[test]
     fn signature_matches_known_answer() {
-        let sig = expected_signature(&widevine_test_signer(), KAT_REQUEST.as_bytes()).unwrap();
+        let sig = widevine_test_signer()
+            .signature(KAT_REQUEST.as_bytes())
+            .unwrap();
         assert_eq!(
             STANDARD.encode(sig),
             "7eCWoKs8d3ah0ugpd4yyi+6Y7lxfjcDIWtKUf95/9A4="

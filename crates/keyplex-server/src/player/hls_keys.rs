@@ -35,7 +35,7 @@ use crate::state::AppState;
             that cannot send `Authorization: Bearer`"),
     ),
     responses(
-        (status = 200, description = "The 16 key bytes", body = inline(crate::openapi::Binary), content_type = "application/octet-stream"),
+        (status = 200, description = "The 16 key bytes", body = inline(crate::http::doc::Binary), content_type = "application/octet-stream"),
         (status = 400, description = "Malformed key id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid entitlement token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A key id the entitlement does not cover (unknown ones \

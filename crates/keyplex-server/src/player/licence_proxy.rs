@@ -52,10 +52,6 @@ use crate::http::error::{ApiError, Problem};
 use crate::licence_policy::{AppliedPolicy, Hdcp};
 use crate::state::{AppState, Tenant};
 
-/// The built-in names `[tenants.x.licence] upstream` accepts, one per proxied DRM; a
-/// tenant-defined DRM system's `name` is accepted too (`/{tenant}/licences/{name}`).
-pub const UPSTREAM_NAMES: [&str; 4] = ["widevine", "playready", "fairplay", "prm"];
-
 /// Default of `upstream_timeout_seconds`: one upstream attempt, connection to last byte.
 const DEFAULT_UPSTREAM_TIMEOUT_SECONDS: u64 = 10;
 /// Pauses before the retries of an attempt that certainly did not produce a licence
@@ -70,16 +66,6 @@ const MAX_LICENCE_KEYS: usize = 64;
 pub const CONTENT_KEYS_HEADER: &str = "x-keyplex-content-keys";
 const DEFAULT_SOAP_ACTION: &str =
     "\"http://schemas.microsoft.com/DRM/2007/03/protocols/AcquireLicense\"";
-
-/// The HTTP client for upstreams: no redirects, because the request carries content keys and
-/// must reach only the configured URL.
-pub fn upstream_client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| format!("licence proxy HTTP client: {e}"))
-}
 
 #[utoipa::path(
     post,
@@ -100,7 +86,7 @@ pub fn upstream_client() -> Result<reqwest::Client, String> {
             of the licence (UUID or 32 hex digits), repeatable, at most 64"),
         ("content_id" = Option<String>, Query, description = "The content of the licence"),
     ),
-    request_body(content = inline(crate::openapi::Binary), content_type = "application/octet-stream", description = "The CDM's licence challenge (a signed Widevine protobuf; the two bytes `08 04` ask for the service certificate, answered without a token); sent upstream base64 in the Widevine licence message, signed for `widevine-cloud`"),
+    request_body(content = inline(crate::http::doc::Binary), content_type = "application/octet-stream", description = "The CDM's licence challenge (a signed Widevine protobuf; the two bytes `08 04` ask for the service certificate, answered without a token); sent upstream base64 in the Widevine licence message, signed for `widevine-cloud`"),
     responses(
         (status = 200, description = "The upstream licence server's answer, passed back \
             unchanged (its 2xx status, body and `Content-Type`)",
@@ -204,7 +190,7 @@ pub async fn post_playready(
             of the licence (UUID or 32 hex digits), repeatable, at most 64"),
         ("content_id" = Option<String>, Query, description = "The content of the licence"),
     ),
-    request_body(description = "The SPC: raw bytes, the form field `spc=<base64>`, or JSON `{\"spc\": \"<base64>\"}`; the CKC comes back", content((inline(crate::openapi::Binary) = "application/octet-stream"), (SpcJson = "application/json"), (SpcForm = "application/x-www-form-urlencoded"))),
+    request_body(description = "The SPC: raw bytes, the form field `spc=<base64>`, or JSON `{\"spc\": \"<base64>\"}`; the CKC comes back", content((inline(crate::http::doc::Binary) = "application/octet-stream"), (SpcJson = "application/json"), (SpcForm = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "The upstream licence server's answer, passed back \
             unchanged (its 2xx status, body and `Content-Type`)",
@@ -251,7 +237,7 @@ pub async fn post_fairplay(
             of the licence (UUID or 32 hex digits), repeatable, at most 64"),
         ("content_id" = Option<String>, Query, description = "The content of the licence"),
     ),
-    request_body(content = inline(crate::openapi::Binary), content_type = "application/octet-stream", description = "The PRM CDM's licence challenge; sent upstream base64 in a Widevine-style JSON request"),
+    request_body(content = inline(crate::http::doc::Binary), content_type = "application/octet-stream", description = "The PRM CDM's licence challenge; sent upstream base64 in a Widevine-style JSON request"),
     responses(
         (status = 200, description = "The upstream licence server's answer, passed back \
             unchanged (its 2xx status, body and `Content-Type`)",
@@ -300,7 +286,7 @@ pub async fn post_prm(
             of the licence (UUID or 32 hex digits), repeatable, at most 64"),
         ("content_id" = Option<String>, Query, description = "The content of the licence"),
     ),
-    request_body(content = inline(crate::openapi::Binary), content_type = "application/octet-stream", description = "The DRM client's licence challenge, sent upstream base64"),
+    request_body(content = inline(crate::http::doc::Binary), content_type = "application/octet-stream", description = "The DRM client's licence challenge, sent upstream base64"),
     responses(
         (status = 200, description = "The upstream licence server's answer, passed back \
             unchanged (its 2xx status, body and `Content-Type`)",
@@ -449,7 +435,7 @@ pub const WIDEVINE_CERTIFICATE_REQUEST: [u8; 2] = [0x08, 0x04];
 /// test `https://license.uat.widevine.com/cenc/getlicense/widevine_test`): the body is
 /// `{"request": base64(message JSON), "signature": base64(AES-256-CBC(SHA-1(message JSON))),
 /// "signer": provider}` — the signature scheme of the Widevine key API (Shaka Packager's
-/// `request_signer.cc`), shared with `widevine_api::expected_signature`. The message's
+/// `request_signer.cc`), shared with the Widevine key API (`config::WidevineSigner::signature`). The message's
 /// fields (`payload`, `content_id`, `provider`, `allowed_track_types`, `content_key_specs`,
 /// `policy_overrides`, `session_init`) are those of Widevine's licence proxy integration
 /// guide, as also documented publicly in Microsoft's "Widevine license template overview"
@@ -660,7 +646,7 @@ impl LicenceAdapter for WidevineStyle {
         let signer = upstream.widevine_signer().ok_or_else(|| {
             ApiError::Internal("widevine-cloud upstream without its signing key".into())
         })?;
-        let signature = crate::packager::widevine_api::expected_signature(&signer, &message)?;
+        let signature = signer.signature(&message)?;
         let signed = SignedWidevineRequest {
             request: B64.encode(&message),
             signature: B64.encode(signature),
