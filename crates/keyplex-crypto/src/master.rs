@@ -240,13 +240,22 @@ impl fmt::Debug for MasterKey {
 /// Creates `path` (which must not exist) with mode 0600, writes `contents` and a newline, and
 /// fsyncs it.
 fn write_new_file(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut line = zeroize::Zeroizing::new(Vec::with_capacity(contents.len() + 1));
+    line.extend_from_slice(contents);
+    line.push(b'\n');
+    write_secret_file(path, &line)
+}
+
+/// Creates `path` (which must not exist) readable by its owner only (mode 0600), writes
+/// `contents` and fsyncs it: the one way keyplex writes a file that holds a secret (master
+/// keys, the admin token, the demo tenant's credentials).
+pub fn write_secret_file(path: &Path, contents: &[u8]) -> io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)?;
     file.write_all(contents)?;
-    file.write_all(b"\n")?;
     file.sync_all()
 }
 

@@ -3,7 +3,7 @@
 //! without padding, key ids in plain UUID byte order.
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyplex_types::{ContentKeyValue, KeyId};
 
 use crate::{DrmError, DrmSystem, PsshBox};
@@ -91,16 +91,12 @@ pub fn encode_kid(kid: &KeyId) -> String {
 }
 
 fn decode_kid(text: &str) -> Result<KeyId, DrmError> {
-    let unpadded = text.trim_end_matches('=');
-    let bytes = URL_SAFE_NO_PAD
-        .decode(unpadded)
-        .or_else(|_| STANDARD_NO_PAD.decode(unpadded))
-        .map_err(|_| {
-            DrmError::ClearKeyRequest(format!(
-                "kid {:?} is not base64url",
-                text.chars().take(40).collect::<String>()
-            ))
-        })?;
+    let bytes = keyplex_types::decode_base64_lenient(text).ok_or_else(|| {
+        DrmError::ClearKeyRequest(format!(
+            "kid {:?} is not base64url",
+            text.chars().take(40).collect::<String>()
+        ))
+    })?;
     KeyId::from_slice(&bytes)
         .map_err(|_| DrmError::ClearKeyRequest(format!("kid has {} bytes, not 16", bytes.len())))
 }

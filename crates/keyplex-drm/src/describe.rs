@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD as B64, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::playready::{PlayReadyHeader, PlayReadyObject, kid_value};
 use crate::widevine::{WidevineAlgorithm, WidevinePsshData, unknown_field_numbers};
@@ -27,11 +27,7 @@ pub fn decode_text_input(text: &str) -> Result<Vec<u8>, DrmError> {
     {
         return hex::decode(hex_digits).map_err(|_| DrmError::Encoding { what: "pssh input" });
     }
-    let unpadded = compact.trim_end_matches('=');
-    STANDARD_NO_PAD
-        .decode(unpadded)
-        .or_else(|_| URL_SAFE_NO_PAD.decode(unpadded))
-        .map_err(|_| DrmError::Encoding { what: "pssh input" })
+    keyplex_types::decode_base64_lenient(&compact).ok_or(DrmError::Encoding { what: "pssh input" })
 }
 
 /// A multi-line description of every box in `bytes` (or of a bare PlayReady Object or

@@ -2,8 +2,6 @@
 //! hands it to the key server, which must find the key from it. keyplex writes the key id as
 //! a UUID (the form of the DASH-IF/Axinom vectors) and reads the other forms in use.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use keyplex_types::KeyId;
 
 const SCHEME: &str = "skd://";
@@ -28,11 +26,7 @@ pub fn kid_from_skd_uri(uri: &str) -> Option<KeyId> {
     if let Ok(kid) = id.parse::<KeyId>() {
         return Some(kid);
     }
-    let unpadded = id.trim_end_matches('=');
-    let bytes = STANDARD_NO_PAD
-        .decode(unpadded)
-        .or_else(|_| URL_SAFE_NO_PAD.decode(unpadded))
-        .ok()?;
+    let bytes = keyplex_types::decode_base64_lenient(id)?;
     KeyId::from_slice(&bytes).ok()
 }
 

@@ -40,13 +40,9 @@ pub fn presented_credentials(headers: &HeaderMap) -> Result<Option<Presented>, A
         })?;
         return Ok(Some(Presented::Bearer(Secret::new(token.trim()))));
     }
-    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+    let Some((scheme, rest)) = authorization(headers)? else {
         return Ok(None);
     };
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::Unauthorized("Authorization header is not valid text".into()))?;
-    let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
     if scheme.eq_ignore_ascii_case("basic") {
         let decoded = B64
             .decode(rest.trim())
@@ -203,7 +199,7 @@ impl JwtVerifier {
     pub fn verify(&self, token: &str) -> Result<Option<Principal>, ApiError> {
         Ok(self.verify_claims(token)?.map(|claims| {
             let sub = claims.get("sub").and_then(|s| s.as_str()).unwrap_or("-");
-            let sub: String = sub.chars().take(64).collect();
+            let sub = keyplex_types::truncate_for_message(&sub);
             Principal {
                 credential: format!("jwt:sub={sub}"),
             }
@@ -256,13 +252,13 @@ impl JwtVerifier {
                     ErrorKind::MissingRequiredClaim(claim) => {
                         return Err(ApiError::Unauthorized(format!(
                             "token has no {:?} claim",
-                            truncate(claim)
+                            keyplex_types::truncate_for_message(claim)
                         )));
                     }
                     ErrorKind::InvalidClaimFormat(claim) => {
                         return Err(ApiError::Unauthorized(format!(
                             "token claim {:?} is malformed",
-                            truncate(claim)
+                            keyplex_types::truncate_for_message(claim)
                         )));
                     }
                     _ => {}
@@ -322,7 +318,10 @@ pub fn authenticate_request(
     let auth = sigv4::parse_authorization(authorization).map_err(unauthorized)?;
     if let Some(credential) = tenant.auth.sigv4_credential(&auth.access_key_id) {
         sigv4::verify(&signed, &auth, credential, now).map_err(unauthorized)?;
-        let credential = format!("sigv4:{}", truncate(&auth.access_key_id));
+        let credential = format!(
+            "sigv4:{}",
+            keyplex_types::truncate_for_message(&auth.access_key_id)
+        );
         crate::http::rate_limit::admit(tenant, &credential)?;
         return Ok(Principal { credential });
     }
@@ -336,10 +335,6 @@ pub fn authenticate_request(
         },
         ApiError::Unauthorized("unknown AWS access key id for this tenant".into()),
     ))
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
 }
 
 /// The prologue of every packager POST: the tenant named in the path (404), the body within
@@ -441,16 +436,39 @@ pub fn authenticate_token(
     ))
 }
 
-/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive, spaces
-/// trimmed); `None` without the header or with another scheme. The one parser of bearer
-/// tokens: admin, entitlement and GET-CPIX tokens all come through it.
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)?
+/// The `Authorization` header as (scheme, credentials), both trimmed: `None` without the
+/// header, 401 when it is not text. The one reader of that header (Basic, Bearer, JWT).
+pub fn authorization(headers: &HeaderMap) -> Result<Option<(&str, &str)>, ApiError> {
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
         .to_str()
-        .ok()?;
-    let (scheme, token) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        .map_err(|_| ApiError::Unauthorized("Authorization header is not valid text".into()))?
+        .trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    Ok(Some((scheme, rest.trim())))
+}
+
+/// What an `Authorization` header says about a bearer token.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Bearer<'a> {
+    /// No `Authorization` header.
+    Absent,
+    /// `Bearer <token>` (the token may be empty).
+    Token(&'a str),
+    /// Another scheme (Basic, AWS4-HMAC-SHA256, …).
+    OtherScheme,
+}
+
+/// The bearer token of a request (admin, entitlement and GET-CPIX tokens all come through
+/// here); 401 for a header that is not text.
+pub fn bearer(headers: &HeaderMap) -> Result<Bearer<'_>, ApiError> {
+    Ok(match authorization(headers)? {
+        None => Bearer::Absent,
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Bearer::Token(token),
+        Some(_) => Bearer::OtherScheme,
+    })
 }
 
 /// How the admin API knows its callers.
@@ -483,11 +501,13 @@ impl AdminAuth {
                 "the admin API is not configured: set [admin] token (or [admin] jwt)".into(),
             ));
         }
-        let presented = bearer_token(headers)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::Unauthorized("admin API: send Authorization: Bearer <admin token>".into())
-            })?;
+        let presented = match bearer(headers) {
+            Ok(Bearer::Token(token)) if !token.is_empty() => Some(token),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            ApiError::Unauthorized("admin API: send Authorization: Bearer <admin token>".into())
+        })?;
         if let Some(expected) = &self.token {
             let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
             if bool::from(expected.ct_eq(&digest)) {
@@ -500,7 +520,7 @@ impl AdminAuth {
             let sub = claims.get("sub").and_then(|s| s.as_str()).unwrap_or("-");
             return Ok(format!(
                 "admin-jwt:sub={}",
-                sub.chars().take(64).collect::<String>()
+                keyplex_types::truncate_for_message(&sub)
             ));
         }
         Err(ApiError::Unauthorized("invalid admin token".into()))

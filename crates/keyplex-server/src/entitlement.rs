@@ -227,19 +227,13 @@ pub fn presented_token(
     headers: &HeaderMap,
     query_token: Option<&str>,
 ) -> Result<Option<String>, ApiError> {
-    let header_token = match headers.get(axum::http::header::AUTHORIZATION) {
-        None => None,
-        Some(value) => {
-            let value = value.to_str().map_err(|_| {
-                ApiError::Unauthorized("Authorization header is not valid text".into())
-            })?;
-            let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
-            if !scheme.eq_ignore_ascii_case("bearer") {
-                return Err(ApiError::Unauthorized(
-                    "licence requests take an entitlement token as Authorization: Bearer".into(),
-                ));
-            }
-            Some(token.trim().to_owned())
+    let header_token = match crate::auth::bearer(headers)? {
+        crate::auth::Bearer::Absent => None,
+        crate::auth::Bearer::Token(token) => Some(token.to_owned()),
+        crate::auth::Bearer::OtherScheme => {
+            return Err(ApiError::Unauthorized(
+                "licence requests take an entitlement token as Authorization: Bearer".into(),
+            ));
         }
     };
     let query_token = query_token.map(|t| t.trim().to_owned());
@@ -293,7 +287,7 @@ pub async fn verify(
         tenant,
         &format!(
             "entitlement:sub={}",
-            entitlement.user.chars().take(64).collect::<String>()
+            keyplex_types::truncate_for_message(&entitlement.user)
         ),
     )?;
     if licence.single_use {
@@ -394,7 +388,7 @@ impl LicenceAuth {
             match self.products.get(product) {
                 Some(covered) => contents.extend(covered.iter().cloned()),
                 None => tracing::info!(
-                    product = %product.chars().take(64).collect::<String>(),
+                    product = %keyplex_types::truncate_for_message(&product),
                     "entitlement names a product this tenant does not configure"
                 ),
             }

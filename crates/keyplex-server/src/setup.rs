@@ -166,7 +166,7 @@ pub fn add_demo_tenant(config: &mut Config) -> Result<Option<DemoCredentials>, S
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let pw = keyplex_crypto::random::random_token(24).map_err(|e| err(e.to_string()))?;
-            write_private_file(&path, format!("demo:{pw}\n").as_bytes())
+            keyplex_crypto::master::write_secret_file(&path, format!("demo:{pw}\n").as_bytes())
                 .map_err(|e| err(e.to_string()))?;
             (pw, true)
         }
@@ -203,7 +203,7 @@ pub fn ensure_admin_token(config: &mut Config) -> Result<Option<(String, bool)>,
         Ok(text) => (text.trim().to_owned(), false),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let token = keyplex_crypto::random::random_token(32).map_err(|e| err(e.to_string()))?;
-            write_private_file(&path, format!("{token}\n").as_bytes())
+            keyplex_crypto::master::write_secret_file(&path, format!("{token}\n").as_bytes())
                 .map_err(|e| err(e.to_string()))?;
             (token, true)
         }
@@ -214,18 +214,6 @@ pub fn ensure_admin_token(config: &mut Config) -> Result<Option<(String, bool)>,
     }
     config.admin.token = Some(Secret::new(token.clone()));
     Ok(Some((token, created)))
-}
-
-fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(contents)?;
-    f.sync_all()
 }
 
 /// Opens the store for `config` and builds the server state (the master key from a file).

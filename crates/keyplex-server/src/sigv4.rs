@@ -235,8 +235,9 @@ pub fn canonical_request(
     out.push_str(&canonical_query(request.query.unwrap_or("")));
     out.push('\n');
     for name in signed_headers {
-        let value = header_values(request, name)
-            .ok_or_else(|| SigV4Error::MissingSignedHeader(truncate(name)))?;
+        let value = header_values(request, name).ok_or_else(|| {
+            SigV4Error::MissingSignedHeader(keyplex_types::truncate_for_message(name))
+        })?;
         out.push_str(name);
         out.push(':');
         out.push_str(&value);
@@ -376,10 +377,6 @@ fn percent_decode(s: &str) -> Vec<u8> {
         }
     }
     out
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
 }
 
 #[cfg(test)]

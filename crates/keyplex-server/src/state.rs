@@ -251,7 +251,12 @@ impl AppState {
         TenantId::parse(name)
             .ok()
             .and_then(|id| self.tenant_map().get(&id).cloned())
-            .ok_or_else(|| ApiError::NotFound(format!("unknown tenant {:?}", truncate(name))))
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "unknown tenant {:?}",
+                    keyplex_types::truncate_for_message(name)
+                ))
+            })
     }
 
     /// Every tenant (for credentials checked outside [`Self::authenticate_packager`],
@@ -283,10 +288,6 @@ impl AppState {
             ApiError::Unauthorized("invalid credentials".into()),
         ))
     }
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
 }
 
 /// The HTTP client for licence upstreams: no redirects, because the request carries content

@@ -127,7 +127,31 @@ impl fmt::Debug for KeyId {
     }
 }
 
-fn truncate_for_message(s: &str) -> String {
+/// base64 as clients really send it: the standard or URL-safe alphabet, padded or not, with
+/// whitespace ignored and spaces read as `+` (a form field whose `+` was not
+/// percent-encoded arrives with a space). The one lenient decoder of the workspace: key ids,
+/// Widevine requests, FairPlay SPCs and CKCs, licence payloads, PSSH input all go through it.
+pub fn decode_base64_lenient(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let config =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let text: String = text
+        .trim()
+        .chars()
+        .map(|c| if c == ' ' { '+' } else { c })
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    GeneralPurpose::new(&base64::alphabet::STANDARD, config)
+        .decode(&text)
+        .or_else(|_| GeneralPurpose::new(&base64::alphabet::URL_SAFE, config).decode(&text))
+        .ok()
+}
+
+/// At most 64 characters of `s`: what an error message or log line quotes of a value a
+/// client sent (so that a hostile megabyte never reaches a log). The one such helper of the
+/// workspace.
+pub fn truncate_for_message(s: &str) -> String {
     s.chars().take(64).collect()
 }
 

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
-use base64::Engine as _;
 use clap::{Parser, Subcommand};
 use keyplex_server::config::Config;
 use keyplex_server::setup;
@@ -385,10 +384,7 @@ fn pssh_decode(input: &str) -> Result<()> {
     {
         hex::decode(&compact).context("invalid hex")?
     } else {
-        let std = base64::engine::general_purpose::STANDARD.decode(&compact);
-        let url =
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(compact.trim_end_matches('='));
-        std.or(url).context("input is neither base64 nor hex")?
+        keyplex_types::decode_base64_lenient(&compact).context("input is neither base64 nor hex")?
     };
     let text = keyplex_drm::describe::describe_pssh(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
     outln!("{text}")?;

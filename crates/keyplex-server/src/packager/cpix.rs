@@ -403,7 +403,7 @@ fn drm_system(tenant: &Tenant, drm: &DrmSystemEntry) -> Result<DrmIdentity, ApiE
         .ok_or_else(|| {
             ApiError::BadRequest(format!(
                 "unknown DRM system id {}",
-                truncate(&drm.system_id.as_written)
+                keyplex_types::truncate_for_message(&drm.system_id.as_written)
             ))
         })
 }
@@ -425,7 +425,7 @@ fn plan_key(
             return Err(ApiError::BadRequest(format!(
                 "ContentKeyUsageRule for kid {} has a filter keyplex does not understand ({}); CPIX forbids mapping its key",
                 rule.kid.as_written,
-                truncate(unknown)
+                keyplex_types::truncate_for_message(unknown)
             )));
         }
     }
@@ -738,8 +738,4 @@ fn fill_pallycon(drm: &mut DrmSystemEntry, entry: &SignalEntry, api: PallyconVer
             })
             .collect();
     }
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
 }

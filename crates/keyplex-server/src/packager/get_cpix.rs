@@ -21,7 +21,7 @@ use crate::signaling;
 use crate::state::{AppState, Tenant};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use keyplex_cpix::model::{
     ContentKeyEntry, ContentKeyPeriod, CpixDocument, CpixVersion, DrmSystemEntry, HlsSignaling,
@@ -126,21 +126,12 @@ pub async fn get_cpix_token_in_path(
 }
 
 fn bearer_token(headers: &HeaderMap) -> Result<String, ApiError> {
-    let missing = || {
-        ApiError::Unauthorized(
+    match crate::auth::bearer(headers)? {
+        crate::auth::Bearer::Token(token) if !token.is_empty() => Ok(token.to_owned()),
+        _ => Err(ApiError::Unauthorized(
             "GET-style CPIX needs the tenant's get_token as Authorization: Bearer <token>".into(),
-        )
-    };
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(missing)?
-        .to_str()
-        .map_err(|_| ApiError::Unauthorized("Authorization header is not valid text".into()))?;
-    let (scheme, rest) = value.trim().split_once(' ').ok_or_else(missing)?;
-    if !scheme.eq_ignore_ascii_case("bearer") || rest.trim().is_empty() {
-        return Err(missing());
+        )),
     }
-    Ok(rest.trim().to_owned())
 }
 
 fn authenticate(state: &AppState, tenant: &Tenant, presented: &str) -> Result<(), ApiError> {

@@ -339,7 +339,7 @@ impl Request {
             Some(m) => {
                 return Err(invalid(format!(
                     "drmContent.profile.streamingMode {:?} is not HLS or DASH (or absent)",
-                    truncate(m)
+                    keyplex_types::truncate_for_message(m)
                 )));
             }
         };
@@ -350,7 +350,7 @@ impl Request {
             Some(wire::Emi::Text(t)) => Some(t.trim().parse::<u32>().map_err(|_| {
                 invalid(format!(
                     "drmContent.profile.emi {:?} is not a number",
-                    truncate(&t)
+                    keyplex_types::truncate_for_message(&t)
                 ))
             })?),
         };
@@ -379,7 +379,7 @@ impl Request {
                     let id = uuid::Uuid::parse_str(raw.trim()).map_err(|_| {
                         invalid(format!(
                             "drmList entry {:?} is not a DRM system id (UUID)",
-                            truncate(raw)
+                            keyplex_types::truncate_for_message(raw)
                         ))
                     })?;
                     if !systems.contains(&id) {
@@ -473,7 +473,7 @@ fn parse_timestamp(t: &str) -> Result<Option<OffsetDateTime>, NagraJson> {
         .map_err(|_| {
             invalid(format!(
                 "scheduledKey.timestamp {:?} is neither an RFC 3339 date-time nor epoch seconds or milliseconds",
-                truncate(t)
+                keyplex_types::truncate_for_message(t)
             ))
         })
 }
@@ -783,10 +783,6 @@ fn signalization(
         out.ext_x_key.clone_from(&s.signal.hls_media);
     }
     Ok(out)
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
 }
 
 /// The JSON as it travels. Only [`Request::from_wire`] reads these; nothing here derives

@@ -282,7 +282,7 @@ fn check_scheme_compatibility(doc: &CpixDocument) -> Result<(), SpekeError> {
             && !allowed.contains(&scheme)
         {
             return Err(SpekeError::SchemeNotCompatible {
-                system_id: drm.system_id.as_written.chars().take(64).collect(),
+                system_id: keyplex_types::truncate_for_message(&drm.system_id.as_written),
                 detail: format!(
                     "{} does not support {} (allowed: {})",
                     system.name(),

@@ -37,7 +37,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use keyplex_drm::PsshBox;
 use keyplex_drm::signal::SignalForms;
 use keyplex_drm::system::DrmSystem;
@@ -247,12 +247,12 @@ impl SignedRequest {
             .as_deref()
             .filter(|r| !r.is_empty())
             .ok_or_else(|| refuse("MALFORMED_REQUEST", "the signed request has no `request`"))?;
-        let request = decode_bytes(request)
+        let request = keyplex_types::decode_base64_lenient(request)
             .ok_or_else(|| refuse("MALFORMED_REQUEST", "`request` is not base64"))?;
         let signature = match raw.signature.as_deref().filter(|s| !s.is_empty()) {
             None => None,
             Some(s) => Some(
-                decode_bytes(s)
+                keyplex_types::decode_base64_lenient(s)
                     .ok_or_else(|| refuse("SIGNATURE_FAILED", "`signature` is not base64"))?,
             ),
         };
@@ -265,18 +265,6 @@ impl SignedRequest {
 }
 
 /// Protobuf JSON `bytes`: standard or URL-safe base64, padded or not.
-fn decode_bytes(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim();
-    [STANDARD, URL_SAFE]
-        .iter()
-        .find_map(|engine| engine.decode(text).ok())
-        .or_else(|| {
-            let bare = text.trim_end_matches('=');
-            [STANDARD_NO_PAD, URL_SAFE_NO_PAD]
-                .iter()
-                .find_map(|engine| engine.decode(bare).ok())
-        })
-}
 
 /// Signers when the tenant has them; its packager credentials otherwise.
 fn authenticate(
@@ -292,7 +280,7 @@ fn authenticate(
                 "SIGNATURE_FAILED",
                 format!(
                     "unknown signer {:?}: tenant {} has no widevine_signers configured",
-                    truncate(name),
+                    keyplex_types::truncate_for_message(name),
                     tenant.id
                 ),
             ));
@@ -322,7 +310,7 @@ fn authenticate(
             "SIGNATURE_FAILED",
             format!(
                 "unknown signer {:?} for tenant {}",
-                truncate(name),
+                keyplex_types::truncate_for_message(name),
                 tenant.id
             ),
         )
@@ -335,7 +323,13 @@ fn authenticate(
     };
     let expected = signer.signature(&envelope.request)?;
     if bool::from(expected.as_slice().ct_eq(signature.as_slice())) {
-        crate::http::rate_limit::admit(tenant, &format!("widevine_signer:{}", truncate(name)))?;
+        crate::http::rate_limit::admit(
+            tenant,
+            &format!(
+                "widevine_signer:{}",
+                keyplex_types::truncate_for_message(name)
+            ),
+        )?;
         Ok(())
     } else {
         Err(refuse(
@@ -424,7 +418,7 @@ impl NumberOrText {
     fn describe(&self) -> String {
         match self {
             Self::Number(n) => n.to_string(),
-            Self::Text(t) => format!("{:?}", truncate(t)),
+            Self::Text(t) => format!("{:?}", keyplex_types::truncate_for_message(t)),
         }
     }
 }
@@ -495,7 +489,7 @@ impl CommonEncryptionRequest {
                 ));
             }
             (Some(c), None) => {
-                let raw_id = decode_bytes(c)
+                let raw_id = keyplex_types::decode_base64_lenient(c)
                     .ok_or_else(|| refuse("MALFORMED_REQUEST", "content_id is not base64"))?;
                 let id = content_id_from_bytes(&raw_id)?;
                 Subject::Content { id, raw: raw_id }
@@ -573,7 +567,7 @@ pub fn content_id_from_bytes(bytes: &[u8]) -> Result<ContentId, WidevineJson> {
 }
 
 fn subject_from_pssh_data(text: &str) -> Result<Subject, WidevineJson> {
-    let bytes = decode_bytes(text)
+    let bytes = keyplex_types::decode_base64_lenient(text)
         .ok_or_else(|| refuse("INVALID_WIDEVINE_PSSH", "pssh_data is not base64"))?;
     let data = WidevinePsshData::decode_from(&bytes).map_err(|e| {
         refuse(
@@ -698,7 +692,7 @@ fn video_feature_suffix(feature: &str) -> Result<String, WidevineJson> {
             "MALFORMED_REQUEST",
             format!(
                 "video_feature {:?} must be 1 to 16 letters or digits (e.g. HDR)",
-                truncate(feature)
+                keyplex_types::truncate_for_message(feature)
             ),
         ))
     }
@@ -727,7 +721,7 @@ fn track_plans(
                 "TRACK_TYPE_UNKNOWN",
                 format!(
                     "unknown track type {:?}: expected SD, HD, UHD1, UHD2, AUDIO (or ALL)",
-                    truncate(label)
+                    keyplex_types::truncate_for_message(label)
                 ),
             ));
         }
@@ -934,10 +928,6 @@ async fn keys_by_id(
         found.push(LabelledKey { label, key, period });
     }
     Ok(found)
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
 }
 
 #[cfg(test)]

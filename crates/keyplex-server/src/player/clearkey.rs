@@ -116,7 +116,7 @@ pub async fn licence_for(
         return Err(refuse_persistent());
     }
     let keys = entitlement::covered_keys(state, tenant, entitlement, &request.kids).await?;
-    let user = || entitlement.user.chars().take(64).collect::<String>();
+    let user = || keyplex_types::truncate_for_message(&entitlement.user);
     if keys.is_empty() {
         tracing::info!(tenant = %tenant.id, user = %user(), requested = request.kids.len(), "clearkey licence refused: no requested key id is covered");
         return Err(ApiError::Forbidden(

@@ -57,14 +57,14 @@ pub async fn get_key(
     let kid: KeyId = kid.parse().map_err(|_| {
         ApiError::BadRequest(format!(
             "key id {:?} is not a UUID (8-4-4-4-12) or 32 hex digits",
-            kid.chars().take(64).collect::<String>()
+            keyplex_types::truncate_for_message(&kid)
         ))
     })?;
     let token =
         entitlement::presented_token(&headers, entitlement::query_token(query)?.as_deref())?;
     let entitlement =
         entitlement::verify(&state, tenant, token.as_deref(), entitlement::now_unix()).await?;
-    let user: String = entitlement.user.chars().take(64).collect();
+    let user = keyplex_types::truncate_for_message(&entitlement.user);
     let Some(key) = entitlement::covered_keys(&state, tenant, &entitlement, &[kid])
         .await?
         .pop()

@@ -316,7 +316,7 @@ pub async fn post_defined(
         return Err(ApiError::NotFound(format!(
             "tenant {} defines no DRM system {:?} ([[tenants.{}.drm_systems]])",
             tenant.id,
-            name.chars().take(64).collect::<String>(),
+            keyplex_types::truncate_for_message(&name),
             tenant.id
         )));
     };
@@ -701,7 +701,7 @@ impl LicenceAdapter for WidevineStyle {
 /// challenge the service cannot read, 403 a device or client the service refuses), else
 /// keyplex's or the service's (502: signature, provider, keys, policy, internal).
 fn widevine_status(status: &str, message: Option<&str>) -> ApiError {
-    let status: String = status.chars().take(64).collect();
+    let status = keyplex_types::truncate_for_message(&status);
     let text = match message.map(|m| m.chars().take(200).collect::<String>()) {
         Some(m) if !m.is_empty() => format!("the Widevine licence service answered {status}: {m}"),
         _ => format!("the Widevine licence service answered {status}"),
@@ -1220,15 +1220,15 @@ impl LicenceAdapter for FairPlaySpc {
             Some("application/json") => {
                 let json: SpcJson =
                     serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
-                let spc =
-                    decode_spc(&json.spc).ok_or_else(|| invalid("spc is not base64".into()))?;
+                let spc = keyplex_types::decode_base64_lenient(&json.spc)
+                    .ok_or_else(|| invalid("spc is not base64".into()))?;
                 (spc, SpcCarrier::Json)
             }
             Some("application/x-www-form-urlencoded") => {
                 let form: SpcForm =
                     serde_urlencoded::from_bytes(&body).map_err(|e| invalid(e.to_string()))?;
-                let spc =
-                    decode_spc(&form.spc).ok_or_else(|| invalid("spc is not base64".into()))?;
+                let spc = keyplex_types::decode_base64_lenient(&form.spc)
+                    .ok_or_else(|| invalid("spc is not base64".into()))?;
                 (spc, SpcCarrier::Form)
             }
             _ => (body.to_vec(), SpcCarrier::Raw),
@@ -1353,7 +1353,7 @@ impl LicenceAdapter for FairPlaySpc {
                             "the FairPlay key service's answer is not {{\"ckc\": …}}: {e}"
                         ))
                     })?;
-                decode_spc(&parsed.ckc).ok_or_else(|| {
+                keyplex_types::decode_base64_lenient(&parsed.ckc).ok_or_else(|| {
                     ApiError::BadGateway("the FairPlay key service's ckc is not base64".into())
                 })?
             }
@@ -1460,24 +1460,6 @@ impl LicenceAdapter for DefinedDrm {
     }
 }
 
-/// Standard or URL-safe base64, padded or not. A form field's `+` that a page forgot to
-/// percent-encode arrives as a space, so spaces are read as `+`.
-fn decode_spc(text: &str) -> Option<Vec<u8>> {
-    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-    let config =
-        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
-    let text: String = text
-        .trim()
-        .chars()
-        .map(|c| if c == ' ' { '+' } else { c })
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    GeneralPurpose::new(&base64::alphabet::STANDARD, config)
-        .decode(&text)
-        .or_else(|_| GeneralPurpose::new(&base64::alphabet::URL_SAFE, config).decode(&text))
-        .ok()
-}
-
 // ---------------------------------------------------------------------------------------------
 // The route
 
@@ -1506,7 +1488,7 @@ fn licence_query(
                 let kid: KeyId = value.trim().parse().map_err(|_| {
                     ApiError::BadRequest(format!(
                         "kid {:?} is not a UUID (8-4-4-4-12) or 32 hex digits",
-                        value.chars().take(64).collect::<String>()
+                        keyplex_types::truncate_for_message(&value)
                     ))
                 })?;
                 if !parsed.kids.contains(&kid) {
@@ -1658,7 +1640,7 @@ pub async fn entitled_licence<A: LicenceAdapter>(
         )));
     }
     let drm = adapter.upstream_name();
-    let user: String = entitlement.user.chars().take(64).collect();
+    let user = keyplex_types::truncate_for_message(&entitlement.user);
     let (content_id, keys) = licence_keys(state, tenant, entitlement, kids, content_id).await?;
     if via == Via::Direct {
         crate::player::ssm::require_live_session(state, tenant, &entitlement.user, &content_id)
@@ -1884,12 +1866,24 @@ mod tests {
         let bytes: Vec<u8> = (0u8..=255).collect();
         let standard = B64.encode(&bytes);
         assert!(standard.contains('+') && standard.contains('/'));
-        assert_eq!(decode_spc(&standard).unwrap(), bytes);
-        assert_eq!(decode_spc(standard.trim_end_matches('=')).unwrap(), bytes);
-        assert_eq!(decode_spc(&standard.replace('+', " ")).unwrap(), bytes);
+        assert_eq!(
+            keyplex_types::decode_base64_lenient(&standard).unwrap(),
+            bytes
+        );
+        assert_eq!(
+            keyplex_types::decode_base64_lenient(standard.trim_end_matches('=')).unwrap(),
+            bytes
+        );
+        assert_eq!(
+            keyplex_types::decode_base64_lenient(&standard.replace('+', " ")).unwrap(),
+            bytes
+        );
         let url_safe = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes);
-        assert_eq!(decode_spc(&url_safe).unwrap(), bytes);
-        assert!(decode_spc("not base64!").is_none());
+        assert_eq!(
+            keyplex_types::decode_base64_lenient(&url_safe).unwrap(),
+            bytes
+        );
+        assert!(keyplex_types::decode_base64_lenient("not base64!").is_none());
     }
 
     #[test]

@@ -303,7 +303,7 @@ pub async fn post_setup(
         created_at: now,
         expires_at: expiry(now, heartbeat),
     };
-    let user: String = entitlement.user.chars().take(64).collect();
+    let user = keyplex_types::truncate_for_message(&entitlement.user);
     match state
         .store()
         .open_session(&tenant.id, &session, entitlement.max_streams, now)
@@ -459,7 +459,7 @@ pub async fn post_licence(
     let key_system = KeySystem::parse(&request.key_system).ok_or_else(|| {
         ApiError::BadRequest(format!(
             "keySystem {:?} is not a supported DRM system id",
-            request.key_system.chars().take(64).collect::<String>()
+            keyplex_types::truncate_for_message(&request.key_system)
         ))
     })?;
     crate::scope::note_drm(key_system.name());
@@ -469,14 +469,12 @@ pub async fn post_licence(
         other => {
             return Err(ApiError::BadRequest(format!(
                 "requestType {:?} is not \"license-request\" or \"license-renewal\"",
-                other.chars().take(64).collect::<String>()
+                keyplex_types::truncate_for_message(&other)
             )));
         }
     };
-    let payload = B64
-        .decode(request.payload.trim())
-        .or_else(|_| URL_SAFE_NO_PAD.decode(request.payload.trim().trim_end_matches('=')))
-        .map_err(|_| ApiError::BadRequest("payload is not base64".into()))?;
+    let payload = keyplex_types::decode_base64_lenient(&request.payload)
+        .ok_or_else(|| ApiError::BadRequest("payload is not base64".into()))?;
     let mut kids: Vec<KeyId> = Vec::new();
     let kid_texts = match request.kid {
         None => Vec::new(),
@@ -492,7 +490,7 @@ pub async fn post_licence(
         let kid: KeyId = text.trim().parse().map_err(|_| {
             ApiError::BadRequest(format!(
                 "kid {:?} is not a UUID or 32 hex digits",
-                text.chars().take(64).collect::<String>()
+                keyplex_types::truncate_for_message(&text)
             ))
         })?;
         if !kids.contains(&kid) {

@@ -240,7 +240,7 @@ pub(super) async fn import_keys(
     if bundle.format != BUNDLE_FORMAT {
         return Err(ApiError::BadRequest(format!(
             "bundle format {:?} is not {BUNDLE_FORMAT}",
-            bundle.format.chars().take(64).collect::<String>()
+            keyplex_types::truncate_for_message(&bundle.format)
         )));
     }
     let decode = |what: &str, text: &str| {
@@ -278,7 +278,7 @@ pub(super) async fn import_keys(
             "{} imported, {} already present, from a bundle of tenant {}",
             outcome.imported,
             outcome.already_present,
-            bundle.tenant.chars().take(64).collect::<String>()
+            keyplex_types::truncate_for_message(&bundle.tenant)
         ),
     )
     .await?;

@@ -288,7 +288,7 @@ pub(super) async fn revoke_credential(
         return Err(ApiError::NotFound(format!(
             "tenant {} has no credential {:?}",
             tenant.id,
-            cred.chars().take(64).collect::<String>()
+            keyplex_types::truncate_for_message(&cred)
         )));
     }
     audit_change(

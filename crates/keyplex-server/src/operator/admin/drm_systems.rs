@@ -149,8 +149,8 @@ pub async fn put_drm_system(
     } else if config.name != name {
         return Err(ApiError::BadRequest(format!(
             "the body names {:?}, the path {:?}",
-            config.name.chars().take(64).collect::<String>(),
-            name.chars().take(64).collect::<String>()
+            keyplex_types::truncate_for_message(&config.name),
+            keyplex_types::truncate_for_message(&name)
         )));
     }
     let existing = tenant.drm_systems.by_name(&name);
@@ -268,6 +268,6 @@ fn not_found(tenant: &Tenant, name: &str) -> ApiError {
     ApiError::NotFound(format!(
         "tenant {} has no DRM system {:?}",
         tenant.id,
-        name.chars().take(64).collect::<String>()
+        keyplex_types::truncate_for_message(&name)
     ))
 }
