@@ -21,6 +21,7 @@ pub mod operator;
 pub mod packager;
 pub mod player;
 pub mod registry;
+pub mod routes;
 pub mod scope;
 pub mod setup;
 pub mod signaling;
@@ -32,69 +33,17 @@ use std::future::Future;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 pub use state::AppState;
 
-use http::{cors, deadline, error, listener, telemetry, tls};
-use operator::{admin, landing, players, ui};
-use packager::{cpix, get_cpix, harmonic, nagra, pallycon, speke, widevine_api};
-use player::{clearkey, hls_keys, licence_proxy, ssm};
+use http::{deadline, error, listener, telemetry, tls};
 
-/// All routes of keyplex.
+/// All routes of keyplex (the route table, `routes`) with the layers every request passes.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.max_body_bytes();
-    Router::new()
-        .route("/", get(landing::landing))
-        .route("/healthz", get(healthz))
-        .route("/openapi.json", get(openapi::get_openapi_json))
-        .route("/{tenant}/nks/v1/cpix", post(cpix::post_cpix))
-        .route("/{tenant}/cpix", post(cpix::post_cpix))
-        .route("/{tenant}/speke/v1", post(speke::post_speke_v1))
-        .route("/{tenant}/speke/v2", post(speke::post_speke_v2))
-        .route(
-            "/{tenant}/cks-ws-keyAndSignalization/key",
-            post(nagra::post_key),
-        )
-        .route(
-            "/{tenant}/cks-ws-keyAndSignalization/cmaf",
-            post(nagra::post_cmaf),
-        )
-        .route("/{tenant}/cks-ws-ikey/key", post(harmonic::post_key))
-        .route(
-            "/{tenant}/cpix/{format}/{content_id}",
-            get(get_cpix::get_cpix),
-        )
-        .route(
-            "/{tenant}/cpix/{format}/{content_id}/{token}",
-            get(get_cpix::get_cpix_token_in_path),
-        )
-        .route(
-            "/{tenant}/v1/cpix/pallycon/getKey/{enc_token}",
-            post(pallycon::post_v1),
-        )
-        .route(
-            "/{tenant}/v2/cpix/pallycon/getKey/{enc_token}",
-            post(pallycon::post_v2),
-        )
-        .route("/{tenant}/cpix/getKey", post(pallycon::post_speke))
-        .route(
-            "/{tenant}/cpix/anevia/{format}/{enc_token}/{cid}",
-            get(pallycon::get_anevia),
-        )
-        .route(
-            "/{tenant}/widevine/getcontentkey",
-            post(widevine_api::post_get_content_key),
-        )
-        .merge(licence_routes(&state))
-        .merge(admin::router(&state))
-        .route("/metrics", get(metrics))
-        .merge(ui::router())
-        .merge(players::router(state.players_dir().to_owned()))
-        .fallback(landing::not_found)
-        .method_not_allowed_fallback(landing::method_not_allowed)
+    routes::router(&state)
         // Inside `track`, so that a request that ran out of time is counted and audited.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -107,56 +56,6 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http().make_span_with(telemetry::request_span))
         .with_state(state)
-}
-
-/// The routes players call from browsers: entitlement-checked, with per-tenant CORS.
-fn licence_routes(state: &AppState) -> Router<AppState> {
-    Router::new()
-        .route(
-            "/{tenant}/clearkey/v1/licenses",
-            post(clearkey::post_licence),
-        )
-        .route("/{tenant}/hls/v1/keys/{kid}", get(hls_keys::get_key))
-        .route(
-            "/{tenant}/wvls/contentlicenseservice/v1/licenses",
-            post(licence_proxy::post_widevine),
-        )
-        .route(
-            "/{tenant}/prls/contentlicenseservice/v1/licenses",
-            post(licence_proxy::post_playready),
-        )
-        .route(
-            "/{tenant}/fpls/contentlicenseservice/v1/licenses",
-            post(licence_proxy::post_fairplay),
-        )
-        .route(
-            "/{tenant}/prmls/contentlicenseservice/v1/licenses",
-            post(licence_proxy::post_prm),
-        )
-        .route(
-            "/{tenant}/licences/{name}",
-            post(licence_proxy::post_defined),
-        )
-        .route("/{tenant}/ssm/v1/sessions/setup", post(ssm::post_setup))
-        .route(
-            "/{tenant}/ssm/v1/sessions/{id}/licence",
-            post(ssm::post_licence),
-        )
-        .route(
-            "/{tenant}/ssm/v1/sessions/{id}/heartbeat",
-            post(ssm::post_heartbeat),
-        )
-        .route(
-            "/{tenant}/ssm/v1/sessions/{id}",
-            axum::routing::delete(ssm::delete_session),
-        )
-        // Set here, under the CORS layer: a browser's OPTIONS preflight must still reach
-        // `licence_cors` (the router-wide 405 would replace the layered default otherwise).
-        .method_not_allowed_fallback(landing::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            cors::licence_cors,
-        ))
 }
 
 /// 200 once the store answers.
@@ -173,7 +72,7 @@ fn licence_routes(state: &AppState) -> Router<AppState> {
     ),
     security(()),
 )]
-async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+pub(crate) async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     match state.store().ping().await {
         Ok(()) => (StatusCode::OK, "ok\n"),
         Err(e) => {
@@ -200,7 +99,7 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     ),
     security((), ("admin_bearer" = [])),
 )]
-async fn metrics(
+pub(crate) async fn metrics(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
 ) -> axum::response::Response {

@@ -2,11 +2,11 @@
 //!
 //! It is generated from the code: each handler carries `#[utoipa::path(...)]` (path,
 //! parameters, bodies, statuses, security) beside its code, the types it reads and writes
-//! derive `utoipa::ToSchema`, and [`ApiDoc`] collects them. The JSON routes are described
+//! derive `utoipa::ToSchema`, and the route table (`crate::routes`) collects them: the
+//! document lists exactly the routes the server has. [`ApiDoc`] adds what no handler says. The JSON routes are described
 //! field by field; the others (CPIX/SPEKE XML, licence-proxy challenges, HLS key bytes,
 //! Prometheus text, the dashboard and the reference players) are listed with their media
-//! types, so that the document names every route of [`crate::router`]
-//! (`tests/it/openapi.rs` checks that against the source).
+//! types.
 //!
 //! A few shapes are read or written by code that stays free of OpenAPI derives (the
 //! configuration types behind admin credentials, `keyplex_drm`'s Clear Key licence): they are
@@ -21,9 +21,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
-use crate::operator::admin;
-use crate::packager::{cpix, get_cpix, harmonic, nagra, pallycon, speke, widevine_api};
-use crate::player::{clearkey, hls_keys, licence_proxy, ssm};
+use crate::packager::widevine_api;
 
 /// The document. `ApiDoc::openapi()` builds it; `/openapi.json` serves it.
 #[derive(OpenApi)]
@@ -44,71 +42,6 @@ use crate::player::{clearkey, hls_keys, licence_proxy, ssm};
             SPEKE and Harmonic routes answer errors in `text/plain`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    paths(
-        // Operations and documentation
-        crate::operator::landing::landing,
-        crate::healthz,
-        crate::metrics,
-        get_openapi_json,
-        // Packagers
-        cpix::post_cpix,
-        cpix::post_cpix_short_url,
-        speke::post_speke_v1,
-        speke::post_speke_v2,
-        nagra::post_key,
-        nagra::post_cmaf,
-        harmonic::post_key,
-        get_cpix::get_cpix,
-        get_cpix::get_cpix_token_in_path,
-        widevine_api::post_get_content_key,
-        pallycon::post_v1,
-        pallycon::post_v2,
-        pallycon::post_speke,
-        pallycon::get_anevia,
-        // Players
-        clearkey::post_licence,
-        hls_keys::get_key,
-        licence_proxy::post_widevine,
-        licence_proxy::post_playready,
-        licence_proxy::post_fairplay,
-        licence_proxy::post_prm,
-        licence_proxy::post_defined,
-        ssm::post_setup,
-        ssm::post_licence,
-        ssm::post_heartbeat,
-        ssm::delete_session,
-        // Admin API
-        admin::tenants::list_tenants,
-        admin::tenants::create_tenant,
-        admin::tenants::get_tenant,
-        admin::tenants::patch_tenant,
-        admin::credentials::list_credentials,
-        admin::credentials::add_credential,
-        admin::credentials::revoke_credential,
-        admin::contents::list_contents,
-        admin::contents::content_keys,
-        admin::licence_policy::put_policy,
-        admin::licence_policy::get_policy,
-        admin::licence_policy::delete_policy,
-        admin::backup::export_keys,
-        admin::backup::import_keys,
-        admin::rotation::rotate_master_key,
-        admin::audit::audit,
-        admin::stats::stats,
-        admin::drm_systems::list_drm_systems,
-        admin::drm_systems::get_drm_system,
-        admin::drm_systems::put_drm_system,
-        admin::drm_systems::remove_drm_system,
-        // Dashboard and reference players (static files)
-        ui_redirect,
-        ui_index,
-        ui_index_html,
-        ui_app_js,
-        ui_style_css,
-        players_redirect,
-        players_index,
-        players_file,
-    ),
     components(schemas(
         crate::http::error::Problem,
         crate::http::error::NagraError,
@@ -116,7 +49,6 @@ use crate::player::{clearkey, hls_keys, licence_proxy, ssm};
         widevine_api::ResponseJson,
         crate::http::error::StatusJson,
     )),
-    modifiers(&SecuritySchemes, &WidevineEncodedContent),
     tags(
         (name = "packager", description = "Key exchange for packagers and encoders \
             (`docs/integrations.md`)"),
@@ -258,9 +190,16 @@ impl Modify for WidevineEncodedContent {
     }
 }
 
-/// The JSON text of the document, built on first use.
+/// What the document gets once every route is in it: the security schemes, and the
+/// Widevine API's encoded contents (whose schemas come with its handlers).
+pub fn finish(document: &mut utoipa::openapi::OpenApi) {
+    SecuritySchemes.modify(document);
+    WidevineEncodedContent.modify(document);
+}
+
+/// The JSON text of the document (the route table's), built on first use.
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    ApiDoc::openapi().to_json().unwrap_or_else(|e| {
+    crate::routes::document().to_json().unwrap_or_else(|e| {
         tracing::error!(error = %e, "cannot write the OpenAPI document");
         String::from("{}")
     })
@@ -287,82 +226,6 @@ pub async fn get_openapi_json() -> Response {
     )
         .into_response()
 }
-
-// The dashboard and the reference players are static files served by `crate::operator::ui` and
-// `crate::operator::players`; these never-called functions are their entries in the document.
-
-#[utoipa::path(get, path = "/ui", operation_id = "ui_redirect", tag = "static",
-    summary = "The operator dashboard (redirect)",
-    responses((status = 308, description = "Redirect to `/ui/`")),
-    security(()))]
-#[allow(dead_code)]
-fn ui_redirect() {}
-
-#[utoipa::path(get, path = "/ui/", operation_id = "ui", tag = "static",
-    summary = "The operator dashboard",
-    description = "The page logs in with the admin token and reads `/admin/v1/…`.",
-    responses((status = 200, description = "The dashboard page", body = String,
-        content_type = "text/html")),
-    security(()))]
-#[allow(dead_code)]
-fn ui_index() {}
-
-#[utoipa::path(get, path = "/ui/index.html", operation_id = "ui_index_html", tag = "static",
-    summary = "The operator dashboard (page)",
-    responses((status = 200, description = "The dashboard page", body = String,
-        content_type = "text/html")),
-    security(()))]
-#[allow(dead_code)]
-fn ui_index_html() {}
-
-#[utoipa::path(get, path = "/ui/app.js", operation_id = "ui_app_js", tag = "static",
-    summary = "The operator dashboard (script)",
-    responses((status = 200, description = "The dashboard's script", body = String,
-        content_type = "text/javascript")),
-    security(()))]
-#[allow(dead_code)]
-fn ui_app_js() {}
-
-#[utoipa::path(get, path = "/ui/style.css", operation_id = "ui_style_css", tag = "static",
-    summary = "The operator dashboard (style sheet)",
-    responses((status = 200, description = "The dashboard's style sheet", body = String,
-        content_type = "text/css")),
-    security(()))]
-#[allow(dead_code)]
-fn ui_style_css() {}
-
-#[utoipa::path(get, path = "/players", operation_id = "players_redirect", tag = "static",
-    summary = "The reference players (redirect)",
-    responses((status = 308, description = "Redirect to `/players/`")),
-    security(()))]
-#[allow(dead_code)]
-fn players_redirect() {}
-
-#[utoipa::path(get, path = "/players/", operation_id = "players", tag = "static",
-    summary = "The reference players",
-    description = "Shaka Player, dash.js and hls.js pages, served from `[server] players_dir` \
-        (built by `players/build.sh`).",
-    responses(
-        (status = 200, description = "The players' index page", body = String,
-            content_type = "text/html"),
-        (status = 404, description = "The players are not built (the page says how)",
-            body = String, content_type = "text/html"),
-    ),
-    security(()))]
-#[allow(dead_code)]
-fn players_index() {}
-
-#[utoipa::path(get, path = "/players/{file}", operation_id = "players_file", tag = "static",
-    summary = "A file of the reference players",
-    params(("file" = String, Path, description = "A file below the players folder (may \
-        contain `/`)")),
-    responses(
-        (status = 200, description = "The file, with the media type of its extension"),
-        (status = 404, description = "No such file", body = String, content_type = "text/html"),
-    ),
-    security(()))]
-#[allow(dead_code)]
-fn players_file() {}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

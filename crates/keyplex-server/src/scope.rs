@@ -50,39 +50,6 @@ pub enum Kind {
 }
 
 impl Interface {
-    /// The interface of a matched route template (`/{tenant}/cpix`, …).
-    pub fn of_route(route: &str) -> Self {
-        let Some(rest) = route.strip_prefix("/{tenant}/") else {
-            return if route.starts_with("/admin/") {
-                Self::Admin
-            } else {
-                Self::Other
-            };
-        };
-        match rest {
-            "cpix" | "nks/v1/cpix" => Self::Cpix,
-            "speke/v1" | "speke/v2" => Self::Speke,
-            "cks-ws-keyAndSignalization/key" | "cks-ws-keyAndSignalization/cmaf" => Self::Nagra,
-            "cks-ws-ikey/key" => Self::Harmonic,
-            "widevine/getcontentkey" => Self::WidevineApi,
-            "clearkey/v1/licenses" => Self::ClearKey,
-            "hls/v1/keys/{kid}" => Self::Hls,
-            "wvls/contentlicenseservice/v1/licenses" => Self::Widevine,
-            "prls/contentlicenseservice/v1/licenses" => Self::PlayReady,
-            "fpls/contentlicenseservice/v1/licenses" => Self::FairPlay,
-            "prmls/contentlicenseservice/v1/licenses" => Self::Prm,
-            "licences/{name}" => Self::DefinedDrm,
-            "ssm/v1/sessions/{id}/licence" => Self::SsmLicence,
-            "v1/cpix/pallycon/getKey/{enc_token}"
-            | "v2/cpix/pallycon/getKey/{enc_token}"
-            | "cpix/getKey"
-            | "cpix/anevia/{format}/{enc_token}/{cid}" => Self::Pallycon,
-            r if r.starts_with("cpix/{format}/") => Self::GetCpix,
-            r if r.starts_with("ssm/") => Self::Ssm,
-            _ => Self::Other,
-        }
-    }
-
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Cpix => "cpix",

@@ -43,7 +43,9 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
     let interface = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or(Interface::Other, |p| Interface::of_route(p.as_str()));
+        .map_or(Interface::Other, |p| {
+            crate::routes::interface_of(p.as_str())
+        });
     let request = request.map(|body| {
         Body::new(DeadlineBody {
             inner: body,

@@ -406,7 +406,9 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let interface = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or(Interface::Other, |p| Interface::of_route(p.as_str()));
+        .map_or(Interface::Other, |p| {
+            crate::routes::interface_of(p.as_str())
+        });
     if interface == Interface::Other {
         return next.run(request).await;
     }

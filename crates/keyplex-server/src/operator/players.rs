@@ -14,7 +14,6 @@ use axum::Router;
 use axum::handler::HandlerWithoutStateExt as _;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
 use tower::ServiceBuilder;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -22,7 +21,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 /// The file every built players folder has.
 const INDEX: &str = "index.html";
 
-/// `/players` (redirected to `/players/`) and every file below it, served from `dir`.
+/// Every file below `/players/`, served from `dir` (the route table merges it).
 pub fn router<S: Clone + Send + Sync + 'static>(dir: PathBuf) -> Router<S> {
     let missing = {
         let dir = dir.clone();
@@ -65,14 +64,11 @@ pub fn router<S: Clone + Send + Sync + 'static>(dir: PathBuf) -> Router<S> {
             HeaderValue::from_static("DENY"),
         ))
         .service(files);
-    Router::new()
-        // Relative links in the pages need the trailing slash.
-        .route(
-            "/players",
-            get(|| async { Redirect::permanent("/players/") }),
-        )
-        .nest_service("/players/", headers)
+    Router::new().nest_service(NESTED_AT, headers)
 }
+
+/// Where [`router`] serves the files (documented by [`PlayersDoc`]).
+pub const NESTED_AT: &str = "/players/";
 
 /// The 404 page: a file that is not there, or players that were never built.
 fn not_found(dir: &Path) -> Response {
@@ -101,3 +97,44 @@ fn html_escape(text: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
+
+#[utoipa::path(get, path = "/players", operation_id = "players_redirect", tag = "static",
+    summary = "The reference players (redirect)",
+    responses((status = 308, description = "Redirect to `/players/`")),
+    security(()))]
+pub async fn players_redirect() -> Redirect {
+    // Relative links in the pages need the trailing slash.
+    Redirect::permanent("/players/")
+}
+
+/// The OpenAPI entries of the files [`router`] serves (a nested service has no handler to
+/// annotate).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(players_index, players_file))]
+pub struct PlayersDoc;
+
+#[utoipa::path(get, path = "/players/", operation_id = "players", tag = "static",
+    summary = "The reference players",
+    description = "Shaka Player, dash.js and hls.js pages, served from `[server] players_dir` \
+        (built by `players/build.sh`).",
+    responses(
+        (status = 200, description = "The players' index page", body = String,
+            content_type = "text/html"),
+        (status = 404, description = "The players are not built (the page says how)",
+            body = String, content_type = "text/html"),
+    ),
+    security(()))]
+#[allow(dead_code)]
+fn players_index() {}
+
+#[utoipa::path(get, path = "/players/{file}", operation_id = "players_file", tag = "static",
+    summary = "A file of the reference players",
+    params(("file" = String, Path, description = "A file below the players folder (may \
+        contain `/`)")),
+    responses(
+        (status = 200, description = "The file, with the media type of its extension"),
+        (status = 404, description = "No such file", body = String, content_type = "text/html"),
+    ),
+    security(()))]
+#[allow(dead_code)]
+fn players_file() {}

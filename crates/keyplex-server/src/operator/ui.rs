@@ -2,12 +2,8 @@
 //! CDN, no build step). The page itself holds no data; it logs in with the admin token and
 //! reads `/admin/v1/…` (see `docs/operators.md`).
 
-use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
-
-use crate::state::AppState;
 
 const INDEX_HTML: &str = include_str!("../../ui/index.html");
 const APP_JS: &str = include_str!("../../ui/app.js");
@@ -37,23 +33,47 @@ fn file(body: &'static str, content_type: &'static str) -> Response {
     response
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
-        .route(
-            "/ui/",
-            get(|| async { file(INDEX_HTML, "text/html; charset=utf-8") }),
-        )
-        .route(
-            "/ui/index.html",
-            get(|| async { file(INDEX_HTML, "text/html; charset=utf-8") }),
-        )
-        .route(
-            "/ui/app.js",
-            get(|| async { file(APP_JS, "text/javascript; charset=utf-8") }),
-        )
-        .route(
-            "/ui/style.css",
-            get(|| async { file(STYLE_CSS, "text/css; charset=utf-8") }),
-        )
+#[utoipa::path(get, path = "/ui", operation_id = "ui_redirect", tag = "static",
+    summary = "The operator dashboard (redirect)",
+    responses((status = 308, description = "Redirect to `/ui/`")),
+    security(()))]
+pub async fn ui_redirect() -> Response {
+    Redirect::permanent("/ui/").into_response()
+}
+
+#[utoipa::path(get, path = "/ui/", operation_id = "ui", tag = "static",
+    summary = "The operator dashboard",
+    description = "The page logs in with the admin token and reads `/admin/v1/…`.",
+    responses((status = 200, description = "The dashboard page", body = String,
+        content_type = "text/html")),
+    security(()))]
+pub async fn ui_index() -> Response {
+    file(INDEX_HTML, "text/html; charset=utf-8")
+}
+
+#[utoipa::path(get, path = "/ui/index.html", operation_id = "ui_index_html", tag = "static",
+    summary = "The operator dashboard (page)",
+    responses((status = 200, description = "The dashboard page", body = String,
+        content_type = "text/html")),
+    security(()))]
+pub async fn ui_index_html() -> Response {
+    file(INDEX_HTML, "text/html; charset=utf-8")
+}
+
+#[utoipa::path(get, path = "/ui/app.js", operation_id = "ui_app_js", tag = "static",
+    summary = "The operator dashboard (script)",
+    responses((status = 200, description = "The dashboard's script", body = String,
+        content_type = "text/javascript")),
+    security(()))]
+pub async fn ui_app_js() -> Response {
+    file(APP_JS, "text/javascript; charset=utf-8")
+}
+
+#[utoipa::path(get, path = "/ui/style.css", operation_id = "ui_style_css", tag = "static",
+    summary = "The operator dashboard (style sheet)",
+    responses((status = 200, description = "The dashboard's style sheet", body = String,
+        content_type = "text/css")),
+    security(()))]
+pub async fn ui_style_css() -> Response {
+    file(STYLE_CSS, "text/css; charset=utf-8")
 }

@@ -116,8 +116,16 @@ pub async fn post_cpix(
     ),
     security(("packager_basic" = []), ("packager_jwt" = []), ("nv_authorizations" = []), ("sigv4" = [])),
 )]
-#[allow(dead_code)]
-fn post_cpix_short_url() {}
+pub async fn post_cpix_short_url(
+    state: State<AppState>,
+    tenant: Path<String>,
+    method: Method,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, PlainText> {
+    post_cpix(state, tenant, method, uri, headers, body).await
+}
 
 /// A CPIX request body, read into the typed document (400 for what is not CPIX). Large
 /// bodies are parsed off the async workers ([`crate::http::body::off_async_workers`]).

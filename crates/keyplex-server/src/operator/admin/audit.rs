@@ -17,7 +17,7 @@ use super::query;
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub(super) struct AuditParams {
+pub(crate) struct AuditParams {
     tenant: Option<String>,
     content_id: Option<String>,
     /// An action: `key.created`, `key.delivered`, `licence.granted`, `licence.denied`,
@@ -47,7 +47,7 @@ pub(super) fn parse_time(what: &str, text: &str) -> Result<OffsetDateTime, ApiEr
 /// An event of the audit trail (never key material).
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = AuditEvent)]
-pub(super) struct AuditEventJson {
+pub(crate) struct AuditEventJson {
     id: i64,
     #[serde(with = "time::serde::rfc3339")]
     at: OffsetDateTime,
@@ -63,7 +63,7 @@ pub(super) struct AuditEventJson {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub(super) struct AuditEvents {
+pub(crate) struct AuditEvents {
     /// Newest first.
     events: Vec<AuditEventJson>,
 }
@@ -85,7 +85,7 @@ pub(super) struct AuditEvents {
     ),
     security(("admin_bearer" = [])),
 )]
-pub(super) async fn audit(
+pub(crate) async fn audit(
     State(state): State<AppState>,
     q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {

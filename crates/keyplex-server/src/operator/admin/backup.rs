@@ -53,7 +53,7 @@ pub struct KeyBundle {
 /// One key inside a bundle's encrypted payload.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct BundleKey {
+pub(crate) struct BundleKey {
     kid: String,
     content_id: String,
     /// base64 of the 16 key bytes.
@@ -127,7 +127,7 @@ impl BundleKey {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ExportRequest {
+pub(crate) struct ExportRequest {
     /// The operator's RSA public key (`PUBLIC KEY` or `CERTIFICATE` PEM, ≥ 2048 bits).
     public_key_pem: String,
 }
@@ -151,7 +151,7 @@ pub(super) struct ExportRequest {
     ),
     security(("admin_bearer" = [])),
 )]
-pub(super) async fn export_keys(
+pub(crate) async fn export_keys(
     State(state): State<AppState>,
     Extension(AdminCaller(who)): Extension<AdminCaller>,
     Path(id): Path<String>,
@@ -192,7 +192,7 @@ pub(super) async fn export_keys(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ImportRequest {
+pub(crate) struct ImportRequest {
     bundle: KeyBundle,
     /// The operator's RSA private key (unencrypted PKCS#8 `PRIVATE KEY` PEM), used for this
     /// request only.
@@ -200,7 +200,7 @@ pub(super) struct ImportRequest {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub(super) struct ImportAnswer {
+pub(crate) struct ImportAnswer {
     /// Keys added.
     imported: u64,
     /// Identical keys the store already had.
@@ -227,7 +227,7 @@ pub(super) struct ImportAnswer {
     ),
     security(("admin_bearer" = [])),
 )]
-pub(super) async fn import_keys(
+pub(crate) async fn import_keys(
     State(state): State<AppState>,
     Extension(AdminCaller(who)): Extension<AdminCaller>,
     Path(id): Path<String>,

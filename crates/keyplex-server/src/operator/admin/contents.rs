@@ -17,7 +17,7 @@ use super::query;
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub(super) struct ContentsQuery {
+pub(crate) struct ContentsQuery {
     /// Content ids containing this text (at most 200 characters).
     search: Option<String>,
     /// The `next` of the previous page.
@@ -29,7 +29,7 @@ pub(super) struct ContentsQuery {
 /// A content and its keys, by count.
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = Content)]
-pub(super) struct ContentJson {
+pub(crate) struct ContentJson {
     content_id: String,
     keys: u64,
     #[schema(format = DateTime)]
@@ -39,7 +39,7 @@ pub(super) struct ContentJson {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub(super) struct ContentList {
+pub(crate) struct ContentList {
     contents: Vec<ContentJson>,
     /// The `after` of the next page; `null` on the last page.
     next: Option<String>,
@@ -64,7 +64,7 @@ pub(super) struct ContentList {
     ),
     security(("admin_bearer" = [])),
 )]
-pub(super) async fn list_contents(
+pub(crate) async fn list_contents(
     State(state): State<AppState>,
     Path(id): Path<String>,
     q: Result<Query<ContentsQuery>, axum::extract::rejection::QueryRejection>,
@@ -117,7 +117,7 @@ pub(super) fn origin_name(origin: KeyOrigin) -> &'static str {
 /// A key's metadata: never key bytes.
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = KeyInfo)]
-pub(super) struct KeyInfoJson {
+pub(crate) struct KeyInfoJson {
     /// The key id (UUID).
     kid: String,
     track_type: Option<String>,
@@ -132,7 +132,7 @@ pub(super) struct KeyInfoJson {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub(super) struct ContentKeys {
+pub(crate) struct ContentKeys {
     content_id: String,
     keys: Vec<KeyInfoJson>,
 }
@@ -156,7 +156,7 @@ pub(super) struct ContentKeys {
     ),
     security(("admin_bearer" = [])),
 )]
-pub(super) async fn content_keys(
+pub(crate) async fn content_keys(
     State(state): State<AppState>,
     Path((id, content_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {

@@ -18,7 +18,7 @@ use crate::state::{AppState, Tenant};
 use super::{AdminCaller, audit_change, doc, json_body};
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub(super) struct CredentialList {
+pub(crate) struct CredentialList {
     credentials: Vec<CredentialInfo>,
 }
 
@@ -38,7 +38,7 @@ pub(super) struct CredentialList {
     ),
     security(("admin_bearer" = [])),
 )]
-pub(super) async fn list_credentials(
+pub(crate) async fn list_credentials(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -51,7 +51,7 @@ pub(super) async fn list_credentials(
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = NewCredential)]
-pub(super) struct NewCredentialJson<'a> {
+pub(crate) struct NewCredentialJson<'a> {
     id: String,
     /// The credential's type (`basic`, `jwt`, …).
     #[serde(rename = "type")]
@@ -108,7 +108,7 @@ pub(super) fn generate_missing_secret(
     ),
     security(("admin_bearer" = [])),
 )]
-pub(super) async fn add_credential(
+pub(crate) async fn add_credential(
     State(state): State<AppState>,
     Extension(AdminCaller(who)): Extension<AdminCaller>,
     Path(id): Path<String>,
@@ -192,7 +192,7 @@ pub(super) async fn add_credential(
 }
 
 /// A JSON request body that held a secret: every string in it is zeroized when it goes.
-pub(super) struct WipedJson(serde_json::Value);
+pub(crate) struct WipedJson(serde_json::Value);
 
 impl Drop for WipedJson {
     fn drop(&mut self) {
@@ -265,7 +265,7 @@ pub(super) fn refuse_duplicate(tenant: &Tenant, spec: &CredentialSpec) -> Result
     ),
     security(("admin_bearer" = [])),
 )]
-pub(super) async fn revoke_credential(
+pub(crate) async fn revoke_credential(
     State(state): State<AppState>,
     Extension(AdminCaller(who)): Extension<AdminCaller>,
     Path((id, cred)): Path<(String, String)>,

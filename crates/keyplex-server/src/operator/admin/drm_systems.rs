@@ -2,12 +2,10 @@
 //! removed without a restart (the catalog itself is `crate::drm_systems`).
 
 use axum::Json;
-use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use keyplex_store::{AuditAction, StoredDrmSystem};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -18,18 +16,6 @@ use crate::registry::{Source, TenantParts};
 use crate::state::{AppState, Tenant};
 
 use super::{AdminCaller, audit_change, json_body};
-
-/// The routes, merged into the admin router (behind its authentication layer).
-pub fn admin_routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/v1/tenants/{id}/drm-systems", get(list_drm_systems))
-        .route(
-            "/admin/v1/tenants/{id}/drm-systems/{name}",
-            get(get_drm_system)
-                .put(put_drm_system)
-                .delete(remove_drm_system),
-        )
-}
 
 /// A defined DRM system as the admin API shows it.
 #[derive(Serialize, utoipa::ToSchema)]

@@ -6,11 +6,9 @@
 //! `[admin] jwt` (which must carry `exp`). Answers and errors are JSON (problem+json).
 
 use axum::Json;
-use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use axum::routing::{get, post};
 use keyplex_store::{AuditAction, AuditEvent};
 use keyplex_types::ContentId;
 use time::OffsetDateTime;
@@ -28,33 +26,15 @@ pub mod rotation;
 pub mod stats;
 pub mod tenants;
 
-use audit::*;
 pub use backup::KeyBundle;
-use backup::*;
-use contents::*;
-use credentials::*;
-use rotation::*;
-use stats::*;
-use tenants::*;
 
 /// Who called an admin route (`admin`, `admin-jwt:sub=…`), as the admin layer found it.
 #[derive(Clone, Debug)]
 pub struct AdminCaller(pub String);
 
-/// Every `/admin/v1` route, behind [`require_admin`]: authentication is a layer of the admin
-/// router, so a route added here is protected without its handler doing anything.
-pub fn router(state: &AppState) -> Router<AppState> {
-    routes()
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            require_admin,
-        ))
-        .layer(axum::middleware::map_response(bearer_challenge))
-}
-
 /// 401 unless the request carries the admin token (or an admin JWT); the caller's name goes
 /// into the request for the handler's audit records.
-async fn require_admin(
+pub(crate) async fn require_admin(
     State(state): State<AppState>,
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -64,43 +44,9 @@ async fn require_admin(
     Ok(next.run(request).await)
 }
 
-fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/v1/tenants", get(list_tenants).post(create_tenant))
-        .route(
-            "/admin/v1/tenants/{id}",
-            get(get_tenant).patch(patch_tenant),
-        )
-        .route(
-            "/admin/v1/tenants/{id}/credentials",
-            get(list_credentials).post(add_credential),
-        )
-        .route(
-            "/admin/v1/tenants/{id}/credentials/{cred}",
-            axum::routing::delete(revoke_credential),
-        )
-        .route("/admin/v1/tenants/{id}/contents", get(list_contents))
-        .route(
-            "/admin/v1/tenants/{id}/contents/{content_id}/keys",
-            get(content_keys),
-        )
-        .route(
-            "/admin/v1/tenants/{id}/contents/{content_id}/licence-policy",
-            get(licence_policy::get_policy)
-                .put(licence_policy::put_policy)
-                .delete(licence_policy::delete_policy),
-        )
-        .route("/admin/v1/tenants/{id}/export", post(export_keys))
-        .route("/admin/v1/tenants/{id}/import", post(import_keys))
-        .route("/admin/v1/master-key/rotate", post(rotate_master_key))
-        .route("/admin/v1/audit", get(audit))
-        .route("/admin/v1/stats", get(stats))
-        .merge(drm_systems::admin_routes())
-}
-
 /// Admin 401s challenge for a Bearer token only: a Basic challenge would make browsers pop
 /// their own login box over the dashboard's.
-async fn bearer_challenge(mut response: Response) -> Response {
+pub(crate) async fn bearer_challenge(mut response: Response) -> Response {
     if let Some(value) = response
         .headers_mut()
         .get_mut(axum::http::header::WWW_AUTHENTICATE)
@@ -283,7 +229,7 @@ mod tests {
             "secret_access_key": "wipe-me-0123456789",
             "nested": [{"secret": "wipe-me-too"}],
         });
-        super::wipe_strings(&mut body);
+        super::credentials::wipe_strings(&mut body);
         let text = body.to_string();
         assert!(!text.contains("wipe-me"), "{text}");
         assert_eq!(body["secret_access_key"], "");

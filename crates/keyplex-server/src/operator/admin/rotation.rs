@@ -14,7 +14,7 @@ use super::{AdminCaller, audit_change};
 static ROTATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub(super) struct RotationAnswer {
+pub(crate) struct RotationAnswer {
     old_fingerprint: String,
     new_fingerprint: String,
     /// Content keys and credentials re-sealed under the new key.
@@ -40,7 +40,7 @@ pub(super) struct RotationAnswer {
     ),
     security(("admin_bearer" = [])),
 )]
-pub(super) async fn rotate_master_key(
+pub(crate) async fn rotate_master_key(
     State(state): State<AppState>,
     Extension(AdminCaller(who)): Extension<AdminCaller>,
 ) -> Result<Response, ApiError> {

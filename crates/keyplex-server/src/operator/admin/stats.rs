@@ -14,7 +14,7 @@ use super::query;
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub(super) struct StatsParams {
+pub(crate) struct StatsParams {
     /// One tenant (default: all tenants together).
     tenant: Option<String>,
     /// Seconds: 300, 900 (default), 3600, 21600 or 86400.
@@ -24,7 +24,7 @@ pub(super) struct StatsParams {
 /// `GET /admin/v1/stats`: this node's counts since it started.
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = Stats)]
-pub(super) struct StatsJson {
+pub(crate) struct StatsJson {
     /// The tenant asked for; `null`: all tenants.
     tenant: Option<String>,
     #[serde(flatten)]
@@ -51,7 +51,7 @@ pub(super) struct StatsJson {
     ),
     security(("admin_bearer" = [])),
 )]
-pub(super) async fn stats(
+pub(crate) async fn stats(
     State(state): State<AppState>,
     q: Result<Query<StatsParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {

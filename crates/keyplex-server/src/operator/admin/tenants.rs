@@ -20,7 +20,7 @@ use super::{AdminCaller, audit_change, json_body};
 /// A tenant as the admin API shows it.
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = Tenant)]
-pub(super) struct TenantJson {
+pub(crate) struct TenantJson {
     id: String,
     source: Source,
     /// A disabled tenant answers 403 to packagers and players alike; its keys stay.
@@ -32,7 +32,7 @@ pub(super) struct TenantJson {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub(super) struct TenantList {
+pub(crate) struct TenantList {
     tenants: Vec<TenantJson>,
 }
 
@@ -60,7 +60,7 @@ impl From<&Tenant> for TenantJson {
     ),
     security(("admin_bearer" = [])),
 )]
-pub(super) async fn list_tenants(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub(crate) async fn list_tenants(State(state): State<AppState>) -> Result<Response, ApiError> {
     let map = state.tenant_map();
     let mut tenants: Vec<TenantJson> = map.values().map(|t| TenantJson::from(&**t)).collect();
     tenants.sort_by(|a, b| a.id.cmp(&b.id));
@@ -83,7 +83,7 @@ pub(super) async fn list_tenants(State(state): State<AppState>) -> Result<Respon
     ),
     security(("admin_bearer" = [])),
 )]
-pub(super) async fn get_tenant(
+pub(crate) async fn get_tenant(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -94,7 +94,7 @@ pub(super) async fn get_tenant(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"id": "acme", "settings": {"crypto_period_seconds": 60}}))]
-pub(super) struct NewTenant {
+pub(crate) struct NewTenant {
     /// `[A-Za-z0-9_-]`, as a `[tenants.x]` table name.
     id: String,
     /// The fields of a `[tenants.x]` table of the configuration file (`kid_override`,
@@ -123,7 +123,7 @@ pub(super) struct NewTenant {
     ),
     security(("admin_bearer" = [])),
 )]
-pub(super) async fn create_tenant(
+pub(crate) async fn create_tenant(
     State(state): State<AppState>,
     Extension(AdminCaller(who)): Extension<AdminCaller>,
     body: Result<Json<NewTenant>, JsonRejection>,
@@ -185,7 +185,7 @@ pub(super) async fn create_tenant(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct TenantPatch {
+pub(crate) struct TenantPatch {
     /// Disable (`true`) or enable (`false`) the tenant.
     disabled: Option<bool>,
 }
@@ -209,7 +209,7 @@ pub(super) struct TenantPatch {
     ),
     security(("admin_bearer" = [])),
 )]
-pub(super) async fn patch_tenant(
+pub(crate) async fn patch_tenant(
     State(state): State<AppState>,
     Extension(AdminCaller(who)): Extension<AdminCaller>,
     Path(id): Path<String>,

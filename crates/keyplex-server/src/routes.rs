@@ -1,0 +1,288 @@
+//! The route table: every endpoint of keyplex, declared once.
+//!
+//! Each entry names a handler — whose `#[utoipa::path]` beside its code gives the path, the
+//! method and the OpenAPI entry (`utoipa_axum::routes!` registers both from it) — with its
+//! [`Interface`] (metrics, audit trail, the error format of a request that runs out of time)
+//! and its [`Access`] (which layers guard it: the admin token, the licence routes' CORS).
+//! [`router`] and the `/openapi.json` document are both built from [`endpoints`]; the
+//! middleware finds a request's interface with [`interface_of`]. Nothing else names a route.
+//!
+//! `utoipa-axum` rather than a hand-written endpoint enum (as garage does): the path is already
+//! written once in each handler's annotation, which the document needs anyway, so the router
+//! takes it from there instead of repeating it in an enum.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use axum::Router;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
+
+use crate::http::cors;
+use crate::operator::{admin, landing, players, ui};
+use crate::packager::{cpix, get_cpix, harmonic, nagra, pallycon, speke, widevine_api};
+use crate::player::{clearkey, hls_keys, licence_proxy, ssm};
+use crate::scope::Interface;
+use crate::state::AppState;
+
+/// Who may call an endpoint, and so which layers the table puts in front of it. Handlers
+/// still check what only they can (a packager's SigV4 signature covers the body).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: health, metrics (the handler asks for the admin token when configured), the
+    /// document, the dashboard's files, the landing page.
+    Public,
+    /// A packager of the tenant: the handler authenticates (Basic, JWT, SigV4, URL tokens).
+    Packager,
+    /// A player: an entitlement token or a session id; called from browsers, so behind the
+    /// tenant's CORS policy.
+    Player,
+    /// The admin token or an admin JWT, checked by a layer before any handler runs.
+    Admin,
+}
+
+/// One endpoint: its handler(s) for one path, and what the table knows about them.
+pub struct Endpoint {
+    pub interface: Interface,
+    pub access: Access,
+    routes: UtoipaMethodRouter<AppState>,
+}
+
+fn endpoint(
+    interface: Interface,
+    access: Access,
+    routes: UtoipaMethodRouter<AppState>,
+) -> Endpoint {
+    Endpoint {
+        interface,
+        access,
+        routes,
+    }
+}
+
+/// Every endpoint. Handlers of one path with several methods share an entry.
+pub fn endpoints() -> Vec<Endpoint> {
+    use Access::{Admin, Packager, Player, Public};
+    use Interface as I;
+    vec![
+        // Operations
+        endpoint(I::Other, Public, routes!(landing::landing)),
+        endpoint(I::Other, Public, routes!(crate::healthz)),
+        endpoint(I::Other, Public, routes!(crate::metrics)),
+        endpoint(I::Other, Public, routes!(crate::openapi::get_openapi_json)),
+        endpoint(I::Other, Public, routes!(ui::ui_redirect)),
+        endpoint(I::Other, Public, routes!(ui::ui_index)),
+        endpoint(I::Other, Public, routes!(ui::ui_index_html)),
+        endpoint(I::Other, Public, routes!(ui::ui_app_js)),
+        endpoint(I::Other, Public, routes!(ui::ui_style_css)),
+        endpoint(I::Other, Public, routes!(players::players_redirect)),
+        // Packagers
+        endpoint(I::Cpix, Packager, routes!(cpix::post_cpix)),
+        endpoint(I::Cpix, Packager, routes!(cpix::post_cpix_short_url)),
+        endpoint(I::Speke, Packager, routes!(speke::post_speke_v1)),
+        endpoint(I::Speke, Packager, routes!(speke::post_speke_v2)),
+        endpoint(I::Nagra, Packager, routes!(nagra::post_key)),
+        endpoint(I::Nagra, Packager, routes!(nagra::post_cmaf)),
+        endpoint(I::Harmonic, Packager, routes!(harmonic::post_key)),
+        endpoint(I::GetCpix, Packager, routes!(get_cpix::get_cpix)),
+        endpoint(
+            I::GetCpix,
+            Packager,
+            routes!(get_cpix::get_cpix_token_in_path),
+        ),
+        endpoint(I::Pallycon, Packager, routes!(pallycon::post_v1)),
+        endpoint(I::Pallycon, Packager, routes!(pallycon::post_v2)),
+        endpoint(I::Pallycon, Packager, routes!(pallycon::post_speke)),
+        endpoint(I::Pallycon, Packager, routes!(pallycon::get_anevia)),
+        endpoint(
+            I::WidevineApi,
+            Packager,
+            routes!(widevine_api::post_get_content_key),
+        ),
+        // Players
+        endpoint(I::ClearKey, Player, routes!(clearkey::post_licence)),
+        endpoint(I::Hls, Player, routes!(hls_keys::get_key)),
+        endpoint(I::Widevine, Player, routes!(licence_proxy::post_widevine)),
+        endpoint(I::PlayReady, Player, routes!(licence_proxy::post_playready)),
+        endpoint(I::FairPlay, Player, routes!(licence_proxy::post_fairplay)),
+        endpoint(I::Prm, Player, routes!(licence_proxy::post_prm)),
+        endpoint(I::DefinedDrm, Player, routes!(licence_proxy::post_defined)),
+        endpoint(I::Ssm, Player, routes!(ssm::post_setup)),
+        endpoint(I::SsmLicence, Player, routes!(ssm::post_licence)),
+        endpoint(I::Ssm, Player, routes!(ssm::post_heartbeat)),
+        endpoint(I::Ssm, Player, routes!(ssm::delete_session)),
+        // Admin API
+        endpoint(
+            I::Admin,
+            Admin,
+            routes!(admin::tenants::list_tenants, admin::tenants::create_tenant),
+        ),
+        endpoint(
+            I::Admin,
+            Admin,
+            routes!(admin::tenants::get_tenant, admin::tenants::patch_tenant),
+        ),
+        endpoint(
+            I::Admin,
+            Admin,
+            routes!(
+                admin::credentials::list_credentials,
+                admin::credentials::add_credential
+            ),
+        ),
+        endpoint(
+            I::Admin,
+            Admin,
+            routes!(admin::credentials::revoke_credential),
+        ),
+        endpoint(I::Admin, Admin, routes!(admin::contents::list_contents)),
+        endpoint(I::Admin, Admin, routes!(admin::contents::content_keys)),
+        endpoint(
+            I::Admin,
+            Admin,
+            routes!(
+                admin::licence_policy::get_policy,
+                admin::licence_policy::put_policy,
+                admin::licence_policy::delete_policy
+            ),
+        ),
+        endpoint(
+            I::Admin,
+            Admin,
+            routes!(admin::drm_systems::list_drm_systems),
+        ),
+        endpoint(
+            I::Admin,
+            Admin,
+            routes!(
+                admin::drm_systems::get_drm_system,
+                admin::drm_systems::put_drm_system,
+                admin::drm_systems::remove_drm_system
+            ),
+        ),
+        endpoint(I::Admin, Admin, routes!(admin::backup::export_keys)),
+        endpoint(I::Admin, Admin, routes!(admin::backup::import_keys)),
+        endpoint(I::Admin, Admin, routes!(admin::rotation::rotate_master_key)),
+        endpoint(I::Admin, Admin, routes!(admin::audit::audit)),
+        endpoint(I::Admin, Admin, routes!(admin::stats::stats)),
+    ]
+}
+
+/// The paths an endpoint serves (one, in practice).
+fn paths_of(endpoint: &Endpoint) -> impl Iterator<Item = &String> {
+    endpoint.routes.1.paths.keys()
+}
+
+/// The interface of every route template, for the middleware (`track`, `deadline`).
+static INTERFACES: LazyLock<HashMap<String, Interface>> = LazyLock::new(|| {
+    let mut map = HashMap::new();
+    for endpoint in endpoints() {
+        for path in paths_of(&endpoint) {
+            map.insert(path.clone(), endpoint.interface);
+        }
+    }
+    map
+});
+
+/// The interface of a matched route template (`/{tenant}/cpix`, …); `Other` for routes the
+/// table does not know (the players' files).
+pub fn interface_of(route: &str) -> Interface {
+    INTERFACES.get(route).copied().unwrap_or(Interface::Other)
+}
+
+/// The routes, each group behind the layers its [`Access`] asks for, with the OpenAPI
+/// document they make.
+fn build(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let mut public = OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi());
+    let mut players = OpenApiRouter::new();
+    let mut admins = OpenApiRouter::new();
+    for endpoint in endpoints() {
+        match endpoint.access {
+            Access::Public | Access::Packager => public = public.routes(endpoint.routes),
+            Access::Player => players = players.routes(endpoint.routes),
+            Access::Admin => admins = admins.routes(endpoint.routes),
+        }
+    }
+    let (public, mut document) = public.split_for_parts();
+    let (players, players_doc) = players.split_for_parts();
+    let (admins, admin_doc) = admins.split_for_parts();
+    document.merge(players_doc);
+    document.merge(admin_doc);
+    document.merge(players::PlayersDoc::openapi());
+    let players = players
+        // Set here, under the CORS layer: a browser's OPTIONS preflight must still reach
+        // `licence_cors` (the router-wide 405 would replace the layered default otherwise).
+        .method_not_allowed_fallback(landing::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cors::licence_cors,
+        ));
+    let admins = admins
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_admin,
+        ))
+        .layer(axum::middleware::map_response(admin::bearer_challenge));
+    let router = public
+        .merge(players)
+        .merge(admins)
+        .merge(players::router(state.players_dir().to_owned()))
+        .fallback(landing::not_found)
+        .method_not_allowed_fallback(landing::method_not_allowed);
+    (router, document)
+}
+
+/// Every route of keyplex, before the request-wide layers (`crate::router` adds them).
+pub fn router(state: &AppState) -> Router<AppState> {
+    build(state).0
+}
+
+/// The OpenAPI document of the table (no state is needed to describe it).
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut public = OpenApiRouter::<AppState>::with_openapi(crate::openapi::ApiDoc::openapi());
+    for endpoint in endpoints() {
+        public = public.routes(endpoint.routes);
+    }
+    let mut document = public.into_openapi();
+    document.merge(players::PlayersDoc::openapi());
+    crate::openapi::finish(&mut document);
+    document
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_is_declared_once_and_has_an_interface_unless_it_is_operations() {
+        let mut seen = std::collections::HashSet::new();
+        for endpoint in endpoints() {
+            for path in paths_of(&endpoint) {
+                assert!(seen.insert(path.clone()), "{path} is declared twice");
+                let operations = path == "/"
+                    || ["/healthz", "/metrics", "/openapi.json", "/ui", "/players"]
+                        .iter()
+                        .any(|p| path.starts_with(p));
+                assert_eq!(
+                    endpoint.interface == Interface::Other,
+                    operations,
+                    "{path}: interface {:?}",
+                    endpoint.interface
+                );
+                assert_eq!(
+                    endpoint.access == Access::Admin,
+                    path.starts_with("/admin/"),
+                    "{path}"
+                );
+            }
+        }
+        assert_eq!(interface_of("/{tenant}/cpix"), Interface::Cpix);
+        assert_eq!(
+            interface_of("/{tenant}/licences/{name}"),
+            Interface::DefinedDrm
+        );
+        assert_eq!(interface_of("/players/"), Interface::Other);
+    }
+}
