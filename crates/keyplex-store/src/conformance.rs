@@ -19,13 +19,15 @@ use keyplex_types::{
     ContentId, ContentKey, KeyId, KeyOrigin, KeyPeriod, KeySlot, TenantId, TrackType,
 };
 
-use crate::{KeyMaterial, KeyRequest, KeyStore, NewSession, SessionOpen, StoreError};
+use crate::{
+    KeyMaterial, KeyRequest, KeyStore, NewSession, SessionOpen, StoreError, UnauditedKeys,
+};
 
 /// How many identical requests race in the concurrency scenarios.
 const RACERS: usize = 50;
 
 /// Runs every scenario against `store`. Panics with the scenario's name on failure.
-pub async fn run<S: KeyStore>(store: Arc<S>) {
+pub async fn run<S: KeyStore + UnauditedKeys>(store: Arc<S>) {
     by_kid_create_and_retry(&*store).await;
     by_kid_conflicts(&*store).await;
     by_kid_supplied_key_and_iv(&*store).await;
@@ -124,7 +126,7 @@ fn assert_is_material(key: &ContentKey, material: &KeyMaterial, scenario: &str) 
     assert_eq!(key.iv, material.iv, "{scenario}: iv");
 }
 
-async fn ensure_one<S: KeyStore>(
+async fn ensure_one<S: KeyStore + UnauditedKeys>(
     store: &S,
     tenant: &TenantId,
     request: KeyRequest,
@@ -138,7 +140,7 @@ async fn ensure_one<S: KeyStore>(
     keys.remove(0)
 }
 
-async fn expect_conflict<S: KeyStore>(
+async fn expect_conflict<S: KeyStore + UnauditedKeys>(
     store: &S,
     tenant: &TenantId,
     requests: &[KeyRequest],
@@ -157,7 +159,7 @@ async fn expect_conflict<S: KeyStore>(
     }
 }
 
-async fn by_kid_create_and_retry<S: KeyStore>(store: &S) {
+async fn by_kid_create_and_retry<S: KeyStore + UnauditedKeys>(store: &S) {
     let scenario = "by-kid create and retry";
     let tenant = new_tenant();
     let movie = content("movie-1");
@@ -210,7 +212,7 @@ async fn by_kid_create_and_retry<S: KeyStore>(store: &S) {
     );
 }
 
-async fn by_kid_conflicts<S: KeyStore>(store: &S) {
+async fn by_kid_conflicts<S: KeyStore + UnauditedKeys>(store: &S) {
     let scenario = "by-kid conflicts";
     let tenant = new_tenant();
     let movie = content("movie-1");
@@ -272,7 +274,7 @@ async fn by_kid_conflicts<S: KeyStore>(store: &S) {
     );
 }
 
-async fn by_kid_supplied_key_and_iv<S: KeyStore>(store: &S) {
+async fn by_kid_supplied_key_and_iv<S: KeyStore + UnauditedKeys>(store: &S) {
     let scenario = "by-kid supplied key";
     let tenant = new_tenant();
     let movie = content("movie-1");
@@ -310,7 +312,7 @@ async fn by_kid_supplied_key_and_iv<S: KeyStore>(store: &S) {
     );
 }
 
-async fn by_slot_create_and_reuse<S: KeyStore>(store: &S) {
+async fn by_slot_create_and_reuse<S: KeyStore + UnauditedKeys>(store: &S) {
     let scenario = "by-slot create and reuse";
     let tenant = new_tenant();
     let live = content("live-1");
@@ -371,7 +373,7 @@ async fn by_slot_create_and_reuse<S: KeyStore>(store: &S) {
     }
 }
 
-async fn by_slot_supplied<S: KeyStore>(store: &S) {
+async fn by_slot_supplied<S: KeyStore + UnauditedKeys>(store: &S) {
     let scenario = "by-slot supplied key";
     let tenant = new_tenant();
     let live = content("live-1");
@@ -473,7 +475,7 @@ async fn by_slot_supplied<S: KeyStore>(store: &S) {
     );
 }
 
-async fn by_slot_candidate_kid_in_use<S: KeyStore>(store: &S) {
+async fn by_slot_candidate_kid_in_use<S: KeyStore + UnauditedKeys>(store: &S) {
     let scenario = "by-slot candidate kid already in use";
     let tenant = new_tenant();
     let movie = content("movie-1");
@@ -524,7 +526,7 @@ async fn by_slot_candidate_kid_in_use<S: KeyStore>(store: &S) {
     );
 }
 
-async fn batch_results_follow_request_order<S: KeyStore>(store: &S) {
+async fn batch_results_follow_request_order<S: KeyStore + UnauditedKeys>(store: &S) {
     let scenario = "batch order";
     let tenant = new_tenant();
     let live = content("live-1");
@@ -565,7 +567,7 @@ async fn batch_results_follow_request_order<S: KeyStore>(store: &S) {
     );
 }
 
-async fn batch_repeats_resolve_to_one_key<S: KeyStore>(store: &S) {
+async fn batch_repeats_resolve_to_one_key<S: KeyStore + UnauditedKeys>(store: &S) {
     let scenario = "repeats within one batch";
     let tenant = new_tenant();
     let movie = content("movie-1");
@@ -619,7 +621,7 @@ async fn batch_repeats_resolve_to_one_key<S: KeyStore>(store: &S) {
     );
 }
 
-async fn conflicting_batch_stores_nothing<S: KeyStore>(store: &S) {
+async fn conflicting_batch_stores_nothing<S: KeyStore + UnauditedKeys>(store: &S) {
     let scenario = "atomic rollback";
     let tenant = new_tenant();
     let taken = candidate();
@@ -684,7 +686,7 @@ async fn conflicting_batch_stores_nothing<S: KeyStore>(store: &S) {
     );
 }
 
-async fn tenants_are_isolated<S: KeyStore>(store: &S) {
+async fn tenants_are_isolated<S: KeyStore + UnauditedKeys>(store: &S) {
     let scenario = "tenant isolation";
     let (first, second) = (new_tenant(), new_tenant());
     let movie = content("movie-1");
@@ -763,7 +765,7 @@ async fn tenants_are_isolated<S: KeyStore>(store: &S) {
     );
 }
 
-async fn reads_expose_only_what_is_asked<S: KeyStore>(store: &S) {
+async fn reads_expose_only_what_is_asked<S: KeyStore + UnauditedKeys>(store: &S) {
     let scenario = "reads";
     let tenant = new_tenant();
     let movie = content("movie-1");
@@ -839,7 +841,7 @@ async fn reads_expose_only_what_is_asked<S: KeyStore>(store: &S) {
 /// column; the routes refuse anything over 2^32 - 1 before) fails alone with the store's
 /// own error, while other tenants' requests running at the same moment (in the same write
 /// batch, where the backend batches) are all stored.
-async fn an_unstorable_request_fails_alone<S: KeyStore>(store: &Arc<S>) {
+async fn an_unstorable_request_fails_alone<S: KeyStore + UnauditedKeys>(store: &Arc<S>) {
     let scenario = "unstorable request";
     let (good_tenant, bad_tenant) = (new_tenant(), new_tenant());
     let start = Arc::new(tokio::sync::Barrier::new(RACERS + 1));
@@ -877,7 +879,7 @@ async fn an_unstorable_request_fails_alone<S: KeyStore>(store: &Arc<S>) {
     }
 }
 
-async fn racing_identical_requests_create_one_key<S: KeyStore>(store: &Arc<S>) {
+async fn racing_identical_requests_create_one_key<S: KeyStore + UnauditedKeys>(store: &Arc<S>) {
     let tenant = new_tenant();
     let live = content("live-1");
     let key_slot = slot(&live, "HD", KeyPeriod::Index(77));
@@ -923,7 +925,7 @@ async fn racing_identical_requests_create_one_key<S: KeyStore>(store: &Arc<S>) {
     );
 }
 
-async fn token_ids_are_spent_once<S: KeyStore>(store: &Arc<S>) {
+async fn token_ids_are_spent_once<S: KeyStore + UnauditedKeys>(store: &Arc<S>) {
     let scenario = "single-use token ids";
     let tenant = new_tenant();
     let other = new_tenant();
@@ -1001,7 +1003,7 @@ fn new_session(user: &str, now: u64, lifetime: u64) -> NewSession {
     }
 }
 
-async fn sessions_live_until_they_expire_or_close<S: KeyStore>(store: &S) {
+async fn sessions_live_until_they_expire_or_close<S: KeyStore + UnauditedKeys>(store: &S) {
     let scenario = "sessions_live_until_they_expire_or_close";
     let tenant = new_tenant();
     let other = new_tenant();
@@ -1115,7 +1117,7 @@ async fn sessions_live_until_they_expire_or_close<S: KeyStore>(store: &S) {
     );
 }
 
-async fn session_limit_counts_live_sessions_per_user<S: KeyStore>(store: &S) {
+async fn session_limit_counts_live_sessions_per_user<S: KeyStore + UnauditedKeys>(store: &S) {
     let scenario = "session_limit_counts_live_sessions_per_user";
     let tenant = new_tenant();
     let a1 = new_session("alice", 1_000, 20);
@@ -1194,7 +1196,7 @@ async fn session_limit_counts_live_sessions_per_user<S: KeyStore>(store: &S) {
     );
 }
 
-async fn racing_session_openings_respect_the_limit<S: KeyStore>(store: &Arc<S>) {
+async fn racing_session_openings_respect_the_limit<S: KeyStore + UnauditedKeys>(store: &Arc<S>) {
     let scenario = "racing_session_openings_respect_the_limit";
     let tenant = new_tenant();
     let mut tasks = Vec::new();
