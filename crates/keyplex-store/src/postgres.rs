@@ -749,12 +749,13 @@ mod tests {
         TenantId::parse("acme").unwrap()
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn postgres_store_passes_the_conformance_suite() {
-        let store = PostgresStore::connect(&fresh_url().await, master())
-            .await
-            .unwrap();
-        crate::conformance::run(Arc::new(store)).await;
+    /// The conformance suite, one test per scenario, each on a fresh database.
+    mod conformance {
+        crate::conformance_tests!(async {
+            super::PostgresStore::connect(&super::fresh_url().await, super::master())
+                .await
+                .unwrap()
+        });
     }
 
     /// Two stores on one database are two nodes: the database decides every race.

@@ -511,19 +511,14 @@ mod tests {
         TenantId::parse("acme").unwrap()
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn file_store_passes_the_conformance_suite() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("keys.db"), master())
-            .await
-            .unwrap();
-        crate::conformance::run(Arc::new(store)).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn temporary_store_passes_the_conformance_suite() {
-        let store = SqliteStore::open_temporary(master()).await.unwrap();
-        crate::conformance::run(Arc::new(store)).await;
+    /// The conformance suite, one test per scenario, each on a fresh store (a file in a
+    /// temporary directory, as `open` makes it).
+    mod conformance {
+        crate::conformance_tests!(async {
+            super::SqliteStore::open_temporary(super::master())
+                .await
+                .unwrap()
+        });
     }
 
     #[tokio::test]
