@@ -48,9 +48,10 @@ const READ_CONNECTIONS: u32 = 4;
 ///
 /// Key creation goes through the [`KeyWriter`] thread, which commits the keys of every
 /// request waiting at that moment in one transaction (group commit: one fsync for many
-/// requests), together with their `key.created` audit events. Everything else reads through
-/// a small pool, and the other writes (audit trail, sessions, admin) go through a pool of
-/// one connection; SQLite's write lock serializes both writers, and other processes.
+/// requests), together with their `key.created` audit events; other audit appends go to the
+/// same thread. Everything else reads through a small pool, and the other writes (sessions,
+/// tenants, purges, imports, rotation) go through a pool of one connection; SQLite's write
+/// lock serializes both writers, and other processes.
 pub struct SqliteStore {
     reader: SqlitePool,
     /// Exactly one connection: every write but key creation (and audit appends).
