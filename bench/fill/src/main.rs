@@ -1,9 +1,9 @@
 //! `keyplex-bench-fill DATA_DIR TENANT COUNT`: stores COUNT new keys for TENANT in the SQLite
 //! store of a keyplex data directory (`DATA_DIR/keyplex.sqlite`, sealed under
 //! `DATA_DIR/master.key`, both created if missing), the way `keyplex serve --data DATA_DIR`
-//! finds them. Keys go through `KeyStore::ensure_keys` (the same write path as the server's,
-//! generated and sealed the same way) in batches of `BATCH` keys, one transaction each. Key
-//! number n (0-based) has kid `f1110000-0000-4000-8000-<n as 12 hex digits>` and content id
+//! finds them. Keys go through `UnauditedKeys::ensure_keys` (the same write path as the
+//! server's, generated and sealed the same way, without a `key.created` audit event) in
+//! batches of `BATCH` keys, one transaction each. Key number n (0-based) has kid `f1110000-0000-4000-8000-<n as 12 hex digits>` and content id
 //! `fill-<n / 4>` (four keys per content), so that a load generator can ask for any stored key
 //! (bench/wrk.lua, mode `stored`); key values and IVs are random. The server must not be
 //! running on the directory.
@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use keyplex_crypto::master::MasterKey;
 use keyplex_crypto::random;
-use keyplex_store::{KeyMaterial, KeyRequest, KeyStore as _, SqliteStore};
+use keyplex_store::{KeyMaterial, KeyRequest, SqliteStore, UnauditedKeys as _};
 use keyplex_types::{ContentId, KeyId, KeyPeriod, TenantId};
 
 /// Keys per `ensure_keys` call (one transaction, one fsync).

@@ -132,11 +132,13 @@ pub(crate) async fn metrics(
         .into_response()
 }
 
-/// How often the audit trail's retention is applied.
+/// How often expired records are purged (single-use token ids, dashboard counts, audit events).
 pub const AUDIT_PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Deletes audit events older than `[admin] audit_retention_days` (0: never).
-async fn apply_retention(state: &AppState) {
+/// Forgets what has expired: single-use token ids past their expiry, dashboard counts older
+/// than the dashboard shows, and audit events older than `[admin] audit_retention_days` (0:
+/// audit events are kept).
+async fn purge_expired(state: &AppState) {
     match state
         .store()
         .purge_token_ids(crate::entitlement::now_unix())
@@ -219,7 +221,7 @@ pub async fn serve_with_listener(
                         }
                         if last_purge.is_none_or(|t: std::time::Instant| t.elapsed() >= AUDIT_PURGE_EVERY) {
                             last_purge = Some(std::time::Instant::now());
-                            apply_retention(&state).await;
+                            purge_expired(&state).await;
                         }
                     }
                 }

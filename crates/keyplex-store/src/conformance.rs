@@ -1,10 +1,11 @@
-//! The behaviour every [`KeyStore`] backend must show, as one test suite: [`run`].
+//! The behaviour every [`KeyStore`] backend must show: one scenario per public function, and
+//! [`conformance_tests!`](crate::conformance_tests) to make each of them a test of a backend
+//! (so that a failing scenario does not hide the others).
 //!
-//! Each backend's tests call `run` on a fresh store. Every scenario works in its own random
-//! tenant with random key ids, so the suite can also run against a database that already
-//! holds data (a shared PostgreSQL in CI). It panics on the first violated invariant, naming
-//! the scenario; it is test code compiled into the library so that backends in other crates
-//! can run it too.
+//! Every scenario works in its own random tenant with random key ids, so the suite can also
+//! run against a database that already holds data (a shared PostgreSQL in CI). A scenario
+//! panics on the first violated invariant, naming itself. Built for the store's own tests and,
+//! with the feature `conformance`, for backends in other crates.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -19,34 +20,76 @@ use keyplex_types::{
     ContentId, ContentKey, KeyId, KeyOrigin, KeyPeriod, KeySlot, TenantId, TrackType,
 };
 
-use crate::{KeyMaterial, KeyRequest, KeyStore, NewSession, SessionOpen, StoreError};
+use crate::{
+    KeyMaterial, KeyRequest, KeyStore, NewSession, SessionOpen, StoreError, UnauditedKeys,
+};
 
 /// How many identical requests race in the concurrency scenarios.
 const RACERS: usize = 50;
 
-/// Runs every scenario against `store`. Panics with the scenario's name on failure.
-pub async fn run<S: KeyStore>(store: Arc<S>) {
-    by_kid_create_and_retry(&*store).await;
-    by_kid_conflicts(&*store).await;
-    by_kid_supplied_key_and_iv(&*store).await;
-    by_slot_create_and_reuse(&*store).await;
-    by_slot_supplied(&*store).await;
-    by_slot_candidate_kid_in_use(&*store).await;
-    batch_results_follow_request_order(&*store).await;
-    batch_repeats_resolve_to_one_key(&*store).await;
-    conflicting_batch_stores_nothing(&*store).await;
-    tenants_are_isolated(&*store).await;
-    reads_expose_only_what_is_asked(&*store).await;
-    racing_identical_requests_create_one_key(&store).await;
-    an_unstorable_request_fails_alone(&store).await;
-    sessions_live_until_they_expire_or_close(&*store).await;
-    session_limit_counts_live_sessions_per_user(&*store).await;
-    racing_session_openings_respect_the_limit(&store).await;
-    token_ids_are_spent_once(&store).await;
-    admin::run_all(&store).await;
+/// What the suite needs of a backend: every role, and key creation without an audit event.
+pub trait Backend: KeyStore + UnauditedKeys {}
+
+impl<T: KeyStore + UnauditedKeys + ?Sized> Backend for T {}
+
+/// Makes every scenario a `#[tokio::test]` of the module it is invoked in, each on a fresh
+/// store: `$open` is a future of the store (an `async` block), awaited once per test.
+///
+/// ```ignore
+/// mod conformance {
+///     keyplex_store::conformance_tests!(async { open_my_store().await.unwrap() });
+/// }
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($open:expr) => {
+        $crate::conformance_tests!(@scenarios $open;
+            by_kid_create_and_retry,
+            by_kid_conflicts,
+            by_kid_supplied_key_and_iv,
+            by_slot_create_and_reuse,
+            by_slot_supplied,
+            by_slot_candidate_kid_in_use,
+            batch_results_follow_request_order,
+            batch_repeats_resolve_to_one_key,
+            conflicting_batch_stores_nothing,
+            tenants_are_isolated,
+            reads_expose_only_what_is_asked,
+            an_unstorable_request_fails_alone,
+            racing_identical_requests_create_one_key,
+            token_ids_are_spent_once,
+            sessions_live_until_they_expire_or_close,
+            session_limit_counts_live_sessions_per_user,
+            racing_session_openings_respect_the_limit,
+            dashboard_counts_add_up_across_writers,
+            ensure_reports_what_it_created,
+            created_keys_are_audited_with_them,
+            drm_systems_round_trip,
+            tenants_and_credentials_round_trip,
+            audit_events_are_queryable,
+            contents_are_listed_and_searchable,
+            export_then_import_restores_identical_keys,
+            import_refuses_conflicts_and_writes_nothing,
+            live_sessions_of_a_user_are_listed,
+            content_policies_round_trip,
+            live_sessions_are_counted,
+            rotation_rewraps_every_key,
+        );
+    };
+    (@scenarios $open:expr; $($scenario:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $scenario() {
+                let store = ::std::sync::Arc::new($open.await);
+                $crate::conformance::$scenario(&store).await;
+            }
+        )*
+    };
 }
 
 mod admin;
+
+pub use admin::*;
 
 fn new_tenant() -> TenantId {
     let suffix = random::random_token(12).unwrap().to_ascii_lowercase();
@@ -124,8 +167,8 @@ fn assert_is_material(key: &ContentKey, material: &KeyMaterial, scenario: &str) 
     assert_eq!(key.iv, material.iv, "{scenario}: iv");
 }
 
-async fn ensure_one<S: KeyStore>(
-    store: &S,
+async fn ensure_one<S: Backend>(
+    store: &Arc<S>,
     tenant: &TenantId,
     request: KeyRequest,
     scenario: &str,
@@ -138,8 +181,8 @@ async fn ensure_one<S: KeyStore>(
     keys.remove(0)
 }
 
-async fn expect_conflict<S: KeyStore>(
-    store: &S,
+async fn expect_conflict<S: Backend>(
+    store: &Arc<S>,
     tenant: &TenantId,
     requests: &[KeyRequest],
     kid: KeyId,
@@ -157,7 +200,7 @@ async fn expect_conflict<S: KeyStore>(
     }
 }
 
-async fn by_kid_create_and_retry<S: KeyStore>(store: &S) {
+pub async fn by_kid_create_and_retry<S: Backend>(store: &Arc<S>) {
     let scenario = "by-kid create and retry";
     let tenant = new_tenant();
     let movie = content("movie-1");
@@ -210,7 +253,7 @@ async fn by_kid_create_and_retry<S: KeyStore>(store: &S) {
     );
 }
 
-async fn by_kid_conflicts<S: KeyStore>(store: &S) {
+pub async fn by_kid_conflicts<S: Backend>(store: &Arc<S>) {
     let scenario = "by-kid conflicts";
     let tenant = new_tenant();
     let movie = content("movie-1");
@@ -272,7 +315,7 @@ async fn by_kid_conflicts<S: KeyStore>(store: &S) {
     );
 }
 
-async fn by_kid_supplied_key_and_iv<S: KeyStore>(store: &S) {
+pub async fn by_kid_supplied_key_and_iv<S: Backend>(store: &Arc<S>) {
     let scenario = "by-kid supplied key";
     let tenant = new_tenant();
     let movie = content("movie-1");
@@ -310,7 +353,7 @@ async fn by_kid_supplied_key_and_iv<S: KeyStore>(store: &S) {
     );
 }
 
-async fn by_slot_create_and_reuse<S: KeyStore>(store: &S) {
+pub async fn by_slot_create_and_reuse<S: Backend>(store: &Arc<S>) {
     let scenario = "by-slot create and reuse";
     let tenant = new_tenant();
     let live = content("live-1");
@@ -371,7 +414,7 @@ async fn by_slot_create_and_reuse<S: KeyStore>(store: &S) {
     }
 }
 
-async fn by_slot_supplied<S: KeyStore>(store: &S) {
+pub async fn by_slot_supplied<S: Backend>(store: &Arc<S>) {
     let scenario = "by-slot supplied key";
     let tenant = new_tenant();
     let live = content("live-1");
@@ -473,7 +516,7 @@ async fn by_slot_supplied<S: KeyStore>(store: &S) {
     );
 }
 
-async fn by_slot_candidate_kid_in_use<S: KeyStore>(store: &S) {
+pub async fn by_slot_candidate_kid_in_use<S: Backend>(store: &Arc<S>) {
     let scenario = "by-slot candidate kid already in use";
     let tenant = new_tenant();
     let movie = content("movie-1");
@@ -524,7 +567,7 @@ async fn by_slot_candidate_kid_in_use<S: KeyStore>(store: &S) {
     );
 }
 
-async fn batch_results_follow_request_order<S: KeyStore>(store: &S) {
+pub async fn batch_results_follow_request_order<S: Backend>(store: &Arc<S>) {
     let scenario = "batch order";
     let tenant = new_tenant();
     let live = content("live-1");
@@ -565,7 +608,7 @@ async fn batch_results_follow_request_order<S: KeyStore>(store: &S) {
     );
 }
 
-async fn batch_repeats_resolve_to_one_key<S: KeyStore>(store: &S) {
+pub async fn batch_repeats_resolve_to_one_key<S: Backend>(store: &Arc<S>) {
     let scenario = "repeats within one batch";
     let tenant = new_tenant();
     let movie = content("movie-1");
@@ -619,7 +662,7 @@ async fn batch_repeats_resolve_to_one_key<S: KeyStore>(store: &S) {
     );
 }
 
-async fn conflicting_batch_stores_nothing<S: KeyStore>(store: &S) {
+pub async fn conflicting_batch_stores_nothing<S: Backend>(store: &Arc<S>) {
     let scenario = "atomic rollback";
     let tenant = new_tenant();
     let taken = candidate();
@@ -684,7 +727,7 @@ async fn conflicting_batch_stores_nothing<S: KeyStore>(store: &S) {
     );
 }
 
-async fn tenants_are_isolated<S: KeyStore>(store: &S) {
+pub async fn tenants_are_isolated<S: Backend>(store: &Arc<S>) {
     let scenario = "tenant isolation";
     let (first, second) = (new_tenant(), new_tenant());
     let movie = content("movie-1");
@@ -763,7 +806,7 @@ async fn tenants_are_isolated<S: KeyStore>(store: &S) {
     );
 }
 
-async fn reads_expose_only_what_is_asked<S: KeyStore>(store: &S) {
+pub async fn reads_expose_only_what_is_asked<S: Backend>(store: &Arc<S>) {
     let scenario = "reads";
     let tenant = new_tenant();
     let movie = content("movie-1");
@@ -839,7 +882,7 @@ async fn reads_expose_only_what_is_asked<S: KeyStore>(store: &S) {
 /// column; the routes refuse anything over 2^32 - 1 before) fails alone with the store's
 /// own error, while other tenants' requests running at the same moment (in the same write
 /// batch, where the backend batches) are all stored.
-async fn an_unstorable_request_fails_alone<S: KeyStore>(store: &Arc<S>) {
+pub async fn an_unstorable_request_fails_alone<S: Backend>(store: &Arc<S>) {
     let scenario = "unstorable request";
     let (good_tenant, bad_tenant) = (new_tenant(), new_tenant());
     let start = Arc::new(tokio::sync::Barrier::new(RACERS + 1));
@@ -877,7 +920,7 @@ async fn an_unstorable_request_fails_alone<S: KeyStore>(store: &Arc<S>) {
     }
 }
 
-async fn racing_identical_requests_create_one_key<S: KeyStore>(store: &Arc<S>) {
+pub async fn racing_identical_requests_create_one_key<S: Backend>(store: &Arc<S>) {
     let tenant = new_tenant();
     let live = content("live-1");
     let key_slot = slot(&live, "HD", KeyPeriod::Index(77));
@@ -923,7 +966,7 @@ async fn racing_identical_requests_create_one_key<S: KeyStore>(store: &Arc<S>) {
     );
 }
 
-async fn token_ids_are_spent_once<S: KeyStore>(store: &Arc<S>) {
+pub async fn token_ids_are_spent_once<S: Backend>(store: &Arc<S>) {
     let scenario = "single-use token ids";
     let tenant = new_tenant();
     let other = new_tenant();
@@ -1001,7 +1044,7 @@ fn new_session(user: &str, now: u64, lifetime: u64) -> NewSession {
     }
 }
 
-async fn sessions_live_until_they_expire_or_close<S: KeyStore>(store: &S) {
+pub async fn sessions_live_until_they_expire_or_close<S: Backend>(store: &Arc<S>) {
     let scenario = "sessions_live_until_they_expire_or_close";
     let tenant = new_tenant();
     let other = new_tenant();
@@ -1115,7 +1158,7 @@ async fn sessions_live_until_they_expire_or_close<S: KeyStore>(store: &S) {
     );
 }
 
-async fn session_limit_counts_live_sessions_per_user<S: KeyStore>(store: &S) {
+pub async fn session_limit_counts_live_sessions_per_user<S: Backend>(store: &Arc<S>) {
     let scenario = "session_limit_counts_live_sessions_per_user";
     let tenant = new_tenant();
     let a1 = new_session("alice", 1_000, 20);
@@ -1194,7 +1237,7 @@ async fn session_limit_counts_live_sessions_per_user<S: KeyStore>(store: &S) {
     );
 }
 
-async fn racing_session_openings_respect_the_limit<S: KeyStore>(store: &Arc<S>) {
+pub async fn racing_session_openings_respect_the_limit<S: Backend>(store: &Arc<S>) {
     let scenario = "racing_session_openings_respect_the_limit";
     let tenant = new_tenant();
     let mut tasks = Vec::new();

@@ -3,7 +3,7 @@
 //!
 //! Everything goes through [`KeyStore`], so any backend copies into any other: tenants and
 //! credentials as they are (ids kept), every key with its origin, creation time and slot
-//! binding (by [`KeyStore::import_keys`], which refuses to change a key the target already
+//! binding (by [`Custody::import_keys`](crate::Custody::import_keys), which refuses to change a key the target already
 //! has), the licence rules stored with contents (the target's own are kept), and the audit
 //! trail in insertion order. Keys are then read back from the target and
 //! compared with the source. Copying again is harmless: what the target has is skipped.
@@ -164,9 +164,10 @@ mod tests {
     use time::OffsetDateTime;
 
     use super::*;
+    use crate::prelude::*;
     use crate::{
         AuditAction, AuditEvent, KeyMaterial, KeyRequest, MasterKey, PostgresStore, SqliteStore,
-        StoredCredential, StoredTenant,
+        StoredCredential, StoredTenant, UnauditedKeys as _,
     };
 
     fn candidate() -> KeyMaterial {

@@ -1,17 +1,18 @@
-//! Durable storage of content keys, behind one trait ([`KeyStore`]).
+//! Durable storage of content keys, behind one trait per role ([`Keys`], [`Sessions`],
+//! [`Tenants`], [`Audit`], [`Stats`], [`Custody`]; [`KeyStore`] is all of them, see
+//! [`roles`]).
 //!
-//! **Invariants** (checked by the conformance suite in [`conformance`], run against every
+//! **Invariants** (checked by the conformance suite, `conformance`, run against every
 //! backend):
 //! * A key id maps to exactly one (content id, key, IV) for ever, per tenant.
 //! * A key slot (content id, track type, key period) maps to exactly one key id for ever.
-//! * [`KeyStore::ensure_keys`] is atomic: either every request of the batch is satisfied and
-//!   durable (committed with a synchronous fsync) before it returns, or nothing is written.
+//! * [`Keys::ensure_keys_audited`] is atomic: either every request of the batch is satisfied
+//!   and durable (committed with a synchronous fsync) before it returns, or nothing is written.
 //! * Racing identical batches produce one key, never two.
 //! * Key bytes are stored only sealed under the master key (AES-256-GCM, bound to tenant, key
 //!   id and content id); they never appear in errors or logs.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use async_trait::async_trait;
 use keyplex_types::{
     ContentId, ContentKey, ContentKeyValue, Iv, KeyId, KeyOrigin, KeyPeriod, KeySlot, TenantId,
     TrackType,
@@ -19,10 +20,12 @@ use keyplex_types::{
 
 mod cache;
 mod columns;
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod copy;
 pub mod postgres;
 mod records;
+pub mod roles;
 mod rules;
 pub mod sqlite;
 
@@ -33,7 +36,18 @@ pub use records::{
     AuditAction, AuditEvent, AuditQuery, ContentSummary, ExportedKey, ImportOutcome, Registry,
     RotationReport, StatsCount, StoredCredential, StoredDrmSystem, StoredTenant,
 };
+#[cfg(any(test, feature = "conformance"))]
+pub use roles::UnauditedKeys;
+pub use roles::{Audit, Custody, KeyStore, Keys, Sessions, Stats, Tenants};
 pub use sqlite::SqliteStore;
+
+/// The role traits, unnamed: `use keyplex_store::prelude::*;` puts the methods of every role
+/// in scope (to call them on a `dyn KeyStore`) without taking the traits' names.
+pub mod prelude {
+    pub use crate::roles::{
+        Audit as _, Custody as _, KeyStore as _, Keys as _, Sessions as _, Stats as _, Tenants as _,
+    };
+}
 
 /// Where a store lives: `postgres://…` (several nodes) or a SQLite file. `Debug` prints
 /// [`Self::redacted`]: the URL's password must not reach a log through `{:?}`.
@@ -146,7 +160,7 @@ pub enum KeyRequest {
     },
 }
 
-/// A key [`KeyStore::ensure_keys_reporting`] resolved a request to.
+/// A key [`Keys::ensure_keys_audited`] resolved a request to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnsuredKey {
     pub key: ContentKey,
@@ -197,236 +211,6 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Storage of content keys. One implementation per database; all pass [`conformance::run`].
-#[async_trait]
-pub trait KeyStore: Send + Sync + 'static {
-    /// Resolves every request of the batch to its one key, creating what is new, atomically
-    /// and durably. The result has one entry per request, in request order, saying whether
-    /// that request created its key (for the audit trail and metrics).
-    async fn ensure_keys_reporting(
-        &self,
-        tenant: &TenantId,
-        requests: &[KeyRequest],
-    ) -> Result<Vec<EnsuredKey>>;
-
-    /// [`Self::ensure_keys_reporting`], recording who created keys: when the batch creates
-    /// any, `created` (its `key_ids` set to the kids this batch created, in request order) is
-    /// appended to the audit trail in the same transaction as the keys. A key is thus never
-    /// stored without its `key.created` event, whatever happens to the caller after the
-    /// commit, and one commit makes both durable. Nothing is recorded when every key was
-    /// stored before.
-    async fn ensure_keys_audited(
-        &self,
-        tenant: &TenantId,
-        requests: &[KeyRequest],
-        created: AuditEvent,
-    ) -> Result<Vec<EnsuredKey>>;
-
-    /// [`Self::ensure_keys_reporting`] without the created flags.
-    async fn ensure_keys(
-        &self,
-        tenant: &TenantId,
-        requests: &[KeyRequest],
-    ) -> Result<Vec<ContentKey>> {
-        Ok(self
-            .ensure_keys_reporting(tenant, requests)
-            .await?
-            .into_iter()
-            .map(|e| e.key)
-            .collect())
-    }
-
-    /// The key with this id, if this tenant has one.
-    async fn get_key(&self, tenant: &TenantId, kid: &KeyId) -> Result<Option<ContentKey>>;
-
-    /// The content a key id belongs to, without opening the key: licence paths decide
-    /// entitlement on this before any key bytes are read.
-    async fn key_content(&self, tenant: &TenantId, kid: &KeyId) -> Result<Option<ContentId>>;
-
-    /// Metadata of a content's keys (never key bytes), oldest first.
-    async fn list_keys(&self, tenant: &TenantId, content_id: &ContentId) -> Result<Vec<KeyInfo>>;
-
-    /// Cheap liveness check for `/healthz`.
-    async fn ping(&self) -> Result<()>;
-
-    /// Opens `session` unless its user already has `max_streams` live sessions (`None`:
-    /// unlimited). Counting and inserting are one atomic step, so concurrent openings never
-    /// exceed the limit. A session is live while `expires_at > now`.
-    async fn open_session(
-        &self,
-        tenant: &TenantId,
-        session: &NewSession,
-        max_streams: Option<u32>,
-        now: u64,
-    ) -> Result<SessionOpen>;
-
-    /// The live session with this id (`None` when unknown, closed or expired at `now`).
-    async fn get_session(&self, tenant: &TenantId, id: &str, now: u64) -> Result<Option<Session>>;
-
-    /// Moves a live session's expiry to `expires_at` and, with `licensed`, records that a
-    /// licence of that key system was issued in it. `None` when the session is not live.
-    async fn touch_session(
-        &self,
-        tenant: &TenantId,
-        id: &str,
-        now: u64,
-        expires_at: u64,
-        licensed: Option<&str>,
-    ) -> Result<Option<Session>>;
-
-    /// Ends a session (teardown). True when a live session was closed.
-    async fn close_session(&self, tenant: &TenantId, id: &str, now: u64) -> Result<bool>;
-
-    /// Records that an entitlement token id was presented: true the first time (or once the
-    /// id's earlier use has expired), false for a replay. Atomic across every node sharing
-    /// the store. `expires_at` (Unix seconds) is when the id may be forgotten.
-    async fn spend_token_id(
-        &self,
-        tenant: &TenantId,
-        jti: &str,
-        expires_at: u64,
-        now: u64,
-    ) -> Result<bool>;
-
-    /// Forgets token ids that expired before `now`; the count.
-    async fn purge_token_ids(&self, now: u64) -> Result<u64>;
-
-    /// How many sessions are live at `now`, of one tenant or of all.
-    async fn count_live_sessions(&self, tenant: Option<&TenantId>, now: u64) -> Result<u64>;
-
-    /// A user's live sessions at `now` (at most [`MAX_USER_SESSIONS_LISTED`], newest first):
-    /// licence routes of a tenant with `require_session` look for one covering the content.
-    async fn live_sessions_of(
-        &self,
-        tenant: &TenantId,
-        user: &str,
-        now: u64,
-    ) -> Result<Vec<Session>>;
-
-    // ---- Licence rules stored with contents ----
-
-    /// Stores (or replaces) a content's licence policy: JSON text the server validated, opaque
-    /// to the store. `at` is when it changed.
-    async fn put_content_policy(
-        &self,
-        tenant: &TenantId,
-        content_id: &ContentId,
-        policy: &str,
-        at: time::OffsetDateTime,
-    ) -> Result<()>;
-
-    /// A content's licence policy (JSON text), `None` when it has none.
-    async fn content_policy(
-        &self,
-        tenant: &TenantId,
-        content_id: &ContentId,
-    ) -> Result<Option<String>>;
-
-    /// Every stored content licence policy of every tenant, with when it last changed (for
-    /// copying a store).
-    async fn all_content_policies(&self) -> Result<Vec<StoredContentPolicy>>;
-
-    /// Removes a content's licence policy; true when there was one.
-    async fn delete_content_policy(
-        &self,
-        tenant: &TenantId,
-        content_id: &ContentId,
-    ) -> Result<bool>;
-
-    // ---- Tenants and credentials managed through the admin API ----
-
-    /// Every stored tenant and credential (secrets opened), with the registry version.
-    async fn registry(&self) -> Result<Registry>;
-
-    /// The registry version alone: cheap enough to poll every few seconds.
-    async fn registry_version(&self) -> Result<i64>;
-
-    /// Stores a new tenant; false (and nothing written) when a row with its id exists.
-    async fn create_tenant(&self, tenant: &StoredTenant) -> Result<bool>;
-
-    /// Disables or re-enables a tenant, creating its row (settings `None`) if it has none.
-    async fn set_tenant_disabled(
-        &self,
-        tenant: &TenantId,
-        disabled: bool,
-        now: time::OffsetDateTime,
-    ) -> Result<()>;
-
-    /// Stores a credential, its spec sealed under the master key.
-    async fn add_credential(&self, credential: &StoredCredential) -> Result<()>;
-
-    /// Deletes a credential; false when this tenant has none with this id.
-    async fn revoke_credential(&self, tenant: &TenantId, id: &str) -> Result<bool>;
-
-    /// Stores a tenant's DRM system definition under its name, replacing one of the same
-    /// name (whose `created_at` stays); true when it is new.
-    async fn put_drm_system(&self, system: &StoredDrmSystem) -> Result<bool>;
-
-    /// Deletes a tenant's DRM system definition; false when the tenant has none of this name.
-    async fn remove_drm_system(&self, tenant: &TenantId, name: &str) -> Result<bool>;
-
-    // ---- The audit trail ----
-
-    /// Appends events in one transaction (durable when it returns).
-    async fn append_audit(&self, events: &[AuditEvent]) -> Result<()>;
-
-    /// Events matching `query`, newest first, at most `query.limit`.
-    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
-
-    /// Deletes events older than `before` (retention), in small transactions; the count.
-    async fn purge_audit(&self, before: time::OffsetDateTime) -> Result<u64>;
-
-    // ---- The dashboard's time series ----
-
-    /// Adds `counts` to the stored counts (rows with the same tenant, bucket, measure, name
-    /// and slot add up), in one transaction. Several nodes add to the same rows.
-    async fn add_stats(&self, counts: &[StatsCount]) -> Result<()>;
-
-    /// The stored counts of buckets starting in `[from, until)` (Unix seconds), of one tenant
-    /// or of all.
-    async fn read_stats(
-        &self,
-        tenant: Option<&str>,
-        from: u64,
-        until: u64,
-    ) -> Result<Vec<StatsCount>>;
-
-    /// Deletes counts of buckets that started before `before`; the count of rows.
-    async fn purge_stats(&self, before: u64) -> Result<u64>;
-
-    // ---- Listings, backup, rotation ----
-
-    /// A tenant's contents in content id order: those whose id contains `search`
-    /// (case-insensitive) and sorts after `after`, at most `limit`.
-    async fn list_contents(
-        &self,
-        tenant: &TenantId,
-        search: Option<&str>,
-        after: Option<&ContentId>,
-        limit: u32,
-    ) -> Result<Vec<ContentSummary>>;
-
-    /// Every tenant that has at least one stored key (for copying a store).
-    async fn tenants_with_keys(&self) -> Result<Vec<TenantId>>;
-
-    /// Every key of a tenant, opened, with what restores it exactly (for backups).
-    async fn export_keys(&self, tenant: &TenantId) -> Result<Vec<ExportedKey>>;
-
-    /// Restores exported keys atomically: new key ids are stored as they were (origin,
-    /// creation time, slot binding); a key id or slot already stored must hold the identical
-    /// key, else [`StoreError::Conflict`] and nothing is written.
-    async fn import_keys(&self, tenant: &TenantId, keys: &[ExportedKey]) -> Result<ImportOutcome>;
-
-    /// Fingerprints of the master keys that sealed stored rows (keys and credentials): a node
-    /// whose keyring lacks one of them must not serve (it would answer "corrupt").
-    async fn sealing_fingerprints(&self) -> Result<Vec<String>>;
-
-    /// Makes `new` the master key: every content key and credential is re-sealed under it,
-    /// in small transactions, while the store keeps serving (rows not yet re-sealed still
-    /// open with the previous key).
-    async fn rotate_master_key(&self, new: MasterKey) -> Result<RotationReport>;
-}
-
 /// A content's licence policy as the store keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredContentPolicy {
@@ -437,7 +221,7 @@ pub struct StoredContentPolicy {
     pub updated_at: time::OffsetDateTime,
 }
 
-/// Most sessions [`KeyStore::live_sessions_of`] returns: more than a user could watch at once.
+/// Most sessions [`Sessions::live_sessions_of`] returns: more than a user could watch at once.
 pub const MAX_USER_SESSIONS_LISTED: i64 = 64;
 
 /// A session to open. `Debug` leaves out the id (the bearer secret of the session's
@@ -500,7 +284,7 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// The outcome of [`KeyStore::open_session`].
+/// The outcome of [`Sessions::open_session`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SessionOpen {
     Opened,

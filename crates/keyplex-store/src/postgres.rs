@@ -27,7 +27,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 /// proven `Send` for every lifetime, which `async_trait` requires.)
 macro_rules! in_transaction {
     ($core:expr, $what:expr, |$conn:ident| $body:expr) => {{
-        let core: &Core = $core;
+        let core: &PostgresStore = $core;
         let what: &str = $what;
         let mut last = String::new();
         let mut answer = None;
@@ -90,17 +90,19 @@ fn retry_pause(attempt: u32) -> Duration {
     Duration::from_millis(5 << attempt.min(5))
 }
 
-mod admin;
+mod audit;
+mod custody;
+mod sessions;
+mod stats;
+mod tenants;
 
 use crate::cache::{KEY_CACHE_CAPACITY, KeyCache};
 use crate::columns::{
-    InfoRow, KeyRow, SessionRow, decode_kid, origin_column, period_column, slot_period_column,
-    unix_column,
+    InfoRow, KeyRow, decode_kid, from_unix, origin_column, period_column, slot_period_column,
 };
 use crate::rules::{self, KeySealer};
 use crate::{
-    AuditEvent, EnsuredKey, KeyInfo, KeyRequest, KeyStore, NewSession, Result, Session,
-    SessionOpen, StoreError,
+    AuditEvent, ContentSummary, EnsuredKey, KeyInfo, KeyRequest, Keys, Result, StoreError,
 };
 
 /// Connections per node. Each request holds one for a few statements; PostgreSQL's own
@@ -117,10 +119,6 @@ const TRANSACTION_ATTEMPTS: u32 = 6;
 
 /// Content keys, sessions, tenants and the audit trail in one PostgreSQL database.
 pub struct PostgresStore {
-    core: Core,
-}
-
-struct Core {
     pool: PgPool,
     sealer: KeySealer,
     cache: KeyCache,
@@ -129,7 +127,7 @@ struct Core {
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresStore")
-            .field("master_key", &self.core.sealer.fingerprint())
+            .field("master_key", &self.sealer.fingerprint())
             .finish_non_exhaustive()
     }
 }
@@ -150,7 +148,8 @@ impl From<StoreError> for TxError {
 type TxResult<T> = std::result::Result<T, TxError>;
 
 impl PostgresStore {
-    /// Both `ensure_keys_*`: `audit` is the `key.created` event to record with new keys,
+    /// [`Keys::ensure_keys_audited`] and the tests' `ensure_keys_reporting` (no `audit`): `audit`
+    /// is the `key.created` event to record with new keys,
     /// in the keys' transaction.
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, requests = requests.len()))]
     async fn ensure(
@@ -161,7 +160,7 @@ impl PostgresStore {
     ) -> Result<Vec<EnsuredKey>> {
         let cached: Option<Result<Vec<ContentKey>>> = requests
             .iter()
-            .map(|r| self.core.cache.resolve(tenant, r))
+            .map(|r| self.cache.resolve(tenant, r))
             .collect();
         if let Some(result) = cached {
             return result.map(|keys| keys.into_iter().map(EnsuredKey::stored).collect());
@@ -169,9 +168,9 @@ impl PostgresStore {
         // Read path: re-requests (the common case) need no transaction and take no lock.
         let mut found = Vec::with_capacity(requests.len());
         {
-            let mut conn = self.core.acquire().await?;
+            let mut conn = self.acquire().await?;
             for request in requests {
-                match once(self.core.resolve(&mut conn, tenant, request).await)? {
+                match once(self.resolve(&mut conn, tenant, request).await)? {
                     Some(stored) => found.push(stored),
                     None => break,
                 }
@@ -180,16 +179,16 @@ impl PostgresStore {
         let keys = if found.len() == requests.len() {
             found.into_iter().map(EnsuredKey::stored).collect()
         } else {
-            in_transaction!(&self.core, "new keys", |conn| {
-                let ensured = self.core.create_missing(conn, tenant, requests).await?;
+            in_transaction!(self, "new keys", |conn| {
+                let ensured = self.create_missing(conn, tenant, requests).await?;
                 if let Some(event) = audit.and_then(|t| rules::created_event(t, &ensured)) {
-                    admin::insert_audit(conn, &[event]).await?;
+                    audit::insert_audit(conn, &[event]).await?;
                 }
                 Ok(ensured)
             })?
         };
         for (request, ensured) in requests.iter().zip(&keys) {
-            self.core.cache.remember(tenant, request, &ensured.key);
+            self.cache.remember(tenant, request, &ensured.key);
         }
         Ok(keys)
     }
@@ -200,11 +199,9 @@ impl PostgresStore {
         let pool = connect_pool(url).await?;
         migrate(&pool).await?;
         Ok(Self {
-            core: Core {
-                pool,
-                sealer: KeySealer::new(master),
-                cache: KeyCache::new(KEY_CACHE_CAPACITY),
-            },
+            pool,
+            sealer: KeySealer::new(master),
+            cache: KeyCache::new(KEY_CACHE_CAPACITY),
         })
     }
 
@@ -218,7 +215,7 @@ impl PostgresStore {
 
     /// Closes the pool, waiting for connections in use.
     pub async fn close(&self) {
-        self.core.pool.close().await;
+        self.pool.close().await;
     }
 }
 
@@ -255,7 +252,7 @@ async fn migrate(pool: &PgPool) -> Result<()> {
         })
 }
 
-impl Core {
+impl PostgresStore {
     async fn resolve(
         &self,
         conn: &mut PgConnection,
@@ -508,15 +505,7 @@ fn once<T>(result: TxResult<T>) -> Result<T> {
 }
 
 #[async_trait]
-impl KeyStore for PostgresStore {
-    async fn ensure_keys_reporting(
-        &self,
-        tenant: &TenantId,
-        requests: &[KeyRequest],
-    ) -> Result<Vec<EnsuredKey>> {
-        self.ensure(tenant, requests, None).await
-    }
-
+impl Keys for PostgresStore {
     async fn ensure_keys_audited(
         &self,
         tenant: &TenantId,
@@ -528,20 +517,20 @@ impl KeyStore for PostgresStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, kid = %kid))]
     async fn get_key(&self, tenant: &TenantId, kid: &KeyId) -> Result<Option<ContentKey>> {
-        if let Some(key) = self.core.cache.get(tenant, kid) {
+        if let Some(key) = self.cache.get(tenant, kid) {
             return Ok(Some(key));
         }
-        let mut conn = self.core.acquire().await?;
-        let key = once(self.core.fetch_key(&mut conn, tenant, kid).await)?;
+        let mut conn = self.acquire().await?;
+        let key = once(self.fetch_key(&mut conn, tenant, kid).await)?;
         if let Some(key) = &key {
-            self.core.cache.remember_key(tenant, key);
+            self.cache.remember_key(tenant, key);
         }
         Ok(key)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, kid = %kid))]
     async fn key_content(&self, tenant: &TenantId, kid: &KeyId) -> Result<Option<ContentId>> {
-        if let Some(key) = self.core.cache.get(tenant, kid) {
+        if let Some(key) = self.cache.get(tenant, kid) {
             return Ok(Some(key.content_id.clone()));
         }
         let content: Option<String> = sqlx::query_scalar(
@@ -549,7 +538,7 @@ impl KeyStore for PostgresStore {
         )
         .bind(tenant.as_str())
         .bind(kid.as_bytes().as_slice())
-        .fetch_optional(&self.core.pool)
+        .fetch_optional(&self.pool)
         .await
         .map_err(|e| db_error(&format!("cannot read key {kid}"), e))?;
         content
@@ -573,364 +562,10 @@ impl KeyStore for PostgresStore {
         )
         .bind(tenant.as_str())
         .bind(content_id.as_str())
-        .fetch_all(&self.core.pool)
+        .fetch_all(&self.pool)
         .await
         .map_err(|e| db_error(&format!("cannot list the keys of {content_id}"), e))?;
         rows.into_iter().map(|row| row.decode(content_id)).collect()
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.core.pool)
-            .await
-            .map_err(|e| db_error("ping failed", e))?;
-        Ok(())
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
-    async fn open_session(
-        &self,
-        tenant: &TenantId,
-        session: &NewSession,
-        max_streams: Option<u32>,
-        now: u64,
-    ) -> Result<SessionOpen> {
-        let now_col = unix_column(now)?;
-        // Expired sessions of the tenant go, a few at a time, skipping rows another node is
-        // deleting: they count no more and are never read.
-        sqlx::query(
-            "DELETE FROM sessions WHERE ctid IN (SELECT ctid FROM sessions \
-             WHERE tenant = $1 AND expires_at <= $2 LIMIT 100 FOR UPDATE SKIP LOCKED)",
-        )
-        .bind(tenant.as_str())
-        .bind(now_col)
-        .execute(&self.core.pool)
-        .await
-        .map_err(|e| db_error("cannot delete expired sessions", e))?;
-        in_transaction!(&self.core, "a session", |conn| {
-            // One opening per (tenant, user) at a time, on every node: the count and the
-            // insert below are then atomic with respect to each other.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
-                .bind(format!(
-                    "keyplex-session {} {}",
-                    tenant.as_str(),
-                    session.user
-                ))
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| classify("cannot lock the user's sessions", e))?;
-            if let Some(max) = max_streams {
-                let active: i64 = sqlx::query_scalar(
-                        "SELECT count(*) FROM sessions WHERE tenant = $1 AND user_id = $2 AND expires_at > $3",
-                    )
-                    .bind(tenant.as_str())
-                    .bind(&session.user)
-                    .bind(now_col)
-                    .fetch_one(&mut *conn)
-                    .await
-                    .map_err(|e| classify("cannot count sessions", e))?;
-                if active >= i64::from(max) {
-                    return Ok(SessionOpen::LimitReached {
-                        active: u32::try_from(active).unwrap_or(u32::MAX),
-                    });
-                }
-            }
-            sqlx::query(
-                    "INSERT INTO sessions (tenant, session_id, user_id, entitlement, heartbeat_seconds, \
-                     key_systems, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, '', $6, $7)",
-                )
-                .bind(tenant.as_str())
-                .bind(crate::rules::session_key(&session.id))
-                .bind(&session.user)
-                .bind(&session.entitlement)
-                .bind(unix_column(session.heartbeat_seconds)?)
-                .bind(unix_column(session.created_at)?)
-                .bind(unix_column(session.expires_at)?)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| classify("cannot store the session", e))?;
-            Ok(SessionOpen::Opened)
-        })
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
-    async fn get_session(&self, tenant: &TenantId, id: &str, now: u64) -> Result<Option<Session>> {
-        let row: Option<SessionRow> = sqlx::query_as(
-            "SELECT session_id, user_id, entitlement, heartbeat_seconds, key_systems, created_at, \
-             expires_at FROM sessions WHERE tenant = $1 AND session_id = $2 AND expires_at > $3",
-        )
-        .bind(tenant.as_str())
-        .bind(crate::rules::session_key(id))
-        .bind(unix_column(now)?)
-        .fetch_optional(&self.core.pool)
-        .await
-        .map_err(|e| db_error("cannot read a session", e))?;
-        row.map(SessionRow::decode).transpose()
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
-    async fn touch_session(
-        &self,
-        tenant: &TenantId,
-        id: &str,
-        now: u64,
-        expires_at: u64,
-        licensed: Option<&str>,
-    ) -> Result<Option<Session>> {
-        if let Some(system) = licensed
-            && (system.is_empty() || system.contains(char::is_whitespace))
-        {
-            return Err(StoreError::Internal(format!(
-                "key system name {system:?} is empty or contains whitespace"
-            )));
-        }
-        // One statement: the expiry check, the extension and the key system append are atomic
-        // (the row lock orders concurrent heartbeats from several nodes).
-        let row: Option<SessionRow> = sqlx::query_as(
-            "UPDATE sessions SET expires_at = GREATEST(expires_at, $1), key_systems = CASE \
-               WHEN $2::text IS NULL OR position(' ' || $2::text || ' ' in ' ' || key_systems || ' ') > 0 THEN key_systems \
-               WHEN key_systems = '' THEN $2::text \
-               ELSE key_systems || ' ' || $2::text END \
-             WHERE tenant = $3 AND session_id = $4 AND expires_at > $5 \
-             RETURNING session_id, user_id, entitlement, heartbeat_seconds, key_systems, created_at, expires_at",
-        )
-        .bind(unix_column(expires_at)?)
-        .bind(licensed)
-        .bind(tenant.as_str())
-        .bind(crate::rules::session_key(id))
-        .bind(unix_column(now)?)
-        .fetch_optional(&self.core.pool)
-        .await
-        .map_err(|e| db_error("cannot update a session", e))?;
-        row.map(SessionRow::decode).transpose()
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
-    async fn close_session(&self, tenant: &TenantId, id: &str, now: u64) -> Result<bool> {
-        let live: Option<bool> = sqlx::query_scalar(
-            "DELETE FROM sessions WHERE tenant = $1 AND session_id = $2 RETURNING expires_at > $3",
-        )
-        .bind(tenant.as_str())
-        .bind(crate::rules::session_key(id))
-        .bind(unix_column(now)?)
-        .fetch_optional(&self.core.pool)
-        .await
-        .map_err(|e| db_error("cannot delete a session", e))?;
-        Ok(live.unwrap_or(false))
-    }
-
-    async fn spend_token_id(
-        &self,
-        tenant: &TenantId,
-        jti: &str,
-        expires_at: u64,
-        now: u64,
-    ) -> Result<bool> {
-        // One statement: the row lock decides between nodes presenting the same id at once.
-        let first = sqlx::query(
-            "INSERT INTO used_token_ids (tenant, jti, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (tenant, jti) DO UPDATE SET expires_at = excluded.expires_at \
-             WHERE used_token_ids.expires_at < $4",
-        )
-        .bind(tenant.as_str())
-        .bind(jti)
-        .bind(unix_column(expires_at)?)
-        .bind(unix_column(now)?)
-        .execute(&self.core.pool)
-        .await
-        .map_err(|e| db_error("cannot record a token id", e))?
-        .rows_affected()
-            == 1;
-        Ok(first)
-    }
-
-    async fn purge_token_ids(&self, now: u64) -> Result<u64> {
-        Ok(
-            sqlx::query("DELETE FROM used_token_ids WHERE expires_at < $1")
-                .bind(unix_column(now)?)
-                .execute(&self.core.pool)
-                .await
-                .map_err(|e| db_error("cannot purge token ids", e))?
-                .rows_affected(),
-        )
-    }
-
-    async fn count_live_sessions(&self, tenant: Option<&TenantId>, now: u64) -> Result<u64> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM sessions WHERE ($1::text IS NULL OR tenant = $1::text) AND expires_at > $2",
-        )
-        .bind(tenant.map(TenantId::as_str))
-        .bind(unix_column(now)?)
-        .fetch_one(&self.core.pool)
-        .await
-        .map_err(|e| db_error("cannot count sessions", e))?;
-        Ok(u64::try_from(count).unwrap_or(0))
-    }
-
-    async fn live_sessions_of(
-        &self,
-        tenant: &TenantId,
-        user: &str,
-        now: u64,
-    ) -> Result<Vec<Session>> {
-        let rows: Vec<SessionRow> = sqlx::query_as(
-            "SELECT session_id, user_id, entitlement, heartbeat_seconds, key_systems, created_at, \
-             expires_at FROM sessions WHERE tenant = $1 AND user_id = $2 AND expires_at > $3 \
-             ORDER BY created_at DESC LIMIT $4",
-        )
-        .bind(tenant.as_str())
-        .bind(user)
-        .bind(unix_column(now)?)
-        .bind(crate::MAX_USER_SESSIONS_LISTED)
-        .fetch_all(&self.core.pool)
-        .await
-        .map_err(|e| db_error("cannot read a user's sessions", e))?;
-        rows.into_iter().map(SessionRow::decode).collect()
-    }
-
-    async fn put_content_policy(
-        &self,
-        tenant: &TenantId,
-        content_id: &ContentId,
-        policy: &str,
-        at: time::OffsetDateTime,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO content_policies (tenant, content_id, policy, updated_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, content_id) \
-             DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at",
-        )
-        .bind(tenant.as_str())
-        .bind(content_id.as_str())
-        .bind(policy)
-        .bind(crate::columns::unix_ms(at)?)
-        .execute(&self.core.pool)
-        .await
-        .map_err(|e| db_error("cannot store a content licence policy", e))?;
-        Ok(())
-    }
-
-    async fn content_policy(
-        &self,
-        tenant: &TenantId,
-        content_id: &ContentId,
-    ) -> Result<Option<String>> {
-        sqlx::query_scalar(
-            "SELECT policy FROM content_policies WHERE tenant = $1 AND content_id = $2",
-        )
-        .bind(tenant.as_str())
-        .bind(content_id.as_str())
-        .fetch_optional(&self.core.pool)
-        .await
-        .map_err(|e| db_error("cannot read a content licence policy", e))
-    }
-
-    async fn all_content_policies(&self) -> Result<Vec<crate::StoredContentPolicy>> {
-        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
-            "SELECT tenant, content_id, policy, updated_at FROM content_policies \
-             ORDER BY tenant, content_id",
-        )
-        .fetch_all(&self.core.pool)
-        .await
-        .map_err(|e| db_error("cannot list content licence policies", e))?;
-        rows.into_iter()
-            .map(|(tenant, content_id, policy, updated_at)| {
-                let corrupt = |e: String| crate::columns::corrupt("a content licence policy", e);
-                Ok(crate::StoredContentPolicy {
-                    tenant: TenantId::parse(&tenant).map_err(|e| corrupt(e.to_string()))?,
-                    content_id: ContentId::parse(&content_id)
-                        .map_err(|e| corrupt(e.to_string()))?,
-                    policy,
-                    updated_at: time::OffsetDateTime::from_unix_timestamp_nanos(
-                        i128::from(updated_at) * 1_000_000,
-                    )
-                    .map_err(|e| corrupt(e.to_string()))?,
-                })
-            })
-            .collect()
-    }
-
-    async fn delete_content_policy(
-        &self,
-        tenant: &TenantId,
-        content_id: &ContentId,
-    ) -> Result<bool> {
-        Ok(
-            sqlx::query("DELETE FROM content_policies WHERE tenant = $1 AND content_id = $2")
-                .bind(tenant.as_str())
-                .bind(content_id.as_str())
-                .execute(&self.core.pool)
-                .await
-                .map_err(|e| db_error("cannot remove a content licence policy", e))?
-                .rows_affected()
-                > 0,
-        )
-    }
-
-    async fn registry(&self) -> Result<crate::Registry> {
-        self.core.registry().await
-    }
-
-    async fn registry_version(&self) -> Result<i64> {
-        self.core.registry_version().await
-    }
-
-    async fn create_tenant(&self, tenant: &crate::StoredTenant) -> Result<bool> {
-        self.core.create_tenant(tenant).await
-    }
-
-    async fn set_tenant_disabled(
-        &self,
-        tenant: &TenantId,
-        disabled: bool,
-        now: time::OffsetDateTime,
-    ) -> Result<()> {
-        self.core.set_tenant_disabled(tenant, disabled, now).await
-    }
-
-    async fn add_credential(&self, credential: &crate::StoredCredential) -> Result<()> {
-        self.core.add_credential(credential).await
-    }
-
-    async fn revoke_credential(&self, tenant: &TenantId, id: &str) -> Result<bool> {
-        self.core.revoke_credential(tenant, id).await
-    }
-
-    async fn put_drm_system(&self, system: &crate::StoredDrmSystem) -> Result<bool> {
-        self.core.put_drm_system(system).await
-    }
-
-    async fn remove_drm_system(&self, tenant: &TenantId, name: &str) -> Result<bool> {
-        self.core.remove_drm_system(tenant, name).await
-    }
-
-    async fn append_audit(&self, events: &[crate::AuditEvent]) -> Result<()> {
-        self.core.append_audit(events).await
-    }
-
-    async fn query_audit(&self, query: &crate::AuditQuery) -> Result<Vec<crate::AuditEvent>> {
-        self.core.query_audit(query).await
-    }
-
-    async fn purge_audit(&self, before: time::OffsetDateTime) -> Result<u64> {
-        self.core.purge_audit(before).await
-    }
-
-    async fn add_stats(&self, counts: &[crate::StatsCount]) -> Result<()> {
-        self.core.add_stats(counts).await
-    }
-
-    async fn read_stats(
-        &self,
-        tenant: Option<&str>,
-        from: u64,
-        until: u64,
-    ) -> Result<Vec<crate::StatsCount>> {
-        self.core.read_stats(tenant, from, until).await
-    }
-
-    async fn purge_stats(&self, before: u64) -> Result<u64> {
-        self.core.purge_stats(before).await
     }
 
     async fn list_contents(
@@ -939,37 +574,55 @@ impl KeyStore for PostgresStore {
         search: Option<&str>,
         after: Option<&ContentId>,
         limit: u32,
-    ) -> Result<Vec<crate::ContentSummary>> {
-        self.core.list_contents(tenant, search, after, limit).await
+    ) -> Result<Vec<ContentSummary>> {
+        // Content ids compare bytewise (COLLATE "C"), as in SQLite, so the `after` cursor and
+        // the order agree whatever the database's collation.
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT content_id, count(*), min(created_at), max(created_at) FROM content_keys \
+             WHERE tenant = $1 \
+               AND ($2::text IS NULL OR position(lower($2::text) in lower(content_id)) > 0) \
+               AND ($3::text IS NULL OR content_id COLLATE \"C\" > $3::text COLLATE \"C\") \
+             GROUP BY content_id ORDER BY content_id COLLATE \"C\" LIMIT $4",
+        )
+        .bind(tenant.as_str())
+        .bind(search.filter(|s| !s.is_empty()))
+        .bind(after.map(ContentId::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| db_error("cannot list contents", e))?;
+        rows.into_iter()
+            .map(|(id, keys, first, last)| {
+                let what = format!("content {id}");
+                Ok(ContentSummary {
+                    content_id: ContentId::parse(&id)
+                        .map_err(|e| crate::columns::corrupt(&what, e))?,
+                    keys: u64::try_from(keys).unwrap_or(0),
+                    first_key_at: from_unix(first, &what)?,
+                    last_key_at: from_unix(last, &what)?,
+                })
+            })
+            .collect()
     }
 
-    async fn tenants_with_keys(&self) -> Result<Vec<TenantId>> {
-        self.core.tenants_with_keys().await
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(|e| db_error("ping failed", e))?;
+        Ok(())
     }
+}
 
-    async fn export_keys(&self, tenant: &TenantId) -> Result<Vec<crate::ExportedKey>> {
-        self.core.export_keys(tenant).await
-    }
-
-    async fn import_keys(
+#[cfg(any(test, feature = "conformance"))]
+#[async_trait]
+impl crate::UnauditedKeys for PostgresStore {
+    async fn ensure_keys_reporting(
         &self,
         tenant: &TenantId,
-        keys: &[crate::ExportedKey],
-    ) -> Result<crate::ImportOutcome> {
-        self.core.import_keys(tenant, keys).await
-    }
-
-    async fn sealing_fingerprints(&self) -> Result<Vec<String>> {
-        sqlx::query_scalar(
-            "SELECT master_key_id FROM content_keys UNION SELECT master_key_id FROM credentials",
-        )
-        .fetch_all(&self.core.pool)
-        .await
-        .map_err(|e| db_error("cannot read master key fingerprints", e))
-    }
-
-    async fn rotate_master_key(&self, new: MasterKey) -> Result<crate::RotationReport> {
-        self.core.rotate_master_key(new).await
+        requests: &[KeyRequest],
+    ) -> Result<Vec<EnsuredKey>> {
+        self.ensure(tenant, requests, None).await
     }
 }
 
@@ -1071,7 +724,8 @@ mod tests {
     use keyplex_types::KeyPeriod;
 
     use super::*;
-    use crate::KeyMaterial;
+    use crate::prelude::*;
+    use crate::{KeyMaterial, NewSession, SessionOpen, UnauditedKeys as _};
 
     fn master() -> MasterKey {
         MasterKey::from_hex(&"6b".repeat(32)).unwrap()
@@ -1095,12 +749,13 @@ mod tests {
         TenantId::parse("acme").unwrap()
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn postgres_store_passes_the_conformance_suite() {
-        let store = PostgresStore::connect(&fresh_url().await, master())
-            .await
-            .unwrap();
-        crate::conformance::run(Arc::new(store)).await;
+    /// The conformance suite, one test per scenario, each on a fresh database.
+    mod conformance {
+        crate::conformance_tests!(async {
+            super::PostgresStore::connect(&super::fresh_url().await, super::master())
+                .await
+                .unwrap()
+        });
     }
 
     /// Two stores on one database are two nodes: the database decides every race.
@@ -1231,7 +886,7 @@ mod tests {
             .await
             .unwrap();
         let sealed: Vec<u8> = sqlx::query_scalar("SELECT sealed_key FROM content_keys")
-            .fetch_one(&store.core.pool)
+            .fetch_one(&store.pool)
             .await
             .unwrap();
         assert!(sealed.windows(16).all(|w| w != key[0].key.expose()));

@@ -427,7 +427,7 @@ fn conflict(kid: KeyId, reason: String) -> StoreError {
 }
 
 /// The `key.created` event of a batch: `template` with the kids the batch created, or `None`
-/// when it created none. Shared by the backends' [`crate::KeyStore::ensure_keys_audited`].
+/// when it created none. Shared by the backends' [`crate::Keys::ensure_keys_audited`].
 pub(crate) fn created_event(
     template: &crate::AuditEvent,
     ensured: &[crate::EnsuredKey],

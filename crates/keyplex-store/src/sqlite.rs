@@ -18,20 +18,22 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row as _, SqlitePool};
 
-mod admin;
+mod audit;
+mod custody;
 mod key_writer;
+mod sessions;
+mod stats;
+mod tenants;
 
 use key_writer::KeyWriter;
 
 use crate::cache::{KEY_CACHE_CAPACITY, KeyCache};
 use crate::columns::{
-    InfoRow, KeyRow, SessionRow, hex_of, origin_column, period_column, slot_period_column,
-    unix_column,
+    InfoRow, KeyRow, corrupt, from_unix, hex_of, origin_column, period_column, slot_period_column,
 };
 use crate::rules::KeySealer;
 use crate::{
-    AuditEvent, EnsuredKey, KeyInfo, KeyRequest, KeyStore, NewSession, Result, Session,
-    SessionOpen, StoreError,
+    AuditEvent, ContentSummary, EnsuredKey, KeyInfo, KeyRequest, Keys, Result, StoreError,
 };
 
 /// How long a statement waits for another process's write lock before the store reports
@@ -46,28 +48,26 @@ const READ_CONNECTIONS: u32 = 4;
 ///
 /// Key creation goes through the [`KeyWriter`] thread, which commits the keys of every
 /// request waiting at that moment in one transaction (group commit: one fsync for many
-/// requests), together with their `key.created` audit events. Everything else reads through
-/// a small pool, and the other writes (audit trail, sessions, admin) go through a pool of
-/// one connection; SQLite's write lock serializes both writers, and other processes.
+/// requests), together with their `key.created` audit events; other audit appends go to the
+/// same thread. Everything else reads through a small pool, and the other writes (sessions,
+/// tenants, purges, imports, rotation) go through a pool of one connection; SQLite's write
+/// lock serializes both writers, and other processes.
 pub struct SqliteStore {
-    core: Core,
-    keys: KeyWriter,
-    /// The directory of an [`SqliteStore::open_in_memory`] store: deleted with the store.
-    _scratch: Option<tempfile::TempDir>,
-}
-
-struct Core {
     reader: SqlitePool,
-    /// Exactly one connection: every write but key creation.
+    /// Exactly one connection: every write but key creation (and audit appends).
     writer: SqlitePool,
+    /// Key creation and audit appends: a thread with its own connection (group commit).
+    key_writer: KeyWriter,
     sealer: Arc<KeySealer>,
     cache: KeyCache,
+    /// The directory of an [`SqliteStore::open_temporary`] store: deleted with the store.
+    _scratch: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore")
-            .field("master_key", &self.core.sealer.fingerprint())
+            .field("master_key", &self.sealer.fingerprint())
             .finish_non_exhaustive()
     }
 }
@@ -112,15 +112,13 @@ impl SqliteStore {
             .await
             .map_err(|e| db_error(&format!("cannot open {}", path.display()), e))?;
         let sealer = Arc::new(KeySealer::new(master));
-        let keys = KeyWriter::start(path, BUSY_TIMEOUT, sealer.clone(), queue_capacity)?;
+        let key_writer = KeyWriter::start(path, BUSY_TIMEOUT, sealer.clone(), queue_capacity)?;
         Ok(Self {
-            core: Core {
-                reader,
-                writer,
-                sealer,
-                cache: KeyCache::new(KEY_CACHE_CAPACITY),
-            },
-            keys,
+            reader,
+            writer,
+            key_writer,
+            sealer,
+            cache: KeyCache::new(KEY_CACHE_CAPACITY),
             _scratch: scratch,
         })
     }
@@ -146,7 +144,7 @@ impl SqliteStore {
     /// A private, throw-away database (for tests and demos): a file in a temporary directory
     /// that is deleted with the store, so nothing survives it. A file rather than SQLite's
     /// `:memory:` because the key writer and the pools each have a connection of their own.
-    pub async fn open_in_memory(master: MasterKey) -> Result<Self> {
+    pub async fn open_temporary(master: MasterKey) -> Result<Self> {
         let scratch = tempfile::Builder::new()
             .prefix("keyplex-scratch-")
             .tempdir()
@@ -161,12 +159,13 @@ impl SqliteStore {
     /// connections in use to be returned (for a clean shutdown: the WAL is checkpointed when
     /// the last connection closes).
     pub async fn close(&self) {
-        self.keys.stop().await;
-        self.core.reader.close().await;
-        self.core.writer.close().await;
+        self.key_writer.stop().await;
+        self.reader.close().await;
+        self.writer.close().await;
     }
 
-    /// Both `ensure_keys_*`: `audit` is the `key.created` event to record with new keys.
+    /// [`Keys::ensure_keys_audited`] and the tests' `ensure_keys_reporting` (no `audit`): `audit`
+    /// is the `key.created` event to record with new keys.
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, requests = requests.len()))]
     async fn ensure(
         &self,
@@ -177,22 +176,42 @@ impl SqliteStore {
         // Fastest path: every key is in the cache (re-requests of hot content).
         let cached: Option<Result<Vec<ContentKey>>> = requests
             .iter()
-            .map(|r| self.core.cache.resolve(tenant, r))
+            .map(|r| self.cache.resolve(tenant, r))
             .collect();
         if let Some(result) = cached {
             return result.map(|keys| keys.into_iter().map(EnsuredKey::stored).collect());
         }
         // Everything else goes to the key writer, which reads what concurrent requests need
         // with one statement and takes the write lock only when a key is missing.
-        let keys = self.keys.submit(tenant, requests, audit).await?;
+        let keys = self.key_writer.submit(tenant, requests, audit).await?;
         for (request, ensured) in requests.iter().zip(&keys) {
-            self.core.cache.remember(tenant, request, &ensured.key);
+            self.cache.remember(tenant, request, &ensured.key);
         }
         Ok(keys)
     }
 }
 
-impl Core {
+impl SqliteStore {
+    /// Runs `write` in a `BEGIN IMMEDIATE` transaction on the writer (one connection: these
+    /// writes are serialized in this process; SQLite's write lock serializes them with the key
+    /// writer and other processes), and commits.
+    async fn write<T>(
+        &self,
+        what: &str,
+        write: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
+    ) -> Result<T> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| db_error("cannot start a write transaction", e))?;
+        let value = write(&mut tx).await?;
+        tx.commit()
+            .await
+            .map_err(|e| db_error(&format!("cannot commit {what}"), e))?;
+        Ok(value)
+    }
+
     async fn insert_key(
         &self,
         conn: &mut SqliteConnection,
@@ -258,15 +277,7 @@ impl Core {
 }
 
 #[async_trait]
-impl KeyStore for SqliteStore {
-    async fn ensure_keys_reporting(
-        &self,
-        tenant: &TenantId,
-        requests: &[KeyRequest],
-    ) -> Result<Vec<EnsuredKey>> {
-        self.ensure(tenant, requests, None).await
-    }
-
+impl Keys for SqliteStore {
     async fn ensure_keys_audited(
         &self,
         tenant: &TenantId,
@@ -278,31 +289,31 @@ impl KeyStore for SqliteStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, kid = %kid))]
     async fn get_key(&self, tenant: &TenantId, kid: &KeyId) -> Result<Option<ContentKey>> {
-        if let Some(key) = self.core.cache.get(tenant, kid) {
+        if let Some(key) = self.cache.get(tenant, kid) {
             return Ok(Some(key));
         }
         let mut conn = self
-            .core
             .reader
             .acquire()
             .await
             .map_err(|e| db_error("cannot get a read connection", e))?;
-        let key = self.core.fetch_key(&mut conn, tenant, kid).await?;
+        let key = self.fetch_key(&mut conn, tenant, kid).await?;
         if let Some(key) = &key {
-            self.core.cache.remember_key(tenant, key);
+            self.cache.remember_key(tenant, key);
         }
         Ok(key)
     }
+
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant, kid = %kid))]
     async fn key_content(&self, tenant: &TenantId, kid: &KeyId) -> Result<Option<ContentId>> {
-        if let Some(key) = self.core.cache.get(tenant, kid) {
+        if let Some(key) = self.cache.get(tenant, kid) {
             return Ok(Some(key.content_id.clone()));
         }
         let content: Option<String> =
             sqlx::query_scalar("SELECT content_id FROM content_keys WHERE tenant = ? AND kid = ?")
                 .bind(tenant.as_str())
                 .bind(kid.as_bytes().as_slice())
-                .fetch_optional(&self.core.reader)
+                .fetch_optional(&self.reader)
                 .await
                 .map_err(|e| db_error(&format!("cannot read key {kid}"), e))?;
         content
@@ -326,345 +337,10 @@ impl KeyStore for SqliteStore {
         )
         .bind(tenant.as_str())
         .bind(content_id.as_str())
-        .fetch_all(&self.core.reader)
+        .fetch_all(&self.reader)
         .await
         .map_err(|e| db_error(&format!("cannot list the keys of {content_id}"), e))?;
         rows.into_iter().map(|row| row.decode(content_id)).collect()
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.core.reader)
-            .await
-            .map_err(|e| db_error("ping failed", e))?;
-        Ok(())
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
-    async fn open_session(
-        &self,
-        tenant: &TenantId,
-        session: &NewSession,
-        max_streams: Option<u32>,
-        now: u64,
-    ) -> Result<SessionOpen> {
-        let now_col = unix_column(now)?;
-        // The count and the insert happen in one `BEGIN IMMEDIATE` transaction on the single
-        // writer connection: concurrent openings (in this process or another one on the same
-        // file) are serialized, so the limit holds.
-        let mut tx = self
-            .core
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| db_error("cannot start a write transaction", e))?;
-        // Expired sessions of this tenant go first: they count no more and are never read.
-        sqlx::query("DELETE FROM sessions WHERE tenant = ? AND expires_at <= ?")
-            .bind(tenant.as_str())
-            .bind(now_col)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| db_error("cannot delete expired sessions", e))?;
-        if let Some(max) = max_streams {
-            let active: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM sessions WHERE tenant = ? AND user_id = ? AND expires_at > ?",
-            )
-            .bind(tenant.as_str())
-            .bind(&session.user)
-            .bind(now_col)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| db_error("cannot count sessions", e))?;
-            if active >= i64::from(max) {
-                tx.rollback()
-                    .await
-                    .map_err(|e| db_error("cannot end a transaction", e))?;
-                return Ok(SessionOpen::LimitReached {
-                    active: u32::try_from(active).unwrap_or(u32::MAX),
-                });
-            }
-        }
-        sqlx::query(
-            "INSERT INTO sessions (tenant, session_id, user_id, entitlement, heartbeat_seconds, \
-             key_systems, created_at, expires_at) VALUES (?, ?, ?, ?, ?, '', ?, ?)",
-        )
-        .bind(tenant.as_str())
-        .bind(crate::rules::session_key(&session.id))
-        .bind(&session.user)
-        .bind(&session.entitlement)
-        .bind(unix_column(session.heartbeat_seconds)?)
-        .bind(unix_column(session.created_at)?)
-        .bind(unix_column(session.expires_at)?)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| db_error("cannot store the session", e))?;
-        tx.commit()
-            .await
-            .map_err(|e| db_error("cannot commit the session", e))?;
-        Ok(SessionOpen::Opened)
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
-    async fn get_session(&self, tenant: &TenantId, id: &str, now: u64) -> Result<Option<Session>> {
-        let row: Option<SessionRow> = sqlx::query_as(
-            "SELECT session_id, user_id, entitlement, heartbeat_seconds, key_systems, created_at, \
-             expires_at FROM sessions WHERE tenant = ? AND session_id = ? AND expires_at > ?",
-        )
-        .bind(tenant.as_str())
-        .bind(crate::rules::session_key(id))
-        .bind(unix_column(now)?)
-        .fetch_optional(&self.core.reader)
-        .await
-        .map_err(|e| db_error("cannot read a session", e))?;
-        row.map(SessionRow::decode).transpose()
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
-    async fn touch_session(
-        &self,
-        tenant: &TenantId,
-        id: &str,
-        now: u64,
-        expires_at: u64,
-        licensed: Option<&str>,
-    ) -> Result<Option<Session>> {
-        if let Some(system) = licensed
-            && (system.is_empty() || system.contains(char::is_whitespace))
-        {
-            return Err(StoreError::Internal(format!(
-                "key system name {system:?} is empty or contains whitespace"
-            )));
-        }
-        // One statement: the expiry check, the extension and the key system append are atomic.
-        let row: Option<SessionRow> = sqlx::query_as(
-            "UPDATE sessions SET expires_at = max(expires_at, ?1), key_systems = CASE \
-               WHEN ?2 IS NULL OR instr(' ' || key_systems || ' ', ' ' || ?2 || ' ') > 0 THEN key_systems \
-               WHEN key_systems = '' THEN ?2 \
-               ELSE key_systems || ' ' || ?2 END \
-             WHERE tenant = ?3 AND session_id = ?4 AND expires_at > ?5 \
-             RETURNING session_id, user_id, entitlement, heartbeat_seconds, key_systems, created_at, expires_at",
-        )
-        .bind(unix_column(expires_at)?)
-        .bind(licensed)
-        .bind(tenant.as_str())
-        .bind(crate::rules::session_key(id))
-        .bind(unix_column(now)?)
-        .fetch_optional(&self.core.writer)
-        .await
-        .map_err(|e| db_error("cannot update a session", e))?;
-        row.map(SessionRow::decode).transpose()
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
-    async fn close_session(&self, tenant: &TenantId, id: &str, now: u64) -> Result<bool> {
-        let deleted = sqlx::query(
-            "DELETE FROM sessions WHERE tenant = ? AND session_id = ? RETURNING expires_at > ?",
-        )
-        .bind(tenant.as_str())
-        .bind(crate::rules::session_key(id))
-        .bind(unix_column(now)?)
-        .fetch_optional(&self.core.writer)
-        .await
-        .map_err(|e| db_error("cannot delete a session", e))?;
-        Ok(deleted.is_some_and(|row| row.get::<bool, _>(0)))
-    }
-
-    async fn spend_token_id(
-        &self,
-        tenant: &TenantId,
-        jti: &str,
-        expires_at: u64,
-        now: u64,
-    ) -> Result<bool> {
-        self.core
-            .spend_token_id(tenant, jti, unix_column(expires_at)?, unix_column(now)?)
-            .await
-    }
-
-    async fn purge_token_ids(&self, now: u64) -> Result<u64> {
-        self.core.purge_token_ids(unix_column(now)?).await
-    }
-
-    async fn count_live_sessions(&self, tenant: Option<&TenantId>, now: u64) -> Result<u64> {
-        self.core.count_live_sessions(tenant, now).await
-    }
-
-    async fn live_sessions_of(
-        &self,
-        tenant: &TenantId,
-        user: &str,
-        now: u64,
-    ) -> Result<Vec<Session>> {
-        let rows: Vec<SessionRow> = sqlx::query_as(
-            "SELECT session_id, user_id, entitlement, heartbeat_seconds, key_systems, created_at, \
-             expires_at FROM sessions WHERE tenant = ? AND user_id = ? AND expires_at > ? \
-             ORDER BY created_at DESC LIMIT ?",
-        )
-        .bind(tenant.as_str())
-        .bind(user)
-        .bind(unix_column(now)?)
-        .bind(crate::MAX_USER_SESSIONS_LISTED)
-        .fetch_all(&self.core.reader)
-        .await
-        .map_err(|e| db_error("cannot read a user's sessions", e))?;
-        rows.into_iter().map(SessionRow::decode).collect()
-    }
-
-    async fn put_content_policy(
-        &self,
-        tenant: &TenantId,
-        content_id: &ContentId,
-        policy: &str,
-        at: time::OffsetDateTime,
-    ) -> Result<()> {
-        let at = crate::columns::unix_ms(at)?;
-        self.core
-            .write("a content licence policy", async |conn| {
-                sqlx::query(
-                    "INSERT INTO content_policies (tenant, content_id, policy, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (tenant, content_id) \
-                     DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at",
-                )
-                .bind(tenant.as_str())
-                .bind(content_id.as_str())
-                .bind(policy)
-                .bind(at)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| db_error("cannot store a content licence policy", e))?;
-                Ok(())
-            })
-            .await
-    }
-
-    async fn content_policy(
-        &self,
-        tenant: &TenantId,
-        content_id: &ContentId,
-    ) -> Result<Option<String>> {
-        sqlx::query_scalar(
-            "SELECT policy FROM content_policies WHERE tenant = ? AND content_id = ?",
-        )
-        .bind(tenant.as_str())
-        .bind(content_id.as_str())
-        .fetch_optional(&self.core.reader)
-        .await
-        .map_err(|e| db_error("cannot read a content licence policy", e))
-    }
-
-    async fn all_content_policies(&self) -> Result<Vec<crate::StoredContentPolicy>> {
-        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
-            "SELECT tenant, content_id, policy, updated_at FROM content_policies \
-             ORDER BY tenant, content_id",
-        )
-        .fetch_all(&self.core.reader)
-        .await
-        .map_err(|e| db_error("cannot list content licence policies", e))?;
-        rows.into_iter()
-            .map(|(tenant, content_id, policy, updated_at)| {
-                let corrupt = |e: String| crate::columns::corrupt("a content licence policy", e);
-                Ok(crate::StoredContentPolicy {
-                    tenant: TenantId::parse(&tenant).map_err(|e| corrupt(e.to_string()))?,
-                    content_id: ContentId::parse(&content_id)
-                        .map_err(|e| corrupt(e.to_string()))?,
-                    policy,
-                    updated_at: time::OffsetDateTime::from_unix_timestamp_nanos(
-                        i128::from(updated_at) * 1_000_000,
-                    )
-                    .map_err(|e| corrupt(e.to_string()))?,
-                })
-            })
-            .collect()
-    }
-
-    async fn delete_content_policy(
-        &self,
-        tenant: &TenantId,
-        content_id: &ContentId,
-    ) -> Result<bool> {
-        self.core
-            .write("a content licence policy removal", async |conn| {
-                Ok(
-                    sqlx::query("DELETE FROM content_policies WHERE tenant = ? AND content_id = ?")
-                        .bind(tenant.as_str())
-                        .bind(content_id.as_str())
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(|e| db_error("cannot remove a content licence policy", e))?
-                        .rows_affected()
-                        > 0,
-                )
-            })
-            .await
-    }
-
-    async fn registry(&self) -> Result<crate::Registry> {
-        self.core.registry().await
-    }
-
-    async fn registry_version(&self) -> Result<i64> {
-        self.core.registry_version().await
-    }
-
-    async fn create_tenant(&self, tenant: &crate::StoredTenant) -> Result<bool> {
-        self.core.create_tenant(tenant).await
-    }
-
-    async fn set_tenant_disabled(
-        &self,
-        tenant: &TenantId,
-        disabled: bool,
-        now: time::OffsetDateTime,
-    ) -> Result<()> {
-        self.core.set_tenant_disabled(tenant, disabled, now).await
-    }
-
-    async fn add_credential(&self, credential: &crate::StoredCredential) -> Result<()> {
-        self.core.add_credential(credential).await
-    }
-
-    async fn revoke_credential(&self, tenant: &TenantId, id: &str) -> Result<bool> {
-        self.core.revoke_credential(tenant, id).await
-    }
-
-    async fn put_drm_system(&self, system: &crate::StoredDrmSystem) -> Result<bool> {
-        self.core.put_drm_system(system).await
-    }
-
-    async fn remove_drm_system(&self, tenant: &TenantId, name: &str) -> Result<bool> {
-        self.core.remove_drm_system(tenant, name).await
-    }
-
-    async fn append_audit(&self, events: &[crate::AuditEvent]) -> Result<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        self.keys.append_audit(events.to_vec()).await
-    }
-
-    async fn query_audit(&self, query: &crate::AuditQuery) -> Result<Vec<crate::AuditEvent>> {
-        self.core.query_audit(query).await
-    }
-
-    async fn purge_audit(&self, before: time::OffsetDateTime) -> Result<u64> {
-        self.core.purge_audit(before).await
-    }
-
-    async fn add_stats(&self, counts: &[crate::StatsCount]) -> Result<()> {
-        self.core.add_stats(counts).await
-    }
-
-    async fn read_stats(
-        &self,
-        tenant: Option<&str>,
-        from: u64,
-        until: u64,
-    ) -> Result<Vec<crate::StatsCount>> {
-        self.core.read_stats(tenant, from, until).await
-    }
-
-    async fn purge_stats(&self, before: u64) -> Result<u64> {
-        self.core.purge_stats(before).await
     }
 
     async fn list_contents(
@@ -673,37 +349,53 @@ impl KeyStore for SqliteStore {
         search: Option<&str>,
         after: Option<&ContentId>,
         limit: u32,
-    ) -> Result<Vec<crate::ContentSummary>> {
-        self.core.list_contents(tenant, search, after, limit).await
+    ) -> Result<Vec<ContentSummary>> {
+        let rows = sqlx::query(
+            "SELECT content_id, count(*) AS keys, min(created_at) AS first_at, max(created_at) AS last_at \
+             FROM content_keys \
+             WHERE tenant = ?1 AND (?2 IS NULL OR instr(lower(content_id), lower(?2)) > 0) \
+               AND (?3 IS NULL OR content_id > ?3) \
+             GROUP BY content_id ORDER BY content_id LIMIT ?4",
+        )
+        .bind(tenant.as_str())
+        .bind(search.filter(|s| !s.is_empty()))
+        .bind(after.map(ContentId::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(|e| db_error("cannot list contents", e))?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.get("content_id");
+                let what = format!("content {id}");
+                Ok(ContentSummary {
+                    content_id: ContentId::parse(&id).map_err(|e| corrupt(&what, e))?,
+                    keys: u64::try_from(row.get::<i64, _>("keys")).unwrap_or(0),
+                    first_key_at: from_unix(row.get("first_at"), &what)?,
+                    last_key_at: from_unix(row.get("last_at"), &what)?,
+                })
+            })
+            .collect()
     }
 
-    async fn tenants_with_keys(&self) -> Result<Vec<TenantId>> {
-        self.core.tenants_with_keys().await
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(|e| db_error("ping failed", e))?;
+        Ok(())
     }
+}
 
-    async fn export_keys(&self, tenant: &TenantId) -> Result<Vec<crate::ExportedKey>> {
-        self.core.export_keys(tenant).await
-    }
-
-    async fn import_keys(
+#[cfg(any(test, feature = "conformance"))]
+#[async_trait]
+impl crate::UnauditedKeys for SqliteStore {
+    async fn ensure_keys_reporting(
         &self,
         tenant: &TenantId,
-        keys: &[crate::ExportedKey],
-    ) -> Result<crate::ImportOutcome> {
-        self.core.import_keys(tenant, keys).await
-    }
-
-    async fn sealing_fingerprints(&self) -> Result<Vec<String>> {
-        sqlx::query_scalar(
-            "SELECT master_key_id FROM content_keys UNION SELECT master_key_id FROM credentials",
-        )
-        .fetch_all(&self.core.reader)
-        .await
-        .map_err(|e| db_error("cannot read master key fingerprints", e))
-    }
-
-    async fn rotate_master_key(&self, new: MasterKey) -> Result<crate::RotationReport> {
-        self.core.rotate_master_key(new).await
+        requests: &[KeyRequest],
+    ) -> Result<Vec<EnsuredKey>> {
+        self.ensure(tenant, requests, None).await
     }
 }
 
@@ -789,7 +481,8 @@ mod tests {
     use keyplex_crypto::random;
 
     use super::*;
-    use crate::KeyMaterial;
+    use crate::prelude::*;
+    use crate::{KeyMaterial, UnauditedKeys as _};
     use keyplex_types::KeyPeriod;
 
     fn master() -> MasterKey {
@@ -819,19 +512,14 @@ mod tests {
         TenantId::parse("acme").unwrap()
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn file_store_passes_the_conformance_suite() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("keys.db"), master())
-            .await
-            .unwrap();
-        crate::conformance::run(Arc::new(store)).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn in_memory_store_passes_the_conformance_suite() {
-        let store = SqliteStore::open_in_memory(master()).await.unwrap();
-        crate::conformance::run(Arc::new(store)).await;
+    /// The conformance suite, one test per scenario, each on a fresh store (a file in a
+    /// temporary directory, as `open` makes it).
+    mod conformance {
+        crate::conformance_tests!(async {
+            super::SqliteStore::open_temporary(super::master())
+                .await
+                .unwrap()
+        });
     }
 
     #[tokio::test]
@@ -956,7 +644,7 @@ mod tests {
         // they are all waiting when it is released: group commit must then take them in
         // (at most) two batches, the one that was waiting for the lock and the rest.
         let mut other = hold_write_lock(&path, None).await;
-        let batches_before = store.keys.batches();
+        let batches_before = store.key_writer.batches();
         let mut tasks = Vec::new();
         for i in 0..40 {
             let store = store.clone();
@@ -990,7 +678,7 @@ mod tests {
             thief.await.unwrap(),
             Err(StoreError::Conflict { .. })
         ));
-        let batches = store.keys.batches() - batches_before;
+        let batches = store.key_writer.batches() - batches_before;
         assert!(batches <= 2, "41 waiting jobs took {batches} batches");
         // The conflicting batch stored nothing, not even its first, valid request.
         assert!(
@@ -1220,7 +908,7 @@ mod tests {
 
     #[tokio::test]
     async fn tampered_rows_are_corrupt() {
-        let store = SqliteStore::open_in_memory(master()).await.unwrap();
+        let store = SqliteStore::open_temporary(master()).await.unwrap();
         let first = candidate();
         let second = candidate();
         let (first_kid, second_kid) = (first.kid, second.kid);
@@ -1238,11 +926,11 @@ mod tests {
         )
         .bind(first_kid.as_bytes().as_slice())
         .bind(second_kid.as_bytes().as_slice())
-        .execute(&store.core.writer)
+        .execute(&store.writer)
         .await
         .unwrap();
         // Read as a freshly started node would: from the rows, not from memory.
-        store.core.cache.clear();
+        store.cache.clear();
         assert!(matches!(
             store.get_key(&tenant(), &second_kid).await,
             Err(StoreError::Corrupt { .. })
@@ -1251,10 +939,10 @@ mod tests {
         // Nor does a key moved to another content.
         sqlx::query("UPDATE content_keys SET content_id = 'movie-3' WHERE kid = ?")
             .bind(first_kid.as_bytes().as_slice())
-            .execute(&store.core.writer)
+            .execute(&store.writer)
             .await
             .unwrap();
-        store.core.cache.clear();
+        store.cache.clear();
         let err = store.get_key(&tenant(), &first_kid).await.unwrap_err();
         assert!(
             matches!(&err, StoreError::Corrupt { kid, .. } if *kid == first_kid.to_string()),
@@ -1307,7 +995,7 @@ mod tests {
 
     #[tokio::test]
     async fn list_keys_reports_metadata_in_creation_order() {
-        let store = SqliteStore::open_in_memory(master()).await.unwrap();
+        let store = SqliteStore::open_temporary(master()).await.unwrap();
         let content = ContentId::parse("movie-1").unwrap();
         let mut kids = Vec::new();
         for _ in 0..5 {
@@ -1329,7 +1017,7 @@ mod tests {
 
     #[tokio::test]
     async fn debug_output_names_the_master_key_fingerprint_only() {
-        let store = SqliteStore::open_in_memory(master()).await.unwrap();
+        let store = SqliteStore::open_temporary(master()).await.unwrap();
         let debug = format!("{store:?}");
         assert!(debug.contains(&master().fingerprint()), "{debug}");
         assert!(!debug.contains("5a5a"), "{debug}");

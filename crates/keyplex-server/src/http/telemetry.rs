@@ -1012,7 +1012,7 @@ mod tests {
 
     #[tokio::test]
     async fn licence_requests_count_per_drm_and_keys_per_interface() {
-        let store = keyplex_store::SqliteStore::open_in_memory(
+        let store = keyplex_store::SqliteStore::open_temporary(
             keyplex_store::MasterKey::generate().unwrap(),
         )
         .await

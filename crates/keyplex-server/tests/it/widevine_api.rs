@@ -478,7 +478,7 @@ async fn malformed_requests_are_refused() {
 /// How many keys the store holds for a content of `wvco` (through a kid-override CPIX
 /// request would create them, so this asks the store directly).
 async fn server_keys(server: &TestServer, content: &str) -> usize {
-    use keyplex_store::KeyStore as _;
+    use keyplex_store::prelude::*;
     let master = keyplex_server::setup::load_master_key(
         &{
             let mut c = keyplex_server::config::Config::default();

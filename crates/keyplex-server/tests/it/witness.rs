@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use keyplex_store::{
-    AuditEvent, AuditQuery, ContentSummary, EnsuredKey, ExportedKey, ImportOutcome, KeyInfo,
-    KeyRequest, KeyStore, MasterKey, NewSession, Registry, Result, RotationReport, Session,
-    SessionOpen, StatsCount, StoredCredential, StoredTenant,
+    Audit, AuditEvent, AuditQuery, ContentSummary, Custody, EnsuredKey, ExportedKey, ImportOutcome,
+    KeyInfo, KeyRequest, KeyStore, Keys, MasterKey, NewSession, Registry, Result, RotationReport,
+    Session, SessionOpen, Sessions, Stats, StatsCount, StoredCredential, StoredTenant, Tenants,
 };
 use keyplex_types::{ContentId, ContentKey, KeyId, TenantId};
 
@@ -138,20 +138,12 @@ fn is_secret_name(name: &str) -> bool {
         .any(|s| name.contains(s))
 }
 
-/// A [`KeyStore`] that records every content key it hands out, then passes on.
+/// A store that records every content key it hands out, then passes on: it implements every
+/// role of [`KeyStore`], so it is one.
 pub struct KeyWitness(pub Arc<dyn KeyStore>);
 
 #[async_trait]
-impl KeyStore for KeyWitness {
-    async fn ensure_keys_reporting(
-        &self,
-        tenant: &TenantId,
-        requests: &[KeyRequest],
-    ) -> Result<Vec<EnsuredKey>> {
-        let keys = self.0.ensure_keys_reporting(tenant, requests).await?;
-        record_keys(keys.iter().map(|e| &e.key));
-        Ok(keys)
-    }
+impl Keys for KeyWitness {
     async fn ensure_keys_audited(
         &self,
         tenant: &TenantId,
@@ -165,15 +157,6 @@ impl KeyStore for KeyWitness {
         record_keys(keys.iter().map(|e| &e.key));
         Ok(keys)
     }
-    async fn ensure_keys(
-        &self,
-        tenant: &TenantId,
-        requests: &[KeyRequest],
-    ) -> Result<Vec<ContentKey>> {
-        let keys = self.0.ensure_keys(tenant, requests).await?;
-        record_keys(&keys);
-        Ok(keys)
-    }
     async fn get_key(&self, tenant: &TenantId, kid: &KeyId) -> Result<Option<ContentKey>> {
         let key = self.0.get_key(tenant, kid).await?;
         record_keys(&key);
@@ -185,9 +168,22 @@ impl KeyStore for KeyWitness {
     async fn list_keys(&self, tenant: &TenantId, content_id: &ContentId) -> Result<Vec<KeyInfo>> {
         self.0.list_keys(tenant, content_id).await
     }
+    async fn list_contents(
+        &self,
+        tenant: &TenantId,
+        search: Option<&str>,
+        after: Option<&ContentId>,
+        limit: u32,
+    ) -> Result<Vec<ContentSummary>> {
+        self.0.list_contents(tenant, search, after, limit).await
+    }
     async fn ping(&self) -> Result<()> {
         self.0.ping().await
     }
+}
+
+#[async_trait]
+impl Sessions for KeyWitness {
     async fn open_session(
         &self,
         tenant: &TenantId,
@@ -217,6 +213,17 @@ impl KeyStore for KeyWitness {
     async fn close_session(&self, tenant: &TenantId, id: &str, now: u64) -> Result<bool> {
         self.0.close_session(tenant, id, now).await
     }
+    async fn live_sessions_of(
+        &self,
+        tenant: &TenantId,
+        user: &str,
+        now: u64,
+    ) -> Result<Vec<Session>> {
+        self.0.live_sessions_of(tenant, user, now).await
+    }
+    async fn count_live_sessions(&self, tenant: Option<&TenantId>, now: u64) -> Result<u64> {
+        self.0.count_live_sessions(tenant, now).await
+    }
     async fn spend_token_id(
         &self,
         tenant: &TenantId,
@@ -229,45 +236,10 @@ impl KeyStore for KeyWitness {
     async fn purge_token_ids(&self, now: u64) -> Result<u64> {
         self.0.purge_token_ids(now).await
     }
-    async fn count_live_sessions(&self, tenant: Option<&TenantId>, now: u64) -> Result<u64> {
-        self.0.count_live_sessions(tenant, now).await
-    }
-    async fn live_sessions_of(
-        &self,
-        tenant: &TenantId,
-        user: &str,
-        now: u64,
-    ) -> Result<Vec<Session>> {
-        self.0.live_sessions_of(tenant, user, now).await
-    }
-    async fn put_content_policy(
-        &self,
-        tenant: &TenantId,
-        content_id: &ContentId,
-        policy: &str,
-        at: time::OffsetDateTime,
-    ) -> Result<()> {
-        self.0
-            .put_content_policy(tenant, content_id, policy, at)
-            .await
-    }
-    async fn content_policy(
-        &self,
-        tenant: &TenantId,
-        content_id: &ContentId,
-    ) -> Result<Option<String>> {
-        self.0.content_policy(tenant, content_id).await
-    }
-    async fn all_content_policies(&self) -> Result<Vec<keyplex_store::StoredContentPolicy>> {
-        self.0.all_content_policies().await
-    }
-    async fn delete_content_policy(
-        &self,
-        tenant: &TenantId,
-        content_id: &ContentId,
-    ) -> Result<bool> {
-        self.0.delete_content_policy(tenant, content_id).await
-    }
+}
+
+#[async_trait]
+impl Tenants for KeyWitness {
     async fn registry(&self) -> Result<Registry> {
         self.0.registry().await
     }
@@ -298,6 +270,38 @@ impl KeyStore for KeyWitness {
     async fn remove_drm_system(&self, tenant: &TenantId, name: &str) -> Result<bool> {
         self.0.remove_drm_system(tenant, name).await
     }
+    async fn put_content_policy(
+        &self,
+        tenant: &TenantId,
+        content_id: &ContentId,
+        policy: &str,
+        at: time::OffsetDateTime,
+    ) -> Result<()> {
+        self.0
+            .put_content_policy(tenant, content_id, policy, at)
+            .await
+    }
+    async fn content_policy(
+        &self,
+        tenant: &TenantId,
+        content_id: &ContentId,
+    ) -> Result<Option<String>> {
+        self.0.content_policy(tenant, content_id).await
+    }
+    async fn all_content_policies(&self) -> Result<Vec<keyplex_store::StoredContentPolicy>> {
+        self.0.all_content_policies().await
+    }
+    async fn delete_content_policy(
+        &self,
+        tenant: &TenantId,
+        content_id: &ContentId,
+    ) -> Result<bool> {
+        self.0.delete_content_policy(tenant, content_id).await
+    }
+}
+
+#[async_trait]
+impl Audit for KeyWitness {
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<()> {
         self.0.append_audit(events).await
     }
@@ -307,6 +311,10 @@ impl KeyStore for KeyWitness {
     async fn purge_audit(&self, before: time::OffsetDateTime) -> Result<u64> {
         self.0.purge_audit(before).await
     }
+}
+
+#[async_trait]
+impl Stats for KeyWitness {
     async fn add_stats(&self, counts: &[StatsCount]) -> Result<()> {
         self.0.add_stats(counts).await
     }
@@ -321,15 +329,10 @@ impl KeyStore for KeyWitness {
     async fn purge_stats(&self, before: u64) -> Result<u64> {
         self.0.purge_stats(before).await
     }
-    async fn list_contents(
-        &self,
-        tenant: &TenantId,
-        search: Option<&str>,
-        after: Option<&ContentId>,
-        limit: u32,
-    ) -> Result<Vec<ContentSummary>> {
-        self.0.list_contents(tenant, search, after, limit).await
-    }
+}
+
+#[async_trait]
+impl Custody for KeyWitness {
     async fn tenants_with_keys(&self) -> Result<Vec<TenantId>> {
         self.0.tenants_with_keys().await
     }

@@ -8,28 +8,12 @@ use keyplex_types::{ContentId, KeyPeriod, TenantId};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use super::{by_kid, by_slot, candidate, candidate_for, content, ensure_one, new_tenant, slot};
-use crate::{
-    AuditAction, AuditEvent, AuditQuery, KeyStore, StoreError, StoredCredential, StoredTenant,
+use super::{
+    Backend, by_kid, by_slot, candidate, candidate_for, content, ensure_one, new_tenant, slot,
 };
+use crate::{AuditAction, AuditEvent, AuditQuery, StoreError, StoredCredential, StoredTenant};
 
-pub(super) async fn run_all<S: KeyStore>(store: &Arc<S>) {
-    ensure_reports_what_it_created(&**store).await;
-    created_keys_are_audited_with_them(&**store).await;
-    tenants_and_credentials_round_trip(&**store).await;
-    drm_systems_round_trip(&**store).await;
-    audit_events_are_queryable(&**store).await;
-    contents_are_listed_and_searchable(&**store).await;
-    export_then_import_restores_identical_keys(&**store).await;
-    import_refuses_conflicts_and_writes_nothing(&**store).await;
-    live_sessions_are_counted(&**store).await;
-    live_sessions_of_a_user_are_listed(&**store).await;
-    content_policies_round_trip(&**store).await;
-    dashboard_counts_add_up_across_writers(store).await;
-    rotation_rewraps_every_key(store).await;
-}
-
-async fn dashboard_counts_add_up_across_writers<S: KeyStore>(store: &Arc<S>) {
+pub async fn dashboard_counts_add_up_across_writers<S: Backend>(store: &Arc<S>) {
     let scenario = "dashboard counts";
     let tenant = new_tenant().as_str().to_owned();
     let other = new_tenant().as_str().to_owned();
@@ -102,7 +86,7 @@ fn now() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp()).unwrap()
 }
 
-async fn ensure_reports_what_it_created<S: KeyStore>(store: &S) {
+pub async fn ensure_reports_what_it_created<S: Backend>(store: &Arc<S>) {
     let scenario = "ensure_keys_reporting";
     let tenant = new_tenant();
     let movie = content("movie-1");
@@ -134,7 +118,7 @@ async fn ensure_reports_what_it_created<S: KeyStore>(store: &S) {
     );
 }
 
-async fn created_keys_are_audited_with_them<S: KeyStore>(store: &S) {
+pub async fn created_keys_are_audited_with_them<S: Backend>(store: &Arc<S>) {
     let scenario = "ensure_keys_audited";
     let tenant = new_tenant();
     let movie = content("movie-audited");
@@ -213,7 +197,7 @@ async fn created_keys_are_audited_with_them<S: KeyStore>(store: &S) {
     );
 }
 
-async fn drm_systems_round_trip<S: KeyStore>(store: &S) {
+pub async fn drm_systems_round_trip<S: Backend>(store: &Arc<S>) {
     let scenario = "DRM systems";
     let tenant = new_tenant();
     let other = new_tenant();
@@ -274,7 +258,7 @@ async fn drm_systems_round_trip<S: KeyStore>(store: &S) {
     );
 }
 
-async fn tenants_and_credentials_round_trip<S: KeyStore>(store: &S) {
+pub async fn tenants_and_credentials_round_trip<S: Backend>(store: &Arc<S>) {
     let scenario = "tenants and credentials";
     let tenant = new_tenant();
     let v0 = store.registry_version().await.unwrap();
@@ -386,7 +370,7 @@ fn event(
     }
 }
 
-async fn audit_events_are_queryable<S: KeyStore>(store: &S) {
+pub async fn audit_events_are_queryable<S: Backend>(store: &Arc<S>) {
     let scenario = "audit trail";
     let tenant = new_tenant();
     // Long ago, so that the purge below touches no other scenario's events.
@@ -478,7 +462,7 @@ async fn audit_events_are_queryable<S: KeyStore>(store: &S) {
     assert!(other.is_empty(), "{scenario}: tenants are separate");
 }
 
-async fn contents_are_listed_and_searchable<S: KeyStore>(store: &S) {
+pub async fn contents_are_listed_and_searchable<S: Backend>(store: &Arc<S>) {
     let scenario = "content listing";
     let tenant = new_tenant();
     for name in ["Movie-Dash-1", "movie-dash-2", "series-7"] {
@@ -511,7 +495,7 @@ async fn contents_are_listed_and_searchable<S: KeyStore>(store: &S) {
     );
 }
 
-async fn export_then_import_restores_identical_keys<S: KeyStore>(store: &S) {
+pub async fn export_then_import_restores_identical_keys<S: Backend>(store: &Arc<S>) {
     let scenario = "export and import";
     let tenant = new_tenant();
     let movie = content("movie-1");
@@ -558,7 +542,7 @@ async fn export_then_import_restores_identical_keys<S: KeyStore>(store: &S) {
     );
 }
 
-async fn import_refuses_conflicts_and_writes_nothing<S: KeyStore>(store: &S) {
+pub async fn import_refuses_conflicts_and_writes_nothing<S: Backend>(store: &Arc<S>) {
     let scenario = "import conflicts";
     let tenant = new_tenant();
     let movie = content("movie-1");
@@ -594,7 +578,7 @@ async fn import_refuses_conflicts_and_writes_nothing<S: KeyStore>(store: &S) {
     );
 }
 
-async fn live_sessions_of_a_user_are_listed<S: KeyStore>(store: &S) {
+pub async fn live_sessions_of_a_user_are_listed<S: Backend>(store: &Arc<S>) {
     let scenario = "live_sessions_of";
     let tenant = new_tenant();
     let other_tenant = new_tenant();
@@ -635,7 +619,7 @@ async fn live_sessions_of_a_user_are_listed<S: KeyStore>(store: &S) {
     );
 }
 
-async fn content_policies_round_trip<S: KeyStore>(store: &S) {
+pub async fn content_policies_round_trip<S: Backend>(store: &Arc<S>) {
     let scenario = "content policies";
     let tenant = new_tenant();
     let other = new_tenant();
@@ -701,7 +685,7 @@ async fn content_policies_round_trip<S: KeyStore>(store: &S) {
     );
 }
 
-async fn live_sessions_are_counted<S: KeyStore>(store: &S) {
+pub async fn live_sessions_are_counted<S: Backend>(store: &Arc<S>) {
     let scenario = "count_live_sessions";
     let tenant = new_tenant();
     for (user, ttl) in [("a", 100), ("b", 100), ("c", 5)] {
@@ -722,13 +706,13 @@ async fn live_sessions_are_counted<S: KeyStore>(store: &S) {
     );
 }
 
-async fn rotation_rewraps_every_key<S: KeyStore>(store: &Arc<S>) {
+pub async fn rotation_rewraps_every_key<S: Backend>(store: &Arc<S>) {
     let scenario = "master key rotation";
     let tenant = new_tenant();
     let mut keys = Vec::new();
     for i in 0..600 {
         let movie = content(&format!("movie-{i}"));
-        keys.push(ensure_one(&**store, &tenant, by_kid(&movie, &candidate()), scenario).await);
+        keys.push(ensure_one(store, &tenant, by_kid(&movie, &candidate()), scenario).await);
     }
     let id = format!("cred_{}", keyplex_crypto::random::random_token(10).unwrap());
     store

@@ -687,7 +687,7 @@ struct BatchPlan {
     events: Vec<AuditEvent>,
 }
 
-/// What a write batch found stored ([`Core::prefetch`]).
+/// What a write batch found stored ([`prefetch`]).
 #[derive(Default)]
 struct Stored {
     keys: std::collections::HashMap<(TenantId, KeyId), ContentKey>,
