@@ -1,5 +1,5 @@
 //! The AWS SPEKE profiles of CPIX: which version a request speaks, and the SPEKE v2 rules a
-//! document must follow before any key is issued (protocols.md §2.4, AWS "SPEKE v2
+//! document must follow before any key is issued (AWS "SPEKE v2
 //! constraints" and "encryption contract").
 //!
 //! Errors display exactly the messages AWS documents, because AWS encryptors and the AWS

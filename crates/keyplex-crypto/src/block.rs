@@ -94,7 +94,8 @@ mod tests {
 
     #[test]
     fn playready_checksum_p2_is_first_half_of_the_block() {
-        // known-answers.md §3 P2: KID 8ba94ade-… in GUID little-endian order, checksum Me48z71nuqY=.
+        // KID 8ba94ade-… in GUID little-endian order, checksum Me48z71nuqY= (the published
+        // WRMHEADER example that pycpix's tests verify).
         let key = arr16("DBFD6922C321C4BB486F4A1C44097ED6");
         let kid_le = arr16("de4aa98bb96e9d44b44fa5beefaf43b0");
         let block = aes128_ecb_encrypt_block(&key, &kid_le);
@@ -157,8 +158,8 @@ mod tests {
 
     #[test]
     fn widevine_request_signature_matches_known_answer() {
-        // known-answers.md §8: SHA-1 of the request text, then AES-256-CBC with the public
-        // widevine_test credentials.
+        // SHA-1 of the request text, then AES-256-CBC with the public widevine_test credentials
+        // (Shaka Packager's `request_signer.cc`).
         let request = r#"{"content_id":"Q29udGVudEZvbw==","policy":"PolicyFoo","tracks":[{"type":"SD"},{"type":"HD"},{"type":"UHD1"},{"type":"UHD2"},{"type":"AUDIO"}],"drm_types":["WIDEVINE"],"protection_scheme":"CENC"}"#;
         let digest = sha1::Sha1::digest(request.as_bytes());
         assert_eq!(

@@ -1,5 +1,5 @@
 //! W3C Clear Key: the common-system pssh that lists key ids, and the EME licence request and
-//! response JSON (EME §9.1.3/§9.1.4; protocols.md §6). Key ids and keys travel as base64url
+//! response JSON (W3C Encrypted Media Extensions §9.1.3/§9.1.4). Key ids and keys travel as base64url
 //! without padding, key ids in plain UUID byte order.
 
 use base64::Engine as _;

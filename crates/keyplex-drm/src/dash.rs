@@ -1,4 +1,4 @@
-//! DASH MPD signaling (protocols.md §9, §4.5, §6.3): the generic `mp4protection` descriptor,
+//! DASH MPD signaling (ISO/IEC 23009-1 ContentProtection, ISO/IEC 23001-7 `cenc:default_KID`/`cenc:pssh`, DASH-IF IOP and the DASH-IF ClearKey `dashif:Laurl`): the generic `mp4protection` descriptor,
 //! the DRM-specific `ContentProtection` elements, and the inner fragment CPIX carries in
 //! `ContentProtectionData`.
 //!

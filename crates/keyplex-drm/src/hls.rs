@@ -1,5 +1,5 @@
 //! HLS key signaling: `#EXT-X-KEY` (media playlist) and `#EXT-X-SESSION-KEY` (multivariant
-//! playlist) lines (RFC 8216 §4.3.2.4, §4.3.4.5; protocols.md §2.6, §3.3, §7).
+//! playlist) lines (RFC 8216 §4.3.2.4, §4.3.4.5; Apple's HLS authoring specification; AWS's SPEKE v2 HLS signaling).
 
 use keyplex_types::{Iv, KeyId};
 

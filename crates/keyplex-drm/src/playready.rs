@@ -1,5 +1,5 @@
 //! PlayReady signaling: the WRMHEADER XML (versions 4.0–4.3), the PlayReady Object (PRO) that
-//! wraps it, the key checksum, and PlayReady pssh boxes (protocols.md §4).
+//! wraps it, the key checksum, and PlayReady pssh boxes (Microsoft's "PlayReady Header Specification").
 //!
 //! PlayReady writes key ids as GUIDs: base64 of the 16 bytes with the first three fields
 //! little-endian. [`KeyId`] is always in UUID order; the conversion happens only here.

@@ -1,5 +1,5 @@
 //! The DRM systems keyplex knows about, identified the way pssh boxes, CPIX and MPDs do: by
-//! a 16-byte system id (protocols.md §10, from the DASH-IF identifier registry).
+//! a 16-byte system id (the DASH-IF content protection identifier registry, dashif.org/identifiers/content_protection).
 
 use std::fmt;
 

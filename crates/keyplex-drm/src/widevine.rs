@@ -1,5 +1,5 @@
 //! Widevine pssh data: the `WidevinePsshData` protobuf (proto2) carried in the `Data` of a
-//! pssh box with system id `edef8ba9-…` (protocols.md §3.2).
+//! pssh box with system id `edef8ba9-…` (Shaka Packager's `widevine_pssh_data.proto`).
 //!
 //! The message is written by hand with `prost` derives instead of generated from a `.proto`
 //! so the build needs no `protoc`. Fields 11–15 of newer Widevine protos are not modelled:
@@ -75,7 +75,7 @@ impl WidevinePsshData {
 }
 
 /// Builds the version 0 Widevine pssh box, the form Widevine's key server and Shaka Packager
-/// emit "for backward compatibility" (protocols.md §3.1).
+/// emit "for backward compatibility" (Shaka Packager's `widevine_pssh_data.proto`).
 ///
 /// `scheme` sets `protection_scheme`; callers pass `None` for `cenc`, the scheme a missing
 /// field means. Key ids are written in the given order.

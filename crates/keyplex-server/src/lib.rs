@@ -1,9 +1,10 @@
 //! The keyplex HTTP server. The only crate that knows HTTP.
 //!
-//! One module per interface (`cpix`, …); `config` is the TOML file, `state` the running
-//! configuration and store, `auth` packager authentication, `error` the single mapping of
-//! errors to HTTP responses, `keys`/`signaling` the shared key and signaling logic every
-//! interface uses.
+//! Folders by role: `packager/` (key exchange), `player/` (licences and keys for players),
+//! `operator/` (admin API, dashboard, landing page), `http/` (what every request passes: listener,
+//! limits, deadlines, CORS, telemetry, the error mapping). The root files are the core the roles
+//! share (`config`, `state`, `auth`, `keys`, `signaling`, …); `routes` is the route table, the
+//! one place an endpoint is declared. ARCHITECTURE.md draws the map.
 
 pub mod audit;
 pub mod auth;

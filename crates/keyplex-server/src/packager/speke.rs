@@ -252,7 +252,7 @@ async fn exchange_speke(
         })
 }
 
-/// The schemes AWS allows per DRM in SPEKE v2 (protocols.md §2.4); `None` = no SPEKE rule,
+/// The schemes AWS allows per DRM in SPEKE v2 (AWS's SPEKE v2 documentation, "encryption contract"); `None` = no SPEKE rule,
 /// the CPIX engine decides.
 pub fn speke_v2_schemes(system: DrmSystem) -> Option<&'static [EncryptionScheme]> {
     use EncryptionScheme::{Cbc1, Cbcs, Cenc};

@@ -1,5 +1,5 @@
 //! Widevine common-encryption key API: `POST /{tenant}/widevine/getcontentkey`, the signed
-//! JSON protocol Shaka Packager speaks with `--enable_widevine_encryption` (protocols.md §8).
+//! JSON protocol Shaka Packager speaks with `--enable_widevine_encryption` (Shaka Packager's `widevine_key_source.cc` and `request_signer.cc`).
 //!
 //! The packager posts `{"request": base64(JSON CommonEncryptionRequest), "signature": …,
 //! "signer": …}`; keyplex answers `{"response": base64(JSON CommonEncryptionResponse)}` with
@@ -947,7 +947,8 @@ mod tests {
         }
     }
 
-    /// known-answers.md §8.
+    /// The request Shaka Packager signs for content "ContentFoo" with the public `widevine_test`
+    /// credentials (its `widevine_key_source_unittest.cc` inputs).
     const KAT_REQUEST: &str = r#"{"content_id":"Q29udGVudEZvbw==","policy":"PolicyFoo","tracks":[{"type":"SD"},{"type":"HD"},{"type":"UHD1"},{"type":"UHD2"},{"type":"AUDIO"}],"drm_types":["WIDEVINE"],"protection_scheme":"CENC"}"#;
 
     #[test]

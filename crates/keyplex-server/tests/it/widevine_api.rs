@@ -32,7 +32,7 @@ widevine_signers = [
 basic = [{ user = "packager", password = "s3cret-nosign" }]
 "#;
 
-/// known-answers.md §8: the exact POST body Shaka Packager sends for content "ContentFoo".
+/// The exact POST body Shaka Packager sends for content "ContentFoo".
 const KAT_BODY: &str = r#"{"request":"eyJjb250ZW50X2lkIjoiUTI5dWRHVnVkRVp2Ync9PSIsInBvbGljeSI6IlBvbGljeUZvbyIsInRyYWNrcyI6W3sidHlwZSI6IlNEIn0seyJ0eXBlIjoiSEQifSx7InR5cGUiOiJVSEQxIn0seyJ0eXBlIjoiVUhEMiJ9LHsidHlwZSI6IkFVRElPIn1dLCJkcm1fdHlwZXMiOlsiV0lERVZJTkUiXSwicHJvdGVjdGlvbl9zY2hlbWUiOiJDRU5DIn0=","signature":"7eCWoKs8d3ah0ugpd4yyi+6Y7lxfjcDIWtKUf95/9A4=","signer":"widevine_test"}"#;
 
 async fn start() -> TestServer {
