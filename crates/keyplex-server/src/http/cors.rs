@@ -1,11 +1,17 @@
 //! CORS for the licence and key URLs, which browsers call from the operator's player pages.
 //!
 //! The allowed origins are per tenant (`[tenants.x.licence] cors_origins`), so the check needs
-//! the tenant from the path, which tower-http's `CorsLayer` cannot see: this middleware reads
-//! the first path segment instead. It answers every `OPTIONS` itself (204; a preflight from an
-//! allowed origin gets the `Access-Control-Allow-*` headers, any other gets none, so the
-//! browser blocks the call), and adds `Access-Control-Allow-Origin` to every other response —
-//! errors included, so a page can tell 401 from 403 — when the request's `Origin` is allowed.
+//! the tenant from the path (its first segment). This middleware answers every `OPTIONS`
+//! itself (204 with `Allow`; a preflight from an allowed origin gets the
+//! `Access-Control-Allow-*` headers, any other gets none, so the browser blocks the call), and
+//! adds `Access-Control-Allow-Origin` to every other response — errors included, so a page can
+//! tell 401 from 403 — when the request's `Origin` is allowed.
+//!
+//! Why not tower-http's `CorsLayer` with `AllowOrigin::predicate` (whose predicate does see the
+//! request's parts, so the tenant): it answers a preflight 200 and passes any other `OPTIONS` on
+//! to the router (405), and a predicate can only allow or refuse, so a tenant with `"*"` would
+//! get its callers' origins echoed instead of `*`. Players and the tests rely on what this
+//! middleware answers.
 //!
 //! Entitlement tokens travel in `Authorization` or the URL, never in cookies, so responses do
 //! not allow credentials and `"*"` is answered with `*`.
