@@ -227,7 +227,9 @@ fn build(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let router = public
         .merge(players)
         .merge(admins)
-        .merge(players::router(state.players_dir().to_owned()))
+        // A folder of static files has no handler to annotate: its prefix is written here, its
+        // entries in the document come from `players::PlayersDoc`.
+        .merge(players::router("/players/", state.players_dir().to_owned()))
         .fallback(landing::not_found)
         .method_not_allowed_fallback(landing::method_not_allowed);
     (router, document)

@@ -21,8 +21,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 /// The file every built players folder has.
 const INDEX: &str = "index.html";
 
-/// Every file below `/players/`, served from `dir` (the route table merges it).
-pub fn router<S: Clone + Send + Sync + 'static>(dir: PathBuf) -> Router<S> {
+/// Every file below `at` (`/players/`, from the route table), served from `dir`.
+pub fn router<S: Clone + Send + Sync + 'static>(at: &str, dir: PathBuf) -> Router<S> {
     let missing = {
         let dir = dir.clone();
         move || {
@@ -64,11 +64,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(dir: PathBuf) -> Router<S> {
             HeaderValue::from_static("DENY"),
         ))
         .service(files);
-    Router::new().nest_service(NESTED_AT, headers)
+    Router::new().nest_service(at, headers)
 }
-
-/// Where [`router`] serves the files (documented by [`PlayersDoc`]).
-pub const NESTED_AT: &str = "/players/";
 
 /// The 404 page: a file that is not there, or players that were never built.
 fn not_found(dir: &Path) -> Response {
