@@ -191,10 +191,10 @@ pub fn interface_of(route: &str) -> Interface {
     INTERFACES.get(route).copied().unwrap_or(Interface::Other)
 }
 
-/// The routes, each group behind the layers its [`Access`] asks for, with the OpenAPI
-/// document they make.
-fn build(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let mut public = OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi());
+/// Every route of keyplex, each group behind the layers its [`Access`] asks for, before the
+/// request-wide layers (`crate::router` adds them).
+pub fn router(state: &AppState) -> Router<AppState> {
+    let mut public = OpenApiRouter::new();
     let mut players = OpenApiRouter::new();
     let mut admins = OpenApiRouter::new();
     for endpoint in endpoints() {
@@ -204,13 +204,7 @@ fn build(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             Access::Admin => admins = admins.routes(endpoint.routes),
         }
     }
-    let (public, mut document) = public.split_for_parts();
-    let (players, players_doc) = players.split_for_parts();
-    let (admins, admin_doc) = admins.split_for_parts();
-    document.merge(players_doc);
-    document.merge(admin_doc);
-    document.merge(players::PlayersDoc::openapi());
-    let players = players
+    let players = Router::from(players)
         // Set here, under the CORS layer: a browser's OPTIONS preflight must still reach
         // `licence_cors` (the router-wide 405 would replace the layered default otherwise).
         .method_not_allowed_fallback(landing::method_not_allowed)
@@ -218,26 +212,20 @@ fn build(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             state.clone(),
             cors::licence_cors,
         ));
-    let admins = admins
+    let admins = Router::from(admins)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,
         ))
         .layer(axum::middleware::map_response(admin::bearer_challenge));
-    let router = public
+    Router::from(public)
         .merge(players)
         .merge(admins)
         // A folder of static files has no handler to annotate: its prefix is written here, its
         // entries in the document come from `players::PlayersDoc`.
         .merge(players::router("/players/", state.players_dir().to_owned()))
         .fallback(landing::not_found)
-        .method_not_allowed_fallback(landing::method_not_allowed);
-    (router, document)
-}
-
-/// Every route of keyplex, before the request-wide layers (`crate::router` adds them).
-pub fn router(state: &AppState) -> Router<AppState> {
-    build(state).0
+        .method_not_allowed_fallback(landing::method_not_allowed)
 }
 
 /// The OpenAPI document of the table (no state is needed to describe it).
