@@ -145,7 +145,7 @@ impl DrmDefinition {
         let system_id = parse_system_id(text.system_id).ok_or_else(|| {
             fail(format!(
                 "system_id {:?} is not a DRM system id (a UUID such as 80a6be7e-1448-4c37-9e70-d5aebe04c8d2)",
-                keyplex_types::truncate_for_message(&text.system_id)
+                keyplex_types::truncate_for_message(text.system_id)
             ))
         })?;
         let builtin = DrmSystem::from_system_id(&system_id);

@@ -199,7 +199,7 @@ impl JwtVerifier {
     pub fn verify(&self, token: &str) -> Result<Option<Principal>, ApiError> {
         Ok(self.verify_claims(token)?.map(|claims| {
             let sub = claims.get("sub").and_then(|s| s.as_str()).unwrap_or("-");
-            let sub = keyplex_types::truncate_for_message(&sub);
+            let sub = keyplex_types::truncate_for_message(sub);
             Principal {
                 credential: format!("jwt:sub={sub}"),
             }
@@ -520,7 +520,7 @@ impl AdminAuth {
             let sub = claims.get("sub").and_then(|s| s.as_str()).unwrap_or("-");
             return Ok(format!(
                 "admin-jwt:sub={}",
-                keyplex_types::truncate_for_message(&sub)
+                keyplex_types::truncate_for_message(sub)
             ));
         }
         Err(ApiError::Unauthorized("invalid admin token".into()))

@@ -388,7 +388,7 @@ impl LicenceAuth {
             match self.products.get(product) {
                 Some(covered) => contents.extend(covered.iter().cloned()),
                 None => tracing::info!(
-                    product = %keyplex_types::truncate_for_message(&product),
+                    product = %keyplex_types::truncate_for_message(product),
                     "entitlement names a product this tenant does not configure"
                 ),
             }

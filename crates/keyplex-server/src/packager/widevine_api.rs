@@ -264,8 +264,6 @@ impl SignedRequest {
     }
 }
 
-/// Protobuf JSON `bytes`: standard or URL-safe base64, padded or not.
-
 /// Signers when the tenant has them; its packager credentials otherwise.
 fn authenticate(
     state: &AppState,

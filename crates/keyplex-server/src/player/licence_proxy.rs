@@ -701,7 +701,7 @@ impl LicenceAdapter for WidevineStyle {
 /// challenge the service cannot read, 403 a device or client the service refuses), else
 /// keyplex's or the service's (502: signature, provider, keys, policy, internal).
 fn widevine_status(status: &str, message: Option<&str>) -> ApiError {
-    let status = keyplex_types::truncate_for_message(&status);
+    let status = keyplex_types::truncate_for_message(status);
     let text = match message.map(|m| m.chars().take(200).collect::<String>()) {
         Some(m) if !m.is_empty() => format!("the Widevine licence service answered {status}: {m}"),
         _ => format!("the Widevine licence service answered {status}"),
@@ -960,11 +960,27 @@ pub fn with_custom_data_header(envelope: &[u8], json: &str) -> Result<Vec<u8>, A
             .find(|n| n.is_element() && n.tag_name().name() == name)
     };
     let (at, insert) = if let Some(header) = child("Header") {
+        let range = header.range();
+        let element = &text[range.clone()];
+        if element.ends_with("/>") {
+            // `<soap:Header/>`: written out as a start and an end tag around the block.
+            let name = element
+                .trim_start_matches('<')
+                .split(|c: char| c.is_whitespace() || c == '/' || c == '>')
+                .next()
+                .unwrap_or_default();
+            let open = element.trim_end_matches("/>").trim_end();
+            let mut out = Vec::with_capacity(envelope.len() + block.len() + name.len() + 3);
+            out.extend_from_slice(&envelope[..range.start]);
+            out.extend_from_slice(format!("{open}>{block}</{name}>").as_bytes());
+            out.extend_from_slice(&envelope[range.end..]);
+            return Ok(out);
+        }
         // Before the header's end tag.
-        let end = header.range().end;
-        let close = text[..end]
+        let close = element
             .rfind("</")
-            .ok_or_else(|| invalid("empty SOAP Header"))?;
+            .map(|i| range.start + i)
+            .ok_or_else(|| invalid("a SOAP Header without an end tag"))?;
         (close, block)
     } else {
         let body = child("Body").ok_or_else(|| invalid("no SOAP Body"))?;
@@ -1884,6 +1900,44 @@ mod tests {
             bytes
         );
         assert!(keyplex_types::decode_base64_lenient("not base64!").is_none());
+    }
+
+    #[test]
+    fn custom_data_goes_into_the_soap_header_and_leaves_the_body_alone() {
+        let body =
+            r#"<soap:Body><AcquireLicense><LA Id="SignedData">x</LA></AcquireLicense></soap:Body>"#;
+        let ns = r#"xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/""#;
+        let json = r#"{"a":"<&>"}"#;
+        let block = format!(
+            r#"<CustomData xmlns="{CUSTOM_DATA_NAMESPACE}">{{"a":"&lt;&amp;&gt;"}}</CustomData>"#
+        );
+        for (envelope, expected) in [
+            (
+                format!("<soap:Envelope {ns}>{body}</soap:Envelope>"),
+                format!(
+                    "<soap:Envelope {ns}><soap:Header>{block}</soap:Header>{body}</soap:Envelope>"
+                ),
+            ),
+            (
+                format!(
+                    "<soap:Envelope {ns}><soap:Header><X/></soap:Header>{body}</soap:Envelope>"
+                ),
+                format!(
+                    "<soap:Envelope {ns}><soap:Header><X/>{block}</soap:Header>{body}</soap:Envelope>"
+                ),
+            ),
+            (
+                format!("<soap:Envelope {ns}><soap:Header/>{body}</soap:Envelope>"),
+                format!(
+                    "<soap:Envelope {ns}><soap:Header>{block}</soap:Header>{body}</soap:Envelope>"
+                ),
+            ),
+        ] {
+            let out = with_custom_data_header(envelope.as_bytes(), json).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
+        }
+        assert!(with_custom_data_header(b"<NotSoap/>", json).is_err());
+        assert!(with_custom_data_header(b"not xml", json).is_err());
     }
 
     #[test]

@@ -469,7 +469,7 @@ pub async fn post_licence(
         other => {
             return Err(ApiError::BadRequest(format!(
                 "requestType {:?} is not \"license-request\" or \"license-renewal\"",
-                keyplex_types::truncate_for_message(&other)
+                keyplex_types::truncate_for_message(other)
             )));
         }
     };

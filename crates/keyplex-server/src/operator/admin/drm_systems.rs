@@ -254,6 +254,6 @@ fn not_found(tenant: &Tenant, name: &str) -> ApiError {
     ApiError::NotFound(format!(
         "tenant {} has no DRM system {:?}",
         tenant.id,
-        keyplex_types::truncate_for_message(&name)
+        keyplex_types::truncate_for_message(name)
     ))
 }
