@@ -67,6 +67,20 @@ pub const CONTENT_KEYS_HEADER: &str = "x-keyplex-content-keys";
 const DEFAULT_SOAP_ACTION: &str =
     "\"http://schemas.microsoft.com/DRM/2007/03/protocols/AcquireLicense\"";
 
+/// The query of every proxy route, for the OpenAPI document (read by [`licence_query`]).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct LicenceQueryDoc {
+    /// The entitlement token, for players that cannot send `Authorization: Bearer`.
+    token: Option<String>,
+    /// Key id(s) of the licence (UUID or 32 hex digits), repeatable, at most 64.
+    #[param(style = Form, explode)]
+    kid: Option<Vec<String>>,
+    /// The content of the licence.
+    content_id: Option<String>,
+}
+
 #[utoipa::path(
     post,
     path = "/{tenant}/wvls/contentlicenseservice/v1/licenses",
@@ -80,11 +94,7 @@ const DEFAULT_SOAP_ACTION: &str =
         and/or `content_id`; with neither, the one content the token covers.",
     params(
         ("tenant" = String, Path, description = "Tenant id"),
-        ("token" = Option<String>, Query, description = "The entitlement token, for players \
-            that cannot send `Authorization: Bearer`"),
-        ("kid" = Option<Vec<String>>, Query, style = Form, explode, description = "Key id(s) \
-            of the licence (UUID or 32 hex digits), repeatable, at most 64"),
-        ("content_id" = Option<String>, Query, description = "The content of the licence"),
+        LicenceQueryDoc,
     ),
     request_body(content = inline(crate::http::doc::Binary), content_type = "application/octet-stream", description = "The CDM's licence challenge (a signed Widevine protobuf; the two bytes `08 04` ask for the service certificate, answered without a token); sent upstream base64 in the Widevine licence message, signed for `widevine-cloud`"),
     responses(
@@ -135,11 +145,7 @@ pub async fn post_widevine(
         and/or `content_id`; with neither, the one content the token covers.",
     params(
         ("tenant" = String, Path, description = "Tenant id"),
-        ("token" = Option<String>, Query, description = "The entitlement token, for players \
-            that cannot send `Authorization: Bearer`"),
-        ("kid" = Option<Vec<String>>, Query, style = Form, explode, description = "Key id(s) \
-            of the licence (UUID or 32 hex digits), repeatable, at most 64"),
-        ("content_id" = Option<String>, Query, description = "The content of the licence"),
+        LicenceQueryDoc,
         ("SOAPAction" = Option<String>, Header, description = "Passed upstream (default: the AcquireLicense action)"),
     ),
     request_body(content = String, content_type = "text/xml", description = "The `AcquireLicense` SOAP envelope; its signed `<LA>` is forwarded byte for byte, the keys travel in the test server's `cfg=`, a `CustomData` SOAP header or `X-Keyplex-Content-Keys` (by protocol). SOAP faults come back unchanged with their status"),
@@ -184,11 +190,7 @@ pub async fn post_playready(
         and/or `content_id`; with neither, the one content the token covers.",
     params(
         ("tenant" = String, Path, description = "Tenant id"),
-        ("token" = Option<String>, Query, description = "The entitlement token, for players \
-            that cannot send `Authorization: Bearer`"),
-        ("kid" = Option<Vec<String>>, Query, style = Form, explode, description = "Key id(s) \
-            of the licence (UUID or 32 hex digits), repeatable, at most 64"),
-        ("content_id" = Option<String>, Query, description = "The content of the licence"),
+        LicenceQueryDoc,
     ),
     request_body(description = "The SPC: raw bytes, the form field `spc=<base64>`, or JSON `{\"spc\": \"<base64>\"}`; the CKC comes back", content((inline(crate::http::doc::Binary) = "application/octet-stream"), (SpcJson = "application/json"), (SpcForm = "application/x-www-form-urlencoded"))),
     responses(
@@ -231,11 +233,7 @@ pub async fn post_fairplay(
         and/or `content_id`; with neither, the one content the token covers.",
     params(
         ("tenant" = String, Path, description = "Tenant id"),
-        ("token" = Option<String>, Query, description = "The entitlement token, for players \
-            that cannot send `Authorization: Bearer`"),
-        ("kid" = Option<Vec<String>>, Query, style = Form, explode, description = "Key id(s) \
-            of the licence (UUID or 32 hex digits), repeatable, at most 64"),
-        ("content_id" = Option<String>, Query, description = "The content of the licence"),
+        LicenceQueryDoc,
     ),
     request_body(content = inline(crate::http::doc::Binary), content_type = "application/octet-stream", description = "The PRM CDM's licence challenge; sent upstream base64 in a Widevine-style JSON request"),
     responses(
@@ -280,11 +278,7 @@ pub async fn post_prm(
     params(
         ("tenant" = String, Path, description = "Tenant id"),
         ("name" = String, Path, description = "The defined DRM system's `name`"),
-        ("token" = Option<String>, Query, description = "The entitlement token, for players \
-            that cannot send `Authorization: Bearer`"),
-        ("kid" = Option<Vec<String>>, Query, style = Form, explode, description = "Key id(s) \
-            of the licence (UUID or 32 hex digits), repeatable, at most 64"),
-        ("content_id" = Option<String>, Query, description = "The content of the licence"),
+        LicenceQueryDoc,
     ),
     request_body(content = inline(crate::http::doc::Binary), content_type = "application/octet-stream", description = "The DRM client's licence challenge, sent upstream base64"),
     responses(
