@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# On a CI run (a clean clone, built once) incremental compilation only costs disk: the
+# incremental caches are as large as the build itself.
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
+# Free disk, printed first so that a build that runs out of it is recognisable in the log.
+df -h . 2>/dev/null | tail -n1 | awk '{print "disk: " $4 " free of " $2}'
+
 step "PostgreSQL (for the multi-node store): start it if it is down"
 if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start 2>/dev/null || true
