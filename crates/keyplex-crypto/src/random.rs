@@ -26,13 +26,36 @@ pub fn new_iv() -> Result<Iv, CryptoError> {
     Ok(Iv::from_bytes(random_bytes::<16>()?))
 }
 
+/// A fresh key id, content key and IV from one call of the generator (each call has a fixed
+/// cost of its own: reseeding checks and the hardware entropy it mixes in), for a key
+/// keyplex names itself.
+pub fn new_key_material() -> Result<(KeyId, ContentKeyValue, Iv), CryptoError> {
+    let mut parts = Zeroizing::new([[0u8; 16]; 3]);
+    aws_lc_rs::rand::fill(parts.as_flattened_mut()).map_err(|_| CryptoError::Rng)?;
+    let [kid, key, iv] = *parts;
+    Ok((
+        key_id_from(kid),
+        ContentKeyValue::from_bytes(key),
+        Iv::from_bytes(iv),
+    ))
+}
+
+/// A fresh content key and IV from one call of the generator (see [`new_key_material`]).
+pub fn new_key_and_iv() -> Result<(ContentKeyValue, Iv), CryptoError> {
+    let (_, key, iv) = new_key_material()?;
+    Ok((key, iv))
+}
+
 /// A fresh key id laid out as a random (version 4, RFC 9562 variant) UUID, so that tools that
 /// inspect key ids see a well-formed UUID.
 pub fn new_key_id() -> Result<KeyId, CryptoError> {
-    let mut bytes = random_bytes::<16>()?;
+    Ok(key_id_from(random_bytes::<16>()?))
+}
+
+fn key_id_from(mut bytes: [u8; 16]) -> KeyId {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    Ok(KeyId::from_bytes(bytes))
+    KeyId::from_bytes(bytes)
 }
 
 /// The URL-safe base64 alphabet: tokens can go in URLs, headers and shell commands unquoted.
@@ -89,6 +112,21 @@ mod tests {
         let ivs: HashSet<_> = (0..256).map(|_| *new_iv().unwrap().as_bytes()).collect();
         assert_eq!(ivs.len(), 256);
         assert_ne!(random_bytes::<32>().unwrap(), random_bytes::<32>().unwrap());
+    }
+
+    #[test]
+    fn material_drawn_at_once_has_three_distinct_parts_and_a_uuid_kid() {
+        let mut seen = HashSet::new();
+        for _ in 0..256 {
+            let (kid, key, iv) = new_key_material().unwrap();
+            assert_eq!(kid.uuid().get_version_num(), 4);
+            assert_ne!(key.expose(), kid.as_bytes());
+            assert_ne!(key.expose(), iv.as_bytes());
+            assert!(seen.insert(*key.expose()));
+            assert!(seen.insert(*iv.as_bytes()));
+        }
+        let (key, iv) = new_key_and_iv().unwrap();
+        assert_ne!(key.expose(), iv.as_bytes());
     }
 
     #[test]

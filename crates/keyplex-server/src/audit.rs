@@ -14,11 +14,15 @@ use std::time::Duration;
 
 use keyplex_store::{AuditEvent, KeyStore};
 
+use crate::http::shard::{SHARDS, Sharded};
+
 /// How long a queued event waits at most before it is committed.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Queued events kept while the store cannot take them; beyond this the oldest are dropped
-/// (and counted), so that a long store outage cannot exhaust memory.
+/// (and counted), so that a long store outage cannot exhaust memory. Each shard and the
+/// retry batch are bounded on their own.
 const MAX_PENDING: usize = 1_000_000;
+const MAX_PENDING_PER_SHARD: usize = MAX_PENDING / SHARDS;
 
 pub struct AuditLog {
     inner: Arc<Inner>,
@@ -26,7 +30,10 @@ pub struct AuditLog {
 
 struct Inner {
     store: Arc<dyn KeyStore>,
-    pending: Mutex<Vec<AuditEvent>>,
+    /// Queued events, per worker thread: queuing one takes only the thread's own lock.
+    pending: Sharded<Vec<AuditEvent>>,
+    /// A batch the store refused, committed first by the next flush.
+    retry: Mutex<Vec<AuditEvent>>,
     /// Held by whoever is committing; a durable record waits for it, then commits what is
     /// queued (its own events included, unless a commit before took them).
     commit: tokio::sync::Mutex<()>,
@@ -38,7 +45,8 @@ impl AuditLog {
         Self {
             inner: Arc::new(Inner {
                 store,
-                pending: Mutex::new(Vec::new()),
+                pending: Sharded::default(),
+                retry: Mutex::new(Vec::new()),
                 commit: tokio::sync::Mutex::new(()),
                 dropped: std::sync::atomic::AtomicU64::new(0),
             }),
@@ -101,15 +109,21 @@ impl AuditLog {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Inner {
     fn push(&self, events: impl IntoIterator<Item = AuditEvent>) {
-        let mut pending = match self.pending.lock() {
-            Ok(p) => p,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut pending = self.pending.local();
         pending.extend(events);
-        if pending.len() > MAX_PENDING {
-            let excess = pending.len() - MAX_PENDING;
+        self.bound(&mut pending, MAX_PENDING_PER_SHARD);
+    }
+
+    /// Drops the oldest events beyond `max`, counted.
+    fn bound(&self, pending: &mut Vec<AuditEvent>, max: usize) {
+        if pending.len() > max {
+            let excess = pending.len() - max;
             pending.drain(..excess);
             self.dropped
                 .fetch_add(excess as u64, std::sync::atomic::Ordering::Relaxed);
@@ -125,22 +139,20 @@ impl Inner {
     /// [`AuditLog::flush`]'s task runs it.
     async fn flush(&self) -> Result<(), keyplex_store::StoreError> {
         let _committing = self.commit.lock().await;
-        let batch = match self.pending.lock() {
-            Ok(mut p) => std::mem::take(&mut *p),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        };
+        let mut batch = std::mem::take(&mut *lock(&self.retry));
+        self.pending.each(|shard| batch.append(shard));
         if batch.is_empty() {
             return Ok(());
         }
+        // Shards interleave in time; ids follow the order of the batch, so it is put back in
+        // the order the events happened (stable: one thread's events keep theirs).
+        batch.sort_by_key(|e| e.at);
         match self.store.append_audit(&batch).await {
             Ok(()) => Ok(()),
             Err(e) => {
-                let mut pending = match self.pending.lock() {
-                    Ok(p) => p,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
-                let newer = std::mem::replace(&mut *pending, batch);
-                pending.extend(newer);
+                let mut retry = lock(&self.retry);
+                self.bound(&mut batch, MAX_PENDING);
+                *retry = batch;
                 Err(e)
             }
         }

@@ -71,13 +71,11 @@ pub fn by_kid(
     checked_period(period)?;
     let key_supplied = supplied_key.is_some();
     let iv_supplied = supplied_iv.is_some();
-    let key = match supplied_key {
-        Some(k) => k,
-        None => random::new_key_value()?,
-    };
-    let iv = match supplied_iv {
-        Some(iv) => iv,
-        None => random::new_iv()?,
+    let (key, iv) = match (supplied_key, supplied_iv) {
+        (Some(key), Some(iv)) => (key, iv),
+        (Some(key), None) => (key, random::new_iv()?),
+        (None, Some(iv)) => (random::new_key_value()?, iv),
+        (None, None) => random::new_key_and_iv()?,
     };
     Ok(KeyRequest::ByKid {
         content_id: content_id.clone(),
@@ -105,11 +103,8 @@ fn checked_period(period: KeyPeriod) -> Result<(), ApiError> {
 /// keyplex chooses the kid: (content, track type, period) is the identity.
 pub fn by_slot(slot: KeySlot) -> Result<KeyRequest, ApiError> {
     checked_period(slot.period)?;
-    let candidate = KeyMaterial {
-        kid: random::new_key_id()?,
-        key: random::new_key_value()?,
-        iv: random::new_iv()?,
-    };
+    let (kid, key, iv) = random::new_key_material()?;
+    let candidate = KeyMaterial { kid, key, iv };
     Ok(KeyRequest::BySlot {
         slot,
         candidate,

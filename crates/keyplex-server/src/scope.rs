@@ -50,6 +50,10 @@ pub enum Kind {
 }
 
 impl Interface {
+    /// How many interfaces there are (`Other` is the last): `interface as usize` indexes
+    /// per-interface arrays.
+    pub const COUNT: usize = Self::Other as usize + 1;
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Cpix => "cpix",
@@ -116,7 +120,8 @@ impl Interface {
 pub struct Notes {
     /// Set when the scope opens.
     pub interface: Option<Interface>,
-    pub client: String,
+    /// The client's address (text only when an audit event is written: [`client_text`]).
+    pub client: Option<std::net::IpAddr>,
     /// Who authenticated (`basic:packager`, `entitlement:sub=viewer-1`).
     pub credential: Option<String>,
     pub content_id: Option<ContentId>,
@@ -141,7 +146,7 @@ tokio::task_local! {
 /// Runs `f` with an empty set of notes and returns its output with the notes.
 pub async fn with_notes<F: Future>(
     interface: Interface,
-    client: String,
+    client: Option<std::net::IpAddr>,
     f: F,
 ) -> (F::Output, Notes) {
     let notes = Notes {
@@ -182,12 +187,17 @@ pub fn who() -> Option<(Interface, String, String)> {
                 (
                     i,
                     n.credential.clone().unwrap_or_else(|| "-".to_owned()),
-                    n.client.clone(),
+                    client_text(n.client),
                 )
             })
         })
         .ok()
         .flatten()
+}
+
+/// The client address as audit events and logs show it (`-` when unknown).
+pub fn client_text(client: Option<std::net::IpAddr>) -> String {
+    client.map_or_else(|| "-".to_owned(), |ip| ip.to_string())
 }
 
 pub fn note_credential(credential: &str) {

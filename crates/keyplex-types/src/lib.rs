@@ -226,6 +226,15 @@ impl fmt::Debug for Iv {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct TenantId(String);
 
+/// Maps keyed by tenant can be looked up with a path segment as it is, without parsing it
+/// into a new `TenantId` (an allocation per request). Hash, equality and order are those of
+/// the inner `String`, which are those of `str`.
+impl std::borrow::Borrow<str> for TenantId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl TenantId {
     /// Names a new tenant may not take: the first path segment of the server's own routes
     /// (a tenant `admin` would answer `/admin/…` beside the admin API), and names no route

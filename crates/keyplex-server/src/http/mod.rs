@@ -9,5 +9,6 @@ pub mod doc;
 pub mod error;
 pub mod listener;
 pub mod rate_limit;
+pub mod shard;
 pub mod telemetry;
 pub mod tls;

@@ -9,7 +9,7 @@
 //! Labels are bounded: tenants (operator-defined, few), interface and DRM names (fixed sets),
 //! status codes and outcome words. Never content ids or key ids.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -25,11 +25,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::http::shard::Sharded;
 use crate::scope::{self, Interface, Kind, Notes};
 use crate::state::AppState;
 
-// The per-request label sets hold the fixed words as `&'static str` and the status as a
-// number: a family lookup on every request then allocates only the tenant's name.
+// The label sets hold the fixed words as `&'static str` and the status as a number. Requests
+// are counted per thread first ([`Local`]); label sets are built when a scrape merges them.
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -83,7 +84,7 @@ struct DrmLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
-    operation: String,
+    operation: &'static str,
 }
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -108,7 +109,12 @@ pub struct Telemetry {
     audit_dropped: Gauge,
     auth_failures: Family<AuthFailureLabels, Counter>,
     store_queue_full: Family<TenantInterfaceLabels, Counter>,
-    series: Series,
+    /// `request_duration`'s histogram of each interface, looked up once.
+    durations: [std::sync::OnceLock<Histogram>; Interface::COUNT],
+    /// Per-request counts not yet in the families above or in the store (see [`Local`]).
+    local: Sharded<Local>,
+    /// Dashboard counts a failed flush could not store, offered again with the next one.
+    retry: Mutex<Vec<StatsCount>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -209,12 +215,15 @@ impl Telemetry {
             store_duration,
             audit_dropped,
             store_queue_full,
-            series: Series::default(),
+            durations: std::array::from_fn(|_| std::sync::OnceLock::new()),
+            local: Sharded::default(),
+            retry: Mutex::new(Vec::new()),
         }
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self, sessions: &[(String, u64)], audit_dropped: u64) -> String {
+        self.merge_local_counts();
         for (tenant, count) in sessions {
             self.active_sessions
                 .get_or_create(&TenantLabels {
@@ -244,11 +253,9 @@ impl Telemetry {
     }
 
     /// A store operation's latency.
-    pub fn observe_store(&self, operation: &str, elapsed: Duration) {
+    pub fn observe_store(&self, operation: &'static str, elapsed: Duration) {
         self.store_duration
-            .get_or_create(&OperationLabels {
-                operation: operation.to_owned(),
-            })
+            .get_or_create(&OperationLabels { operation })
             .observe(elapsed.as_secs_f64());
     }
 
@@ -267,63 +274,124 @@ impl Telemetry {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// Counts a finished request in this thread's shard: no allocation (but for a tenant the
+    /// shard sees for the first time) and no lock another thread takes, but at a scrape or a
+    /// flush. The latency histogram is prometheus-client's own (one lock of its own).
     fn observe_request(&self, request: &Finished<'_>) {
-        let interface = request.interface.as_str();
-        self.requests
-            .get_or_create(&RequestLabels {
-                tenant: request.tenant_label().to_owned(),
-                interface,
-                status: request.status,
+        let interface = request.interface;
+        if let Some(slot) = self.durations.get(interface as usize) {
+            slot.get_or_init(|| {
+                self.request_duration
+                    .get_or_create(&InterfaceLabels {
+                        interface: interface.as_str(),
+                    })
+                    .clone()
             })
-            .inc();
-        self.request_duration
-            .get_or_create(&InterfaceLabels { interface })
             .observe(request.elapsed.as_secs_f64());
+        }
         let notes = &request.notes;
+        let licence = request.licence_decision();
+        let mut local = self.local.local();
+        let counts = local.tenant(request.tenant_label());
+        *counts
+            .requests
+            .entry((interface, request.status))
+            .or_default() += 1;
         if notes.store_busy {
-            self.store_queue_full
-                .get_or_create(&TenantInterfaceLabels {
-                    tenant: request.tenant_label().to_owned(),
-                    interface,
-                })
-                .inc();
+            *counts.store_queue_full.entry(interface).or_default() += 1;
         }
         for (source, count) in [
             ("created", notes.keys_created),
             ("stored", notes.keys_stored),
         ] {
             if count > 0 {
-                self.keys
-                    .get_or_create(&KeyLabels {
-                        tenant: request.tenant_label().to_owned(),
-                        interface,
-                        source,
-                    })
-                    .inc_by(count);
+                *counts.keys.entry((interface, source)).or_default() += count;
             }
         }
-        if let Some((drm, granted)) = request.licence_decision() {
-            self.licences
-                .get_or_create(&LicenceLabels {
-                    tenant: request.tenant_label().to_owned(),
-                    drm,
-                    outcome: if granted { "granted" } else { "denied" },
-                    reason: request.reason(),
-                })
-                .inc();
+        if let Some((drm, granted)) = licence {
+            let outcome = if granted { "granted" } else { "denied" };
+            *counts
+                .licences
+                .entry((drm, outcome, request.reason()))
+                .or_default() += 1;
         }
-        self.series.observe(request);
+        if request.tenant.is_some() {
+            counts.series.observe(request, licence);
+        }
+    }
+
+    /// Moves the shards' counts into the Prometheus families (each label set is built here,
+    /// once per scrape, not per request).
+    fn merge_local_counts(&self) {
+        self.local.each(|local| {
+            for (tenant, counts) in &mut local.tenants {
+                for ((interface, status), n) in counts.requests.drain() {
+                    self.requests
+                        .get_or_create(&RequestLabels {
+                            tenant: tenant.to_string(),
+                            interface: interface.as_str(),
+                            status,
+                        })
+                        .inc_by(n);
+                }
+                for (interface, n) in counts.store_queue_full.drain() {
+                    self.store_queue_full
+                        .get_or_create(&TenantInterfaceLabels {
+                            tenant: tenant.to_string(),
+                            interface: interface.as_str(),
+                        })
+                        .inc_by(n);
+                }
+                for ((interface, source), n) in counts.keys.drain() {
+                    self.keys
+                        .get_or_create(&KeyLabels {
+                            tenant: tenant.to_string(),
+                            interface: interface.as_str(),
+                            source,
+                        })
+                        .inc_by(n);
+                }
+                for ((drm, outcome, reason), n) in counts.licences.drain() {
+                    self.licences
+                        .get_or_create(&LicenceLabels {
+                            tenant: tenant.to_string(),
+                            drm,
+                            outcome,
+                            reason,
+                        })
+                        .inc_by(n);
+                }
+            }
+        });
+    }
+
+    /// The dashboard counts of every shard, and those a failed flush kept.
+    fn take_series(&self) -> Vec<StatsCount> {
+        let mut counts = std::mem::take(&mut *lock(&self.retry));
+        self.local.each(|local| {
+            for (tenant, tally) in &mut local.tenants {
+                tally.series.drain_into(tenant, &mut counts);
+            }
+        });
+        counts
+    }
+
+    /// Keeps counts a failed flush could not store for the next one (bounded: older than a
+    /// day they would be purged anyway). The store adds rows up, so duplicates are fine.
+    fn put_back_series(&self, counts: Vec<StatsCount>) {
+        let oldest = unix_now().saturating_sub(KEPT_SECONDS);
+        lock(&self.retry).extend(counts.into_iter().filter(|c| c.bucket_start >= oldest));
     }
 
     /// Adds what this node counted since the last flush to the store. On failure the counts
     /// are kept for the next flush.
     pub async fn flush_stats(&self, store: &dyn KeyStore) -> Result<(), keyplex_store::StoreError> {
-        let counts = self.series.take();
+        let counts = self.take_series();
         if counts.is_empty() {
             return Ok(());
         }
         if let Err(e) = store.add_stats(&counts).await {
-            self.series.put_back(counts);
+            self.put_back_series(counts);
             return Err(e);
         }
         Ok(())
@@ -412,19 +480,23 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     if interface == Interface::Other {
         return next.run(request).await;
     }
+    // The tenant's label is borrowed from the tenant map (a path segment is looked up as it
+    // is, not parsed into a new id), and the client address stays an address until an audit
+    // event needs its text.
+    let tenants = state.tenant_map();
     let tenant = tenant_segment(request.uri().path())
         .filter(|_| interface.kind() != Kind::Admin)
-        .and_then(|name| keyplex_types::TenantId::parse(name).ok())
-        .filter(|id| state.tenant_map().contains_key(id));
+        .and_then(|name| tenants.get_key_value(name))
+        .map(|(id, _)| id.as_str());
     let client = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "-".to_owned(), |c| c.0.ip().to_string());
+        .map(|c| c.0.ip());
     let started = Instant::now();
     let (response, notes) = scope::with_notes(interface, client, next.run(request)).await;
     let finished = Finished {
         interface,
-        tenant: tenant.as_ref().map(keyplex_types::TenantId::as_str),
+        tenant,
         status: response.status().as_u16(),
         elapsed: started.elapsed(),
         notes,
@@ -564,7 +636,7 @@ fn audit_event(request: Finished<'_>) -> Option<AuditEvent> {
         action,
         interface: interface.to_owned(),
         credential: notes.credential.unwrap_or_else(|| "-".to_owned()),
-        client: notes.client,
+        client: scope::client_text(notes.client),
         content_id: notes.content_id,
         key_ids: notes.key_ids,
         outcome: outcome.to_owned(),
@@ -652,16 +724,35 @@ const LATENCY_MEASURE: &str = "latency";
 /// `stats_counts.slot` of plain counts.
 const NO_SLOT: i32 = -1;
 
-/// Counts of this node not yet added to the store: per (tenant, bucket start), per
-/// (measure, name, slot). Names are the fixed interface and DRM names, so the hot path
-/// allocates only when a tenant's bucket is new.
-type Pending = HashMap<String, HashMap<u64, HashMap<(&'static str, &'static str, i32), u64>>>;
+/// What one worker thread counted since the last scrape (Prometheus) and the last flush
+/// (the dashboard's series), per tenant label (`-`: the URL named no tenant).
+#[derive(Default)]
+struct Local {
+    tenants: hashbrown::HashMap<Box<str>, TenantCounts>,
+}
 
+impl Local {
+    fn tenant(&mut self, label: &str) -> &mut TenantCounts {
+        // Looked up by `&str`; the key is allocated once per tenant and shard.
+        self.tenants.entry_ref(label).or_default()
+    }
+}
+
+/// The Prometheus counters of one tenant (drained at each scrape) and its dashboard series
+/// (drained at each flush). Every key word is a `&'static str` from a fixed set.
+#[derive(Default)]
+struct TenantCounts {
+    requests: hashbrown::HashMap<(Interface, u16), u64>,
+    store_queue_full: hashbrown::HashMap<Interface, u64>,
+    keys: hashbrown::HashMap<(Interface, &'static str), u64>,
+    licences: hashbrown::HashMap<(&'static str, &'static str, &'static str), u64>,
+    series: Series,
+}
+
+/// Dashboard counts not yet added to the store: per bucket start, per (measure, name, slot).
 #[derive(Default)]
 struct Series {
-    pending: Mutex<Pending>,
-    /// Counts a failed flush could not store, offered again with the next one.
-    retry: Mutex<Vec<StatsCount>>,
+    buckets: hashbrown::HashMap<u64, hashbrown::HashMap<(&'static str, &'static str, i32), u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -672,24 +763,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Series {
-    fn observe(&self, request: &Finished<'_>) {
-        let Some(tenant) = request.tenant else {
-            return;
-        };
+    fn observe(&mut self, request: &Finished<'_>, licence: Option<(&'static str, bool)>) {
         let kind = request.interface.kind();
         if !matches!(kind, Kind::Keys | Kind::Licences) {
             return;
         }
         let now = unix_now();
         let start = now - now % BUCKET_SECONDS;
-        let mut pending = lock(&self.pending);
-        if !pending.contains_key(tenant) {
-            pending.insert(tenant.to_owned(), HashMap::new());
-        }
-        let Some(buckets) = pending.get_mut(tenant) else {
-            return;
-        };
-        let bucket = buckets.entry(start).or_default();
+        let bucket = self.buckets.entry(start).or_default();
         let mut add = |measure: &'static str, name: &'static str, slot: i32, n: u64| {
             if n > 0 {
                 *bucket.entry((measure, name, slot)).or_default() += n;
@@ -697,7 +778,7 @@ impl Series {
         };
         let interface = request.interface.as_str();
         let notes = &request.notes;
-        if let Some((drm, granted)) = request.licence_decision() {
+        if let Some((drm, granted)) = licence {
             let measure = if granted {
                 Measure::LicencesGranted
             } else {
@@ -725,36 +806,25 @@ impl Series {
                 add(Measure::Errors.as_str(), interface, NO_SLOT, 1);
             }
         }
-        let name = request.licence_decision().map_or(interface, |(drm, _)| drm);
+        let name = licence.map_or(interface, |(drm, _)| drm);
         let slot = i32::try_from(latency_bucket(request.elapsed)).unwrap_or(i32::MAX);
         add(LATENCY_MEASURE, name, slot, 1);
     }
 
-    fn take(&self) -> Vec<StatsCount> {
-        let mut counts = std::mem::take(&mut *lock(&self.retry));
-        for (tenant, buckets) in lock(&self.pending).drain() {
-            for (bucket_start, rows) in buckets {
-                counts.extend(
-                    rows.into_iter()
-                        .map(|((measure, name, slot), count)| StatsCount {
-                            tenant: tenant.clone(),
-                            bucket_start,
-                            measure: measure.to_owned(),
-                            name: name.to_owned(),
-                            slot,
-                            count,
-                        }),
-                );
-            }
+    fn drain_into(&mut self, tenant: &str, counts: &mut Vec<StatsCount>) {
+        for (bucket_start, rows) in self.buckets.drain() {
+            counts.extend(
+                rows.into_iter()
+                    .map(|((measure, name, slot), count)| StatsCount {
+                        tenant: tenant.to_owned(),
+                        bucket_start,
+                        measure: measure.to_owned(),
+                        name: name.to_owned(),
+                        slot,
+                        count,
+                    }),
+            );
         }
-        counts
-    }
-
-    /// Keeps counts a failed flush could not store for the next one (bounded: older than a
-    /// day they would be purged anyway). The store adds rows up, so duplicates are fine.
-    fn put_back(&self, counts: Vec<StatsCount>) {
-        let oldest = unix_now().saturating_sub(KEPT_SECONDS);
-        lock(&self.retry).extend(counts.into_iter().filter(|c| c.bucket_start >= oldest));
     }
 }
 
@@ -980,7 +1050,7 @@ mod tests {
     #[tokio::test]
     async fn requests_refused_by_a_full_store_queue_are_counted() {
         // What the error renderer notes in the request's scope…
-        let (response, notes) = scope::with_notes(Interface::Cpix, "client".into(), async {
+        let (response, notes) = scope::with_notes(Interface::Cpix, None, async {
             use axum::response::IntoResponse as _;
             crate::http::error::PlainText(crate::http::error::ApiError::from(
                 keyplex_store::StoreError::Busy {
