@@ -42,7 +42,46 @@ pub fn require_body(body: Bytes, expected: &str) -> Result<Bytes, ApiError> {
 /// so a key does not linger in freed memory after the response left. (hyper may copy small
 /// bodies into its write buffer first; what it copies is not under our control.)
 pub fn secret(bytes: impl Into<Vec<u8>>) -> axum::body::Body {
-    axum::body::Body::from(Bytes::from_owner(zeroize::Zeroizing::new(bytes.into())))
+    axum::body::Body::from(Bytes::from_owner(WipedOnDrop(bytes.into())))
+}
+
+/// A buffer whose bytes are zeroized when it is dropped, eight at a time.
+///
+/// `zeroize::Zeroizing<Vec<u8>>` writes one volatile byte at a time, each followed by a
+/// compiler fence, over the whole capacity: for a 29 KB SPEKE answer that was ~5 % of the
+/// request's CPU (perf, 2026-12-06). This writes volatile `u64`s over the aligned middle of
+/// the initialized bytes (the ends byte by byte). The spare capacity is left alone: nothing
+/// was written there.
+struct WipedOnDrop(Vec<u8>);
+
+impl AsRef<[u8]> for WipedOnDrop {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for WipedOnDrop {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
+
+/// Zeroizes `bytes` with volatile writes (the compiler cannot drop them as dead stores).
+fn wipe(bytes: &mut [u8]) {
+    use zerocopy::FromBytes as _;
+    use zeroize::Zeroize as _;
+    let head = bytes.as_ptr().align_offset(8).min(bytes.len());
+    let (start, rest) = bytes.split_at_mut(head);
+    let words = rest.len() / 8 * 8;
+    let (middle, end) = rest.split_at_mut(words);
+    start.zeroize();
+    match <[u64]>::mut_from_bytes(middle) {
+        Ok(words) => words.zeroize(),
+        // Aligned and a multiple of 8 by construction; should the cast ever refuse, the
+        // bytes are still wiped, only slower.
+        Err(_) => middle.zeroize(),
+    }
+    end.zeroize();
 }
 
 /// Runs `work` — parsing or writing a document of about `size` bytes — where it cannot
@@ -75,3 +114,20 @@ pub async fn off_async_workers<T: Send + 'static>(
 pub const HEAVY_DOCUMENT_BYTES: usize = 64 * 1024;
 /// How many large documents are worked on at once (the rest wait their turn).
 pub const HEAVY_AT_ONCE: usize = 2;
+
+#[cfg(test)]
+mod wipe_tests {
+    #[test]
+    fn every_byte_is_wiped_whatever_the_alignment_and_length() {
+        let mut buffer = vec![0xa5u8; 300];
+        for start in 0..9 {
+            for len in [0, 1, 7, 8, 9, 15, 16, 17, 64, 255] {
+                buffer.fill(0xa5);
+                super::wipe(&mut buffer[start..start + len]);
+                assert!(buffer[start..start + len].iter().all(|b| *b == 0));
+                assert!(buffer[..start].iter().all(|b| *b == 0xa5));
+                assert!(buffer[start + len..].iter().all(|b| *b == 0xa5));
+            }
+        }
+    }
+}
