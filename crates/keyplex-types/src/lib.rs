@@ -95,22 +95,44 @@ impl FromStr for KeyId {
     type Err = TypeError;
     /// Accepts the canonical 8-4-4-4-12 form (any case) and 32 bare hex digits.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let t = s.trim();
-        let ok_shape = (t.len() == 36
-            && t.char_indices().all(|(i, c)| {
-                if matches!(i, 8 | 13 | 18 | 23) {
-                    c == '-'
-                } else {
-                    c.is_ascii_hexdigit()
+        // One pass over the bytes (documents carry dozens of kids: this runs per attribute).
+        let t = s.trim().as_bytes();
+        let invalid = || TypeError::KeyId(truncate_for_message(s));
+        let mut digits = [0u8; 32];
+        match t.len() {
+            36 => {
+                let mut n = 0;
+                for (i, &b) in t.iter().enumerate() {
+                    if matches!(i, 8 | 13 | 18 | 23) {
+                        if b != b'-' {
+                            return Err(invalid());
+                        }
+                    } else {
+                        digits[n] = b;
+                        n += 1;
+                    }
                 }
-            }))
-            || (t.len() == 32 && t.chars().all(|c| c.is_ascii_hexdigit()));
-        if !ok_shape {
-            return Err(TypeError::KeyId(truncate_for_message(s)));
+            }
+            32 => digits.copy_from_slice(t),
+            _ => return Err(invalid()),
         }
-        uuid::Uuid::parse_str(t)
-            .map(Self)
-            .map_err(|_| TypeError::KeyId(truncate_for_message(s)))
+        let mut bytes = [0u8; 16];
+        for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+            let (Some(high), Some(low)) = (hex_value(pair[0]), hex_value(pair[1])) else {
+                return Err(invalid());
+            };
+            *byte = high << 4 | low;
+        }
+        Ok(Self::from_bytes(bytes))
+    }
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
     }
 }
 
@@ -516,6 +538,43 @@ mod tests {
         assert!("b4c3188b-eddd-453d-9bc2".parse::<KeyId>().is_err());
         assert!(
             "{b4c3188b-eddd-453d-9bc2-1cbca7566239}"
+                .parse::<KeyId>()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn key_id_parsing_agrees_with_the_uuid_crate_on_its_two_shapes() {
+        // Strings of both accepted shapes built from every byte value at every position:
+        // accepted exactly when uuid accepts them (after the shape check), to the same value.
+        let base = "b4c3188b-eddd-453d-9bc2-1cbca7566239";
+        for form in [base.to_owned(), base.replace('-', "")] {
+            for at in 0..form.len() {
+                for b in 0u8..=255 {
+                    let mut bytes = form.clone().into_bytes();
+                    bytes[at] = b;
+                    let Ok(text) = String::from_utf8(bytes) else {
+                        continue;
+                    };
+                    let ours = text.parse::<KeyId>().ok();
+                    let hyphens_in_place = text.len() != 36
+                        || [8, 13, 18, 23].iter().all(|&i| text.as_bytes()[i] == b'-');
+                    let theirs = uuid::Uuid::parse_str(&text)
+                        .ok()
+                        .filter(|_| hyphens_in_place && !text.contains('{'))
+                        .filter(|_| text.bytes().all(|c| c == b'-' || c.is_ascii_hexdigit()))
+                        .map(KeyId);
+                    assert_eq!(ours, theirs, "{text:?}");
+                }
+            }
+        }
+        assert_eq!(
+            " B4C3188BEDDD453D9BC21CBCA7566239\n".parse::<KeyId>().ok(),
+            base.parse().ok()
+        );
+        assert!("".parse::<KeyId>().is_err());
+        assert!(
+            "b4c3188b-eddd-453d-9bc2-1cbca756623"
                 .parse::<KeyId>()
                 .is_err()
         );
