@@ -201,6 +201,48 @@ pub struct SignalEntry {
     pub signal: DrmSignaling,
     /// The texts CPIX (and NAGRA's `pssh`) carry in base64, encoded once.
     pub base64: Base64Texts,
+    /// The texts NAGRA's JSON answers carry, as JSON string literals, escaped once.
+    pub json: JsonTexts,
+}
+
+/// JSON string literals (quoted and escaped) of the texts a NAGRA answer carries: serde_json
+/// copies a `RawValue` as it is, where it would scan every string for characters to escape
+/// on every answer (~7 % of a NAGRA request's CPU, perf 2026-12-06).
+#[derive(Debug, Default)]
+pub struct JsonTexts {
+    /// `Base64Texts::pssh`.
+    pub pssh: Option<Box<serde_json::value::RawValue>>,
+    pub content_protection_element: Option<Box<serde_json::value::RawValue>>,
+    pub hls_key_uri: Option<Box<serde_json::value::RawValue>>,
+    pub hls_media: Option<Box<serde_json::value::RawValue>>,
+}
+
+impl JsonTexts {
+    fn of(s: &DrmSignaling, base64: &Base64Texts) -> Self {
+        // A `&str` always serializes; `None` only if serde_json could ever refuse one.
+        let json = |v: &Option<String>| {
+            v.as_deref()
+                .and_then(|v| serde_json::value::to_raw_value(v).ok())
+        };
+        Self {
+            pssh: json(&base64.pssh),
+            content_protection_element: json(&s.content_protection_element),
+            hls_key_uri: json(&s.hls_key_uri),
+            hls_media: json(&s.hls_media),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        [
+            &self.pssh,
+            &self.content_protection_element,
+            &self.hls_key_uri,
+            &self.hls_media,
+        ]
+        .iter()
+        .map(|v| v.as_ref().map_or(0, |r| r.get().len()))
+        .sum()
+    }
 }
 
 /// base64 of the [`DrmSignaling`] fields of the same names (`None` where the field is).
@@ -255,10 +297,12 @@ impl Base64Texts {
 impl SignalEntry {
     fn new(key: ContentKey, signal: DrmSignaling) -> Self {
         let base64 = Base64Texts::of(&signal);
+        let json = JsonTexts::of(&signal, &base64);
         Self {
             key,
             signal,
             base64,
+            json,
         }
     }
 }
@@ -284,7 +328,8 @@ impl quick_cache::Weighter<SignalId, Arc<SignalEntry>> for SignalWeight {
                 .iter()
                 .map(|v| v.as_ref().map_or(0, String::len))
                 .sum::<usize>()
-            + cached.base64.bytes();
+            + cached.base64.bytes()
+            + cached.json.bytes();
         // Plus the entry itself (key, struct, Arc, cache slot).
         u64::try_from(bytes).unwrap_or(u64::MAX).saturating_add(400)
     }

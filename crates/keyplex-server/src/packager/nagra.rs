@@ -773,14 +773,14 @@ fn signalization(
     };
     if let Some(scheme) = want.dash {
         let s = signaling::entry(tenant, &want.system, key, scheme, SignalForms::ALL)?;
-        out.pssh.clone_from(&s.base64.pssh);
+        out.pssh.clone_from(&s.json.pssh);
         out.content_protection
-            .clone_from(&s.signal.content_protection_element);
+            .clone_from(&s.json.content_protection_element);
     }
     if let Some(scheme) = want.hls {
         let s = signaling::entry(tenant, &want.system, key, scheme, SignalForms::ALL)?;
-        out.key_uri.clone_from(&s.signal.hls_key_uri);
-        out.ext_x_key.clone_from(&s.signal.hls_media);
+        out.key_uri.clone_from(&s.json.hls_key_uri);
+        out.ext_x_key.clone_from(&s.json.hls_media);
     }
     Ok(out)
 }
@@ -789,6 +789,7 @@ fn signalization(
 /// `Debug`, because `keyValue` is key material.
 mod wire {
     use serde::{Deserialize, Serialize};
+    use serde_json::value::RawValue;
 
     /// A NAGRA key-and-signalization request. Fields are optional in the JSON; the ones named
     /// required in their descriptions are refused with `INVALID_REQUEST` when missing.
@@ -917,17 +918,22 @@ mod wire {
     pub struct DrmSignalization {
         /// The DRM system id (UUID).
         pub system_id: String,
+        // The texts are JSON strings escaped once, in the signal cache (`signaling::JsonTexts`).
         /// DASH: base64 of the whole pssh box.
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub pssh: Option<String>,
+        #[schema(value_type = Option<String>)]
+        pub pssh: Option<Box<RawValue>>,
         /// DASH: the `ContentProtection` element (XML text).
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub content_protection: Option<String>,
+        #[schema(value_type = Option<String>)]
+        pub content_protection: Option<Box<RawValue>>,
         /// HLS: the key URI.
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub key_uri: Option<String>,
+        #[schema(value_type = Option<String>)]
+        pub key_uri: Option<Box<RawValue>>,
         /// HLS: the whole `#EXT-X-KEY` line.
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub ext_x_key: Option<String>,
+        #[schema(value_type = Option<String>)]
+        pub ext_x_key: Option<Box<RawValue>>,
     }
 }
