@@ -11,7 +11,6 @@
 //! written once in each handler's annotation, which the document needs anyway, so the router
 //! takes it from there instead of repeating it in an enum.
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use axum::Router;
@@ -174,9 +173,10 @@ fn paths_of(endpoint: &Endpoint) -> impl Iterator<Item = &String> {
     endpoint.routes.1.paths.keys()
 }
 
-/// The interface of every route template, for the middleware (`track`, `deadline`).
-static INTERFACES: LazyLock<HashMap<String, Interface>> = LazyLock::new(|| {
-    let mut map = HashMap::new();
+/// The interface of every route template, for the middleware (`track`, `deadline`): looked
+/// up twice per request, so with hashbrown's default hasher (foldhash), not SipHash.
+static INTERFACES: LazyLock<hashbrown::HashMap<String, Interface>> = LazyLock::new(|| {
+    let mut map = hashbrown::HashMap::new();
     for endpoint in endpoints() {
         for path in paths_of(&endpoint) {
             map.insert(path.clone(), endpoint.interface);
