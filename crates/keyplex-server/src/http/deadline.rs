@@ -49,7 +49,8 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
     let request = request.map(|body| {
         Body::new(DeadlineBody {
             inner: body,
-            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            deadline,
+            sleep: None,
             seconds,
         })
     });
@@ -88,7 +89,9 @@ pub fn is_body_deadline(error: &(dyn std::error::Error + 'static)) -> Option<u64
 /// A request body that fails once the request's deadline has passed.
 struct DeadlineBody {
     inner: Body,
-    deadline: Pin<Box<Sleep>>,
+    deadline: Instant,
+    /// The timer of `deadline`, made the first time the body is not ready.
+    sleep: Option<Pin<Box<Sleep>>>,
     seconds: u64,
 }
 
@@ -105,7 +108,14 @@ impl HttpBody for DeadlineBody {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
             return Poll::Ready(frame);
         }
-        match self.deadline.as_mut().poll(cx) {
+        // The timer exists only once the body had to be waited for: most bodies arrive with
+        // the request head, and a timer per request (allocated, registered in the wheel) is
+        // work for nothing then.
+        let deadline = self.deadline;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(BodyDeadlineExceeded {
                 seconds: self.seconds,
             })))),
