@@ -100,13 +100,7 @@ pub async fn post_get_content_key(
         serde_json::to_vec(&response)
             .map_err(|e| ApiError::Internal(format!("writing the Widevine response: {e}")))?,
     );
-    let body = SignedResponse {
-        response: STANDARD.encode(&*inner),
-        status: None,
-        status_message: None,
-    };
-    let body = serde_json::to_string(&body)
-        .map_err(|e| ApiError::Internal(format!("writing the Widevine response: {e}")))?;
+    let body = SignedResponse::ok_json(&inner);
     Ok((
         StatusCode::OK,
         [(
