@@ -384,7 +384,7 @@ impl<'i> Recent<'i> {
         for back in 1..=self.parsed.len() {
             let at = self.next.wrapping_sub(back) % self.parsed.len();
             match self.parsed.get(at) {
-                Some(Some((t, id))) if *t == text => return Some(*id),
+                Some(Some((t, id))) if cursor::same(t, text) => return Some(*id),
                 Some(Some(_)) => {}
                 _ => break,
             }

@@ -5,8 +5,8 @@
 //! processing instructions) but, to stay fast, checks little of what it finds: names, the
 //! syntax of attributes, `<` in attribute values, `]]>` in text, references, what may appear
 //! outside the root element. A CPIX request is untrusted input, so [`Cursor`] checks all of
-//! it, the way the DOM parser keyplex used before (roxmltree) did; the differential tests in
-//! `reader.rs` hold the two to the same answers.
+//! it, the way the DOM parser keyplex used before (roxmltree) did; the differential tests
+//! (`differential.rs`) hold the two to the same answers.
 //!
 //! Namespaces are resolved here too, not by quick-xml's `NsReader`: its resolver binds a
 //! prefix to the attribute value as written, before references are replaced and whitespace
@@ -14,7 +14,9 @@
 //! cannot answer "which prefix does this element see for that URI", which the reader needs
 //! to echo foreign elements (`DrmSystemEntry::extensions`, `fragment_xml`).
 //!
-//! Everything is iterative: an open-element stack, no recursion per nesting level.
+//! Everything is iterative: an open-element stack, no recursion per nesting level. The bounds
+//! on hostile input (`MAX_DEPTH`, `MAX_ATTRIBUTES`, `MAX_NAMESPACE_DECLARATIONS`,
+//! `NODES_LIMIT`) are enforced here, as the document is read.
 
 use std::borrow::Cow;
 
@@ -135,6 +137,8 @@ pub(super) struct Cursor<'i> {
     root_seen: bool,
     /// The last start tag was an empty element, whose end is reported next.
     close_empty: bool,
+    /// Element names checked lately.
+    element_names: NameCache<'i>,
 }
 
 impl<'i> Cursor<'i> {
@@ -158,6 +162,7 @@ impl<'i> Cursor<'i> {
             at_start: true,
             root_seen: false,
             close_empty: false,
+            element_names: NameCache::default(),
         }
     }
 
@@ -283,12 +288,12 @@ impl<'i> Cursor<'i> {
             };
             match event {
                 Event::Start(e) => {
-                    let content = self.span(&e)?;
-                    return self.start(content, false).map(Ev::Start);
+                    let (content, qname) = (self.span(&e)?, self.span(e.name().as_ref())?);
+                    return self.start(content, qname, false).map(Ev::Start);
                 }
                 Event::Empty(e) => {
-                    let content = self.span(&e)?;
-                    let name = self.start(content, true)?;
+                    let (content, qname) = (self.span(&e)?, self.span(e.name().as_ref())?);
+                    let name = self.start(content, qname, true)?;
                     self.close_empty = true;
                     return Ok(Ev::Start(name));
                 }
@@ -382,27 +387,33 @@ impl<'i> Cursor<'i> {
         }
     }
 
-    /// A start tag: `content` is what lies between `<` and `>` (or `/>`).
-    fn start(&mut self, content: &'i str, empty: bool) -> Result<Name<'i>, CpixError> {
+    /// A start tag: `content` is what lies between `<` and `>` (or `/>`), starting with
+    /// `qname` (quick-xml's element name: up to the first white space).
+    fn start(
+        &mut self,
+        content: &'i str,
+        qname: &'i str,
+        empty: bool,
+    ) -> Result<Name<'i>, CpixError> {
         if self.open.is_empty() {
             if self.root_seen {
                 return Err(self.error("a second root element"));
             }
             self.root_seen = true;
         }
-        // `check_markup` bounds the depth before parsing; this is the same bound, so that the
-        // open stack stays small whatever reaches this point.
+        // Nesting deeper than MAX_DEPTH (empty elements not counted, as `check_markup`
+        // counted): the open stack and the scope lookups stay small.
         if !empty && self.open.len() >= MAX_DEPTH {
             return Err(CpixError::Xml(format!(
                 "elements nested deeper than {MAX_DEPTH} levels"
             )));
         }
         self.node()?;
-        let (prefix, local, name_len) = qname_prefix(content).map_err(|m| self.error(&m))?;
-        let (qname, mut rest) = content.split_at(name_len);
-        if rest.bytes().next().is_some_and(|b| class(b) & SPACE == 0) {
-            return Err(self.error(&invalid_name(content)));
-        }
+        let (prefix, local) = self
+            .element_names
+            .split(qname)
+            .map_err(|m| self.error(&m))?;
+        let mut rest = content.get(qname.len()..).unwrap_or_default();
 
         self.attrs.clear();
         let mark = self.bindings.len();
@@ -487,7 +498,10 @@ impl<'i> Cursor<'i> {
                 "the document has more than {MAX_NAMESPACE_DECLARATIONS} namespace declarations"
             )));
         }
-        let bad = |what: &str| self.error(&format!("{what} (xmlns:{prefix})"));
+        let bad = |what: &str| {
+            let colon = if prefix.is_empty() { "" } else { ":" };
+            self.error(&format!("{what} (xmlns{colon}{prefix})"))
+        };
         if uri == XMLNS_URI {
             return Err(bad("the xmlns namespace may not be declared"));
         }
@@ -538,7 +552,7 @@ impl<'i> Cursor<'i> {
 
     /// The namespace of an element name's `prefix` (`""`: the default namespace).
     fn resolve(&self, prefix: &str) -> Result<Ns, CpixError> {
-        match self.bindings.iter().rev().find(|b| b.prefix == prefix) {
+        match self.bindings.iter().rev().find(|b| same(b.prefix, prefix)) {
             Some(b) => Ok(b.ns),
             None if prefix.is_empty() => Ok(Ns::NONE),
             None => Err(self.error(&format!(
@@ -643,6 +657,14 @@ impl Children {
     }
 }
 
+/// `a == b`, looking at the last bytes before comparing the rest: the strings compared in
+/// the hot paths (prefixes, element names, UUIDs) mostly have the same length and, when they
+/// differ, mostly differ there.
+#[inline]
+pub(super) fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().last() == b.as_bytes().last() && a == b
+}
+
 // ---------------------------------------------------------------------------------------------
 // Lexical checks
 
@@ -693,6 +715,7 @@ const SPECIAL: u8 = 32;
 const LT: u8 = 64;
 
 /// The classes of byte `b` (the compiler makes the match a table lookup).
+#[inline(always)]
 fn class(b: u8) -> u8 {
     match b {
         b'a'..=b'z' | b'A'..=b'Z' | b'_' => NAME | NAME_START,
@@ -778,6 +801,46 @@ fn skip_space(s: &str) -> &str {
     s.get(n..).unwrap_or_default()
 }
 
+/// Element names checked lately, with the length of their prefix. Sibling elements repeat
+/// their names, so most names equal one checked a moment ago: comparing costs less than
+/// checking again. (Attribute names are short and mostly unprefixed: checking them costs
+/// about what a lookup does.) The slots start empty, and an empty name is never a name.
+#[derive(Default)]
+struct NameCache<'i> {
+    names: [(&'i str, usize); 8],
+    /// Where the next new name goes.
+    next: usize,
+}
+
+impl<'i> NameCache<'i> {
+    fn find(&self, qname: &str) -> Option<(&'i str, &'i str)> {
+        let &(name, prefix_len) = self
+            .names
+            .iter()
+            .find(|(n, _)| !n.is_empty() && same(n, qname))?;
+        let prefix = name.get(..prefix_len)?;
+        let local = name.get(prefix_len + usize::from(prefix_len > 0)..)?;
+        Some((prefix, local))
+    }
+
+    fn remember(&mut self, qname: &'i str, prefix: &str) {
+        if let Some(slot) = self.names.get_mut(self.next % 8) {
+            *slot = (qname, prefix.len());
+        }
+        self.next = self.next.wrapping_add(1);
+    }
+
+    /// [`split_qname`], remembered.
+    fn split(&mut self, qname: &'i str) -> Result<(&'i str, &'i str), String> {
+        if let Some(split) = self.find(qname) {
+            return Ok(split);
+        }
+        let (prefix, local) = split_qname(qname)?;
+        self.remember(qname, prefix);
+        Ok((prefix, local))
+    }
+}
+
 /// An attribute as written in a start tag.
 struct RawAttr<'i> {
     prefix: &'i str,
@@ -822,7 +885,15 @@ fn next_attribute<'i>(rest: &mut &'i str) -> Result<Option<RawAttr<'i>>, String>
             quoted(name)
         ));
     };
-    let classes = value.bytes().fold(0u8, |all, b| all | class(b));
+    // Values rarely hold any of these: two vector searches, then a closer look if needed.
+    let bytes = value.as_bytes();
+    let classes = if memchr::memchr3(b'<', b'&', b'\n', bytes).is_some()
+        || memchr::memchr2(b'\t', b'\r', bytes).is_some()
+    {
+        bytes.iter().fold(0u8, |all, &b| all | class(b))
+    } else {
+        0
+    };
     if classes & LT != 0 {
         return Err(format!("'<' in the value of attribute {:?}", quoted(name)));
     }
@@ -922,17 +993,18 @@ pub(super) fn is_xml_char(c: char) -> bool {
 pub(super) fn first_non_xml_char(text: &str) -> Option<usize> {
     // Control characters other than white space, and 0xEF, the first byte of U+FFFE and
     // U+FFFF (EF BF BE, EF BF BF) and of other characters from U+F000 on: rare, and then
-    // looked at closer. Branch-free byte arithmetic over blocks, which the compiler turns
-    // into vector instructions.
-    let suspect = |block: &[u8]| {
-        block.iter().fold(0u8, |suspect, &b| {
-            let control =
-                u8::from(b < 0x20) & !u8::from((b == b'\t') | (b == b'\n') | (b == b'\r'));
-            suspect | control | u8::from(b == 0xEF)
-        }) != 0
+    // looked at closer. Branch-free byte arithmetic over fixed-size blocks, which the
+    // compiler turns into vector instructions.
+    let suspect = |b: u8| {
+        let control = (b < 0x20) & (b != b'\t') & (b != b'\n') & (b != b'\r');
+        u8::from(control | (b == 0xEF))
     };
-    let blocks = text.as_bytes().chunks(256);
-    if !blocks.into_iter().any(suspect) {
+    let mut blocks = text.as_bytes().chunks_exact(64);
+    let clean = blocks
+        .by_ref()
+        .all(|block| block.iter().fold(0, |any, &b| any | suspect(b)) == 0)
+        && blocks.remainder().iter().all(|&b| suspect(b) == 0);
+    if clean {
         return None;
     }
     text.char_indices()
