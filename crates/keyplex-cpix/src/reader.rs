@@ -10,16 +10,30 @@
 //! kept in `DrmSystemEntry::extensions` and `UsageRule::unknown_children`, and ignored
 //! elsewhere; `ds:Signature` elements are dropped (keyplex does not verify XMLDSig). An
 //! unknown element in the CPIX namespace is an error.
+//!
+//! The document is read in one pass, streaming: [`cursor`] turns quick-xml's tokens into
+//! checked events and hands out one element at a time; the functions below build the model
+//! from them as they come, without a DOM. keyplex read CPIX through a roxmltree DOM before;
+//! that reader is kept as the oracle of the differential tests (`reader/dom_oracle.rs`,
+//! `reader/differential.rs`), and where the two differ on purpose is written down there.
+
+mod cursor;
+#[cfg(test)]
+mod differential;
+#[cfg(test)]
+mod dom_oracle;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use keyplex_types::{ContentKeyValue, EncryptionScheme, Iv, KeyId};
-use roxmltree::{Node, ParsingOptions};
+use memchr::memmem;
 
+use self::cursor::{Cursor, Ev, Name, Ns};
 use crate::error::{CpixError, quoted};
 use crate::model::{
     AudioFilter, BitrateFilter, ContentKeyEntry, ContentKeyPeriod, CpixDocument, CpixVersion,
@@ -42,26 +56,37 @@ pub const MAX_LIST_ENTRIES: usize = 8_192;
 /// Parses a CPIX document (UTF-8 with or without BOM, or UTF-16 with BOM).
 pub fn read_document(xml: &[u8]) -> Result<CpixDocument, CpixError> {
     let text = decode(xml)?;
-    // roxmltree accepts an empty `<!DOCTYPE x>` even with `allow_dtd: false`; CPIX has no use
-    // for any DTD, so any declaration is refused before parsing.
-    if memchr::memmem::find(text.as_bytes(), b"<!DOCTYPE").is_some() {
+    // CPIX has no use for any DTD, so any declaration is refused before parsing (no entity
+    // can then be declared, let alone expanded).
+    static DOCTYPE: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(b"<!DOCTYPE"));
+    if DOCTYPE.find(text.as_bytes()).is_some() {
         return Err(CpixError::Dtd);
     }
-    check_markup(&text)?;
-    let options = ParsingOptions {
-        allow_dtd: false,
-        nodes_limit: NODES_LIMIT,
-    };
-    let doc = roxmltree::Document::parse_with_options(&text, options).map_err(|e| match e {
-        roxmltree::Error::DtdDetected => CpixError::Dtd,
-        other => CpixError::Xml(other.to_string()),
-    })?;
-    read_root(doc.root_element())
+    // Depth, attributes per element and namespace declarations are bounded by the cursor as
+    // it reads (MAX_DEPTH, MAX_ATTRIBUTES, MAX_NAMESPACE_DECLARATIONS).
+    if let Some(at) = cursor::first_non_xml_char(&text) {
+        return Err(CpixError::Xml(format!(
+            "a character XML does not allow (at byte {at})"
+        )));
+    }
+    let mut cur = Cursor::new(&text);
+    match read_root(&mut cur).and_then(|doc| cur.finish().map(|()| doc)) {
+        // A model error can show before the end of the document is read. A document that is
+        // not well-formed is refused as such, wherever the first problem with its content
+        // is (as with a DOM, built whole before the model was read): so read on first.
+        Err(e) if !matches!(e, CpixError::Xml(_)) => {
+            cur.finish()?;
+            Err(e)
+        }
+        result => result,
+    }
 }
 
 /// Deepest element nesting accepted. CPIX documents nest about 8 deep (12 with an XML
-/// signature); roxmltree's tokenizer recurses once per level, so without this bound a
-/// 50,000-deep document overflows the stack.
+/// signature). The reader keeps a stack of open elements and recurses only along the CPIX
+/// schema, so depth cannot overflow the stack; the bound keeps a hostile document from
+/// making the reader's own stacks and scope lookups grow with its input.
 pub const MAX_DEPTH: usize = 64;
 
 /// Most attributes (namespace declarations included) on one element. CPIX elements carry
@@ -76,9 +101,14 @@ pub const MAX_ATTRIBUTES: usize = 128;
 pub const MAX_NAMESPACE_DECLARATIONS: usize = 256;
 
 /// Counts element nesting, attributes per element and namespace declarations without
-/// parsing, so that roxmltree only sees documents it can handle at a bounded cost. It only
-/// needs to be right for well-formed XML: whatever it miscounts in broken XML, roxmltree
-/// refuses afterwards (the counts only ever err on the side of refusing).
+/// parsing: the pre-scan that ran before the DOM parser keyplex used before, so that it only
+/// saw documents it could handle at a bounded cost (its tokenizer recursed once per level, and
+/// its duplicate-attribute check was quadratic). The streaming reader enforces the same
+/// bounds as it reads, for no extra pass; the scan remains for the DOM reader kept as the
+/// tests' oracle. It only needs to be right for well-formed XML: whatever it miscounts in
+/// broken XML, the parser refuses afterwards (the counts only ever err on the side of
+/// refusing).
+#[cfg(test)]
 fn check_markup(text: &str) -> Result<(), CpixError> {
     let bytes = text.as_bytes();
     let tail = |at: usize| bytes.get(at..).unwrap_or_default();
@@ -155,6 +185,7 @@ fn check_markup(text: &str) -> Result<(), CpixError> {
 
 /// Whether the attribute whose markup before its value is `before` (` xmlns:p=`, or
 /// `<Tag xmlns=` for the first one) declares a namespace.
+#[cfg(test)]
 fn declares_namespace(before: &[u8]) -> bool {
     let before = before.trim_ascii_end();
     let name = before.strip_suffix(b"=").unwrap_or(before).trim_ascii_end();
@@ -204,25 +235,13 @@ fn decode(xml: &[u8]) -> Result<Cow<'_, str>, CpixError> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Node helpers
-
-fn is(node: Node<'_, '_>, namespace: &str, local: &str) -> bool {
-    node.is_element()
-        && node.tag_name().namespace() == Some(namespace)
-        && node.tag_name().name() == local
-}
-
-fn clark_name(node: Node<'_, '_>) -> String {
-    let name = node.tag_name();
-    match name.namespace() {
-        Some(ns) => format!("{{{ns}}}{}", name.name()),
-        None => name.name().to_owned(),
-    }
-}
-
-fn elements<'a, 'i>(node: Node<'a, 'i>) -> impl Iterator<Item = Node<'a, 'i>> {
-    node.children().filter(Node::is_element)
-}
+// Walker helpers
+//
+// Each `read_*` function below is called right after the start tag of its element was read
+// (its attributes are the cursor's until the next read) and reads that element's content.
+// Attributes are taken first, into locals, and checked in the order keyplex always reported
+// them: some after the element's children (a ContentKey's `kid`), as the DOM reader did.
+// A function may stop reading early: the caller's `Children::next` skips what it left.
 
 /// What a child element of a CPIX element is.
 enum Child<'n> {
@@ -234,18 +253,24 @@ enum Child<'n> {
     Foreign,
 }
 
-fn classify<'n>(node: Node<'_, 'n>) -> Child<'n> {
-    let name = node.tag_name();
-    match name.namespace() {
-        Some(ns::CPIX) => Child::Cpix(name.name()),
-        Some(ns::DS) if name.name() == "Signature" => Child::Signature,
+fn classify(name: Name<'_>) -> Child<'_> {
+    match name.ns {
+        Ns::CPIX => Child::Cpix(name.local),
+        Ns::DS if name.local == "Signature" => Child::Signature,
         _ => Child::Foreign,
     }
 }
 
-fn unknown(node: Node<'_, '_>, parent: &'static str) -> CpixError {
+fn clark_name(cur: &Cursor<'_>, name: Name<'_>) -> String {
+    match cur.uri(name.ns) {
+        Some(ns) => format!("{{{ns}}}{}", name.local),
+        None => name.local.to_owned(),
+    }
+}
+
+fn unknown(cur: &Cursor<'_>, name: Name<'_>, parent: &'static str) -> CpixError {
     CpixError::UnknownElement {
-        element: clark_name(node),
+        element: clark_name(cur, name),
         parent,
     }
 }
@@ -264,14 +289,9 @@ fn set_once<T>(
     Ok(())
 }
 
-/// The element's own text (all direct text nodes), whitespace-trimmed.
-fn text(node: Node<'_, '_>) -> String {
-    let joined: String = node
-        .children()
-        .filter(Node::is_text)
-        .filter_map(|t| t.text())
-        .collect();
-    joined.trim().to_owned()
+/// The current element's own text (child elements skipped), whitespace-trimmed.
+fn text(cur: &mut Cursor<'_>) -> Result<String, CpixError> {
+    Ok(cur.text()?.trim().to_owned())
 }
 
 fn strip_whitespace(s: &str) -> String {
@@ -279,8 +299,14 @@ fn strip_whitespace(s: &str) -> String {
 }
 
 /// Text of an `xs:base64Binary` element: whitespace removed, checked to decode.
-fn base64_text(node: Node<'_, '_>, element: &'static str) -> Result<String, CpixError> {
-    let value = strip_whitespace(&text(node));
+fn base64_text(cur: &mut Cursor<'_>, element: &'static str) -> Result<String, CpixError> {
+    let text = cur.text()?;
+    let text = text.trim();
+    // A request asks for a value with an empty element.
+    if text.is_empty() {
+        return Ok(String::new());
+    }
+    let value = strip_whitespace(text);
     if B64.decode(&value).is_err() {
         return Err(CpixError::InvalidText {
             element,
@@ -292,24 +318,33 @@ fn base64_text(node: Node<'_, '_>, element: &'static str) -> Result<String, Cpix
 }
 
 /// Decoded base64 of a secret-carrying element (its content is never quoted in errors).
-fn secret_bytes(node: Node<'_, '_>, element: &'static str) -> Result<Vec<u8>, CpixError> {
-    B64.decode(strip_whitespace(&text(node)))
-        .map_err(|_| CpixError::InvalidSecret {
-            element,
-            reason: "not valid base64",
-        })
+fn secret_bytes(cur: &mut Cursor<'_>, element: &'static str) -> Result<Vec<u8>, CpixError> {
+    decode_secret(&cur.text()?, element)
 }
 
-fn attr(node: Node<'_, '_>, name: &str) -> Option<String> {
-    node.attribute(name).map(str::to_owned)
+fn decode_secret(text: &str, element: &'static str) -> Result<Vec<u8>, CpixError> {
+    let text = text.trim();
+    let decoded = if text.bytes().any(|b| b.is_ascii_whitespace()) {
+        B64.decode(strip_whitespace(text))
+    } else {
+        B64.decode(text)
+    };
+    decoded.map_err(|_| CpixError::InvalidSecret {
+        element,
+        reason: "not valid base64",
+    })
 }
 
-fn required_attr<'a>(
-    node: Node<'a, '_>,
+fn attr(cur: &Cursor<'_>, name: &str) -> Option<String> {
+    cur.attr(name).map(Cow::into_owned)
+}
+
+fn required_attr<'i>(
+    cur: &Cursor<'i>,
     element: &'static str,
     attribute: &'static str,
-) -> Result<&'a str, CpixError> {
-    node.attribute(attribute)
+) -> Result<Cow<'i, str>, CpixError> {
+    cur.attr(attribute)
         .ok_or(CpixError::MissingAttribute { element, attribute })
 }
 
@@ -327,53 +362,101 @@ fn invalid(
     }
 }
 
-fn kid_value(
-    value: &str,
+/// UUIDs this document has already spelt out, newest last. A document names each key many
+/// times (its ContentKey, one DRMSystem per DRM system, its usage rules) and each DRM system
+/// once per key, mostly in runs; comparing two strings costs a fraction of parsing a UUID
+/// again. Key ids and system ids are remembered apart (see [`Uuids`]).
+#[derive(Default)]
+struct Recent<'i> {
+    parsed: [Option<(&'i str, KeyId)>; 8],
+    next: usize,
+}
+
+impl<'i> Recent<'i> {
+    /// `KeyId::from_str`, remembered for the text as written in the document (a `Cow`: only
+    /// text borrowed from the document lives long enough to be remembered).
+    #[allow(clippy::ptr_arg)]
+    fn parse(&mut self, text: &Cow<'i, str>) -> Option<KeyId> {
+        let &Cow::Borrowed(text) = text else {
+            return KeyId::from_str(text).ok();
+        };
+        // Newest first: the same id comes in runs.
+        for back in 1..=self.parsed.len() {
+            let at = self.next.wrapping_sub(back) % self.parsed.len();
+            match self.parsed.get(at) {
+                Some(Some((t, id))) if cursor::same(t, text) => return Some(*id),
+                Some(Some(_)) => {}
+                _ => break,
+            }
+        }
+        let id = KeyId::from_str(text).ok()?;
+        let at = self.next % self.parsed.len();
+        if let Some(slot) = self.parsed.get_mut(at) {
+            *slot = Some((text, id));
+        }
+        self.next = self.next.wrapping_add(1);
+        Some(id)
+    }
+}
+
+#[derive(Default)]
+struct Uuids<'i> {
+    kids: Recent<'i>,
+    system_ids: Recent<'i>,
+}
+
+fn kid_value<'i>(
+    uuids: &mut Uuids<'i>,
+    value: Cow<'i, str>,
     element: &'static str,
     attribute: &'static str,
 ) -> Result<Kid, CpixError> {
-    let id = KeyId::from_str(value).map_err(|_| {
+    let id = uuids.kids.parse(&value).ok_or_else(|| {
         invalid(
             element,
             attribute,
-            value,
+            &value,
             "a UUID such as 01234567-89ab-cdef-0123-456789abcdef",
         )
     })?;
     Ok(Kid {
         id,
-        as_written: value.to_owned(),
+        as_written: value.into_owned(),
     })
 }
 
-fn required_kid(node: Node<'_, '_>, element: &'static str) -> Result<Kid, CpixError> {
-    kid_value(required_attr(node, element, "kid")?, element, "kid")
+fn required_kid<'i>(
+    cur: &Cursor<'i>,
+    uuids: &mut Uuids<'i>,
+    element: &'static str,
+) -> Result<Kid, CpixError> {
+    kid_value(uuids, required_attr(cur, element, "kid")?, element, "kid")
 }
 
 fn u64_attr(
-    node: Node<'_, '_>,
+    cur: &Cursor<'_>,
     element: &'static str,
     attribute: &'static str,
 ) -> Result<Option<u64>, CpixError> {
-    node.attribute(attribute)
+    cur.attr(attribute)
         .map(|v| {
             v.trim()
                 .parse::<u64>()
-                .map_err(|_| invalid(element, attribute, v, "a non-negative integer"))
+                .map_err(|_| invalid(element, attribute, &v, "a non-negative integer"))
         })
         .transpose()
 }
 
 fn bool_attr(
-    node: Node<'_, '_>,
+    cur: &Cursor<'_>,
     element: &'static str,
     attribute: &'static str,
 ) -> Result<Option<bool>, CpixError> {
-    node.attribute(attribute)
+    cur.attr(attribute)
         .map(|v| match v.trim() {
             "true" | "1" => Ok(true),
             "false" | "0" => Ok(false),
-            _ => Err(invalid(element, attribute, v, "true or false")),
+            _ => Err(invalid(element, attribute, &v, "true or false")),
         })
         .transpose()
 }
@@ -381,39 +464,39 @@ fn bool_attr(
 // ---------------------------------------------------------------------------------------------
 // Document
 
-fn read_root(root: Node<'_, '_>) -> Result<CpixDocument, CpixError> {
-    if !is(root, ns::CPIX, "CPIX") {
+fn read_root(cur: &mut Cursor<'_>) -> Result<CpixDocument, CpixError> {
+    let root = cur.root()?;
+    let mut uuids = Uuids::default();
+    if !root.is(Ns::CPIX, "CPIX") {
         return Err(CpixError::NotCpix(format!(
             "root element is {}, expected {{{}}}CPIX",
-            quoted(&clark_name(root)),
+            quoted(&clark_name(cur, root)),
             ns::CPIX
         )));
     }
     let mut doc = CpixDocument {
-        version: root.attribute("version").map(|v| match v.trim() {
+        version: cur.attr("version").map(|v| match v.trim() {
             "2.3" => CpixVersion::V2_3,
             "2.4" => CpixVersion::V2_4,
             other => CpixVersion::Other(other.to_owned()),
         }),
-        id: attr(root, "id"),
-        content_id: attr(root, "contentId"),
-        name: attr(root, "name"),
+        id: attr(cur, "id"),
+        content_id: attr(cur, "contentId"),
+        name: attr(cur, "name"),
         ..CpixDocument::default()
     };
     const PARENT: &str = "CPIX";
-    for child in elements(root) {
+    let mut children = cur.children();
+    while let Some(child) = children.next(cur)? {
         match classify(child) {
             Child::Cpix("DeliveryDataList") => {
-                let list = read_list(
-                    child,
-                    "DeliveryDataList",
-                    "DeliveryData",
-                    read_delivery_data,
-                )?;
+                let list = read_list(cur, "DeliveryDataList", "DeliveryData", read_delivery_data)?;
                 set_once(&mut doc.delivery_data, list, "DeliveryDataList", PARENT)?;
             }
             Child::Cpix("ContentKeyList") => {
-                let list = read_list(child, "ContentKeyList", "ContentKey", read_content_key)?;
+                let list = read_list(cur, "ContentKeyList", "ContentKey", |cur| {
+                    read_content_key(cur, &mut uuids)
+                })?;
                 let mut seen = HashSet::new();
                 for key in &list {
                     if !seen.insert(key.kid.id) {
@@ -423,24 +506,21 @@ fn read_root(root: Node<'_, '_>) -> Result<CpixDocument, CpixError> {
                 set_once(&mut doc.content_keys, list, "ContentKeyList", PARENT)?;
             }
             Child::Cpix("DRMSystemList") => {
-                let list = read_list(child, "DRMSystemList", "DRMSystem", read_drm_system)?;
+                let list = read_list(cur, "DRMSystemList", "DRMSystem", |cur| {
+                    read_drm_system(cur, &mut uuids)
+                })?;
                 set_once(&mut doc.drm_systems, list, "DRMSystemList", PARENT)?;
             }
             Child::Cpix("ContentKeyPeriodList") => {
-                let list = read_list(
-                    child,
-                    "ContentKeyPeriodList",
-                    "ContentKeyPeriod",
-                    read_period,
-                )?;
+                let list = read_list(cur, "ContentKeyPeriodList", "ContentKeyPeriod", read_period)?;
                 set_once(&mut doc.periods, list, "ContentKeyPeriodList", PARENT)?;
             }
             Child::Cpix("ContentKeyUsageRuleList") => {
                 let list = read_list(
-                    child,
+                    cur,
                     "ContentKeyUsageRuleList",
                     "ContentKeyUsageRule",
-                    read_usage_rule,
+                    |cur| read_usage_rule(cur, &mut uuids),
                 )?;
                 set_once(
                     &mut doc.usage_rules,
@@ -450,14 +530,15 @@ fn read_root(root: Node<'_, '_>) -> Result<CpixDocument, CpixError> {
                 )?;
             }
             Child::Cpix("UpdateHistoryItemList") => {
+                let fragment = fragment_xml(cur, child)?;
                 set_once(
                     &mut doc.update_history_xml,
-                    fragment_xml(child),
+                    fragment,
                     "UpdateHistoryItemList",
                     PARENT,
                 )?;
             }
-            Child::Cpix(_) => return Err(unknown(child, PARENT)),
+            Child::Cpix(_) => return Err(unknown(cur, child, PARENT)),
             Child::Signature | Child::Foreign => {}
         }
     }
@@ -465,11 +546,11 @@ fn read_root(root: Node<'_, '_>) -> Result<CpixDocument, CpixError> {
 }
 
 /// Reads every `item` child of a `…List` element (which may also carry signatures).
-fn read_list<T>(
-    list: Node<'_, '_>,
+fn read_list<'i, T>(
+    cur: &mut Cursor<'i>,
     parent: &'static str,
     item: &'static str,
-    read_item: fn(Node<'_, '_>) -> Result<T, CpixError>,
+    mut read_item: impl FnMut(&mut Cursor<'i>) -> Result<T, CpixError>,
 ) -> Result<Vec<T>, CpixError> {
     let limit = if item == "ContentKey" {
         MAX_CONTENT_KEYS
@@ -477,7 +558,8 @@ fn read_list<T>(
         MAX_LIST_ENTRIES
     };
     let mut out = Vec::new();
-    for child in elements(list) {
+    let mut children = cur.children();
+    while let Some(child) = children.next(cur)? {
         match classify(child) {
             Child::Cpix(name) if name == item => {
                 if out.len() == limit {
@@ -487,9 +569,9 @@ fn read_list<T>(
                         limit,
                     });
                 }
-                out.push(read_item(child)?);
+                out.push(read_item(cur)?);
             }
-            Child::Cpix(_) => return Err(unknown(child, parent)),
+            Child::Cpix(_) => return Err(unknown(cur, child, parent)),
             Child::Signature | Child::Foreign => {}
         }
     }
@@ -499,59 +581,50 @@ fn read_list<T>(
 // ---------------------------------------------------------------------------------------------
 // DeliveryData
 
-fn read_delivery_data(node: Node<'_, '_>) -> Result<DeliveryData, CpixError> {
+fn read_delivery_data(cur: &mut Cursor<'_>) -> Result<DeliveryData, CpixError> {
     const PARENT: &str = "DeliveryData";
+    let id = attr(cur, "id");
     let mut certificate_der = None;
     let mut document_key_cipher = None;
     let mut mac_key_cipher = None;
-    for child in elements(node) {
+    let mut children = cur.children();
+    while let Some(child) = children.next(cur)? {
         match classify(child) {
             Child::Cpix("DeliveryKey") => {
-                set_once(
-                    &mut certificate_der,
-                    read_delivery_key(child)?,
-                    "DeliveryKey",
-                    PARENT,
-                )?;
+                let der = read_delivery_key(cur)?;
+                set_once(&mut certificate_der, der, "DeliveryKey", PARENT)?;
             }
             Child::Cpix("DocumentKey") => {
                 check_algorithm(
-                    child,
+                    cur.attr("Algorithm").as_deref(),
                     "DocumentKey",
                     ns::ALG_AES256_CBC,
                     "xmlenc#aes256-cbc",
                 )?;
-                set_once(
-                    &mut document_key_cipher,
-                    read_document_key(child)?,
-                    "DocumentKey",
-                    PARENT,
-                )?;
+                let cipher = read_document_key(cur)?;
+                set_once(&mut document_key_cipher, cipher, "DocumentKey", PARENT)?;
             }
             Child::Cpix("MACMethod") => {
-                if child.attribute("Algorithm").is_none() {
+                let algorithm = cur.attr("Algorithm");
+                if algorithm.is_none() {
                     return Err(CpixError::MissingAttribute {
                         element: "MACMethod",
                         attribute: "Algorithm",
                     });
                 }
                 check_algorithm(
-                    child,
+                    algorithm.as_deref(),
                     "MACMethod",
                     ns::ALG_HMAC_SHA512,
                     "xmldsig-more#hmac-sha512",
                 )?;
-                set_once(
-                    &mut mac_key_cipher,
-                    read_mac_method(child)?,
-                    "MACMethod",
-                    PARENT,
-                )?;
+                let cipher = read_mac_method(cur)?;
+                set_once(&mut mac_key_cipher, cipher, "MACMethod", PARENT)?;
             }
             Child::Cpix(
                 "Description" | "SendingEntity" | "SenderPointOfContact" | "ReceivingEntity",
             ) => {}
-            Child::Cpix(_) => return Err(unknown(child, PARENT)),
+            Child::Cpix(_) => return Err(unknown(cur, child, PARENT)),
             Child::Signature | Child::Foreign => {}
         }
     }
@@ -579,19 +652,19 @@ fn read_delivery_data(node: Node<'_, '_>) -> Result<DeliveryData, CpixError> {
         }
     };
     Ok(DeliveryData {
-        id: attr(node, "id"),
+        id,
         certificate_der,
         wrapped,
     })
 }
 
 fn check_algorithm(
-    node: Node<'_, '_>,
+    value: Option<&str>,
     element: &'static str,
     uri: &str,
     expected: &'static str,
 ) -> Result<(), CpixError> {
-    match node.attribute("Algorithm") {
+    match value {
         Some(value) if value.trim() != uri => Err(CpixError::UnsupportedAlgorithm {
             element,
             value: quoted(value),
@@ -602,16 +675,25 @@ fn check_algorithm(
 }
 
 /// `DeliveryKey` (ds:KeyInfoType): the first `ds:X509Data/ds:X509Certificate`.
-fn read_delivery_key(node: Node<'_, '_>) -> Result<Vec<u8>, CpixError> {
-    let cert = elements(node)
-        .filter(|n| is(*n, ns::DS, "X509Data"))
-        .flat_map(elements)
-        .find(|n| is(*n, ns::DS, "X509Certificate"))
-        .ok_or(CpixError::MissingElement {
-            element: "ds:X509Data/ds:X509Certificate",
-            parent: "DeliveryKey",
-        })?;
-    let value = strip_whitespace(&text(cert));
+fn read_delivery_key(cur: &mut Cursor<'_>) -> Result<Vec<u8>, CpixError> {
+    let mut certificate = None;
+    let mut children = cur.children();
+    'find: while let Some(child) = children.next(cur)? {
+        if child.is(Ns::DS, "X509Data") {
+            let mut data = cur.children();
+            while let Some(inner) = data.next(cur)? {
+                if inner.is(Ns::DS, "X509Certificate") {
+                    certificate = Some(cur.text()?);
+                    break 'find;
+                }
+            }
+        }
+    }
+    let certificate = certificate.ok_or(CpixError::MissingElement {
+        element: "ds:X509Data/ds:X509Certificate",
+        parent: "DeliveryKey",
+    })?;
+    let value = strip_whitespace(certificate.trim());
     let der = B64.decode(&value).map_err(|_| CpixError::InvalidText {
         element: "ds:X509Certificate",
         value: quoted(&value),
@@ -628,33 +710,48 @@ fn read_delivery_key(node: Node<'_, '_>) -> Result<Vec<u8>, CpixError> {
 }
 
 /// `DocumentKey/Data/pskc:Secret/pskc:EncryptedValue`: the RSA-OAEP wrapped document key.
-fn read_document_key(node: Node<'_, '_>) -> Result<Vec<u8>, CpixError> {
-    let encrypted = elements(node)
-        .filter(|n| is(*n, ns::CPIX, "Data"))
-        .flat_map(elements)
-        .filter(|n| is(*n, ns::PSKC, "Secret"))
-        .flat_map(elements)
-        .find(|n| is(*n, ns::PSKC, "EncryptedValue"))
-        .ok_or(CpixError::MissingElement {
-            element: "Data/pskc:Secret/pskc:EncryptedValue",
-            parent: "DocumentKey",
-        })?;
-    read_rsa_wrapped(encrypted, "DocumentKey")
+fn read_document_key(cur: &mut Cursor<'_>) -> Result<Vec<u8>, CpixError> {
+    let mut children = cur.children();
+    while let Some(data) = children.next(cur)? {
+        if !data.is(Ns::CPIX, "Data") {
+            continue;
+        }
+        let mut data_children = cur.children();
+        while let Some(secret) = data_children.next(cur)? {
+            if !secret.is(Ns::PSKC, "Secret") {
+                continue;
+            }
+            let mut secret_children = cur.children();
+            while let Some(encrypted) = secret_children.next(cur)? {
+                if encrypted.is(Ns::PSKC, "EncryptedValue") {
+                    return read_rsa_wrapped(cur, "DocumentKey");
+                }
+            }
+        }
+    }
+    Err(CpixError::MissingElement {
+        element: "Data/pskc:Secret/pskc:EncryptedValue",
+        parent: "DocumentKey",
+    })
 }
 
 /// `MACMethod`: the wrapped MAC key as written by DASH-IF/Axinom (`cpix:Key` holding
 /// `enc:EncryptionMethod` + `enc:CipherData`), by AWS SPEKE (`cpix:Key/pskc:EncryptedValue`)
 /// or per RFC 6030 (`pskc:MACKey`).
-fn read_mac_method(node: Node<'_, '_>) -> Result<Vec<u8>, CpixError> {
-    for child in elements(node) {
-        if is(child, ns::CPIX, "Key") {
-            return match elements(child).find(|n| is(*n, ns::PSKC, "EncryptedValue")) {
-                Some(encrypted) => read_rsa_wrapped(encrypted, "MACMethod/Key"),
-                None => read_rsa_wrapped(child, "MACMethod/Key"),
-            };
+fn read_mac_method(cur: &mut Cursor<'_>) -> Result<Vec<u8>, CpixError> {
+    let mut children = cur.children();
+    while let Some(child) = children.next(cur)? {
+        if child.is(Ns::CPIX, "Key") {
+            // Which shape it is shows only once the whole `Key` has been read.
+            let (own, nested) = collect_encrypted(cur, true)?;
+            return nested.unwrap_or(own).decode(
+                "MACMethod/Key",
+                ns::ALG_RSA_OAEP_MGF1P,
+                "xmlenc#rsa-oaep-mgf1p",
+            );
         }
-        if is(child, ns::PSKC, "MACKey") {
-            return read_rsa_wrapped(child, "MACMethod/pskc:MACKey");
+        if child.is(Ns::PSKC, "MACKey") {
+            return read_rsa_wrapped(cur, "MACMethod/pskc:MACKey");
         }
     }
     Err(CpixError::MissingElement {
@@ -664,9 +761,9 @@ fn read_mac_method(node: Node<'_, '_>) -> Result<Vec<u8>, CpixError> {
 }
 
 /// An xenc `EncryptedDataType`-shaped element wrapping a key with RSA-OAEP.
-fn read_rsa_wrapped(node: Node<'_, '_>, element: &'static str) -> Result<Vec<u8>, CpixError> {
+fn read_rsa_wrapped(cur: &mut Cursor<'_>, element: &'static str) -> Result<Vec<u8>, CpixError> {
     read_encrypted(
-        node,
+        cur,
         element,
         ns::ALG_RSA_OAEP_MGF1P,
         "xmlenc#rsa-oaep-mgf1p",
@@ -675,75 +772,133 @@ fn read_rsa_wrapped(node: Node<'_, '_>, element: &'static str) -> Result<Vec<u8>
 
 /// `enc:EncryptionMethod@Algorithm` (checked when present) and `enc:CipherData/enc:CipherValue`.
 fn read_encrypted(
-    node: Node<'_, '_>,
+    cur: &mut Cursor<'_>,
     element: &'static str,
     algorithm: &str,
     expected: &'static str,
 ) -> Result<Vec<u8>, CpixError> {
-    if let Some(method) = elements(node).find(|n| is(*n, ns::ENC, "EncryptionMethod")) {
-        check_algorithm(method, element, algorithm, expected)?;
-    }
-    let value = elements(node)
-        .filter(|n| is(*n, ns::ENC, "CipherData"))
-        .flat_map(elements)
-        .find(|n| is(*n, ns::ENC, "CipherValue"))
-        .ok_or(CpixError::MissingElement {
+    collect_encrypted(cur, false)?
+        .0
+        .decode(element, algorithm, expected)
+}
+
+/// The parts of an xenc `EncryptedDataType`-shaped element, as read: checked by
+/// [`Encrypted::decode`] once the element has been read whole, so that an algorithm written
+/// after the cipher value is still checked first.
+#[derive(Default)]
+struct Encrypted<'i> {
+    /// The first `enc:EncryptionMethod`'s `Algorithm`, when there is such a child.
+    method: Option<Option<Cow<'i, str>>>,
+    /// The first `enc:CipherData/enc:CipherValue`'s text.
+    cipher_value: Option<Cow<'i, str>>,
+}
+
+impl Encrypted<'_> {
+    fn decode(
+        self,
+        element: &'static str,
+        algorithm: &str,
+        expected: &'static str,
+    ) -> Result<Vec<u8>, CpixError> {
+        if let Some(method) = self.method {
+            check_algorithm(method.as_deref(), element, algorithm, expected)?;
+        }
+        let value = self.cipher_value.ok_or(CpixError::MissingElement {
             element: "enc:CipherData/enc:CipherValue",
             parent: element,
         })?;
-    let bytes = secret_bytes(value, "CipherValue")?;
-    if bytes.is_empty() {
-        return Err(CpixError::InvalidSecret {
-            element: "CipherValue",
-            reason: "empty",
-        });
+        let bytes = decode_secret(&value, "CipherValue")?;
+        if bytes.is_empty() {
+            return Err(CpixError::InvalidSecret {
+                element: "CipherValue",
+                reason: "empty",
+            });
+        }
+        Ok(bytes)
     }
-    Ok(bytes)
+}
+
+/// Reads the current element as an [`Encrypted`]; with `nested`, also its first
+/// `pskc:EncryptedValue` child (SPEKE's `MACMethod/Key`).
+fn collect_encrypted<'i>(
+    cur: &mut Cursor<'i>,
+    nested: bool,
+) -> Result<(Encrypted<'i>, Option<Encrypted<'i>>), CpixError> {
+    let mut own = Encrypted::default();
+    let mut inner = None;
+    let mut children = cur.children();
+    while let Some(child) = children.next(cur)? {
+        if child.is(Ns::ENC, "EncryptionMethod") {
+            if own.method.is_none() {
+                own.method = Some(cur.attr("Algorithm"));
+            }
+        } else if child.is(Ns::ENC, "CipherData") {
+            if own.cipher_value.is_none() {
+                let mut data = cur.children();
+                while let Some(value) = data.next(cur)? {
+                    if value.is(Ns::ENC, "CipherValue") {
+                        own.cipher_value = Some(cur.text()?);
+                        break;
+                    }
+                }
+            }
+        } else if nested && inner.is_none() && child.is(Ns::PSKC, "EncryptedValue") {
+            inner = Some(collect_encrypted(cur, false)?.0);
+        }
+    }
+    Ok((own, inner))
 }
 
 // ---------------------------------------------------------------------------------------------
 // ContentKey
 
-fn read_content_key(node: Node<'_, '_>) -> Result<ContentKeyEntry, CpixError> {
+fn read_content_key<'i>(
+    cur: &mut Cursor<'i>,
+    uuids: &mut Uuids<'i>,
+) -> Result<ContentKeyEntry, CpixError> {
     const E: &str = "ContentKey";
-    let explicit_iv = node
-        .attribute("explicitIV")
+    let id = attr(cur, "id");
+    let kid = cur.attr("kid");
+    let content_id = attr(cur, "contentId");
+    let explicit_iv = cur
+        .attr("explicitIV")
         .map(|v| {
-            B64.decode(strip_whitespace(v))
+            B64.decode(strip_whitespace(&v))
                 .ok()
                 .and_then(|bytes| Iv::from_slice(&bytes).ok())
                 .ok_or_else(|| {
                     invalid(
                         E,
                         "explicitIV",
-                        v,
+                        &v,
                         "must be base64 of exactly 16 bytes (CPIX 2.3.1)",
                     )
                 })
         })
         .transpose()?;
-    let common_encryption_scheme = node
-        .attribute("commonEncryptionScheme")
+    let common_encryption_scheme = cur
+        .attr("commonEncryptionScheme")
         .map(|v| {
-            EncryptionScheme::from_str(v).map_err(|_| {
+            EncryptionScheme::from_str(&v).map_err(|_| {
                 invalid(
                     E,
                     "commonEncryptionScheme",
-                    v,
+                    &v,
                     "one of cenc, cbcs, cens, cbc1",
                 )
             })
         })
         .transpose()?;
-    let depends_on_key = node
-        .attribute("dependsOnKey")
-        .map(|v| kid_value(v, E, "dependsOnKey"))
+    let depends_on_key = cur
+        .attr("dependsOnKey")
+        .map(|v| kid_value(uuids, v, E, "dependsOnKey"))
         .transpose()?;
     let mut value = None;
-    for child in elements(node) {
+    let mut children = cur.children();
+    while let Some(child) = children.next(cur)? {
         match classify(child) {
             Child::Cpix("Data") => {
-                if let Some(data) = read_key_data(child)? {
+                if let Some(data) = read_key_data(cur)? {
                     set_once(&mut value, data, "Data", E)?;
                 }
             }
@@ -759,53 +914,61 @@ fn read_content_key(node: Node<'_, '_>) -> Result<ContentKeyEntry, CpixError> {
                 | "Extensions"
                 | "HDCPData",
             ) => {}
-            Child::Cpix(_) => return Err(unknown(child, E)),
+            Child::Cpix(_) => return Err(unknown(cur, child, E)),
             Child::Signature | Child::Foreign => {}
         }
     }
+    let kid = kid.ok_or(CpixError::MissingAttribute {
+        element: E,
+        attribute: "kid",
+    })?;
     Ok(ContentKeyEntry {
-        id: attr(node, "id"),
-        kid: required_kid(node, E)?,
+        id,
+        kid: kid_value(uuids, kid, E, "kid")?,
         explicit_iv,
         common_encryption_scheme,
-        content_id: attr(node, "contentId"),
+        content_id,
         depends_on_key,
         value,
     })
 }
 
-/// `Data` (pskc:KeyDataType): the `pskc:Secret`, if any value is present.
-fn read_key_data(node: Node<'_, '_>) -> Result<Option<KeyValue>, CpixError> {
-    let Some(secret) = elements(node).find(|n| is(*n, ns::PSKC, "Secret")) else {
-        return Ok(None);
-    };
+/// `Data` (pskc:KeyDataType): the first `pskc:Secret`, if any value is present.
+fn read_key_data(cur: &mut Cursor<'_>) -> Result<Option<KeyValue>, CpixError> {
+    let mut children = cur.children();
+    while let Some(child) = children.next(cur)? {
+        if child.is(Ns::PSKC, "Secret") {
+            return read_secret(cur);
+        }
+    }
+    Ok(None)
+}
+
+fn read_secret(cur: &mut Cursor<'_>) -> Result<Option<KeyValue>, CpixError> {
     let mut plain = None;
     let mut encrypted = None;
     let mut mac = None;
-    for child in elements(secret) {
-        if is(child, ns::PSKC, "PlainValue") {
-            let bytes = secret_bytes(child, "PlainValue")?;
+    let mut children = cur.children();
+    while let Some(child) = children.next(cur)? {
+        if child.is(Ns::PSKC, "PlainValue") {
+            let bytes = secret_bytes(cur, "PlainValue")?;
             let key =
                 ContentKeyValue::from_slice(&bytes).map_err(|_| CpixError::InvalidSecret {
                     element: "PlainValue",
                     reason: "must be base64 of exactly 16 bytes",
                 })?;
             set_once(&mut plain, key, "PlainValue", "pskc:Secret")?;
-        } else if is(child, ns::PSKC, "EncryptedValue") {
+        } else if child.is(Ns::PSKC, "EncryptedValue") {
             let cipher = read_encrypted(
-                child,
+                cur,
                 "pskc:EncryptedValue",
                 ns::ALG_AES256_CBC,
                 "xmlenc#aes256-cbc",
             )?;
             set_once(&mut encrypted, cipher, "EncryptedValue", "pskc:Secret")?;
-        } else if is(child, ns::PSKC, "ValueMAC") {
-            set_once(
-                &mut mac,
-                secret_bytes(child, "ValueMAC")?,
-                "ValueMAC",
-                "pskc:Secret",
-            )?;
+        } else if child.is(Ns::PSKC, "ValueMAC") {
+            let bytes = secret_bytes(cur, "ValueMAC")?;
+            set_once(&mut mac, bytes, "ValueMAC", "pskc:Secret")?;
         }
     }
     match (plain, encrypted, mac) {
@@ -829,25 +992,28 @@ fn read_key_data(node: Node<'_, '_>) -> Result<Option<KeyValue>, CpixError> {
 // ---------------------------------------------------------------------------------------------
 // DRMSystem
 
-fn read_drm_system(node: Node<'_, '_>) -> Result<DrmSystemEntry, CpixError> {
+fn read_drm_system<'i>(
+    cur: &mut Cursor<'i>,
+    uuids: &mut Uuids<'i>,
+) -> Result<DrmSystemEntry, CpixError> {
     const E: &str = "DRMSystem";
-    let system_id_text = required_attr(node, E, "systemId")?;
-    let system_id = KeyId::from_str(system_id_text).map_err(|_| {
+    let system_id_text = required_attr(cur, E, "systemId")?;
+    let system_id = uuids.system_ids.parse(&system_id_text).ok_or_else(|| {
         invalid(
             E,
             "systemId",
-            system_id_text,
+            &system_id_text,
             "a UUID such as edef8ba9-79d6-4ace-a3c8-27dcd51d21ed",
         )
     })?;
     let mut entry = DrmSystemEntry {
-        id: attr(node, "id"),
+        id: attr(cur, "id"),
         system_id: SystemIdAttr {
             uuid: *system_id.as_bytes(),
-            as_written: system_id_text.to_owned(),
+            as_written: system_id_text.into_owned(),
         },
-        kid: required_kid(node, E)?,
-        name: attr(node, "name"),
+        kid: required_kid(cur, uuids, E)?,
+        name: attr(cur, "name"),
         pssh: None,
         content_protection_data: None,
         uri_ext_x_key: None,
@@ -856,28 +1022,29 @@ fn read_drm_system(node: Node<'_, '_>) -> Result<DrmSystemEntry, CpixError> {
         hds_signaling: None,
         extensions: Vec::new(),
     };
-    for child in elements(node) {
+    let mut children = cur.children();
+    while let Some(child) = children.next(cur)? {
         match classify(child) {
             Child::Cpix("PSSH") => {
-                set_once(&mut entry.pssh, base64_text(child, "PSSH")?, "PSSH", E)?
+                let value = base64_text(cur, "PSSH")?;
+                set_once(&mut entry.pssh, value, "PSSH", E)?;
             }
-            Child::Cpix("ContentProtectionData") => set_once(
-                &mut entry.content_protection_data,
-                base64_text(child, "ContentProtectionData")?,
-                "ContentProtectionData",
-                E,
-            )?,
-            Child::Cpix("URIExtXKey") => {
+            Child::Cpix("ContentProtectionData") => {
+                let value = base64_text(cur, "ContentProtectionData")?;
                 set_once(
-                    &mut entry.uri_ext_x_key,
-                    base64_text(child, "URIExtXKey")?,
-                    "URIExtXKey",
+                    &mut entry.content_protection_data,
+                    value,
+                    "ContentProtectionData",
                     E,
                 )?;
             }
+            Child::Cpix("URIExtXKey") => {
+                let value = base64_text(cur, "URIExtXKey")?;
+                set_once(&mut entry.uri_ext_x_key, value, "URIExtXKey", E)?;
+            }
             Child::Cpix("HLSSignalingData") => {
-                let playlist = child
-                    .attribute("playlist")
+                let playlist = cur
+                    .attr("playlist")
                     .map(|v| match v.trim() {
                         "media" => Ok(Playlist::Media),
                         "master" => Ok(Playlist::Master),
@@ -885,42 +1052,39 @@ fn read_drm_system(node: Node<'_, '_>) -> Result<DrmSystemEntry, CpixError> {
                         _ => Err(invalid(
                             "HLSSignalingData",
                             "playlist",
-                            v,
+                            &v,
                             "media, master or multiVariant",
                         )),
                     })
                     .transpose()?;
                 entry.hls_signaling.push(HlsSignaling {
                     playlist,
-                    value: base64_text(child, "HLSSignalingData")?,
+                    value: base64_text(cur, "HLSSignalingData")?,
                 });
             }
-            Child::Cpix("SmoothStreamingProtectionHeaderData") => set_once(
-                &mut entry.smooth_streaming,
-                text(child),
-                "SmoothStreamingProtectionHeaderData",
-                E,
-            )?,
-            Child::Cpix("HDSSignalingData") => {
+            Child::Cpix("SmoothStreamingProtectionHeaderData") => {
+                let value = text(cur)?;
                 set_once(
-                    &mut entry.hds_signaling,
-                    base64_text(child, "HDSSignalingData")?,
-                    "HDSSignalingData",
+                    &mut entry.smooth_streaming,
+                    value,
+                    "SmoothStreamingProtectionHeaderData",
                     E,
                 )?;
             }
-            Child::Cpix(_) => return Err(unknown(child, E)),
+            Child::Cpix("HDSSignalingData") => {
+                let value = base64_text(cur, "HDSSignalingData")?;
+                set_once(&mut entry.hds_signaling, value, "HDSSignalingData", E)?;
+            }
+            Child::Cpix(_) => return Err(unknown(cur, child, E)),
             Child::Signature => {}
             Child::Foreign => entry.extensions.push(ExtensionElement {
-                namespace: child.tag_name().namespace().unwrap_or_default().to_owned(),
-                local_name: child.tag_name().name().to_owned(),
-                prefix: child
-                    .tag_name()
-                    .namespace()
-                    .and_then(|uri| child.lookup_prefix(uri))
-                    .filter(|p| !p.is_empty())
-                    .map(str::to_owned),
-                text: text(child),
+                namespace: cur.uri(child.ns).unwrap_or_default().to_owned(),
+                local_name: child.local.to_owned(),
+                prefix: match child.ns {
+                    Ns::NONE => None,
+                    ns => cur.lookup_prefix(ns).map(str::to_owned),
+                },
+                text: text(cur)?,
             }),
         }
     }
@@ -930,24 +1094,27 @@ fn read_drm_system(node: Node<'_, '_>) -> Result<DrmSystemEntry, CpixError> {
 // ---------------------------------------------------------------------------------------------
 // ContentKeyPeriod and usage rules
 
-fn read_period(node: Node<'_, '_>) -> Result<ContentKeyPeriod, CpixError> {
+fn read_period(cur: &mut Cursor<'_>) -> Result<ContentKeyPeriod, CpixError> {
     Ok(ContentKeyPeriod {
-        id: attr(node, "id"),
-        index: u64_attr(node, "ContentKeyPeriod", "index")?,
-        start: attr(node, "start"),
-        end: attr(node, "end"),
-        label: attr(node, "label"),
-        start_offset: attr(node, "startOffset"),
-        end_offset: attr(node, "endOffset"),
-        duration: attr(node, "duration"),
+        id: attr(cur, "id"),
+        index: u64_attr(cur, "ContentKeyPeriod", "index")?,
+        start: attr(cur, "start"),
+        end: attr(cur, "end"),
+        label: attr(cur, "label"),
+        start_offset: attr(cur, "startOffset"),
+        end_offset: attr(cur, "endOffset"),
+        duration: attr(cur, "duration"),
     })
 }
 
-fn read_usage_rule(node: Node<'_, '_>) -> Result<UsageRule, CpixError> {
+fn read_usage_rule<'i>(
+    cur: &mut Cursor<'i>,
+    uuids: &mut Uuids<'i>,
+) -> Result<UsageRule, CpixError> {
     let mut rule = UsageRule {
-        id: attr(node, "id"),
-        kid: required_kid(node, "ContentKeyUsageRule")?,
-        intended_track_type: attr(node, "intendedTrackType"),
+        id: attr(cur, "id"),
+        kid: required_kid(cur, uuids, "ContentKeyUsageRule")?,
+        intended_track_type: attr(cur, "intendedTrackType"),
         key_period_filters: Vec::new(),
         label_filters: Vec::new(),
         video_filters: Vec::new(),
@@ -955,36 +1122,40 @@ fn read_usage_rule(node: Node<'_, '_>) -> Result<UsageRule, CpixError> {
         bitrate_filters: Vec::new(),
         unknown_children: Vec::new(),
     };
-    for child in elements(node) {
+    let mut children = cur.children();
+    while let Some(child) = children.next(cur)? {
         match classify(child) {
             Child::Cpix("KeyPeriodFilter") => rule.key_period_filters.push(KeyPeriodFilter {
-                period_id: required_attr(child, "KeyPeriodFilter", "periodId")?.to_owned(),
+                period_id: required_attr(cur, "KeyPeriodFilter", "periodId")?.into_owned(),
             }),
             Child::Cpix("LabelFilter") => rule.label_filters.push(LabelFilter {
-                label: required_attr(child, "LabelFilter", "label")?.to_owned(),
+                label: required_attr(cur, "LabelFilter", "label")?.into_owned(),
             }),
             Child::Cpix("VideoFilter") => {
                 const E: &str = "VideoFilter";
                 rule.video_filters.push(VideoFilter {
-                    min_pixels: u64_attr(child, E, "minPixels")?,
-                    max_pixels: u64_attr(child, E, "maxPixels")?,
-                    hdr: bool_attr(child, E, "hdr")?,
-                    wcg: bool_attr(child, E, "wcg")?,
-                    min_fps: attr(child, "minFps"),
-                    max_fps: attr(child, "maxFps"),
+                    min_pixels: u64_attr(cur, E, "minPixels")?,
+                    max_pixels: u64_attr(cur, E, "maxPixels")?,
+                    hdr: bool_attr(cur, E, "hdr")?,
+                    wcg: bool_attr(cur, E, "wcg")?,
+                    min_fps: attr(cur, "minFps"),
+                    max_fps: attr(cur, "maxFps"),
                 });
             }
             Child::Cpix("AudioFilter") => rule.audio_filters.push(AudioFilter {
-                min_channels: u64_attr(child, "AudioFilter", "minChannels")?,
-                max_channels: u64_attr(child, "AudioFilter", "maxChannels")?,
+                min_channels: u64_attr(cur, "AudioFilter", "minChannels")?,
+                max_channels: u64_attr(cur, "AudioFilter", "maxChannels")?,
             }),
             Child::Cpix("BitrateFilter") => rule.bitrate_filters.push(BitrateFilter {
-                min_bitrate: u64_attr(child, "BitrateFilter", "minBitrate")?,
-                max_bitrate: u64_attr(child, "BitrateFilter", "maxBitrate")?,
+                min_bitrate: u64_attr(cur, "BitrateFilter", "minBitrate")?,
+                max_bitrate: u64_attr(cur, "BitrateFilter", "maxBitrate")?,
             }),
             // A filter from a later CPIX version or a foreign extension: the rule becomes
             // unusable (CPIX "Usage Rules Filters"), which is for the caller to decide.
-            Child::Cpix(_) | Child::Foreign => rule.unknown_children.push(fragment_xml(child)),
+            Child::Cpix(_) | Child::Foreign => {
+                let fragment = fragment_xml(cur, child)?;
+                rule.unknown_children.push(fragment);
+            }
             Child::Signature => {}
         }
     }
@@ -994,16 +1165,100 @@ fn read_usage_rule(node: Node<'_, '_>) -> Result<UsageRule, CpixError> {
 // ---------------------------------------------------------------------------------------------
 // Self-contained fragments
 
-/// Serialises an element subtree as XML that declares every namespace it uses on its root, so
-/// it can be pasted anywhere. Comments and processing instructions are dropped.
-fn fragment_xml(node: Node<'_, '_>) -> String {
-    let mut prefixes: BTreeMap<String, String> = BTreeMap::new();
-    let mut declarations: Vec<(String, String)> = Vec::new();
-    let mut assign = |uri: &str, hint: Option<&str>| {
-        if uri == ns::XML || prefixes.contains_key(uri) {
+/// Serialises the element just started and its subtree as XML that declares every namespace
+/// it uses on its root, so it can be pasted anywhere. Comments and processing instructions
+/// are dropped.
+///
+/// Each namespace gets the prefix the document used for it where that prefix is free, else
+/// `ns0`, `ns1`…, in the order the names using them appear; the declarations go on the root
+/// element, so they are inserted there once the whole subtree has been read.
+fn fragment_xml(cur: &mut Cursor<'_>, root: Name<'_>) -> Result<String, CpixError> {
+    let mut fragment = Fragment::default();
+    let mut out = String::new();
+    fragment.start_tag(cur, root, &mut out);
+    let declarations_at = 1 + fragment.qualified(root).len();
+    // Open elements: the name and whether anything was written inside yet (`/>` if not).
+    let mut open = vec![(root, false)];
+    while let Some((name, has_content)) = open.last_mut() {
+        let name = *name;
+        match cur.event()? {
+            Ev::Start(child) => {
+                if !std::mem::replace(has_content, true) {
+                    out.push('>');
+                }
+                fragment.start_tag(cur, child, &mut out);
+                open.push((child, false));
+            }
+            Ev::Text(piece) => {
+                if !std::mem::replace(has_content, true) {
+                    out.push('>');
+                }
+                let mut text = Cow::Borrowed("");
+                cursor::push_piece(&mut text, piece);
+                out.push_str(&quick_xml::escape::escape(text.as_ref()));
+            }
+            Ev::End => {
+                if *has_content {
+                    out.push_str("</");
+                    out.push_str(&fragment.qualified(name));
+                    out.push('>');
+                } else {
+                    out.push_str("/>");
+                }
+                open.pop();
+            }
+            // The cursor refuses a document that ends inside an element.
+            Ev::Eof => break,
+        }
+    }
+    let mut declarations = String::new();
+    for (ns, prefix) in &fragment.prefixes {
+        declarations.push_str(&format!(
+            " xmlns:{prefix}=\"{}\"",
+            quick_xml::escape::escape(cur.uri(*ns).unwrap_or_default())
+        ));
+    }
+    if out.is_char_boundary(declarations_at) {
+        out.insert_str(declarations_at, &declarations);
+    }
+    Ok(out)
+}
+
+/// The prefixes a fragment gives its namespaces, in the order they were first used.
+#[derive(Default)]
+struct Fragment {
+    prefixes: Vec<(Ns, String)>,
+}
+
+impl Fragment {
+    /// Writes `<name attributes` (without the closing `>`), giving prefixes to the namespaces
+    /// the element and its attributes use for the first time.
+    fn start_tag(&mut self, cur: &Cursor<'_>, name: Name<'_>, out: &mut String) {
+        self.assign(name.ns, cur.lookup_prefix(name.ns));
+        for a in cur.attrs() {
+            self.assign(a.ns, cur.lookup_prefix(a.ns));
+        }
+        out.push('<');
+        out.push_str(&self.qualified(name));
+        for a in cur.attrs() {
+            out.push(' ');
+            out.push_str(&self.qualified(Name {
+                ns: a.ns,
+                local: a.local,
+            }));
+            out.push_str("=\"");
+            out.push_str(&quick_xml::escape::escape(a.value.as_ref()));
+            out.push('"');
+        }
+    }
+
+    /// Gives `ns` a prefix: `hint` (the document's) if it is free, else the first free
+    /// `ns{i}`. No namespace and the `xml` namespace need none.
+    fn assign(&mut self, ns: Ns, hint: Option<&str>) {
+        if ns == Ns::NONE || ns == Ns::XML || self.prefixes.iter().any(|(n, _)| *n == ns) {
             return;
         }
-        let taken = |p: &str| prefixes.values().any(|v| v == p);
+        let taken = |p: &str| self.prefixes.iter().any(|(_, v)| v == p);
         let prefix =
             match hint.filter(|h| !h.is_empty() && *h != "xmlns" && *h != "xml" && !taken(h)) {
                 Some(h) => h.to_owned(),
@@ -1012,73 +1267,19 @@ fn fragment_xml(node: Node<'_, '_>) -> String {
                     .find(|p| !taken(p))
                     .unwrap_or_default(),
             };
-        prefixes.insert(uri.to_owned(), prefix.clone());
-        declarations.push((prefix, uri.to_owned()));
-    };
-    for n in node.descendants().filter(Node::is_element) {
-        if let Some(uri) = n.tag_name().namespace() {
-            assign(uri, n.lookup_prefix(uri));
-        }
-        for a in n.attributes() {
-            if let Some(uri) = a.namespace() {
-                assign(uri, n.lookup_prefix(uri));
-            }
-        }
+        self.prefixes.push((ns, prefix));
     }
-    let mut out = String::new();
-    write_fragment_element(node, &prefixes, Some(&declarations), &mut out);
-    out
-}
 
-fn write_fragment_element(
-    node: Node<'_, '_>,
-    prefixes: &BTreeMap<String, String>,
-    declarations: Option<&[(String, String)]>,
-    out: &mut String,
-) {
-    let qualified = |uri: Option<&str>, local: &str| match uri {
-        Some(ns::XML) => format!("xml:{local}"),
-        Some(uri) => match prefixes.get(uri) {
-            Some(p) => format!("{p}:{local}"),
-            None => local.to_owned(),
-        },
-        None => local.to_owned(),
-    };
-    let name = qualified(node.tag_name().namespace(), node.tag_name().name());
-    out.push('<');
-    out.push_str(&name);
-    for (prefix, uri) in declarations.unwrap_or_default() {
-        out.push_str(&format!(
-            " xmlns:{prefix}=\"{}\"",
-            quick_xml::escape::escape(uri.as_str())
-        ));
-    }
-    for a in node.attributes() {
-        out.push_str(&format!(
-            " {}=\"{}\"",
-            qualified(a.namespace(), a.name()),
-            quick_xml::escape::escape(a.value())
-        ));
-    }
-    let children: Vec<_> = node
-        .children()
-        .filter(|c| c.is_element() || c.is_text())
-        .collect();
-    if children.is_empty() {
-        out.push_str("/>");
-        return;
-    }
-    out.push('>');
-    for child in children {
-        if child.is_element() {
-            write_fragment_element(child, prefixes, None, out);
-        } else if let Some(t) = child.text() {
-            out.push_str(&quick_xml::escape::escape(t));
+    fn qualified(&self, name: Name<'_>) -> String {
+        match name.ns {
+            Ns::NONE => name.local.to_owned(),
+            Ns::XML => format!("xml:{}", name.local),
+            ns => match self.prefixes.iter().find(|(n, _)| *n == ns) {
+                Some((_, p)) => format!("{p}:{}", name.local),
+                None => name.local.to_owned(),
+            },
         }
     }
-    out.push_str("</");
-    out.push_str(&name);
-    out.push('>');
 }
 
 #[cfg(test)]
