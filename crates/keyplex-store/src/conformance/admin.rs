@@ -26,13 +26,15 @@ pub async fn dashboard_counts_add_up_across_writers<S: Backend>(store: &Arc<S>) 
         slot,
         count: n,
     };
-    // Eight writers (nodes) add to the same rows at once.
+    // Eight writers (nodes) add to the same rows at once; a batch may name a row twice (a
+    // node counts per worker thread), and both counts are added.
     let mut writers = Vec::new();
     for _ in 0..8 {
         let store = store.clone();
         let batch = vec![
-            count(&tenant, t0, "key_requests", -1, 3),
+            count(&tenant, t0, "key_requests", -1, 2),
             count(&tenant, t0, "latency", 7, 1),
+            count(&tenant, t0, "key_requests", -1, 1),
             count(&tenant, t0 + 10, "key_requests", -1, 1),
             count(&other, t0, "key_requests", -1, 5),
         ];

@@ -22,9 +22,18 @@ impl Stats for PostgresStore {
         // order.
         let mut sorted: Vec<&StatsCount> = counts.iter().collect();
         sorted.sort();
-        let mut rows = Vec::with_capacity(sorted.len());
+        // One row per key: `ON CONFLICT DO UPDATE` refuses a statement that names a row twice,
+        // and a batch may (a node counts per worker thread). Sorted, duplicates are adjacent.
+        let mut merged: Vec<(&StatsCount, u64)> = Vec::with_capacity(sorted.len());
         for c in sorted {
-            rows.push((unix_column(c.bucket_start)?, count_column(c.count)?, c));
+            match merged.last_mut() {
+                Some((last, n)) if same_row(last, c) => *n = n.saturating_add(c.count),
+                _ => merged.push((c, c.count)),
+            }
+        }
+        let mut rows = Vec::with_capacity(merged.len());
+        for (c, n) in merged {
+            rows.push((unix_column(c.bucket_start)?, count_column(n)?, c));
         }
         in_transaction!(self, "dashboard counts", |conn| {
             for chunk in rows.chunks(STATS_ROWS_PER_STATEMENT) {
@@ -82,4 +91,13 @@ impl Stats for PostgresStore {
                 .rows_affected(),
         )
     }
+}
+
+/// The same `stats_counts` row (its primary key), whatever the counts.
+fn same_row(a: &StatsCount, b: &StatsCount) -> bool {
+    a.tenant == b.tenant
+        && a.bucket_start == b.bucket_start
+        && a.measure == b.measure
+        && a.name == b.name
+        && a.slot == b.slot
 }
