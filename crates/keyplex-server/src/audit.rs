@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use keyplex_store::{AuditEvent, KeyStore};
 
-use crate::http::shard::{SHARDS, Sharded};
+use crate::http::shard::{SHARDS, Sharded, lock};
 
 /// How long a queued event waits at most before it is committed.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
@@ -107,10 +107,6 @@ impl AuditLog {
             tracing::error!(error = %e, "audit trail: events lost at shutdown");
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Inner {

@@ -71,11 +71,13 @@ pub fn by_kid(
     checked_period(period)?;
     let key_supplied = supplied_key.is_some();
     let iv_supplied = supplied_iv.is_some();
-    let (key, iv) = match (supplied_key, supplied_iv) {
-        (Some(key), Some(iv)) => (key, iv),
-        (Some(key), None) => (key, random::new_iv()?),
-        (None, Some(iv)) => (random::new_key_value()?, iv),
-        (None, None) => random::new_key_and_iv()?,
+    let key = match supplied_key {
+        Some(k) => k,
+        None => random::new_key_value()?,
+    };
+    let iv = match supplied_iv {
+        Some(iv) => iv,
+        None => random::new_iv()?,
     };
     Ok(KeyRequest::ByKid {
         content_id: content_id.clone(),

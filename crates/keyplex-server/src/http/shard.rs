@@ -31,8 +31,9 @@ impl<T: Default> Default for Sharded<T> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while a shard was held leaves counts, never invariants, half-updated.
+/// Locks `m` whether or not a panic poisoned it: what these mutexes guard (counts, queued
+/// events) is never left with broken invariants, only half-updated counts.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 

@@ -25,7 +25,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::http::shard::Sharded;
+use crate::http::shard::{Sharded, lock};
 use crate::scope::{self, Interface, Kind, Notes};
 use crate::state::AppState;
 
@@ -753,13 +753,6 @@ struct TenantCounts {
 #[derive(Default)]
 struct Series {
     buckets: hashbrown::HashMap<u64, hashbrown::HashMap<(&'static str, &'static str, i32), u64>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
 }
 
 impl Series {
