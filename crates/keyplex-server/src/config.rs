@@ -351,15 +351,17 @@ impl TenantConfig {
         }
         if let Some(licence) = &self.licence {
             licence.validate()?;
-            let defined = self.drm_systems.iter().chain(&self.extra_drm_systems);
-            let defined: Vec<&str> = defined.map(|d| d.name.as_str()).collect();
+            // Only the form here: whether a name is one of the tenant's DRM systems depends on
+            // the definitions the admin API stored too, so it is checked once they are merged
+            // (`AppState::check_file_upstreams` at start-up, a warning on a later rebuild).
             for drm in licence.upstream.keys() {
-                let known =
-                    UPSTREAM_NAMES.contains(&drm.as_str()) || defined.contains(&drm.as_str());
-                if !known {
+                if !UPSTREAM_NAMES.contains(&drm.as_str())
+                    && !keyplex_drm::define::is_valid_name(drm)
+                {
                     return Err(format!(
-                        "licence.upstream: {drm:?} is not one of {} or the name of one of the \
-                         tenant's drm_systems",
+                        "licence.upstream: {:?} is neither one of {} nor a DRM system name \
+                         ([a-z0-9][a-z0-9_-]*, the name of one of the tenant's drm_systems)",
+                        keyplex_types::truncate_for_message(drm),
                         UPSTREAM_NAMES.join(", ")
                     ));
                 }
@@ -1164,7 +1166,7 @@ mod tests {
             "[tenants.acme.licence]\ncors_origins = [\"https://player.acme.example/path\"]",
             "[tenants.acme.licence.products]\ngold = [\"bad id!\"]",
             "[tenants.acme.licence]\nproduct = {}",
-            "[tenants.acme.licence]\nupstream = { widevin = \"https://wv.example\" }",
+            "[tenants.acme.licence]\nupstream = { \"Wide vine\" = \"https://wv.example\" }",
             "[tenants.acme.licence]\nupstream = { widevine = \"wv.example/licence\" }",
             "[tenants.acme.licence]\nupstream_timeout_seconds = 0",
             "[tenants.acme.licence]\nheartbeat_seconds = 0",
@@ -1172,6 +1174,19 @@ mod tests {
         ] {
             assert!(Config::from_toml(p, bad).is_err(), "{bad}");
         }
+        // A name that could be a DRM system's is checked once the admin API's definitions are
+        // merged (`AppState::check_file_upstreams` stops the start): a typo is caught there.
+        let typo = Config::from_toml(
+            p,
+            "[tenants.acme.licence]\nupstream = { widevin = \"https://wv.example\" }",
+        )
+        .unwrap();
+        let tenant = &typo.tenants["acme"];
+        let catalog = crate::drm_systems::DrmCatalog::build(tenant).unwrap();
+        assert_eq!(
+            catalog.undefined_upstreams(tenant.licence.as_ref()),
+            ["widevin"]
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use keyplex_drm::define::{DefinitionText, DrmDefinition, DrmIdentity};
 use keyplex_drm::system::DrmSystem;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{PrmTemplate, TenantConfig};
+use crate::config::{LicenceConfig, PrmTemplate, TenantConfig, UPSTREAM_NAMES};
 use crate::registry::Source;
 
 /// Formats of the GET-style forms (`/cpix/{format}/…`, `/cpix/anevia/{format}/…`) a
@@ -252,6 +252,24 @@ impl DrmCatalog {
             .filter(|s| s.definition.overrides().is_none())
             .filter(|s| s.config.formats.iter().any(|f| f == format))
             .map(|s| DrmIdentity::Defined(s.definition.clone()))
+            .collect()
+    }
+
+    /// Whether `[tenants.x.licence] upstream.<name>` names one of the tenant's DRM systems:
+    /// the DRM of a built-in proxy route ([`UPSTREAM_NAMES`]) or a definition's name
+    /// (`/{tenant}/licences/{name}`).
+    pub fn names_drm(&self, upstream: &str) -> bool {
+        UPSTREAM_NAMES.contains(&upstream) || self.by_name(upstream).is_some()
+    }
+
+    /// The names under `[tenants.x.licence] upstream` that name none of the tenant's DRM
+    /// systems (their licence route answers 404).
+    pub fn undefined_upstreams<'a>(&self, licence: Option<&'a LicenceConfig>) -> Vec<&'a str> {
+        licence
+            .iter()
+            .flat_map(|l| l.upstream.keys())
+            .map(String::as_str)
+            .filter(|name| !self.names_drm(name))
             .collect()
     }
 

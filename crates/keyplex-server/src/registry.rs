@@ -325,6 +325,12 @@ pub fn build(
     for (id, part) in parts {
         match Tenant::build(id.clone(), part, public_url) {
             Ok(tenant) => {
+                // A definition an upstream named was removed (or a stored tenant names one not
+                // defined yet): the tenant stays served, that licence route answers 404.
+                let licence = tenant.config.licence.as_ref();
+                for drm in tenant.drm_systems.undefined_upstreams(licence) {
+                    tracing::warn!(tenant = %id, upstream = drm, "licence.upstream names no DRM system of the tenant (built in or defined): /{id}/licences/{drm} answers 404 until it is defined");
+                }
                 tenants.insert(id, Arc::new(tenant));
             }
             Err(e) => {

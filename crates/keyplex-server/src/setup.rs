@@ -316,6 +316,7 @@ pub async fn open_state_layered(
         .reload_tenants(true)
         .await
         .map_err(|e| SetupError::Store(e.to_string()))?;
+    state.check_file_upstreams().map_err(SetupError::State)?;
     Ok(state)
 }
 

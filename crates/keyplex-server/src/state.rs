@@ -233,6 +233,32 @@ impl AppState {
         Ok(())
     }
 
+    /// Start-up, once the store's definitions are merged: every `[tenants.x.licence]
+    /// upstream` the configuration file names must be one of its tenant's DRM systems (built
+    /// in, or defined in the file or through the admin API), so that a typo stops the start
+    /// rather than leaving a licence route that answers 404. (A later rebuild that loses such
+    /// a definition only warns: see [`crate::registry::build`].)
+    pub fn check_file_upstreams(&self) -> Result<(), String> {
+        let tenants = self.tenant_map();
+        for (name, file_tenant) in &self.inner.config.tenants {
+            let Some(tenant) = TenantId::parse(name).ok().and_then(|id| tenants.get(&id)) else {
+                continue;
+            };
+            let undefined = tenant
+                .drm_systems
+                .undefined_upstreams(file_tenant.licence.as_ref());
+            if let Some(drm) = undefined.first() {
+                return Err(format!(
+                    "tenant {name}: licence.upstream: {drm:?} is not one of {} or the name of one \
+                     of the tenant's drm_systems (defined in the configuration file or through \
+                     the admin API)",
+                    crate::config::UPSTREAM_NAMES.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The tenant named in a URL path segment, for packager and player routes: 404 when
     /// unknown, 403 when disabled.
     pub fn tenant(&self, name: &str) -> Result<Arc<Tenant>, ApiError> {

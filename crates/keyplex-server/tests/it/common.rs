@@ -118,6 +118,17 @@ impl TestServer {
         data_dir: tempfile::TempDir,
         tweak: impl FnOnce(&mut Config),
     ) -> Self {
+        Self::try_start_in(toml, data_dir, tweak)
+            .await
+            .unwrap_or_else(|e| panic!("the server did not start: {e}"))
+    }
+
+    /// [`Self::start_in`], with what stops the start (configuration or setup) as `Err`.
+    pub async fn try_start_in(
+        toml: &str,
+        data_dir: tempfile::TempDir,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Result<Self, String> {
         let toml = toml
             .replace(
                 "\"@RS256\"",
@@ -127,7 +138,8 @@ impl TestServer {
                 "\"@ES256\"",
                 &format!("'''{}'''", fixture("es256-public.pem")),
             );
-        let mut config = Config::from_toml(std::path::Path::new("test.toml"), &toml).unwrap();
+        let mut config = Config::from_toml(std::path::Path::new("test.toml"), &toml)
+            .map_err(|e| e.to_string())?;
         config.server.data_dir = data_dir.path().to_owned();
         tweak(&mut config);
         use_postgres_if_asked(&mut config, data_dir.path()).await;
@@ -145,7 +157,7 @@ impl TestServer {
             std::sync::Arc::new(crate::witness::KeyWitness(store))
         })
         .await
-        .unwrap();
+        .map_err(|e| e.to_string())?;
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             keyplex_server::serve_with_listener(state, listener, async {
@@ -154,13 +166,13 @@ impl TestServer {
             .await
             .unwrap();
         });
-        Self {
+        Ok(Self {
             base,
             client: reqwest::Client::new(),
             data_dir,
             shutdown: Some(tx),
             task: Some(task),
-        }
+        })
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -848,16 +848,248 @@ async fn a_defined_drm_system_has_its_own_licence_route() {
     assert_eq!(upstream.received().len(), 1);
 }
 
-/// An upstream named after neither a built-in DRM nor a defined system stops the start.
-#[test]
-fn an_upstream_for_an_undefined_drm_is_refused() {
+/// An upstream named after neither a built-in DRM nor a defined system (in the file or through
+/// the admin API) stops the start; a name that cannot be a DRM system's is refused with the file.
+#[tokio::test]
+async fn an_upstream_for_an_undefined_drm_is_refused() {
     let text = "[tenants.acme.licence]\njwt = { hs256_secret = \"a-long-portal-secret\" }\n\
                 [tenants.acme.licence.upstream]\nconax = \"https://conax.example\"\n";
-    let err = Config::from_toml(std::path::Path::new("t.toml"), text)
-        .unwrap_err()
-        .to_string();
+    let err = TestServer::try_start_in(text, tempfile::tempdir().unwrap(), |_| {})
+        .await
+        .err()
+        .expect("the start fails");
     assert!(
         err.contains("conax") && err.contains("drm_systems"),
         "{err}"
+    );
+    assert!(err.contains("tenant acme"), "{err}");
+    let err = Config::from_toml(
+        std::path::Path::new("t.toml"),
+        &text.replace("conax =", "\"Con ax\" ="),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("Con ax") && err.contains("DRM system name"),
+        "{err}"
+    );
+}
+
+/// `[admin]` with the integration tests' admin token, then acme & co.
+fn admin_config() -> String {
+    format!(
+        "[admin]\ntoken = \"{}\"\n{ACME_CONFIG}",
+        crate::admin::ADMIN_TOKEN
+    )
+}
+
+async fn admin_call(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut request = server
+        .client
+        .request(method, server.url(path))
+        .bearer_auth(crate::admin::ADMIN_TOKEN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap()
+}
+
+fn irdeto_definition() -> Value {
+    json!({
+        "system_id": "80a6be7e-1448-4c37-9e70-d5aebe04c8d2",
+        "pssh_version": 1,
+        "pssh_data": "{kid_base64}",
+        "pssh_data_encoding": "utf8",
+    })
+}
+
+/// A system defined through the admin API (not in the file) is what the file's
+/// `upstream.irdeto` names: the start merges the stored definitions before checking the
+/// upstream names, and `/{tenant}/licences/irdeto` proxies. Removing the definition keeps the
+/// tenant served (that route answers 404); a start without it is refused, naming both.
+#[tokio::test]
+async fn an_admin_defined_drm_system_has_its_licence_route() {
+    let (upstream, base) = Upstream::start().await;
+    let config = admin_config();
+    let server = TestServer::start_with(&config, |_| {}).await;
+    let path = "/admin/v1/tenants/acme/drm-systems/irdeto";
+    let resp = admin_call(
+        &server,
+        reqwest::Method::PUT,
+        path,
+        Some(irdeto_definition()),
+    )
+    .await;
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let data_dir = server.stop().await;
+
+    // The operator adds the upstream to the file and restarts.
+    let with_upstream = move |config: &mut Config| {
+        let licence = config.tenants.get_mut("acme").unwrap().licence.as_mut();
+        licence.unwrap().upstream.insert(
+            "irdeto".into(),
+            keyplex_server::config::Upstream::plain(&format!("{base}/irdeto")),
+        );
+    };
+    let server = TestServer::start_in(&config, data_dir, with_upstream.clone()).await;
+    let (kid, key, iv) = key_of(&server, "movie-1").await;
+    let token = policy_token(&["movie-1"], json!({"licence_duration": 60}));
+    let licence_url = server.url(&format!("/acme/licences/irdeto?kid={kid}"));
+    let resp = server
+        .client
+        .post(&licence_url)
+        .bearer_auth(&token)
+        .body(b"irdeto-challenge".to_vec())
+        .send()
+        .await
+        .unwrap();
+    passed_on(resp, "application/octet-stream", DEFAULT_LICENCE).await;
+    let got = upstream.only();
+    assert_eq!(got.path, "/irdeto");
+    let sent: Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(sent["drm"], "irdeto");
+    assert_eq!(sent["system_id"], "80a6be7e-1448-4c37-9e70-d5aebe04c8d2");
+    assert_eq!(sent["payload"], b64(b"irdeto-challenge"));
+    assert_eq!(sent["content_id"], "movie-1");
+    assert_eq!(
+        sent["keys"],
+        json!([{"kid": kid.to_string(), "key": b64(&key), "iv": b64(&iv)}])
+    );
+
+    // Removed at run time: the rebuild keeps the tenant, the route answers 404 problem+json.
+    let resp = admin_call(&server, reqwest::Method::DELETE, path, None).await;
+    assert_eq!(resp.status(), 204);
+    let resp = server
+        .client
+        .post(&licence_url)
+        .bearer_auth(&token)
+        .body(b"irdeto-challenge".to_vec())
+        .send()
+        .await
+        .unwrap();
+    let (status, detail) = problem(resp).await;
+    assert_eq!(status, 404, "{detail}");
+    assert!(
+        detail.contains("irdeto") && !detail.contains("unknown tenant"),
+        "{detail}"
+    );
+    assert_eq!(upstream.received().len(), 1, "nothing more went upstream");
+    // The tenant's other routes go on.
+    let (other, _, _) = key_of(&server, "movie-2").await;
+    assert_ne!(other, kid);
+    let resp = admin_call(
+        &server,
+        reqwest::Method::GET,
+        "/admin/v1/tenants/acme",
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+
+    // A start with the file's upstream.irdeto but no definition anywhere stops.
+    let data_dir = server.stop().await;
+    let err = TestServer::try_start_in(&config, data_dir, with_upstream)
+        .await
+        .err()
+        .expect("the start fails");
+    assert!(
+        err.contains("tenant acme") && err.contains("\"irdeto\""),
+        "{err}"
+    );
+}
+
+/// A tenant created through the admin API may name a licence upstream in its settings for a
+/// DRM it defines afterwards (definitions need the tenant first): the route answers 404 until
+/// the definition exists, then proxies. A licence-upstream credential for a DRM the tenant
+/// does not have is refused.
+#[tokio::test]
+async fn an_admin_created_tenant_proxies_its_admin_defined_drm() {
+    let (upstream, base) = Upstream::start().await;
+    let server = TestServer::start_with(&admin_config(), |_| {}).await;
+    let resp = admin_call(
+        &server,
+        reqwest::Method::POST,
+        "/admin/v1/tenants",
+        Some(json!({"id": "hooli", "settings": {"licence": {"upstream": {
+            "irdeto": format!("{base}/hooli-irdeto"),
+        }}}})),
+    )
+    .await;
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    for credential in [
+        json!({"type": "basic", "user": "packager", "password": "s3cret-hooli"}),
+        json!({"type": "licence_jwt", "hs256_secret": "hooli-portal-licence-secret"}),
+    ] {
+        let resp = admin_call(
+            &server,
+            reqwest::Method::POST,
+            "/admin/v1/tenants/hooli/credentials",
+            Some(credential),
+        )
+        .await;
+        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    }
+    let resp = admin_call(
+        &server,
+        reqwest::Method::POST,
+        "/admin/v1/tenants/hooli/credentials",
+        Some(json!({"type": "licence_upstream", "drm": "conax", "url": format!("{base}/conax")})),
+    )
+    .await;
+    let (status, detail) = problem(resp).await;
+    assert_eq!(status, 400, "{detail}");
+    assert!(detail.contains("\"conax\""), "{detail}");
+
+    let kid = KeyId::new_random().to_string();
+    let doc = ok_document(
+        server
+            .post_cpix("hooli", vod_request("show-1", &kid, "cenc", &[WV]))
+            .await,
+    )
+    .await;
+    let (kid, key, iv) = plain_keys(&doc)[0];
+    let token = hs256(
+        "hooli-portal-licence-secret",
+        &json!({"sub": "user-9", "contents": ["show-1"], "exp": now() + 3600}),
+    );
+    let licence = || {
+        server
+            .client
+            .post(server.url(&format!("/hooli/licences/irdeto?kid={kid}")))
+            .bearer_auth(&token)
+            .body(b"hooli-challenge".to_vec())
+            .send()
+    };
+    let (status, detail) = problem(licence().await.unwrap()).await;
+    assert_eq!(status, 404, "not defined yet: {detail}");
+    assert!(upstream.received().is_empty());
+
+    let resp = admin_call(
+        &server,
+        reqwest::Method::PUT,
+        "/admin/v1/tenants/hooli/drm-systems/irdeto",
+        Some(irdeto_definition()),
+    )
+    .await;
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    passed_on(
+        licence().await.unwrap(),
+        "application/octet-stream",
+        DEFAULT_LICENCE,
+    )
+    .await;
+    let got = upstream.only();
+    assert_eq!(got.path, "/hooli-irdeto");
+    let sent: Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(sent["drm"], "irdeto");
+    assert_eq!(sent["user"], "user-9");
+    assert_eq!(
+        sent["keys"],
+        json!([{"kid": kid.to_string(), "key": b64(&key), "iv": b64(&iv)}])
     );
 }

@@ -138,6 +138,19 @@ pub(crate) async fn add_credential(
         ));
     }
     refuse_duplicate(&tenant, &spec)?;
+    // An upstream for a DRM the tenant does not have would only ever answer 404: define the
+    // system first (`PUT …/drm-systems/{name}`).
+    if let CredentialSpec::LicenceUpstream(u) = &spec
+        && !tenant.drm_systems.names_drm(&u.drm)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "credential: licence upstream {:?} is not one of {} or the name of one of tenant {}'s DRM systems (PUT /admin/v1/tenants/{}/drm-systems/{{name}} defines one)",
+            keyplex_types::truncate_for_message(&u.drm),
+            crate::config::UPSTREAM_NAMES.join(", "),
+            tenant.id,
+            tenant.id
+        )));
+    }
     // The tenant with this credential must be servable (key formats, lengths).
     let mut parts = TenantParts {
         config: tenant.config.clone(),
