@@ -80,7 +80,9 @@ pub struct DrmSystemConfig {
     /// `contentProtection`). Default: the standard element around the PSSH box.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_protection: Option<String>,
-    /// GET-style forms whose answers include this system: `dash`, `hls` (default: none).
+    /// GET-style forms whose answers include this system: `dash`, `hls` (default: none). On
+    /// an override, a form that answers the overridden system anyway keeps answering it
+    /// once, with this signaling, whatever `formats` says.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub formats: Vec<String>,
 }
@@ -245,12 +247,20 @@ impl DrmCatalog {
         }
     }
 
-    /// The definitions that join the GET-style forms of `format` (`dash`, `hls`), in order.
-    pub fn for_format(&self, format: &str) -> Vec<DrmIdentity> {
+    /// The definitions that join a GET-style form of `format` (`dash`, `hls`) whose built-in
+    /// systems are `builtin`, in order: those listing the format. An override joins too
+    /// (Nagra PRM, which no form answers by default, say), unless the form answers the system
+    /// it overrides anyway — then it is answered once, with the override's signaling
+    /// ([`Self::apply`]), whatever its `formats`.
+    pub fn for_format(&self, format: &str, builtin: &[DrmSystem]) -> Vec<DrmIdentity> {
         self.systems
             .iter()
-            .filter(|s| s.definition.overrides().is_none())
             .filter(|s| s.config.formats.iter().any(|f| f == format))
+            .filter(|s| {
+                s.definition
+                    .overrides()
+                    .is_none_or(|system| !builtin.contains(&system))
+            })
             .map(|s| DrmIdentity::Defined(s.definition.clone()))
             .collect()
     }
@@ -326,8 +336,8 @@ formats = ["dash"]
             catalog.resolve(&DrmSystem::Widevine.system_id()),
             Some(DrmIdentity::BuiltIn(DrmSystem::Widevine))
         );
-        assert_eq!(catalog.for_format("dash").len(), 1);
-        assert!(catalog.for_format("hls").is_empty());
+        assert_eq!(catalog.for_format("dash", &[]).len(), 1);
+        assert!(catalog.for_format("hls", &[]).is_empty());
         assert_eq!(
             catalog.resolve(&uuid::Uuid::from_u128(1)),
             None,
@@ -378,6 +388,45 @@ formats = ["dash"]
             let err = tenant_config(&bad).unwrap_err();
             assert!(err.contains(says), "{err:?} should say {says:?}");
         }
+    }
+
+    #[test]
+    fn an_override_joins_the_forms_it_lists_that_do_not_answer_its_system_already() {
+        let config = tenant_config(
+            r#"
+[[drm_systems]]
+name = "my-prm"
+system_id = "adb41c24-2dbf-4a6d-958b-4457c0d27b95"
+override = true
+pssh_data = "prm:{kid}"
+hls_keyformat = "urn:uuid:adb41c24-2dbf-4a6d-958b-4457c0d27b95"
+formats = ["dash", "hls"]
+
+[[drm_systems]]
+name = "my-widevine"
+system_id = "edef8ba9-79d6-4ace-a3c8-27dcd51d21ed"
+override = true
+pssh_data = "wv:{kid}"
+formats = ["dash"]
+"#,
+        )
+        .unwrap();
+        let catalog = DrmCatalog::build(&config).unwrap();
+        let names = |format: &str, builtin: &[DrmSystem]| -> Vec<String> {
+            catalog
+                .for_format(format, builtin)
+                .iter()
+                .map(|d| match d {
+                    DrmIdentity::Defined(d) => d.name().to_owned(),
+                    DrmIdentity::BuiltIn(s) => format!("{s:?}"),
+                })
+                .collect()
+        };
+        // A form without PRM gains it; one with Widevine answers Widevine once (overridden).
+        assert_eq!(names("dash", &[DrmSystem::Widevine]), ["my-prm"]);
+        assert_eq!(names("dash", &[]), ["my-prm", "my-widevine"]);
+        assert_eq!(names("hls", &[DrmSystem::Widevine]), ["my-prm"]);
+        assert!(names("dash", &[DrmSystem::Widevine, DrmSystem::NagraPrm]).is_empty());
     }
 
     #[test]

@@ -178,7 +178,7 @@ impl Format {
         builtin
             .iter()
             .map(|s| DrmIdentity::BuiltIn(*s))
-            .chain(tenant.drm_systems.for_format(self.name()))
+            .chain(tenant.drm_systems.for_format(self.name(), builtin))
             .collect()
     }
 

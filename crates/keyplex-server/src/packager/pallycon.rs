@@ -275,7 +275,7 @@ pub(crate) fn anevia_format(
         .chain(
             tenant
                 .drm_systems
-                .for_format(format)
+                .for_format(format, &builtin)
                 .iter()
                 .map(keyplex_drm::DrmIdentity::system_id),
         )

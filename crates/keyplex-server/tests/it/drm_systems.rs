@@ -16,6 +16,7 @@ use crate::common::{ACME_CONFIG, TestServer, fixture};
 const IRDETO: &str = "80a6be7e-1448-4c37-9e70-d5aebe04c8d2";
 const WV: &str = "edef8ba9-79d6-4ace-a3c8-27dcd51d21ed";
 const PR: &str = "9a04f079-9840-4286-ab92-e65be0885f95";
+const PRM: &str = "adb41c24-2dbf-4a6d-958b-4457c0d27b95";
 const VIDEO_KID: &str = "6f0b7a52-1c8e-4a2c-9d1f-3b2e4c5d6a71";
 const PATH: &str = "/admin/v1/tenants/acme/drm-systems/irdeto";
 const ENC_TOKEN: &str = "enc-token-of-acme2-0123456789";
@@ -339,7 +340,8 @@ async fn the_admin_api_refuses_what_cannot_be_served_with_clear_messages() {
 }
 
 /// NAGRA's `drmList` and the GET-style form (for the formats the definition lists) answer a
-/// defined system; an override of Nagra PRM replaces keyplex's default PRM data.
+/// defined system; an override of Nagra PRM replaces keyplex's default PRM data, and joins
+/// the GET-style forms it lists (no form answers PRM by default).
 #[tokio::test]
 async fn nagra_and_get_cpix_answer_defined_systems() {
     let server = start().await;
@@ -351,6 +353,31 @@ async fn nagra_and_get_cpix_answer_defined_systems() {
     )
     .await;
     assert_eq!(status, 201);
+    let (status, answer) = admin(
+        &server,
+        reqwest::Method::PUT,
+        "/admin/v1/tenants/acme2/drm-systems/my-prm",
+        Some(json!({
+            "system_id": PRM,
+            "override": true,
+            "pssh_data": "my-prm:{content_id}:{kid}",
+            "dash_value": "Nagra PRM",
+            "formats": ["dash"],
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    // The PRM box of `drm` (a CPIX DRMSystem or a NAGRA entry's base64): the override's data.
+    let assert_my_prm = |pssh_b64: &str, content_id: &str, kid: &str| {
+        let bytes = B64.decode(pssh_b64).unwrap();
+        let (pssh, _) = PsshBox::parse(&bytes).unwrap();
+        assert_eq!(pssh.system_id.to_string(), PRM);
+        let kid: KeyId = kid.parse().unwrap();
+        assert_eq!(
+            String::from_utf8(pssh.data).unwrap(),
+            format!("my-prm:{content_id}:{kid}")
+        );
+    };
     let nagra = |drm_list: Value| {
         let body = json!({
             "drmContent": { "drmContentId": "nagra-irdeto", "profile": { "distributionMode": "VOD", "streamingMode": "DASH" } },
@@ -387,6 +414,20 @@ async fn nagra_and_get_cpix_answer_defined_systems() {
             )),
         "{irdeto_entry}"
     );
+    // Nagra PRM named in drmList: the override's data, not keyplex's default PRM data.
+    let (status, v) = nagra(json!([PRM])).await;
+    assert_eq!(status, 200, "{v}");
+    let prm_entry = v["drmSignalization"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["systemId"] == PRM)
+        .unwrap_or_else(|| panic!("no PRM in {v}"));
+    assert_my_prm(
+        prm_entry["pssh"].as_str().unwrap(),
+        "nagra-irdeto",
+        v["contentKey"]["keyId"].as_str().unwrap(),
+    );
     let (status, v) = nagra(json!(["11111111-2222-3333-4444-555555555555"])).await;
     assert_eq!(status, 400, "{v}");
     assert!(v.to_string().contains("unknown DRM system id"), "{v}");
@@ -409,6 +450,18 @@ async fn nagra_and_get_cpix_answer_defined_systems() {
         .expect("Irdeto in the GET-style answer");
     assert_eq!(irdeto_entry.name.as_deref(), Some("Irdeto"));
     assert!(irdeto_entry.pssh.is_some());
+    // The PRM override lists dash: it joins the form, with its own data.
+    let prm_entry = doc
+        .drm_systems
+        .iter()
+        .flatten()
+        .find(|d| d.system_id.as_written == PRM)
+        .expect("the PRM override in the GET-style dash answer");
+    assert_my_prm(
+        prm_entry.pssh.as_deref().unwrap(),
+        "get-irdeto",
+        &prm_entry.kid.as_written,
+    );
     // ATEME's GET form (a profile of PallyCon's CPIX) for dash: Irdeto's PSSH too.
     let resp = server
         .client
@@ -431,6 +484,17 @@ async fn nagra_and_get_cpix_answer_defined_systems() {
         PsshBox::parse(&bytes).unwrap().0.system_id.to_string(),
         IRDETO
     );
+    let prm_entry = doc
+        .drm_systems
+        .iter()
+        .flatten()
+        .find(|d| d.system_id.as_written == PRM)
+        .expect("the PRM override in the ATEME dash answer");
+    assert_my_prm(
+        prm_entry.pssh.as_deref().unwrap(),
+        "anevia-irdeto",
+        &prm_entry.kid.as_written,
+    );
     // hls is not among its formats.
     let resp = server
         .client
@@ -445,6 +509,13 @@ async fn nagra_and_get_cpix_answer_defined_systems() {
             .iter()
             .flatten()
             .all(|d| d.system_id.as_written != IRDETO)
+    );
+    // Nor among the PRM override's.
+    assert!(
+        doc.drm_systems
+            .iter()
+            .flatten()
+            .all(|d| d.system_id.as_written != PRM)
     );
     server.stop().await;
 }
