@@ -519,3 +519,101 @@ async fn nagra_and_get_cpix_answer_defined_systems() {
     );
     server.stop().await;
 }
+
+/// Every per-key placeholder of a definition's PSSH data, expanded through a real interface: a
+/// live CPIX request with two key periods and two track types (SD, HD) gets, per key, the box
+/// data `{period}|{track_type}|{la_url}|{content_id}|{kid_base64url}|{content_id_base64}` of
+/// that key.
+#[tokio::test]
+async fn placeholders_expand_per_key_period_and_track_type() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    const VERIMATRIX: &str = "9a27dd82-fde2-4725-8cbc-4234aa06ec09";
+    const LA_URL: &str = "https://licence.verimatrix.example/la?tenant=acme";
+    const CONTENT_ID: &str = "live-placeholders";
+    let server = start().await;
+    let (status, answer) = admin(
+        &server,
+        reqwest::Method::PUT,
+        "/admin/v1/tenants/acme/drm-systems/vcas",
+        Some(json!({
+            "system_id": VERIMATRIX,
+            "pssh_version": 0,
+            "pssh_data": "{period}|{track_type}|{la_url}|{content_id}|{kid_base64url}|{content_id_base64}",
+            "pssh_data_encoding": "utf8",
+            "la_url": LA_URL,
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    // (period index, track type, video filter, kid)
+    let keys = [
+        (
+            41,
+            "SD",
+            r#"<cpix:VideoFilter maxPixels="442368"/>"#,
+            "33333333-0000-4000-8000-000000000001",
+        ),
+        (
+            41,
+            "HD",
+            r#"<cpix:VideoFilter minPixels="442369"/>"#,
+            "33333333-0000-4000-8000-000000000002",
+        ),
+        (
+            42,
+            "SD",
+            r#"<cpix:VideoFilter maxPixels="442368"/>"#,
+            "33333333-0000-4000-8000-000000000003",
+        ),
+        (
+            42,
+            "HD",
+            r#"<cpix:VideoFilter minPixels="442369"/>"#,
+            "33333333-0000-4000-8000-000000000004",
+        ),
+    ];
+    let content_keys: String = keys
+        .iter()
+        .map(|(_, _, _, k)| {
+            format!(r#"<cpix:ContentKey kid="{k}" commonEncryptionScheme="cenc"/>"#)
+        })
+        .collect();
+    let drms: String = keys
+        .iter()
+        .map(|(_, _, _, k)| crate::cpix::drm(VERIMATRIX, k))
+        .collect();
+    let periods = r#"<cpix:ContentKeyPeriod id="p41" index="41"/><cpix:ContentKeyPeriod id="p42" index="42"/>"#;
+    let rules: String = keys
+        .iter()
+        .map(|(p, t, f, k)| {
+            format!(
+                r#"<cpix:ContentKeyUsageRule kid="{k}" intendedTrackType="{t}"><cpix:KeyPeriodFilter periodId="p{p}"/>{f}</cpix:ContentKeyUsageRule>"#
+            )
+        })
+        .collect();
+    let request = format!(
+        r#"<cpix:CPIX contentId="{CONTENT_ID}" version="2.3" xmlns:cpix="urn:dashif:org:cpix" xmlns:pskc="urn:ietf:params:xml:ns:keyprov:pskc"><cpix:ContentKeyList>{content_keys}</cpix:ContentKeyList><cpix:DRMSystemList>{drms}</cpix:DRMSystemList><cpix:ContentKeyPeriodList>{periods}</cpix:ContentKeyPeriodList><cpix:ContentKeyUsageRuleList>{rules}</cpix:ContentKeyUsageRuleList></cpix:CPIX>"#
+    );
+    let doc = crate::cpix::ok_document(server.post_cpix("acme", request).await).await;
+    assert_eq!(
+        doc.drm_systems.iter().flatten().count(),
+        keys.len(),
+        "one DRMSystem per key"
+    );
+    for (period, track_type, _, kid) in keys {
+        let pssh = pssh_of(&doc, VERIMATRIX, kid);
+        assert_eq!(pssh.system_id.to_string(), VERIMATRIX);
+        let kid: KeyId = kid.parse().unwrap();
+        let expected = format!(
+            "{period}|{track_type}|{LA_URL}|{CONTENT_ID}|{}|{}",
+            URL_SAFE_NO_PAD.encode(kid.as_bytes()),
+            B64.encode(CONTENT_ID)
+        );
+        assert_eq!(
+            String::from_utf8(pssh.data).unwrap(),
+            expected,
+            "period {period}, {track_type}"
+        );
+    }
+    server.stop().await;
+}
