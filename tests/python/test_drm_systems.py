@@ -6,6 +6,7 @@ the PlayReady one; the answer validates against the official CPIX 2.3 XSD (lxml)
 
 import base64
 import json
+import os
 import subprocess
 import urllib.error
 import urllib.request
@@ -171,7 +172,7 @@ def test_definitions_of_the_configuration_file_with_a_binary_payload(drm_server)
     assert [(d["name"], d["source"]) for d in listed] == [("irdeto", "config"), ("verimatrix", "config")]
 
 
-def test_the_cli_defines_a_system_and_the_client_asks_for_it(drm_server):
+def test_the_cli_defines_a_system_and_the_client_asks_for_it(drm_server, tmp_path):
     base, binary = drm_server["base"], str(drm_server["bin"])
     admin_cli = [binary, "admin", "--url", base, "--token", ADMIN_TOKEN, "drm-systems"]
     put = subprocess.run([*admin_cli, "put", "acme", "irdeto-cli", "--system-id", IRDETO,
@@ -192,6 +193,46 @@ def test_the_cli_defines_a_system_and_the_client_asks_for_it(drm_server):
     assert irdeto.system_id == uuid.UUID(IRDETO)
     assert irdeto.key_ids == [uuid.UUID(key["key_id"])]
     assert irdeto.init_data == key["key_id_hex"].encode()
+
+    # The bare name: the client looks the system id up in the tenant's definition through the
+    # admin API (KEYPLEX_ADMIN_TOKEN here), and answers the same signaling under the same name.
+    no_token_env = {k: v for k, v in os.environ.items() if k != "KEYPLEX_ADMIN_TOKEN"}
+    bare = [binary, "client", "cpix", "--url", f"{base}/acme/cpix", "--content-id", "cli-irdeto",
+            "--user", "packager", "--password", "s3cret-acme", "--drm", "widevine,irdeto-cli"]
+    by_name = subprocess.run(bare, capture_output=True, text=True, timeout=60,
+                             env={**no_token_env, "KEYPLEX_ADMIN_TOKEN": ADMIN_TOKEN})
+    assert by_name.returncode == 0, by_name.stderr
+    key_by_name = json.loads(by_name.stdout)["content_key_list"][0]
+    keyplex_proc.saw_key(bytes.fromhex(key_by_name["key_hex"]))
+    assert key_by_name["key_id"] == key["key_id"], "the same content, track and period: the same key"
+    irdeto = PSSH(key_by_name["drm_systems"]["irdeto-cli"]["pssh"])
+    assert irdeto.system_id == uuid.UUID(IRDETO)
+    assert irdeto.key_ids == [uuid.UUID(key_by_name["key_id"])]
+    assert key_by_name["drm_systems"]["irdeto-cli"] == key["drm_systems"]["irdeto-cli"]
+    assert PSSH(key_by_name["widevine"]["pssh"]).system_id == PSSH.SystemId.Widevine
+    # --admin-token works as the variable does (and no data directory is needed then).
+    with_flag = subprocess.run([*bare, "--admin-token", ADMIN_TOKEN, "--data", str(tmp_path)],
+                               capture_output=True, text=True, timeout=60, env=no_token_env)
+    assert with_flag.returncode == 0, with_flag.stderr
+    keyplex_proc.saw_key(bytes.fromhex(json.loads(with_flag.stdout)["content_key_list"][0]["key_hex"]))
+    # No admin token anywhere (no variable, an empty data directory): a clear refusal naming
+    # both ways out, before any key is asked for.
+    no_token = subprocess.run([*bare, "--data", str(tmp_path)], capture_output=True, text=True,
+                              timeout=60, env=no_token_env, cwd=tmp_path)
+    assert no_token.returncode != 0 and not no_token.stdout
+    assert "pass --drm irdeto-cli:SYSTEM-ID, or an admin token" in no_token.stderr, no_token.stderr
+    # A name the tenant does not define: the server's 404, and the same way out.
+    undefined = subprocess.run([*bare[:-1], "widevine,conax", "--admin-token", ADMIN_TOKEN],
+                               capture_output=True, text=True, timeout=60, env=no_token_env)
+    assert undefined.returncode != 0 and not undefined.stdout
+    assert "tenant acme has no DRM system definition \"conax\"" in undefined.stderr, undefined.stderr
+    assert "pass --drm conax:SYSTEM-ID" in undefined.stderr, undefined.stderr
+    # A wrong admin token: refused, with the way out.
+    wrong = subprocess.run([*bare, "--admin-token", "not-the-admin-token"],
+                           capture_output=True, text=True, timeout=60, env=no_token_env)
+    assert wrong.returncode != 0 and "the admin token was refused" in wrong.stderr, wrong.stderr
+    assert "pass --drm irdeto-cli:SYSTEM-ID" in wrong.stderr, wrong.stderr
+
     removed = subprocess.run([*admin_cli, "remove", "acme", "irdeto-cli"], capture_output=True, text=True, timeout=60)
     assert removed.returncode == 0, removed.stderr
     refused = subprocess.run([*admin_cli, "put", "acme", "bad", "--system-id", "80a6be7e"],

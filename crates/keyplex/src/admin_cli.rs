@@ -310,29 +310,51 @@ struct Api {
     token: String,
 }
 
+/// Where [`find_admin_token`] found the admin token, or where it looked last.
+pub(crate) enum AdminToken {
+    Found(String),
+    /// None was given and the data directory has no `admin-token` file (this one).
+    Missing(PathBuf),
+}
+
+/// The admin token: the one given, else the content of `token_file`, else — next to the
+/// server — the `admin-token` `keyplex serve` generated in its data directory (`data`,
+/// default `./keyplex-data`, as `keyplex serve` uses). Shared by `keyplex admin`, `keyplex
+/// audit` and `keyplex client` (which asks the admin API for a tenant's DRM definitions).
+pub(crate) fn find_admin_token(
+    token: Option<&str>,
+    token_file: Option<&std::path::Path>,
+    data: Option<&std::path::Path>,
+) -> Result<AdminToken> {
+    if let Some(token) = token {
+        return Ok(AdminToken::Found(token.to_owned()));
+    }
+    if let Some(path) = token_file {
+        let token = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        return Ok(AdminToken::Found(token.trim().to_owned()));
+    }
+    let dir = data.map_or_else(|| PathBuf::from("keyplex-data"), std::path::Path::to_owned);
+    let path = dir.join("admin-token");
+    Ok(match std::fs::read_to_string(&path) {
+        Ok(token) => AdminToken::Found(token.trim().to_owned()),
+        Err(_) => AdminToken::Missing(path),
+    })
+}
+
 impl Api {
     fn new(connection: &Connection) -> Result<Self> {
-        let token = match (&connection.token, &connection.token_file) {
-            (Some(token), _) => token.clone(),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?
-                .trim()
-                .to_owned(),
-            (None, None) => {
-                // Next to the server: the token `keyplex serve` generated in its data dir.
-                let dir = connection
-                    .data
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("keyplex-data"));
-                let path = dir.join("admin-token");
-                match std::fs::read_to_string(&path) {
-                    Ok(token) => token.trim().to_owned(),
-                    Err(_) => bail!(
-                        "the admin token is needed: --token, KEYPLEX_ADMIN_TOKEN, --token-file, or run next to the server's data directory ({} not found; --data DIR names another)",
-                        path.display()
-                    ),
-                }
-            }
+        let found = find_admin_token(
+            connection.token.as_deref(),
+            connection.token_file.as_deref(),
+            connection.data.as_deref(),
+        )?;
+        let token = match found {
+            AdminToken::Found(token) => token,
+            AdminToken::Missing(path) => bail!(
+                "the admin token is needed: --token, KEYPLEX_ADMIN_TOKEN, --token-file, or run next to the server's data directory ({} not found; --data DIR names another)",
+                path.display()
+            ),
         };
         Ok(Self {
             http: reqwest::Client::new(),

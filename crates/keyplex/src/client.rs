@@ -38,10 +38,12 @@ pub struct ClientOptions {
     #[arg(long = "content-id")]
     pub content_id: String,
     /// DRM systems to ask signaling for (comma separated): widevine, playready, fairplay,
-    /// clearkey, or `NAME:SYSTEM-ID` for a DRM system the tenant defines (e.g.
-    /// `irdeto:80a6be7e-1448-4c37-9e70-d5aebe04c8d2`; printed under `drm_systems.NAME`).
+    /// clearkey, or a DRM system the tenant defines (printed under `drm_systems.NAME`): by
+    /// its name (e.g. `irdeto`), whose system id is looked up in the tenant's definition
+    /// through the admin API (needs an admin token, see --admin-token), or as
+    /// `NAME:SYSTEM-ID` (e.g. `irdeto:80a6be7e-1448-4c37-9e70-d5aebe04c8d2`, no admin token).
     #[arg(long, value_delimiter = ',', default_value = "widevine,playready")]
-    pub drm: Vec<Drm>,
+    pub drm: Vec<DrmArg>,
     /// cenc, cbcs, cens or cbc1. Default: cbcs when FairPlay is asked for, else cenc.
     #[arg(long)]
     pub scheme: Option<EncryptionScheme>,
@@ -71,6 +73,45 @@ pub struct ClientOptions {
         conflicts_with = "user"
     )]
     pub token: Option<String>,
+    /// Admin token (or KEYPLEX_ADMIN_TOKEN), only to look up the system id of a DRM system
+    /// named in --drm by its bare name: `GET /admin/v1/tenants/{tenant}/drm-systems/{name}` on
+    /// the server of --url, whose first path segment is the tenant. Without it, the token of
+    /// --admin-token-file, else the `admin-token` file of the server's data directory, as
+    /// `keyplex admin` finds it.
+    #[arg(long, env = "KEYPLEX_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// A file holding the admin token (e.g. `keyplex-data/admin-token`).
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<std::path::PathBuf>,
+    /// The server's data directory, whose `admin-token` is used when no admin token is given
+    /// (default `./keyplex-data`).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<std::path::PathBuf>,
+}
+
+/// A `--drm` value: a DRM the client knows the system id of, or the bare name of a DRM system
+/// the tenant defines, whose system id [`resolve_drms`] asks the admin API for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DrmArg {
+    Known(Drm),
+    Named(String),
+}
+
+impl FromStr for DrmArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.parse::<Drm>() {
+            Ok(drm) => Ok(Self::Known(drm)),
+            Err(e) => {
+                let lower = s.trim().to_ascii_lowercase();
+                if !lower.contains(':') && keyplex_drm::define::is_valid_name(&lower) {
+                    Ok(Self::Named(lower))
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
 }
 
 /// A DRM the client can ask signaling for.
@@ -152,7 +193,7 @@ impl FromStr for Drm {
             .find(|d| d.name() == lower)
             .ok_or_else(|| {
                 format!(
-                    "unknown DRM {s:?}: expected widevine, playready, fairplay, clearkey, or NAME:SYSTEM-ID for a DRM system the tenant defines"
+                    "unknown DRM {s:?}: expected widevine, playready, fairplay, clearkey, or a DRM system the tenant defines: its name (a-z, 0-9, '-' and '_'), or NAME:SYSTEM-ID"
                 )
             })
     }
@@ -175,12 +216,30 @@ pub struct KeyQuery {
 }
 
 impl KeyQuery {
+    /// The query of `opts`, whose `--drm` names no DRM by a bare name (the tests' shortcut;
+    /// `fetch` resolves bare names first, [`resolve_drms`], then [`Self::with_drms`]).
+    #[cfg(test)]
     pub fn from_options(opts: &ClientOptions) -> Result<Self> {
+        let drms = opts
+            .drm
+            .iter()
+            .map(|d| match d {
+                DrmArg::Known(drm) => Ok(drm.clone()),
+                DrmArg::Named(name) => Err(anyhow!(
+                    "--drm {name}: the system id of a DRM system the tenant defines is looked up through the admin API; pass --drm {name}:SYSTEM-ID or an admin token"
+                )),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::with_drms(opts, &drms)
+    }
+
+    /// The query of `opts` for `drms` (`--drm` resolved).
+    pub fn with_drms(opts: &ClientOptions, all_drms: &[Drm]) -> Result<Self> {
         if opts.content_id.is_empty() {
             bail!("--content-id is empty");
         }
         let mut drms = Vec::new();
-        for d in &opts.drm {
+        for d in all_drms {
             if !drms.contains(d) {
                 drms.push(d.clone());
             }
@@ -472,19 +531,136 @@ pub fn client_kid(content_id: &str, track_type: &TrackType, period: Option<u64>)
     KeyId::from_bytes(bytes)
 }
 
-/// POSTs the request and reads the answer.
-pub async fn fetch(opts: &ClientOptions) -> Result<ClientKeys> {
-    let query = KeyQuery::from_options(opts)?;
+/// The server's base URL and the tenant of a CPIX endpoint URL: its first path segment
+/// (`http://127.0.0.1:8080/acme/cpix` is `http://127.0.0.1:8080` and `acme`).
+fn server_and_tenant(url: &str) -> Result<(String, String)> {
+    let mut parsed = reqwest::Url::parse(url).with_context(|| format!("--url {url:?}"))?;
+    let tenant = parsed
+        .path_segments()
+        .and_then(|mut segments| segments.next())
+        .filter(|segment| !segment.is_empty())
+        .map(str::to_owned)
+        .with_context(|| {
+            format!("--url {url:?} names no tenant (the first segment of its path, as in https://keys.example.com/acme/cpix)")
+        })?;
+    parsed.set_path("");
+    parsed.set_query(None);
+    parsed.set_fragment(None);
+    Ok((parsed.as_str().trim_end_matches('/').to_owned(), tenant))
+}
+
+/// The `detail` of a problem+json answer, else the text.
+fn problem_detail(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v.get("detail")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| text.trim().to_owned())
+}
+
+/// What looking up a definition takes: the admin token, the server and the tenant of --url.
+struct AdminAccess {
+    token: String,
+    server: String,
+    tenant: String,
+}
+
+impl AdminAccess {
+    /// For `--drm name`: fails with what to pass instead when there is no admin token.
+    fn of(opts: &ClientOptions, name: &str) -> Result<Self> {
+        let token = match crate::admin_cli::find_admin_token(
+            opts.admin_token.as_deref(),
+            opts.admin_token_file.as_deref(),
+            opts.data.as_deref(),
+        )? {
+            crate::admin_cli::AdminToken::Found(token) => token,
+            crate::admin_cli::AdminToken::Missing(path) => bail!(
+                "--drm {name}: {name} is not built in, and the system id of a DRM system the tenant defines is looked up through the admin API, but there is no admin token (--admin-token, KEYPLEX_ADMIN_TOKEN, --admin-token-file, or {} next to the server): pass --drm {name}:SYSTEM-ID, or an admin token",
+                path.display()
+            ),
+        };
+        let (server, tenant) = server_and_tenant(&opts.url)?;
+        Ok(Self {
+            token,
+            server,
+            tenant,
+        })
+    }
+}
+
+/// `--drm` with every bare name resolved to the tenant's definition: its system id from
+/// `GET /admin/v1/tenants/{tenant}/drm-systems/{name}` with the admin token. Without a bare
+/// name nothing is asked (and no admin token is needed).
+pub async fn resolve_drms(opts: &ClientOptions, client: &reqwest::Client) -> Result<Vec<Drm>> {
+    let mut access: Option<AdminAccess> = None;
+    let mut drms = Vec::with_capacity(opts.drm.len());
+    for arg in &opts.drm {
+        let name = match arg {
+            DrmArg::Known(drm) => {
+                drms.push(drm.clone());
+                continue;
+            }
+            DrmArg::Named(name) => name,
+        };
+        let admin = match access {
+            Some(ref admin) => admin,
+            None => access.insert(AdminAccess::of(opts, name)?),
+        };
+        let (server, tenant) = (&admin.server, &admin.tenant);
+        let url = format!("{server}/admin/v1/tenants/{tenant}/drm-systems/{name}");
+        let response = client
+            .get(&url)
+            .bearer_auth(&admin.token)
+            .send()
+            .await
+            .with_context(|| format!("--drm {name}: GET {url}"))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let pass = format!("pass --drm {name}:SYSTEM-ID");
+        match status.as_u16() {
+            200 => {}
+            404 => bail!(
+                "--drm {name}: tenant {tenant} has no DRM system definition {name:?} (GET {url} answered 404: {}): name a built-in DRM or a defined system, or {pass}",
+                problem_detail(&text)
+            ),
+            401 | 403 => bail!(
+                "--drm {name}: the admin token was refused ({status} from GET {url}): {pass}, or the server's admin token"
+            ),
+            _ => bail!(
+                "--drm {name}: GET {url} answered {status}: {}",
+                problem_detail(&text)
+            ),
+        }
+        let definition: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("--drm {name}: the answer of GET {url} is not JSON"))?;
+        let system_id = definition
+            .get("system_id")
+            .and_then(serde_json::Value::as_str)
+            .and_then(keyplex_drm::define::parse_system_id)
+            .with_context(|| {
+                format!("--drm {name}: the answer of GET {url} has no system_id: {pass}")
+            })?;
+        drms.push(Drm::Defined {
+            name: name.clone(),
+            system_id,
+        });
+    }
+    Ok(drms)
+}
+
+/// Resolves `--drm`, POSTs the request and reads the answer.
+pub async fn fetch(opts: &ClientOptions) -> Result<(KeyQuery, ClientKeys)> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .user_agent(concat!("keyplex-client/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    let drms = resolve_drms(opts, &client).await?;
+    let query = KeyQuery::with_drms(opts, &drms)?;
     let kids: Vec<KeyId> = query
         .track_types
         .iter()
         .map(|t| client_kid(&query.content_id, t, query.period))
         .collect();
     let xml = keyplex_cpix::write_document(&build_request(&query, &kids));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .user_agent(concat!("keyplex-client/", env!("CARGO_PKG_VERSION")))
-        .build()?;
     let mut request = client
         .post(&opts.url)
         .header("content-type", "application/xml")
@@ -506,7 +682,8 @@ pub async fn fetch(opts: &ClientOptions) -> Result<ClientKeys> {
     }
     let doc =
         keyplex_cpix::read_document(&body).map_err(|e| anyhow!("the answer is not CPIX: {e}"))?;
-    read_answer(&query, &doc)
+    let keys = read_answer(&query, &doc)?;
+    Ok((query, keys))
 }
 
 /// Shaka Packager raw-key arguments for `keys`. `generate_signaling` asks the packager to
@@ -675,8 +852,14 @@ mod tests {
         );
         assert!(KeyQuery::from_options(&options(&["--track-types", "SD,SD"])).is_err());
         assert!(KeyQuery::from_options(&options(&["--track-types", "ALL,SD"])).is_err());
-        let cli = Cli::try_parse_from(["t", "--url", "u", "--content-id", "c", "--drm", "marlin"]);
-        assert!(cli.is_err());
+        // A name that is not built in is a DRM system the tenant defines, resolved through
+        // the admin API by `fetch` (a_bare_name_without_an_admin_token_says_what_to_pass).
+        let marlin =
+            Cli::try_parse_from(["t", "--url", "u", "--content-id", "c", "--drm", "marlin"]);
+        assert_eq!(marlin.unwrap().opts.drm, [DrmArg::Named("marlin".into())]);
+        assert!(KeyQuery::from_options(&options(&["--drm", "marlin"])).is_err());
+        let cli = Cli::try_parse_from(["t", "--url", "u", "--content-id", "c", "--drm", "mar lin"]);
+        assert!(cli.is_err(), "not a name a definition can have");
         // A DRM system the tenant defines: NAME:SYSTEM-ID.
         let q = KeyQuery::from_options(&options(&[
             "--drm",
@@ -699,6 +882,107 @@ mod tests {
         }
         let cli = Cli::try_parse_from(["t", "--url", "u", "--content-id", "c", "--user", "x"]);
         assert!(cli.is_err(), "a user needs a password");
+    }
+
+    #[test]
+    fn drm_values_parse_into_built_ins_bare_names_and_name_with_system_id() {
+        let parse = |s: &str| s.parse::<DrmArg>();
+        assert_eq!(parse("Widevine"), Ok(DrmArg::Known(Drm::Widevine)));
+        assert_eq!(parse(" clearkey "), Ok(DrmArg::Known(Drm::ClearKey)));
+        assert_eq!(parse("irdeto"), Ok(DrmArg::Named("irdeto".into())));
+        assert_eq!(parse("Irdeto"), Ok(DrmArg::Named("irdeto".into())));
+        assert_eq!(
+            parse("verimatrix-vcas_2"),
+            Ok(DrmArg::Named("verimatrix-vcas_2".into()))
+        );
+        assert_eq!(
+            parse("irdeto:80a6be7e-1448-4c37-9e70-d5aebe04c8d2"),
+            Ok(DrmArg::Known(Drm::Defined {
+                name: "irdeto".into(),
+                system_id: "80a6be7e-1448-4c37-9e70-d5aebe04c8d2".parse().unwrap(),
+            }))
+        );
+        for bad in [
+            "",
+            "-irdeto",
+            "ir deto",
+            "irdeto:80a6be7e",
+            "irdeto/x",
+            &"a".repeat(65),
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(
+                err.contains("NAME:SYSTEM-ID") || err.contains("is not a DRM system id"),
+                "{bad:?}: {err}"
+            );
+        }
+        // Bare names and built-ins mix; the query of resolved DRMs drops duplicates.
+        let opts = options(&["--drm", "widevine,irdeto,widevine"]);
+        assert_eq!(
+            opts.drm,
+            [
+                DrmArg::Known(Drm::Widevine),
+                DrmArg::Named("irdeto".into()),
+                DrmArg::Known(Drm::Widevine)
+            ]
+        );
+        let irdeto = Drm::Defined {
+            name: "irdeto".into(),
+            system_id: "80a6be7e-1448-4c37-9e70-d5aebe04c8d2".parse().unwrap(),
+        };
+        let q =
+            KeyQuery::with_drms(&opts, &[Drm::Widevine, irdeto.clone(), Drm::Widevine]).unwrap();
+        assert_eq!(q.drms, [Drm::Widevine, irdeto]);
+    }
+
+    #[test]
+    fn the_server_and_tenant_come_from_the_cpix_url() {
+        assert_eq!(
+            server_and_tenant("http://127.0.0.1:8080/acme/cpix").unwrap(),
+            ("http://127.0.0.1:8080".to_owned(), "acme".to_owned())
+        );
+        assert_eq!(
+            server_and_tenant("https://keys.example.com/acme-2/speke/v2?x=1#f").unwrap(),
+            ("https://keys.example.com".to_owned(), "acme-2".to_owned())
+        );
+        for bad in [
+            "http://127.0.0.1:8080/",
+            "http://127.0.0.1:8080",
+            "acme/cpix",
+        ] {
+            assert!(server_and_tenant(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_bare_name_without_an_admin_token_says_what_to_pass() {
+        let empty =
+            std::env::temp_dir().join(format!("keyplex-client-admin-token-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).unwrap();
+        let _ = std::fs::remove_file(empty.join("admin-token"));
+        let dir = empty.to_str().unwrap();
+        let mut opts = options(&["--drm", "irdeto", "--data", dir]);
+        opts.admin_token = None; // whatever KEYPLEX_ADMIN_TOKEN the test runs with
+        let err = AdminAccess::of(&opts, "irdeto")
+            .err()
+            .expect("no token anywhere")
+            .to_string();
+        assert!(
+            err.contains("pass --drm irdeto:SYSTEM-ID, or an admin token")
+                && err.contains("admin-token"),
+            "{err}"
+        );
+        // The data directory's admin-token file, as `keyplex admin` finds it.
+        std::fs::write(empty.join("admin-token"), "from-the-data-dir\n").unwrap();
+        let access = AdminAccess::of(&opts, "irdeto").unwrap();
+        assert_eq!(access.token, "from-the-data-dir");
+        assert_eq!(
+            (access.server.as_str(), access.tenant.as_str()),
+            ("http://127.0.0.1:1", "acme")
+        );
+        let given = options(&["--drm", "irdeto", "--data", dir, "--admin-token", "given"]);
+        assert_eq!(AdminAccess::of(&given, "irdeto").unwrap().token, "given");
+        std::fs::remove_dir_all(&empty).unwrap();
     }
 
     #[test]

@@ -357,15 +357,14 @@ fn client_command(command: ClientCommand) -> Result<()> {
             outln!("{token}")?;
         }
         ClientCommand::Cpix(options) => {
-            let keys = runtime.block_on(client::fetch(&options))?;
+            let (_, keys) = runtime.block_on(client::fetch(&options))?;
             outln!("{}", serde_json::to_string_pretty(&keys)?)?;
         }
         ClientCommand::PackagerArgs {
             options,
             generate_signaling,
         } => {
-            let keys = runtime.block_on(client::fetch(&options))?;
-            let query = client::KeyQuery::from_options(&options)?;
+            let (query, keys) = runtime.block_on(client::fetch(&options))?;
             for note in client::packager_notes(&keys) {
                 noteln!("note: {note}");
             }
