@@ -2,7 +2,10 @@
 request for Widevine, PlayReady and a defined Irdeto system (as AWS Elemental MediaPackage
 sends it) is answered for all three; pywidevine's `PSSH` (which parses any system's box)
 reads the Irdeto box back with the defined system id and the expanded data, pyplayready
-the PlayReady one; the answer validates against the official CPIX 2.3 XSD (lxml)."""
+the PlayReady one; the answer validates against the official CPIX 2.3 XSD (lxml). So do the
+answers with a defined system of the GET-style form and ATEME's (dash and hls: the system is
+listed for both) and of PallyCon's V1 and V2 requests naming it. The CLI defines a system and
+the client asks for it by NAME:SYSTEM-ID and by its bare name."""
 
 import base64
 import json
@@ -30,7 +33,10 @@ VIDEO_KID = "6f0b7a52-1c8e-4a2c-9d1f-3b2e4c5d6a71"
 AUDIO_KID = "2b9d4e61-7a3f-4c58-8e2d-1f0a9b8c7d62"
 
 # acme defines Irdeto through the admin API (below); globex defines it in the file, with a
-# binary (hex) payload, next to a Verimatrix one.
+# binary (hex) payload, next to a Verimatrix one; initech lists its (file) Irdeto for the
+# GET-style forms of dash and hls, and has the tokens of the GET-style and PallyCon routes.
+INITECH_GET_TOKEN = "get-token-of-initech-0123456789"
+INITECH_ENC_TOKEN = "enc-token-of-initech-0123456789"
 CONFIG = f"""
 [admin]
 token = "{ADMIN_TOKEN}"
@@ -57,7 +63,25 @@ system_id = "{VERIMATRIX}"
 pssh_version = 1
 pssh_data = ""
 dash_value = "Verimatrix VCAS"
+
+[tenants.initech]
+basic = [{{ user = "packager", password = "s3cret-initech" }}]
+get_token = "{INITECH_GET_TOKEN}"
+enc_token = "{INITECH_ENC_TOKEN}"
+widevine_provider = "initech"
+
+[[tenants.initech.drm_systems]]
+name = "irdeto"
+system_id = "{IRDETO}"
+pssh_version = 1
+pssh_data = "{{kid_base64}}|{{content_id}}"
+pssh_data_encoding = "utf8"
+dash_value = "Irdeto"
+hls_keyformat = "com.irdeto.example"
+hls_uri = "skd://irdeto/{{kid_hex}}"
+formats = ["dash", "hls"]
 """
+PALLYCON_SAMPLE = ROOT / "crates/keyplex-server/tests/it/fixtures/pallycon/dash-vod.xml"
 
 
 @pytest.fixture(scope="module")
@@ -246,3 +270,93 @@ def test_a_malformed_definition_stops_the_start_with_a_clear_message(keyplex_bin
         with keyplex_proc.running_keyplex(keyplex_bin, bad, tmp_path / "data", timeout=10):
             pass
     assert "is not a DRM system id" in str(failed.value)
+
+
+def keys_recorded(root) -> None:
+    """Every clear key of an answer goes to the secrets audit (no server log may hold it)."""
+    for value in root.iterfind("cpix:ContentKeyList/cpix:ContentKey/cpix:Data/pskc:Secret/pskc:PlainValue", NS):
+        keyplex_proc.saw_key(base64.b64decode(value.text))
+
+
+def check_irdeto(root, content_id: str, *, hls: bool) -> int:
+    """The answer's Irdeto DRMSystems: the defined system id, a PSSH that pywidevine reads back
+    (system id, the key id, the expanded `{kid_base64}|{content_id}`), the data as
+    ContentProtectionData where the dialect answers it, and with `hls` the defined KEYFORMAT
+    and key URI. Returns how many there are."""
+    drms = root.findall(f'cpix:DRMSystemList/cpix:DRMSystem[@systemId="{IRDETO}"]', NS)
+    assert drms, f"no Irdeto DRMSystem in\n{etree.tostring(root).decode()}"
+    key_ids = {k.get("kid") for k in root.iterfind("cpix:ContentKeyList/cpix:ContentKey", NS)}
+    for drm in drms:
+        kid = drm.get("kid")
+        assert kid in key_ids
+        pssh = drm.find("cpix:PSSH", NS)
+        assert pssh is not None and pssh.text, "Irdeto PSSH answered"
+        irdeto = PSSH(pssh.text)
+        assert irdeto.system_id == uuid.UUID(IRDETO)
+        assert irdeto.version == 1 and irdeto.key_ids == [uuid.UUID(kid)]
+        assert irdeto.init_data == base64.b64encode(uuid.UUID(kid).bytes) + b"|" + content_id.encode()
+        cpd = drm.find("cpix:ContentProtectionData", NS)
+        if cpd is not None and cpd.text:
+            cpd = base64.b64decode(cpd.text)
+            # Plain CPIX: a <cenc:pssh> element with the box; PallyCon: the box's data.
+            assert cpd == irdeto.init_data or b"<cenc:pssh" in cpd, cpd
+        if hls:
+            lines = [base64.b64decode(h.text).decode() for h in drm.findall("cpix:HLSSignalingData", NS)]
+            assert lines, "Irdeto HLS signaling answered"
+            for line in lines:
+                assert 'KEYFORMAT="com.irdeto.example"' in line, line
+                assert f'URI="skd://irdeto/{uuid.UUID(kid).hex}"' in line, line
+    return len(drms)
+
+
+@pytest.mark.parametrize("fmt", ["dash", "hls"])
+def test_get_style_and_ateme_answers_with_a_defined_system_validate(drm_server, fmt):
+    """The GET-style CPIX form and ATEME's answer the Irdeto system the tenant lists for both
+    formats; every answer validates against the official CPIX 2.3 XSD."""
+    content_id = f"py-get-{fmt}"
+    status, payload = call(drm_server, "GET", f"/initech/cpix/{fmt}/{content_id}",
+                           headers={"Authorization": f"Bearer {INITECH_GET_TOKEN}"})
+    assert status == 200, payload
+    root = validated(payload)
+    keys_recorded(root)
+    assert check_irdeto(root, content_id, hls=fmt == "hls") == 1
+    irdeto = root.find(f'cpix:DRMSystemList/cpix:DRMSystem[@systemId="{IRDETO}"]', NS)
+    if fmt == "dash":
+        assert irdeto.get("name") == "Irdeto", "DRMSystem@name is the dash_value"
+
+    content_id = f"py-ateme-{fmt}"
+    status, payload = call(drm_server, "GET", f"/initech/cpix/anevia/{fmt}/{INITECH_ENC_TOKEN}/{content_id}")
+    assert status == 200, payload
+    root = validated(payload)
+    keys_recorded(root)
+    assert root.get("id") == content_id
+    assert check_irdeto(root, content_id, hls=fmt == "hls") == 1
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_pallycon_requests_naming_a_defined_system_validate(drm_server, api):
+    """PallyCon's own request sample (its guide's DASH VOD) with a DRMSystem for the Irdeto id
+    added: V1 answers its PSSH, V2 its PSSH, data and HLS signaling; both validate against the
+    CPIX 2.3 XSD."""
+    content_id = f"py-pallycon-{api}"
+    xml = PALLYCON_SAMPLE.read_text()
+    head, rest = xml.split('<cpix:CPIX id="', 1)
+    xml = head + f'<cpix:CPIX id="{content_id}"' + rest.split('"', 1)[1]
+    sample_kid = "681e5b39-49f2-4dfa-b744-86573c22e6fb"
+    xml = xml.replace("</cpix:DRMSystemList>",
+                      f'<cpix:DRMSystem kid="{sample_kid}" systemId="{IRDETO}" /></cpix:DRMSystemList>')
+    status, payload = call(drm_server, "POST", f"/initech/{api}/cpix/pallycon/getKey/{INITECH_ENC_TOKEN}",
+                           xml.encode(), {"Content-Type": "application/xml"})
+    assert status == 200, payload
+    root = validated(payload)
+    keys_recorded(root)
+    assert root.get("id") == content_id
+    assert check_irdeto(root, content_id, hls=api == "v2") == 1
+    systems = {d.get("systemId").lower() for d in root.iterfind("cpix:DRMSystemList/cpix:DRMSystem", NS)}
+    assert systems == {PR, WV, IRDETO}
+    irdeto = root.find(f'cpix:DRMSystemList/cpix:DRMSystem[@systemId="{IRDETO}"]', NS)
+    if api == "v1":
+        assert irdeto.find("cpix:ContentProtectionData", NS) is None
+    else:
+        cpd = base64.b64decode(irdeto.find("cpix:ContentProtectionData", NS).text)
+        assert cpd == PSSH(irdeto.find("cpix:PSSH", NS).text).init_data
