@@ -40,7 +40,9 @@ pub const PRM_TEMPLATE_NAME: &str = "nagra-prm";
 }))]
 pub struct DrmSystemConfig {
     /// `[a-z0-9][a-z0-9_-]*`, at most 64 characters: how the admin API, the CLI
-    /// (`keyplex client cpix --drm name:system-id`) and logs name the system. In a `PUT` it
+    /// (`keyplex client cpix --drm name`, or `--drm name:system-id`), the licence route
+    /// (`/{tenant}/licences/{name}`, `[tenants.x.licence] upstream.<name>`) and logs name the
+    /// system. In a `PUT` it
     /// may be left out (the path names it).
     #[serde(default)]
     pub name: String,
