@@ -243,7 +243,15 @@ pub fn document() -> utoipa::openapi::OpenApi {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use axum::http::{StatusCode, header};
+    use axum::response::Response;
+    use keyplex_store::StoreError;
+
     use super::*;
+    use crate::http::error::{ApiError, problem_json};
 
     #[test]
     fn every_path_is_declared_once_and_has_an_interface_unless_it_is_operations() {
@@ -274,5 +282,125 @@ mod tests {
             Interface::DefinedDrm
         );
         assert_eq!(interface_of("/players/"), Interface::Other);
+    }
+
+    /// A log that tests can read back.
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Log {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Log {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    /// Renders `error` through `render` with a log attached; the log and the body.
+    fn render(error: ApiError, render: fn(ApiError) -> Response) -> (String, StatusCode, String) {
+        let log = Log::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let response = tracing::subscriber::with_default(subscriber, || render(error));
+        let status = response.status();
+        let body = futures_body(response);
+        (log.text(), status, body)
+    }
+
+    fn futures_body(response: Response) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bytes = runtime
+            .block_on(axum::body::to_bytes(response.into_body(), 1 << 20))
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_busy_store_answers_503_with_retry_after_in_each_format() {
+        type Renderer = fn(ApiError) -> Response;
+        let renderers: [(Renderer, StatusCode, &str); 4] = [
+            (
+                problem_json,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "application/problem+json",
+            ),
+            (
+                cpix::error_response,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+            ),
+            (
+                nagra::error_response,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "application/json",
+            ),
+            // 200 with the status Shaka Packager retries (see widevine_api::WidevineJson).
+            (
+                widevine_api::error_response,
+                StatusCode::OK,
+                "application/json",
+            ),
+        ];
+        for (renderer, status, content_type) in renderers {
+            let error = ApiError::from(StoreError::Busy {
+                retry_after_seconds: 1,
+            });
+            let response = renderer(error);
+            assert_eq!(response.status(), status);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+            assert_eq!(response.headers()[header::CONTENT_TYPE], content_type);
+            let body = futures_body(response);
+            assert!(body.contains("key store busy, retry after 1 s"), "{body}");
+        }
+        let nagra = futures_body(nagra::error_response(ApiError::StoreBusy {
+            retry_after_seconds: 1,
+        }));
+        assert!(
+            nagra.contains(r#""status":"SERVICE_UNAVAILABLE""#),
+            "{nagra}"
+        );
+        let widevine = futures_body(widevine_api::error_response(ApiError::StoreBusy {
+            retry_after_seconds: 1,
+        }));
+        assert!(
+            widevine.contains(r#""status":"INTERNAL_ERROR""#),
+            "{widevine}"
+        );
+    }
+
+    #[test]
+    fn a_store_outage_logs_its_cause_once_and_tells_the_client_only_the_generic_text() {
+        let cause = "cannot start a write transaction: disk I/O error";
+        let renderers: [fn(ApiError) -> Response; 4] = [
+            problem_json,
+            cpix::error_response,
+            nagra::error_response,
+            widevine_api::error_response,
+        ];
+        for renderer in renderers {
+            let error = ApiError::from(StoreError::Unavailable(cause.to_owned()));
+            let (log, status, body) = render(error, renderer);
+            assert_eq!(log.matches(cause).count(), 1, "{log}");
+            assert!(log.contains("store unavailable"), "{log}");
+            assert!(!body.contains(cause), "{body}");
+            assert!(body.contains("key store unavailable, try again"), "{body}");
+            assert!(
+                status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::OK,
+                "{status}"
+            );
+        }
     }
 }

@@ -20,7 +20,8 @@ use axum::response::{IntoResponse, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::http::error::{ApiError, NagraJson, PlainText, WidevineJson};
+use crate::http::error::{ApiError, PlainText, problem_json};
+use crate::packager::{nagra, widevine_api};
 use crate::scope::Interface;
 use crate::state::AppState;
 
@@ -68,9 +69,9 @@ fn render(interface: Interface, error: ApiError) -> Response {
         | Interface::GetCpix
         | Interface::Harmonic
         | Interface::Pallycon => PlainText(error).into_response(),
-        Interface::Nagra => NagraJson::from(error).into_response(),
-        Interface::WidevineApi => WidevineJson::from(error).into_response(),
-        _ => error.into_response(),
+        Interface::Nagra => nagra::error_response(error),
+        Interface::WidevineApi => widevine_api::error_response(error),
+        _ => problem_json(error),
     }
 }
 
