@@ -2,16 +2,16 @@
 //!
 //! Each entry names a handler — whose `#[utoipa::path]` beside its code gives the path, the
 //! method and the OpenAPI entry (`utoipa_axum::routes!` registers both from it) — with its
-//! [`Interface`] (metrics, audit trail, the error format of a request that runs out of time)
-//! and its [`Access`] (which layers guard it: the admin token, the licence routes' CORS).
-//! [`router`] and the `/openapi.json` document are both built from [`endpoints`]; the
-//! middleware finds a request's interface with [`interface_of`]. Nothing else names a route.
+//! [`Interface`] (metrics, audit trail), its error format (the interface's own: how a request
+//! that runs out of time is answered) and its [`Access`] (which layers guard it: the admin
+//! token, the licence routes' CORS). [`router`] and the `/openapi.json` document are both
+//! built from [`endpoints`]; what the request-wide middleware needs of a route is installed
+//! from it into the core ([`crate::route_info`]), where `http/` reads it without naming any
+//! role. Nothing else names a route.
 //!
 //! `utoipa-axum` rather than a hand-written endpoint enum (as garage does): the path is already
 //! written once in each handler's annotation, which the document needs anyway, so the router
 //! takes it from there instead of repeating it in an enum.
-
-use std::sync::LazyLock;
 
 use axum::Router;
 use utoipa::OpenApi as _;
@@ -19,9 +19,11 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
 use crate::http::cors;
+use crate::http::error::problem_json;
 use crate::operator::{admin, landing, players, ui};
 use crate::packager::{cpix, get_cpix, harmonic, nagra, pallycon, speke, widevine_api};
 use crate::player::{clearkey, hls_keys, licence_proxy, ssm};
+use crate::route_info::{ErrorFormat, RouteInfo, RouteTable};
 use crate::scope::Interface;
 use crate::state::AppState;
 
@@ -45,17 +47,22 @@ pub enum Access {
 pub struct Endpoint {
     pub interface: Interface,
     pub access: Access,
+    /// How an error is answered when no handler answers it (a request past its deadline):
+    /// the interface's format, given by its module.
+    pub errors: ErrorFormat,
     routes: UtoipaMethodRouter<AppState>,
 }
 
 fn endpoint(
     interface: Interface,
     access: Access,
+    errors: ErrorFormat,
     routes: UtoipaMethodRouter<AppState>,
 ) -> Endpoint {
     Endpoint {
         interface,
         access,
+        errors,
         routes,
     }
 }
@@ -64,67 +71,112 @@ fn endpoint(
 pub fn endpoints() -> Vec<Endpoint> {
     use Access::{Admin, Packager, Player, Public};
     use Interface as I;
+    // The error formats: problem+json, unless the interface speaks its own.
+    let problem: ErrorFormat = problem_json;
+    let plain: ErrorFormat = cpix::error_response;
+    let nagra_json: ErrorFormat = nagra::error_response;
+    let widevine_json: ErrorFormat = widevine_api::error_response;
     vec![
         // Operations
-        endpoint(I::Other, Public, routes!(landing::landing)),
-        endpoint(I::Other, Public, routes!(crate::healthz)),
-        endpoint(I::Other, Public, routes!(crate::metrics)),
-        endpoint(I::Other, Public, routes!(crate::openapi::get_openapi_json)),
-        endpoint(I::Other, Public, routes!(ui::ui_redirect)),
-        endpoint(I::Other, Public, routes!(ui::ui_index)),
-        endpoint(I::Other, Public, routes!(ui::ui_index_html)),
-        endpoint(I::Other, Public, routes!(ui::ui_app_js)),
-        endpoint(I::Other, Public, routes!(ui::ui_style_css)),
-        endpoint(I::Other, Public, routes!(players::players_redirect)),
+        endpoint(I::Other, Public, problem, routes!(landing::landing)),
+        endpoint(I::Other, Public, problem, routes!(crate::healthz)),
+        endpoint(I::Other, Public, problem, routes!(crate::metrics)),
+        endpoint(
+            I::Other,
+            Public,
+            problem,
+            routes!(crate::openapi::get_openapi_json),
+        ),
+        endpoint(I::Other, Public, problem, routes!(ui::ui_redirect)),
+        endpoint(I::Other, Public, problem, routes!(ui::ui_index)),
+        endpoint(I::Other, Public, problem, routes!(ui::ui_index_html)),
+        endpoint(I::Other, Public, problem, routes!(ui::ui_app_js)),
+        endpoint(I::Other, Public, problem, routes!(ui::ui_style_css)),
+        endpoint(
+            I::Other,
+            Public,
+            problem,
+            routes!(players::players_redirect),
+        ),
         // Packagers
-        endpoint(I::Cpix, Packager, routes!(cpix::post_cpix)),
-        endpoint(I::Cpix, Packager, routes!(cpix::post_cpix_short_url)),
-        endpoint(I::Speke, Packager, routes!(speke::post_speke_v1)),
-        endpoint(I::Speke, Packager, routes!(speke::post_speke_v2)),
-        endpoint(I::Nagra, Packager, routes!(nagra::post_key)),
-        endpoint(I::Nagra, Packager, routes!(nagra::post_cmaf)),
-        endpoint(I::Harmonic, Packager, routes!(harmonic::post_key)),
-        endpoint(I::GetCpix, Packager, routes!(get_cpix::get_cpix)),
+        endpoint(I::Cpix, Packager, plain, routes!(cpix::post_cpix)),
+        endpoint(I::Cpix, Packager, plain, routes!(cpix::post_cpix_short_url)),
+        endpoint(I::Speke, Packager, plain, routes!(speke::post_speke_v1)),
+        endpoint(I::Speke, Packager, plain, routes!(speke::post_speke_v2)),
+        endpoint(I::Nagra, Packager, nagra_json, routes!(nagra::post_key)),
+        endpoint(I::Nagra, Packager, nagra_json, routes!(nagra::post_cmaf)),
+        endpoint(I::Harmonic, Packager, plain, routes!(harmonic::post_key)),
+        endpoint(I::GetCpix, Packager, plain, routes!(get_cpix::get_cpix)),
         endpoint(
             I::GetCpix,
             Packager,
+            plain,
             routes!(get_cpix::get_cpix_token_in_path),
         ),
-        endpoint(I::Pallycon, Packager, routes!(pallycon::post_v1)),
-        endpoint(I::Pallycon, Packager, routes!(pallycon::post_v2)),
-        endpoint(I::Pallycon, Packager, routes!(pallycon::post_speke)),
-        endpoint(I::Pallycon, Packager, routes!(pallycon::get_anevia)),
+        endpoint(I::Pallycon, Packager, plain, routes!(pallycon::post_v1)),
+        endpoint(I::Pallycon, Packager, plain, routes!(pallycon::post_v2)),
+        endpoint(I::Pallycon, Packager, plain, routes!(pallycon::post_speke)),
+        endpoint(I::Pallycon, Packager, plain, routes!(pallycon::get_anevia)),
         endpoint(
             I::WidevineApi,
             Packager,
+            widevine_json,
             routes!(widevine_api::post_get_content_key),
         ),
         // Players
-        endpoint(I::ClearKey, Player, routes!(clearkey::post_licence)),
-        endpoint(I::Hls, Player, routes!(hls_keys::get_key)),
-        endpoint(I::Widevine, Player, routes!(licence_proxy::post_widevine)),
-        endpoint(I::PlayReady, Player, routes!(licence_proxy::post_playready)),
-        endpoint(I::FairPlay, Player, routes!(licence_proxy::post_fairplay)),
-        endpoint(I::Prm, Player, routes!(licence_proxy::post_prm)),
-        endpoint(I::DefinedDrm, Player, routes!(licence_proxy::post_defined)),
-        endpoint(I::Ssm, Player, routes!(ssm::post_setup)),
-        endpoint(I::SsmLicence, Player, routes!(ssm::post_licence)),
-        endpoint(I::Ssm, Player, routes!(ssm::post_heartbeat)),
-        endpoint(I::Ssm, Player, routes!(ssm::delete_session)),
+        endpoint(
+            I::ClearKey,
+            Player,
+            problem,
+            routes!(clearkey::post_licence),
+        ),
+        endpoint(I::Hls, Player, problem, routes!(hls_keys::get_key)),
+        endpoint(
+            I::Widevine,
+            Player,
+            problem,
+            routes!(licence_proxy::post_widevine),
+        ),
+        endpoint(
+            I::PlayReady,
+            Player,
+            problem,
+            routes!(licence_proxy::post_playready),
+        ),
+        endpoint(
+            I::FairPlay,
+            Player,
+            problem,
+            routes!(licence_proxy::post_fairplay),
+        ),
+        endpoint(I::Prm, Player, problem, routes!(licence_proxy::post_prm)),
+        endpoint(
+            I::DefinedDrm,
+            Player,
+            problem,
+            routes!(licence_proxy::post_defined),
+        ),
+        endpoint(I::Ssm, Player, problem, routes!(ssm::post_setup)),
+        endpoint(I::SsmLicence, Player, problem, routes!(ssm::post_licence)),
+        endpoint(I::Ssm, Player, problem, routes!(ssm::post_heartbeat)),
+        endpoint(I::Ssm, Player, problem, routes!(ssm::delete_session)),
         // Admin API
         endpoint(
             I::Admin,
             Admin,
+            problem,
             routes!(admin::tenants::list_tenants, admin::tenants::create_tenant),
         ),
         endpoint(
             I::Admin,
             Admin,
+            problem,
             routes!(admin::tenants::get_tenant, admin::tenants::patch_tenant),
         ),
         endpoint(
             I::Admin,
             Admin,
+            problem,
             routes!(
                 admin::credentials::list_credentials,
                 admin::credentials::add_credential
@@ -133,13 +185,25 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(
             I::Admin,
             Admin,
+            problem,
             routes!(admin::credentials::revoke_credential),
         ),
-        endpoint(I::Admin, Admin, routes!(admin::contents::list_contents)),
-        endpoint(I::Admin, Admin, routes!(admin::contents::content_keys)),
         endpoint(
             I::Admin,
             Admin,
+            problem,
+            routes!(admin::contents::list_contents),
+        ),
+        endpoint(
+            I::Admin,
+            Admin,
+            problem,
+            routes!(admin::contents::content_keys),
+        ),
+        endpoint(
+            I::Admin,
+            Admin,
+            problem,
             routes!(
                 admin::licence_policy::get_policy,
                 admin::licence_policy::put_policy,
@@ -149,22 +213,39 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(
             I::Admin,
             Admin,
+            problem,
             routes!(admin::drm_systems::list_drm_systems),
         ),
         endpoint(
             I::Admin,
             Admin,
+            problem,
             routes!(
                 admin::drm_systems::get_drm_system,
                 admin::drm_systems::put_drm_system,
                 admin::drm_systems::remove_drm_system
             ),
         ),
-        endpoint(I::Admin, Admin, routes!(admin::backup::export_keys)),
-        endpoint(I::Admin, Admin, routes!(admin::backup::import_keys)),
-        endpoint(I::Admin, Admin, routes!(admin::rotation::rotate_master_key)),
-        endpoint(I::Admin, Admin, routes!(admin::audit::audit)),
-        endpoint(I::Admin, Admin, routes!(admin::stats::stats)),
+        endpoint(
+            I::Admin,
+            Admin,
+            problem,
+            routes!(admin::backup::export_keys),
+        ),
+        endpoint(
+            I::Admin,
+            Admin,
+            problem,
+            routes!(admin::backup::import_keys),
+        ),
+        endpoint(
+            I::Admin,
+            Admin,
+            problem,
+            routes!(admin::rotation::rotate_master_key),
+        ),
+        endpoint(I::Admin, Admin, problem, routes!(admin::audit::audit)),
+        endpoint(I::Admin, Admin, problem, routes!(admin::stats::stats)),
     ]
 }
 
@@ -173,27 +254,31 @@ fn paths_of(endpoint: &Endpoint) -> impl Iterator<Item = &String> {
     endpoint.routes.1.paths.keys()
 }
 
-/// The interface of every route template, for the middleware (`track`, `deadline`): looked
-/// up twice per request, so with hashbrown's default hasher (foldhash), not SipHash.
-static INTERFACES: LazyLock<hashbrown::HashMap<String, Interface>> = LazyLock::new(|| {
-    let mut map = hashbrown::HashMap::new();
+/// What the middleware needs of every route of the table, by route template.
+fn route_table() -> RouteTable {
+    let mut table = RouteTable::default();
     for endpoint in endpoints() {
+        let info = RouteInfo {
+            interface: endpoint.interface,
+            errors: endpoint.errors,
+        };
         for path in paths_of(&endpoint) {
-            map.insert(path.clone(), endpoint.interface);
+            table.add(path, info);
         }
     }
-    map
-});
+    table
+}
 
-/// The interface of a matched route template (`/{tenant}/cpix`, …); `Other` for routes the
-/// table does not know (the players' files).
-pub fn interface_of(route: &str) -> Interface {
-    INTERFACES.get(route).copied().unwrap_or(Interface::Other)
+/// Installs the table's [`RouteInfo`]s for the middleware (once per process; [`router`]
+/// does it before it serves).
+pub fn install() {
+    crate::route_info::install(route_table);
 }
 
 /// Every route of keyplex, each group behind the layers its [`Access`] asks for, before the
 /// request-wide layers (`crate::router` adds them).
 pub fn router(state: &AppState) -> Router<AppState> {
+    install();
     let mut public = OpenApiRouter::new();
     let mut players = OpenApiRouter::new();
     let mut admins = OpenApiRouter::new();
@@ -251,7 +336,14 @@ mod tests {
     use keyplex_store::StoreError;
 
     use super::*;
-    use crate::http::error::{ApiError, problem_json};
+    use crate::http::error::ApiError;
+    use crate::route_info;
+
+    /// The interface the middleware finds for a matched route template.
+    fn interface_of(template: &str) -> Interface {
+        install();
+        route_info::of(template).interface
+    }
 
     #[test]
     fn every_path_is_declared_once_and_has_an_interface_unless_it_is_operations() {
@@ -282,6 +374,47 @@ mod tests {
             Interface::DefinedDrm
         );
         assert_eq!(interface_of("/players/"), Interface::Other);
+    }
+
+    /// The format each interface answered a request past its deadline in before the table
+    /// said it (`deadline::render` matched on the interface): every endpoint still does.
+    #[test]
+    fn every_endpoint_answers_errors_outside_its_handler_in_its_interface_format() {
+        install();
+        for endpoint in endpoints() {
+            for path in paths_of(&endpoint) {
+                let info = route_info::of(path);
+                assert_eq!(info.interface, endpoint.interface, "{path}");
+                let response = (info.errors)(ApiError::Deadline { seconds: 1 });
+                let (status, content_type) = match endpoint.interface {
+                    Interface::Cpix
+                    | Interface::Speke
+                    | Interface::GetCpix
+                    | Interface::Harmonic
+                    | Interface::Pallycon => {
+                        (StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8")
+                    }
+                    Interface::Nagra => (StatusCode::SERVICE_UNAVAILABLE, "application/json"),
+                    Interface::WidevineApi => (StatusCode::OK, "application/json"),
+                    _ => (StatusCode::SERVICE_UNAVAILABLE, "application/problem+json"),
+                };
+                assert_eq!(response.status(), status, "{path}");
+                assert_eq!(
+                    response.headers()[header::CONTENT_TYPE],
+                    content_type,
+                    "{path}"
+                );
+                let body = futures_body(response);
+                let code = match endpoint.interface {
+                    Interface::Nagra => r#""status":"SERVICE_UNAVAILABLE""#,
+                    Interface::WidevineApi => r#""status":"INTERNAL_ERROR""#,
+                    _ => "request not answered within 1 s, try again",
+                };
+                assert!(body.contains(code), "{path}: {body}");
+            }
+        }
+        // A route the table does not declare: problem+json.
+        assert_eq!(route_info::of("/players/").interface, Interface::Other);
     }
 
     /// A log that tests can read back.

@@ -26,6 +26,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::http::shard::{Sharded, lock};
+use crate::route_info;
 use crate::scope::{self, Interface, Kind, Notes};
 use crate::state::AppState;
 
@@ -474,9 +475,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let interface = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or(Interface::Other, |p| {
-            crate::routes::interface_of(p.as_str())
-        });
+        .map_or(Interface::Other, |p| route_info::of(p.as_str()).interface);
     if interface == Interface::Other {
         return next.run(request).await;
     }
