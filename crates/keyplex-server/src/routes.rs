@@ -3,8 +3,9 @@
 //! Each entry names a handler — whose `#[utoipa::path]` beside its code gives the path, the
 //! method and the OpenAPI entry (`utoipa_axum::routes!` registers both from it) — with its
 //! [`Interface`] (metrics, audit trail), its error format (the interface's own: how a request
-//! that runs out of time is answered) and its [`Access`] (which layers guard it: the admin
-//! token, the licence routes' CORS). [`router`] and the `/openapi.json` document are both
+//! that runs out of time is answered), its [`Access`] (which layers guard it: the admin
+//! token, the licence routes' CORS) and the path parameters that are secrets (hidden from
+//! logs and from the 404/405 answers). [`router`] and the `/openapi.json` document are both
 //! built from [`endpoints`]; what the request-wide middleware needs of a route is installed
 //! from it into the core ([`crate::route_info`]), where `http/` reads it without naming any
 //! role. Nothing else names a route.
@@ -50,6 +51,9 @@ pub struct Endpoint {
     /// How an error is answered when no handler answers it (a request past its deadline):
     /// the interface's format, given by its module.
     pub errors: ErrorFormat,
+    /// Names of the path parameters that are credentials (URL tokens, session ids): the
+    /// request span and the 404/405 answers show `<redacted>` in their place.
+    pub secret_params: &'static [&'static str],
     routes: UtoipaMethodRouter<AppState>,
 }
 
@@ -63,7 +67,16 @@ fn endpoint(
         interface,
         access,
         errors,
+        secret_params: &[],
         routes,
+    }
+}
+
+impl Endpoint {
+    /// Declares path parameters that are secrets.
+    fn secret(mut self, params: &'static [&'static str]) -> Self {
+        self.secret_params = params;
+        self
     }
 }
 
@@ -112,11 +125,13 @@ pub fn endpoints() -> Vec<Endpoint> {
             Packager,
             plain,
             routes!(get_cpix::get_cpix_token_in_path),
-        ),
-        endpoint(I::Pallycon, Packager, plain, routes!(pallycon::post_v1)),
-        endpoint(I::Pallycon, Packager, plain, routes!(pallycon::post_v2)),
+        )
+        .secret(&["token"]),
+        endpoint(I::Pallycon, Packager, plain, routes!(pallycon::post_v1)).secret(&["enc_token"]),
+        endpoint(I::Pallycon, Packager, plain, routes!(pallycon::post_v2)).secret(&["enc_token"]),
         endpoint(I::Pallycon, Packager, plain, routes!(pallycon::post_speke)),
-        endpoint(I::Pallycon, Packager, plain, routes!(pallycon::get_anevia)),
+        endpoint(I::Pallycon, Packager, plain, routes!(pallycon::get_anevia))
+            .secret(&["enc_token"]),
         endpoint(
             I::WidevineApi,
             Packager,
@@ -156,10 +171,11 @@ pub fn endpoints() -> Vec<Endpoint> {
             problem,
             routes!(licence_proxy::post_defined),
         ),
+        // A session id is the bearer secret of its session's calls.
         endpoint(I::Ssm, Player, problem, routes!(ssm::post_setup)),
-        endpoint(I::SsmLicence, Player, problem, routes!(ssm::post_licence)),
-        endpoint(I::Ssm, Player, problem, routes!(ssm::post_heartbeat)),
-        endpoint(I::Ssm, Player, problem, routes!(ssm::delete_session)),
+        endpoint(I::SsmLicence, Player, problem, routes!(ssm::post_licence)).secret(&["id"]),
+        endpoint(I::Ssm, Player, problem, routes!(ssm::post_heartbeat)).secret(&["id"]),
+        endpoint(I::Ssm, Player, problem, routes!(ssm::delete_session)).secret(&["id"]),
         // Admin API
         endpoint(
             I::Admin,
@@ -263,7 +279,7 @@ fn route_table() -> RouteTable {
             errors: endpoint.errors,
         };
         for path in paths_of(&endpoint) {
-            table.add(path, info);
+            table.add(path, info, endpoint.secret_params);
         }
     }
     table
@@ -337,6 +353,7 @@ mod tests {
 
     use super::*;
     use crate::http::error::ApiError;
+    use crate::http::telemetry::loggable_uri;
     use crate::route_info;
 
     /// The interface the middleware finds for a matched route template.
@@ -415,6 +432,167 @@ mod tests {
         }
         // A route the table does not declare: problem+json.
         assert_eq!(route_info::of("/players/").interface, Interface::Other);
+    }
+
+    #[test]
+    fn secret_params_are_parameters_of_their_paths() {
+        let mut declared = 0;
+        for endpoint in endpoints() {
+            for path in paths_of(&endpoint) {
+                for name in endpoint.secret_params {
+                    declared += 1;
+                    assert!(
+                        path.split('/').any(|s| s == format!("{{{name}}}")),
+                        "{path} has no parameter {name}"
+                    );
+                }
+            }
+        }
+        assert_eq!(declared, 7);
+    }
+
+    #[test]
+    fn logged_uris_hide_tokens() {
+        install();
+        let uri = |s: &str| loggable_uri(&s.parse::<axum::http::Uri>().unwrap());
+        assert_eq!(
+            uri("/vod/cpix/dash/movie-5/get-token-of-vod-0123456789"),
+            "/vod/cpix/dash/movie-5/<redacted>"
+        );
+        assert_eq!(
+            uri("/vod/cpix/hls/movie-5?start=3&token=abc&X-Amz-Signature=f00&keyFormat="),
+            "/vod/cpix/hls/movie-5?start=3&token=<redacted>&X-Amz-Signature=<redacted>&keyFormat="
+        );
+        // PallyCon's token in the path and in its SPEKE form's query; ATEME's GET form.
+        assert_eq!(
+            uri("/acme/v2/cpix/pallycon/getKey/eyJzaXRlX2lkIjoiREVNTyJ9"),
+            "/acme/v2/cpix/pallycon/getKey/<redacted>"
+        );
+        assert_eq!(
+            uri("/acme/cpix/getKey?enc-token=eyJzaXRlX2lkIjoiREVNTyJ9"),
+            "/acme/cpix/getKey?enc-token=<redacted>"
+        );
+        assert_eq!(
+            uri("/acme/cpix/anevia/dash/eyJzaXRlX2lkIjoiREVNTyJ9/test-cid"),
+            "/acme/cpix/anevia/dash/<redacted>/test-cid"
+        );
+        // Names are compared decoded, as the query parser reads them.
+        assert_eq!(
+            uri(
+                "/vod/cpix/hls/movie-5?%74oken=abc&%54OKEN=def&x%2Damz%2Dsignature=f00&to%6b%65n=g"
+            ),
+            "/vod/cpix/hls/movie-5?%74oken=<redacted>&%54OKEN=<redacted>&x%2Damz%2Dsignature=<redacted>&to%6b%65n=<redacted>"
+        );
+        assert_eq!(
+            uri("/vod/cpix/hls/movie-5?start=%74oken&a%zz=1&b%7=2"),
+            "/vod/cpix/hls/movie-5?start=%74oken&a%zz=1&b%7=2"
+        );
+        // SSM session ids, in every session call.
+        assert_eq!(
+            uri("/acme/ssm/v1/sessions/Zm9vYmFyLXNlc3Npb24/heartbeat"),
+            "/acme/ssm/v1/sessions/<redacted>/heartbeat"
+        );
+        assert_eq!(
+            uri("/acme/ssm/v1/sessions/Zm9vYmFyLXNlc3Npb24"),
+            "/acme/ssm/v1/sessions/<redacted>"
+        );
+        assert_eq!(
+            uri("/acme/ssm/v1/sessions/setup"),
+            "/acme/ssm/v1/sessions/setup"
+        );
+        // Other paths, including five-segment ones of other interfaces, are kept.
+        assert_eq!(uri("/acme/cpix"), "/acme/cpix");
+        assert_eq!(
+            uri("/acme/hls/v1/keys/0f0e0d0c-0b0a-0908-0706-050403020100"),
+            "/acme/hls/v1/keys/0f0e0d0c-0b0a-0908-0706-050403020100"
+        );
+    }
+
+    /// Which segments `loggable_uri` redacted before the secrets were declared in the table
+    /// (the path shapes it matched by hand).
+    fn former_secret_segments(segments: &[&str]) -> Vec<usize> {
+        match segments {
+            ["", _, "cpix", _, _, _] | ["", _, "v1" | "v2", "cpix", "pallycon", "getKey", _] => {
+                vec![segments.len() - 1]
+            }
+            ["", _, "cpix", "anevia", _, _, _] => vec![5],
+            ["", _, "ssm", "v1", "sessions", id, ..] if *id != "setup" => vec![5],
+            _ => vec![],
+        }
+    }
+
+    /// Every segment the former shapes hid is still hidden, on every route and on paths
+    /// around them (other values, missing and extra segments).
+    #[test]
+    fn the_table_hides_every_segment_the_former_shapes_hid() {
+        install();
+        let mut paths = vec![
+            "/acme/ssm/v1/sessions/setup".to_owned(),
+            "/acme/ssm/v1/sessions/setup/heartbeat".to_owned(),
+            "/acme/ssm/v1/sessions/abc/licence/more".to_owned(),
+            "/acme/cpix/anevia/dash/tok".to_owned(),
+            "/admin/cpix/dash/movie/tok".to_owned(),
+            "//cpix///".to_owned(),
+        ];
+        for endpoint in endpoints() {
+            for template in paths_of(&endpoint) {
+                for value in ["x", "setup", "anevia", "getKey", "v1", ""] {
+                    let path = template
+                        .split('/')
+                        .map(|s| if s.starts_with('{') { value } else { s })
+                        .collect::<Vec<_>>()
+                        .join("/");
+                    for suffix in ["", "/", "/more", "/a/b"] {
+                        paths.push(format!("{path}{suffix}"));
+                    }
+                    let mut shorter: Vec<&str> = path.split('/').collect();
+                    shorter.pop();
+                    paths.push(shorter.join("/"));
+                }
+            }
+        }
+        let mut redacted = 0;
+        for path in &paths {
+            let segments: Vec<&str> = path.split('/').collect();
+            let now = route_info::secret_segments(&segments);
+            for at in former_secret_segments(&segments) {
+                redacted += 1;
+                assert!(
+                    now.contains(&at),
+                    "{path}: segment {at} is no longer hidden"
+                );
+            }
+        }
+        assert!(redacted > 50, "{redacted}");
+    }
+
+    /// The default ClearKey licence URL and HLS key URL written into signaling
+    /// (`signaling::TenantUrls`) are routes of the ClearKey and HLS interfaces.
+    #[test]
+    fn default_licence_urls_are_routes_of_their_interfaces() {
+        install();
+        let tenant = keyplex_types::TenantId::parse("acme").unwrap();
+        let base = "https://keyplex.example";
+        let urls = crate::signaling::TenantUrls::new(
+            base,
+            &tenant,
+            &crate::config::TenantConfig::default(),
+        )
+        .unwrap();
+        let kid = "0f0e0d0c-0b0a-0908-0706-050403020100";
+        for (url, interface) in [
+            (urls.clearkey_la_url.clone(), Interface::ClearKey),
+            (urls.hls_key_url.replace("{kid}", kid), Interface::Hls),
+        ] {
+            let path = url.strip_prefix(base).unwrap();
+            let template = route_info::template_of(path).unwrap_or_else(|| panic!("{url}"));
+            assert_eq!(interface_of(template), interface, "{url}");
+        }
+        assert_eq!(route_info::template_of("/acme/no/such/route"), None);
+        assert_eq!(
+            route_info::template_of("/acme/ssm/v1/sessions/setup"),
+            Some("/{tenant}/ssm/v1/sessions/setup")
+        );
     }
 
     /// A log that tests can read back.
