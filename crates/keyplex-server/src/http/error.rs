@@ -5,8 +5,8 @@
 //! written is the interface's: JSON routes answer `application/problem+json`
 //! ([`problem_json`]); the CPIX family a plain-text message (what AWS SPEKE and packagers
 //! expect), through [`PlainText`]; the NAGRA-style JSON routes and the Widevine API their own
-//! envelopes, which live with them (`packager::nagra::NagraJson`,
-//! `packager::widevine_api::WidevineJson`). The route table names each endpoint's format.
+//! envelopes, which live in their interface's module. The route table names each endpoint's
+//! format.
 //! Internal details are logged here, once, and never sent to the client; no message ever
 //! contains key material.
 
