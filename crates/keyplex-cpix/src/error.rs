@@ -88,7 +88,7 @@ pub enum CpixError {
 
 /// A value quoted in an error message: at most [`MAX_QUOTED_CHARS`] characters.
 pub(crate) fn quoted(value: &str) -> String {
-    let mut out: String = value.chars().take(MAX_QUOTED_CHARS).collect();
+    let mut out = keyplex_types::truncate_chars(value, MAX_QUOTED_CHARS);
     if value.chars().nth(MAX_QUOTED_CHARS).is_some() {
         out.push('…');
     }

@@ -151,10 +151,18 @@ impl MasterKey {
     /// Writes this key to a new file at `path` (mode 0600, fsynced, never replacing an
     /// existing file: `AlreadyExists` is an error).
     pub fn write_new(&self, path: &Path) -> Result<(), CryptoError> {
-        let dir = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
+        let dir = dir_of(path);
+        self.link_new(dir, path)?
+            .map_err(|e| file_error("cannot write", path, &e))?;
+        sync_dir(dir).map_err(|e| file_error("cannot sync the directory of", path, &e))
+    }
+
+    /// Writes this key to a temporary file in `dir` (mode 0600, fsynced), then hard-links it
+    /// to `path`: the link (unlike a rename) never replaces an existing file. The temporary
+    /// name is only a staging area, removed whatever happened. The outer error is ours (no
+    /// file name, no randomness); the inner one is the file system's, as it came (a caller
+    /// tells `AlreadyExists` apart). The directory is not synced.
+    fn link_new(&self, dir: &Path, path: &Path) -> Result<io::Result<()>, CryptoError> {
         let file_name = path.file_name().ok_or_else(|| {
             CryptoError::MasterKey(format!("{} is not a file path", path.display()))
         })?;
@@ -163,8 +171,7 @@ impl MasterKey {
         let written = write_new_file(&temp_path, self.to_hex().as_bytes());
         let linked = written.and_then(|()| fs::hard_link(&temp_path, path));
         let _ = fs::remove_file(&temp_path);
-        linked.map_err(|e| file_error("cannot write", path, &e))?;
-        sync_dir(dir).map_err(|e| file_error("cannot sync the directory of", path, &e))
+        Ok(linked)
     }
 
     /// Reads an existing key file (which must not be readable by group or others).
@@ -194,10 +201,7 @@ impl MasterKey {
     }
 
     fn create(path: &Path) -> Result<(Self, bool), CryptoError> {
-        let dir = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
+        let dir = dir_of(path);
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -205,17 +209,7 @@ impl MasterKey {
             .map_err(|e| file_error("cannot create the directory of", path, &e))?;
 
         let key = Self::generate()?;
-        let file_name = path.file_name().ok_or_else(|| {
-            CryptoError::MasterKey(format!("{} is not a file path", path.display()))
-        })?;
-        let suffix = hex::encode(random_bytes::<8>()?);
-        let temp_path = dir.join(format!(".{}.{suffix}.tmp", file_name.to_string_lossy()));
-
-        let written = write_new_file(&temp_path, key.to_hex().as_bytes());
-        let linked = written.and_then(|()| fs::hard_link(&temp_path, path));
-        // The temporary name is only a staging area: remove it whatever happened.
-        let _ = fs::remove_file(&temp_path);
-        match linked {
+        match key.link_new(dir, path)? {
             Ok(()) => {
                 sync_dir(dir).map_err(|e| file_error("cannot sync the directory of", path, &e))?;
                 Ok((key, true))
@@ -234,6 +228,14 @@ impl fmt::Debug for MasterKey {
         f.debug_struct("MasterKey")
             .field("fingerprint", &self.fingerprint())
             .finish_non_exhaustive()
+    }
+}
+
+/// The directory a file at `path` is in (`.` for a bare file name).
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
     }
 }
 

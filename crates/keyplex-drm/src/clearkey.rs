@@ -77,7 +77,7 @@ impl ClearKeyLicenseRequest {
             Some(other) => {
                 return Err(DrmError::ClearKeyRequest(format!(
                     "unsupported session type {:?}",
-                    other.chars().take(40).collect::<String>()
+                    keyplex_types::truncate_chars(other, 40)
                 )));
             }
         };
@@ -94,7 +94,7 @@ fn decode_kid(text: &str) -> Result<KeyId, DrmError> {
     let bytes = keyplex_types::decode_base64_lenient(text).ok_or_else(|| {
         DrmError::ClearKeyRequest(format!(
             "kid {:?} is not base64url",
-            text.chars().take(40).collect::<String>()
+            keyplex_types::truncate_chars(text, 40)
         ))
     })?;
     KeyId::from_slice(&bytes)

@@ -134,7 +134,7 @@ impl DrmDefinition {
     /// Checks a definition: name, system id (and whether it is a built-in one), templates.
     pub fn new(text: &DefinitionText<'_>) -> Result<Self, DrmError> {
         let fail = |message: String| DrmError::Definition {
-            name: text.name.chars().take(MAX_NAME_LEN).collect(),
+            name: keyplex_types::truncate_chars(text.name, MAX_NAME_LEN),
             message,
         };
         if !is_valid_name(text.name) {
@@ -172,7 +172,7 @@ impl DrmDefinition {
         let encoding = PsshDataEncoding::parse(text.pssh_data_encoding).ok_or_else(|| {
             fail(format!(
                 "pssh_data_encoding {:?} is not one of {}",
-                text.pssh_data_encoding.chars().take(32).collect::<String>(),
+                keyplex_types::truncate_chars(text.pssh_data_encoding, 32),
                 PsshDataEncoding::NAMES.join(", ")
             ))
         })?;
@@ -462,7 +462,7 @@ fn binary_parts(
 
 fn decode_literal(text: &str, encoding: PsshDataEncoding) -> Result<Vec<u8>, String> {
     let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    let shown: String = compact.chars().take(40).collect();
+    let shown = keyplex_types::truncate_chars(&compact, 40);
     match encoding {
         PsshDataEncoding::Hex => hex::decode(&compact)
             .map_err(|_| format!("{shown:?} is not whole bytes of hex (two digits per byte)")),

@@ -166,7 +166,7 @@ impl Template {
             let placeholder = Placeholder::from_name(name)
                 .filter(|p| allowed.contains(p))
                 .ok_or_else(|| TemplateError::UnknownPlaceholder {
-                    name: name.chars().take(40).collect(),
+                    name: keyplex_types::truncate_chars(name, 40),
                     known: allowed
                         .iter()
                         .map(|p| format!("{{{}}}", p.name()))

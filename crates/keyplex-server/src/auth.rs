@@ -40,7 +40,11 @@ pub fn presented_credentials(headers: &HeaderMap) -> Result<Option<Presented>, A
         })?;
         return Ok(Some(Presented::Bearer(Secret::new(token.trim()))));
     }
-    let Some((scheme, rest)) = authorization(headers)? else {
+    let authorization = authorization(headers)?;
+    if let Bearer::Token(token) = Bearer::of(authorization) {
+        return Ok(Some(Presented::Bearer(Secret::new(token))));
+    }
+    let Some((scheme, rest)) = authorization else {
         return Ok(None);
     };
     if scheme.eq_ignore_ascii_case("basic") {
@@ -61,9 +65,6 @@ pub fn presented_credentials(headers: &HeaderMap) -> Result<Option<Presented>, A
             user: user.to_owned(),
             password: Secret::new(password),
         }));
-    }
-    if scheme.eq_ignore_ascii_case("bearer") {
-        return Ok(Some(Presented::Bearer(Secret::new(rest.trim()))));
     }
     // Other schemes (e.g. AWS4-HMAC-SHA256) are handled by their own verifiers.
     Ok(None)
@@ -289,10 +290,11 @@ pub fn authenticate_request(
     request: &RequestView<'_>,
     now: time::OffsetDateTime,
 ) -> Result<Principal, ApiError> {
-    let authorization = request
-        .headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    // A header that is not text is left to `authenticate_packager`, which says so (401)
+    // unless `nv-authorizations` carries the credentials.
+    let authorization = authorization_value(request.headers)
+        .ok()
+        .flatten()
         .filter(|v| sigv4::is_sigv4(v));
     let Some(authorization) = authorization else {
         return state.authenticate_packager(tenant, request.headers);
@@ -436,18 +438,25 @@ pub fn authenticate_token(
     ))
 }
 
-/// The `Authorization` header as (scheme, credentials), both trimmed: `None` without the
-/// header, 401 when it is not text. The one reader of that header (Basic, Bearer, JWT).
-pub fn authorization(headers: &HeaderMap) -> Result<Option<(&str, &str)>, ApiError> {
+/// The `Authorization` header, trimmed: `None` without the header, 401 when it is not text.
+/// The one reader of that header (Basic, Bearer, JWT, SigV4).
+pub fn authorization_value(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value
+    value
         .to_str()
-        .map_err(|_| ApiError::Unauthorized("Authorization header is not valid text".into()))?
-        .trim();
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    Ok(Some((scheme, rest.trim())))
+        .map(|v| Some(v.trim()))
+        .map_err(|_| ApiError::Unauthorized("Authorization header is not valid text".into()))
+}
+
+/// The `Authorization` header as (scheme, credentials), both trimmed: `None` without the
+/// header, 401 when it is not text.
+pub fn authorization(headers: &HeaderMap) -> Result<Option<(&str, &str)>, ApiError> {
+    Ok(authorization_value(headers)?.map(|value| {
+        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+        (scheme, rest.trim())
+    }))
 }
 
 /// What an `Authorization` header says about a bearer token.
@@ -464,11 +473,19 @@ pub enum Bearer<'a> {
 /// The bearer token of a request (admin, entitlement and GET-CPIX tokens all come through
 /// here); 401 for a header that is not text.
 pub fn bearer(headers: &HeaderMap) -> Result<Bearer<'_>, ApiError> {
-    Ok(match authorization(headers)? {
-        None => Bearer::Absent,
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Bearer::Token(token),
-        Some(_) => Bearer::OtherScheme,
-    })
+    Ok(Bearer::of(authorization(headers)?))
+}
+
+impl<'a> Bearer<'a> {
+    /// What [`authorization`]'s (scheme, credentials) say about a bearer token: the one
+    /// place the scheme is compared with `Bearer`.
+    pub fn of(authorization: Option<(&'a str, &'a str)>) -> Self {
+        match authorization {
+            None => Self::Absent,
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Self::Token(token),
+            Some(_) => Self::OtherScheme,
+        }
+    }
 }
 
 /// How the admin API knows its callers.

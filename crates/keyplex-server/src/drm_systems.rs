@@ -106,7 +106,7 @@ impl DrmSystemConfig {
                 return Err(format!(
                     "DRM system definition {:?}: formats: {:?} is not one of {}",
                     self.name,
-                    format.chars().take(32).collect::<String>(),
+                    keyplex_types::truncate_chars(format, 32),
                     FORMATS.join(", ")
                 ));
             }

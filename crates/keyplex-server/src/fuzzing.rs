@@ -157,6 +157,8 @@ pub fn url_parameters(data: &[u8]) {
     let Ok(uri) = text.parse::<axum::http::Uri>() else {
         return;
     };
+    // The secret path parameters are the route table's: installed as the server does.
+    crate::routes::install();
     let logged = crate::http::telemetry::loggable_uri(&uri);
     let segments: Vec<&str> = uri.path().split('/').collect();
     let token = match segments.as_slice() {

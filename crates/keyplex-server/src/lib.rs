@@ -22,6 +22,7 @@ pub mod operator;
 pub mod packager;
 pub mod player;
 pub mod registry;
+pub mod route_info;
 pub mod routes;
 pub mod scope;
 pub mod setup;

@@ -44,10 +44,10 @@ use crate::packager::widevine_api;
     ),
     components(schemas(
         crate::http::error::Problem,
-        crate::http::error::NagraError,
+        crate::packager::nagra::NagraError,
         widevine_api::RawRequest,
         widevine_api::ResponseJson,
-        crate::http::error::StatusJson,
+        widevine_api::StatusJson,
     )),
     tags(
         (name = "packager", description = "Key exchange for packagers and encoders \

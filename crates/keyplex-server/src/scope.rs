@@ -201,7 +201,7 @@ pub fn client_text(client: Option<std::net::IpAddr>) -> String {
 }
 
 pub fn note_credential(credential: &str) {
-    note(|n| n.credential = Some(credential.chars().take(128).collect()));
+    note(|n| n.credential = Some(keyplex_types::truncate_chars(credential, 128)));
 }
 
 /// Keys a packager request resolved: `created` of them were new.
@@ -237,11 +237,11 @@ pub fn note_drm(drm: &'static str) {
 /// A fact worth keeping in the audit event of a request that succeeds (e.g. the DRM
 /// metadata a NAGRA encoder sent).
 pub fn note_detail(text: &str) {
-    note(|n| n.detail = Some(text.chars().take(2000).collect()));
+    note(|n| n.detail = Some(keyplex_types::truncate_chars(text, 2000)));
 }
 
 pub fn note_error(message: &str) {
-    note(|n| n.error = Some(message.chars().take(300).collect()));
+    note(|n| n.error = Some(keyplex_types::truncate_chars(message, 300)));
 }
 
 pub fn note_store_busy() {

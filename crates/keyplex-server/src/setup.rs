@@ -34,6 +34,8 @@ pub enum SetupError {
     },
     #[error("demo tenant credentials file {path}: {message}")]
     Demo { path: PathBuf, message: String },
+    #[error("admin token file {path}: {message}")]
+    AdminToken { path: PathBuf, message: String },
     #[error("{0}")]
     State(String),
 }
@@ -156,22 +158,11 @@ pub fn add_demo_tenant(config: &mut Config) -> Result<Option<DemoCredentials>, S
         path: path.clone(),
         message,
     };
-    let (password, created) = match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let pw = text
-                .trim()
-                .strip_prefix("demo:")
-                .ok_or_else(|| err("expected demo:<password>".into()))?;
-            (pw.to_owned(), false)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let pw = keyplex_crypto::random::random_token(24).map_err(|e| err(e.to_string()))?;
-            keyplex_crypto::master::write_secret_file(&path, format!("demo:{pw}\n").as_bytes())
-                .map_err(|e| err(e.to_string()))?;
-            (pw, true)
-        }
-        Err(e) => return Err(err(e.to_string())),
-    };
+    let (text, created) = read_or_create_secret(&path, 24, "demo:").map_err(err)?;
+    let password = text
+        .strip_prefix("demo:")
+        .ok_or_else(|| err("expected demo:<password>".into()))?
+        .to_owned();
     let tenant = TenantConfig {
         basic: vec![BasicCredential {
             user: "demo".into(),
@@ -195,25 +186,38 @@ pub fn ensure_admin_token(config: &mut Config) -> Result<Option<(String, bool)>,
         return Ok(None);
     }
     let path = config.server.data_dir.join("admin-token");
-    let err = |message: String| SetupError::Demo {
+    let err = |message: String| SetupError::AdminToken {
         path: path.clone(),
         message,
     };
-    let (token, created) = match std::fs::read_to_string(&path) {
-        Ok(text) => (text.trim().to_owned(), false),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let token = keyplex_crypto::random::random_token(32).map_err(|e| err(e.to_string()))?;
-            keyplex_crypto::master::write_secret_file(&path, format!("{token}\n").as_bytes())
-                .map_err(|e| err(e.to_string()))?;
-            (token, true)
-        }
-        Err(e) => return Err(err(e.to_string())),
-    };
+    let (token, created) = read_or_create_secret(&path, 32, "").map_err(err)?;
     if token.len() < 16 {
         return Err(err("the admin token must be at least 16 characters".into()));
     }
     config.admin.token = Some(Secret::new(token.clone()));
     Ok(Some((token, created)))
+}
+
+/// The secret kept in the file at `path`, trimmed, and whether this call created it: read
+/// when the file exists, else `prefix` and a new random token of `length` characters written
+/// there (mode 0600, [`keyplex_crypto::master::write_secret_file`]). `Err` says why, without
+/// the path (the caller's error names the file).
+fn read_or_create_secret(
+    path: &Path,
+    length: usize,
+    prefix: &str,
+) -> Result<(String, bool), String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((text.trim().to_owned(), false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let token = keyplex_crypto::random::random_token(length).map_err(|e| e.to_string())?;
+            let text = format!("{prefix}{token}");
+            keyplex_crypto::master::write_secret_file(path, format!("{text}\n").as_bytes())
+                .map_err(|e| e.to_string())?;
+            Ok((text, true))
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Opens the store for `config` and builds the server state (the master key from a file).

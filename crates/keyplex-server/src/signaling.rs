@@ -25,6 +25,11 @@ pub struct TenantUrls {
 }
 
 impl TenantUrls {
+    /// The defaults are written out here rather than taken from the handlers' paths: they
+    /// are URLs handed to players inside signaling (a contract: players and manifests keep
+    /// them), and the core names no role's handler. `routes::tests::
+    /// default_licence_urls_are_routes_of_their_interfaces` checks that they are routes of the
+    /// ClearKey and HLS interfaces; `tests/it/hls_keys.rs` fetches a key through the URL.
     pub fn new(public_url: &str, id: &TenantId, config: &TenantConfig) -> Result<Self, String> {
         Ok(Self {
             fairplay_uri: config.fairplay_uri()?,

@@ -175,10 +175,15 @@ pub fn decode_base64_lenient(text: &str) -> Option<Vec<u8>> {
 }
 
 /// At most 64 characters of `s`: what an error message or log line quotes of a value a
-/// client sent (so that a hostile megabyte never reaches a log). The one such helper of the
-/// workspace.
+/// client sent (so that a hostile megabyte never reaches a log).
 pub fn truncate_for_message(s: &str) -> String {
-    s.chars().take(64).collect()
+    truncate_chars(s, 64)
+}
+
+/// At most `n` characters of `s` (never a character cut in half): the one way the workspace
+/// shortens a text it quotes or keeps; [`truncate_for_message`] is the common limit.
+pub fn truncate_chars(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -770,7 +770,7 @@ fn table(rows: &[Vec<String>]) -> Vec<String> {
     let cell = |row: &Vec<String>, i: usize| -> String {
         let text = row.get(i).map_or("", String::as_str);
         if i + 1 < columns && text.chars().count() > MAX_COLUMN {
-            let cut: String = text.chars().take(MAX_COLUMN - 1).collect();
+            let cut = keyplex_types::truncate_chars(text, MAX_COLUMN - 1);
             format!("{cut}…")
         } else {
             text.to_owned()

@@ -16,12 +16,12 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::http::error::{ApiError, NagraJson, PlainText, WidevineJson};
-use crate::scope::Interface;
+use crate::http::error::ApiError;
+use crate::route_info::{self, RouteInfo};
 use crate::state::AppState;
 
 /// How much longer than the body deadline a handler may take before 503: enough for the
@@ -40,12 +40,13 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
     let timeout = state.request_timeout();
     let seconds = timeout.as_secs();
     let deadline = Instant::now() + timeout;
-    let interface = request
+    // An error outside any handler is answered in the format the route table gives the
+    // route (its interface's).
+    let errors = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or(Interface::Other, |p| {
-            crate::routes::interface_of(p.as_str())
-        });
+        .map_or(RouteInfo::OTHER, |p| route_info::of(p.as_str()))
+        .errors;
     let request = request.map(|body| {
         Body::new(DeadlineBody {
             inner: body,
@@ -56,21 +57,7 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
     });
     match tokio::time::timeout_at(deadline + HANDLER_GRACE, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => render(interface, ApiError::Deadline { seconds }),
-    }
-}
-
-/// An error outside any handler, in the format of the interface the route belongs to.
-fn render(interface: Interface, error: ApiError) -> Response {
-    match interface {
-        Interface::Cpix
-        | Interface::Speke
-        | Interface::GetCpix
-        | Interface::Harmonic
-        | Interface::Pallycon => PlainText(error).into_response(),
-        Interface::Nagra => NagraJson::from(error).into_response(),
-        Interface::WidevineApi => WidevineJson::from(error).into_response(),
-        _ => error.into_response(),
+        Err(_) => errors(ApiError::Deadline { seconds }),
     }
 }
 

@@ -1,10 +1,14 @@
 //! The one place where errors become HTTP.
 //!
-//! Every interface returns [`ApiError`]. How it is rendered depends on the protocol: JSON
-//! routes answer `application/problem+json`; CPIX/SPEKE routes answer a plain-text message
-//! (what AWS SPEKE and packagers expect), through [`PlainText`]; the NAGRA-style JSON routes
-//! answer `{status, errorMessage}` through [`NagraJson`]. Internal details are logged
-//! here, once, and never sent to the client; no message ever contains key material.
+//! Every interface returns [`ApiError`]: its status, its message, its `Retry-After` and
+//! `WWW-Authenticate` headers, and its one log line are decided here. How its body is
+//! written is the interface's: JSON routes answer `application/problem+json`
+//! ([`problem_json`]); the CPIX family a plain-text message (what AWS SPEKE and packagers
+//! expect), through [`PlainText`]; the NAGRA-style JSON routes and the Widevine API their own
+//! envelopes, which live in their interface's module. The route table names each endpoint's
+//! format.
+//! Internal details are logged here, once, and never sent to the client; no message ever
+//! contains key material.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -78,7 +82,9 @@ impl ApiError {
         self.to_string()
     }
 
-    fn log(&self) {
+    /// Logs the error once, and notes it for the request's audit event and metrics: every
+    /// renderer calls this, once.
+    pub fn log(&self) {
         // The request's audit event and metrics say why it failed (messages carry no keys).
         crate::scope::note_error(&self.client_message());
         match self {
@@ -98,7 +104,8 @@ impl ApiError {
         }
     }
 
-    fn with_auth_header(&self, mut response: Response) -> Response {
+    /// Adds the headers the error asks for: `WWW-Authenticate` (401) and `Retry-After`.
+    pub fn with_auth_header(&self, mut response: Response) -> Response {
         if let Self::Unauthorized(_) = self {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -114,7 +121,7 @@ impl ApiError {
     }
 
     /// Seconds the client should wait before retrying, when the error says so.
-    fn retry_after(&self) -> Option<u64> {
+    pub fn retry_after(&self) -> Option<u64> {
         match self {
             Self::TooManyRequests {
                 retry_after_seconds,
@@ -190,6 +197,11 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The default error format: RFC 9457 problem details (see `impl IntoResponse for ApiError`).
+pub fn problem_json(error: ApiError) -> Response {
+    error.into_response()
+}
+
 /// Renders an [`ApiError`] as `text/plain` (CPIX and SPEKE routes).
 #[derive(Debug)]
 pub struct PlainText(pub ApiError);
@@ -214,362 +226,5 @@ impl IntoResponse for PlainText {
         )
             .into_response();
         err.with_auth_header(response)
-    }
-}
-
-/// Renders an [`ApiError`] in the NAGRA key-and-signalization shape (`/cks-ws-keyAndSignalization/…`):
-/// `{"status": "<CODE>", "errorMessage": "<message>"}` with the HTTP status of the error, no
-/// `contentKey` and no `drmSignalization`. `code` is the machine-readable status; by default
-/// it follows the HTTP status ([`NagraJson::default_code`]), and the interface may name a
-/// more precise one (e.g. `UNSUPPORTED_DRM`, `UNSUPPORTED_EMI`).
-#[derive(Debug)]
-pub struct NagraJson {
-    pub error: ApiError,
-    pub code: &'static str,
-}
-
-impl NagraJson {
-    pub fn new(error: ApiError, code: &'static str) -> Self {
-        Self { error, code }
-    }
-
-    /// The `status` code for an error that has no more precise one.
-    pub fn default_code(error: &ApiError) -> &'static str {
-        match error {
-            ApiError::BadRequest(_) | ApiError::Unprocessable(_) => "INVALID_REQUEST",
-            ApiError::Unauthorized(_) => "UNAUTHORIZED",
-            ApiError::Forbidden(_) => "FORBIDDEN",
-            ApiError::NotFound(_) => "NOT_FOUND",
-            ApiError::Conflict(_) => "KEY_CONFLICT",
-            ApiError::PayloadTooLarge { .. } => "REQUEST_TOO_LARGE",
-            ApiError::Unavailable { .. } | ApiError::StoreBusy { .. } => "SERVICE_UNAVAILABLE",
-            ApiError::TooManyRequests { .. } => "TOO_MANY_REQUESTS",
-            ApiError::RequestTimeout { .. } => "REQUEST_TIMEOUT",
-            ApiError::Deadline { .. } => "SERVICE_UNAVAILABLE",
-            ApiError::Internal(_) => "INTERNAL_ERROR",
-            ApiError::BadGateway(_) => "BAD_GATEWAY",
-        }
-    }
-}
-
-impl From<ApiError> for NagraJson {
-    fn from(error: ApiError) -> Self {
-        let code = Self::default_code(&error);
-        Self { error, code }
-    }
-}
-
-/// The body of a NAGRA-style error, `application/json`.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(example = json!({"status": "UNSUPPORTED_DRM",
-    "errorMessage": "unknown DRM system id 00000000-0000-0000-0000-000000000000 in drmList"}))]
-pub struct NagraError {
-    /// A machine-readable code: `INVALID_REQUEST`, `UNSUPPORTED_DRM`, `UNSUPPORTED_EMI`,
-    /// `TIMESTAMP_OUT_OF_RANGE`, `UNAUTHORIZED`, `FORBIDDEN`, `NOT_FOUND`, `KEY_CONFLICT`,
-    /// `REQUEST_TOO_LARGE`, `REQUEST_TIMEOUT`, `TOO_MANY_REQUESTS`, `SERVICE_UNAVAILABLE`, `INTERNAL_ERROR`.
-    pub status: &'static str,
-    /// What is wrong, for a person.
-    pub error_message: String,
-}
-
-impl IntoResponse for NagraJson {
-    fn into_response(self) -> Response {
-        let err = self.error;
-        err.log();
-        let body = NagraError {
-            status: self.code,
-            error_message: err.client_message(),
-        };
-        let response = (
-            err.status(),
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            serde_json::to_string(&body).unwrap_or_default(),
-        )
-            .into_response();
-        err.with_auth_header(response)
-    }
-}
-
-/// The answer of the Widevine API (`SignedModularDrmResponse` as JSON): always HTTP 200.
-/// `response` is base64 of the JSON `CommonEncryptionResponse`, or, for a refused request, of
-/// `{"status", "status_message"}` (`WidevineStatus`), whose two fields are then repeated in
-/// clear beside it.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct SignedResponse {
-    /// base64 of the JSON `CommonEncryptionResponse` (schema `CommonEncryptionResponse`) or,
-    /// on errors, of `WidevineStatus`.
-    #[schema(content_encoding = "base64", content_media_type = "application/json")]
-    pub response: String,
-    /// On errors only: the non-OK `CommonEncryptionResponse.Status` (`SIGNATURE_FAILED`,
-    /// `ACCESS_DENIED`, `MALFORMED_REQUEST`, `TRACK_TYPE_MISSING`, `INTERNAL_ERROR`, …).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<&'static str>,
-    /// On errors only: what is wrong, for a person.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status_message: Option<String>,
-}
-
-impl SignedResponse {
-    /// The JSON of a successful answer carrying `inner` — what serializing
-    /// `SignedResponse { response: base64(inner), status: None, status_message: None }` gives,
-    /// written straight into one buffer: base64 needs no JSON escaping, and serde_json would
-    /// scan the whole text for characters to escape (several KB per answer).
-    pub fn ok_json(inner: &[u8]) -> String {
-        use base64::Engine as _;
-        let mut out = String::with_capacity(inner.len().div_ceil(3) * 4 + 16);
-        out.push_str(r#"{"response":""#);
-        base64::engine::general_purpose::STANDARD.encode_string(inner, &mut out);
-        out.push_str(r#""}"#);
-        out
-    }
-}
-
-/// The `CommonEncryptionResponse` of a refused request (base64 in `SignedResponse.response`).
-#[derive(serde::Serialize, utoipa::ToSchema)]
-#[schema(as = WidevineStatus)]
-pub struct StatusJson {
-    pub status: &'static str,
-    pub status_message: String,
-}
-
-/// Renders an [`ApiError`] as a Widevine common-encryption response (`/{tenant}/widevine/…`):
-/// HTTP 200 with `{"response": "<base64 of {\"status\": …, \"status_message\": …}>",
-/// "status": …, "status_message": …}`.
-///
-/// Why 200: Shaka Packager fetches with curl's fail-on-error, so an HTTP error reaches the
-/// operator only as "Response code: 4xx" without the body, while a non-OK `status` is logged
-/// with the raw body ("Received non-OK license response: …"). The message is therefore also
-/// written in clear beside the base64 `response` (extra fields the packager's protobuf parser
-/// ignores). `INTERNAL_ERROR` is the one status Shaka retries (store unavailable, internal
-/// faults); every other status stops the packager.
-#[derive(Debug)]
-pub struct WidevineJson {
-    pub error: ApiError,
-    /// A `CommonEncryptionResponse.Status` name.
-    pub status: &'static str,
-}
-
-impl WidevineJson {
-    pub fn new(error: ApiError, status: &'static str) -> Self {
-        Self { error, status }
-    }
-
-    /// The status for an error that has no more precise one.
-    pub fn default_status(error: &ApiError) -> &'static str {
-        match error {
-            ApiError::Unauthorized(_) => "SIGNATURE_FAILED",
-            ApiError::Forbidden(_) | ApiError::NotFound(_) => "ACCESS_DENIED",
-            ApiError::BadRequest(_)
-            | ApiError::Unprocessable(_)
-            | ApiError::PayloadTooLarge { .. } => "MALFORMED_REQUEST",
-            // INTERNAL_ERROR is the status Shaka Packager retries.
-            ApiError::Conflict(_)
-            | ApiError::Unavailable { .. }
-            | ApiError::StoreBusy { .. }
-            | ApiError::TooManyRequests { .. }
-            | ApiError::RequestTimeout { .. }
-            | ApiError::Deadline { .. }
-            | ApiError::Internal(_)
-            | ApiError::BadGateway(_) => "INTERNAL_ERROR",
-        }
-    }
-}
-
-impl From<ApiError> for WidevineJson {
-    fn from(error: ApiError) -> Self {
-        let status = Self::default_status(&error);
-        Self { error, status }
-    }
-}
-
-impl IntoResponse for WidevineJson {
-    fn into_response(self) -> Response {
-        use base64::Engine as _;
-        let err = self.error;
-        err.log();
-        let message = err.client_message();
-        let inner = StatusJson {
-            status: self.status,
-            status_message: message.clone(),
-        };
-        let inner = serde_json::to_string(&inner).unwrap_or_default();
-        let body = SignedResponse {
-            response: base64::engine::general_purpose::STANDARD.encode(inner),
-            status: Some(self.status),
-            status_message: Some(message),
-        };
-        let mut response = (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            serde_json::to_string(&body).unwrap_or_default(),
-        )
-            .into_response();
-        // Still 200 (see above), but a client that reads headers learns when to retry.
-        if let Some(seconds) = err.retry_after() {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
-    use super::*;
-
-    #[test]
-    fn a_written_widevine_answer_is_what_serde_writes() {
-        use base64::Engine as _;
-        for inner in [
-            &b""[..],
-            b"{}",
-            b"{\"status\":\"OK\",\"tracks\":[]}",
-            &[0xff; 1000],
-        ] {
-            let serde = serde_json::to_string(&SignedResponse {
-                response: base64::engine::general_purpose::STANDARD.encode(inner),
-                status: None,
-                status_message: None,
-            })
-            .unwrap();
-            assert_eq!(SignedResponse::ok_json(inner), serde);
-        }
-    }
-
-    /// A log that tests can read back.
-    #[derive(Clone, Default)]
-    struct Log(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Log {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Log {
-        fn text(&self) -> String {
-            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-        }
-    }
-
-    /// Renders `error` through `render` with a log attached; the log and the body.
-    fn render(error: ApiError, render: fn(ApiError) -> Response) -> (String, StatusCode, String) {
-        let log = Log::default();
-        let writer = log.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        let response = tracing::subscriber::with_default(subscriber, || render(error));
-        let status = response.status();
-        let body = futures_body(response);
-        (log.text(), status, body)
-    }
-
-    fn futures_body(response: Response) -> String {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let bytes = runtime
-            .block_on(axum::body::to_bytes(response.into_body(), 1 << 20))
-            .unwrap();
-        String::from_utf8(bytes.to_vec()).unwrap()
-    }
-
-    #[test]
-    fn a_busy_store_answers_503_with_retry_after_in_each_format() {
-        type Renderer = fn(ApiError) -> Response;
-        let renderers: [(Renderer, StatusCode, &str); 4] = [
-            (
-                |e| e.into_response(),
-                StatusCode::SERVICE_UNAVAILABLE,
-                "application/problem+json",
-            ),
-            (
-                |e| PlainText(e).into_response(),
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain; charset=utf-8",
-            ),
-            (
-                |e| NagraJson::from(e).into_response(),
-                StatusCode::SERVICE_UNAVAILABLE,
-                "application/json",
-            ),
-            // 200 with the status Shaka Packager retries (see WidevineJson).
-            (
-                |e| WidevineJson::from(e).into_response(),
-                StatusCode::OK,
-                "application/json",
-            ),
-        ];
-        for (renderer, status, content_type) in renderers {
-            let error = ApiError::from(StoreError::Busy {
-                retry_after_seconds: 1,
-            });
-            let response = renderer(error);
-            assert_eq!(response.status(), status);
-            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
-            assert_eq!(response.headers()[header::CONTENT_TYPE], content_type);
-            let body = futures_body(response);
-            assert!(body.contains("key store busy, retry after 1 s"), "{body}");
-        }
-        let nagra = futures_body(
-            NagraJson::from(ApiError::StoreBusy {
-                retry_after_seconds: 1,
-            })
-            .into_response(),
-        );
-        assert!(
-            nagra.contains(r#""status":"SERVICE_UNAVAILABLE""#),
-            "{nagra}"
-        );
-        let widevine = futures_body(
-            WidevineJson::from(ApiError::StoreBusy {
-                retry_after_seconds: 1,
-            })
-            .into_response(),
-        );
-        assert!(
-            widevine.contains(r#""status":"INTERNAL_ERROR""#),
-            "{widevine}"
-        );
-    }
-
-    #[test]
-    fn a_store_outage_logs_its_cause_once_and_tells_the_client_only_the_generic_text() {
-        let cause = "cannot start a write transaction: disk I/O error";
-        let renderers: [fn(ApiError) -> Response; 4] = [
-            |e| e.into_response(),
-            |e| PlainText(e).into_response(),
-            |e| NagraJson::from(e).into_response(),
-            |e| WidevineJson::from(e).into_response(),
-        ];
-        for renderer in renderers {
-            let error = ApiError::from(StoreError::Unavailable(cause.to_owned()));
-            let (log, status, body) = render(error, renderer);
-            assert_eq!(log.matches(cause).count(), 1, "{log}");
-            assert!(log.contains("store unavailable"), "{log}");
-            assert!(!body.contains(cause), "{body}");
-            assert!(body.contains("key store unavailable, try again"), "{body}");
-            assert!(
-                status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::OK,
-                "{status}"
-            );
-        }
     }
 }

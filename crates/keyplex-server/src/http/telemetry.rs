@@ -26,6 +26,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::http::shard::{Sharded, lock};
+use crate::route_info;
 use crate::scope::{self, Interface, Kind, Notes};
 use crate::state::AppState;
 
@@ -474,9 +475,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let interface = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or(Interface::Other, |p| {
-            crate::routes::interface_of(p.as_str())
-        });
+        .map_or(Interface::Other, |p| route_info::of(p.as_str()).interface);
     if interface == Interface::Other {
         return next.run(request).await;
     }
@@ -531,29 +530,23 @@ const SECRET_QUERY_NAMES: [&str; 7] = [
     "auth",
 ];
 
-/// `uri` as it may be logged: the token of `GET /{tenant}/cpix/{format}/{content_id}/{token}`
-/// (tenants with `get_token_in_path`) and the values of credential-like query parameters are
-/// replaced by `<redacted>`. Tokens must not reach logs, which operators ship elsewhere.
+/// `uri` as it may be logged: the path parameters the route table declares secret (URL
+/// tokens, session ids: [`route_info::secret_segments`]) and the values of credential-like
+/// query parameters are replaced by `<redacted>`. Tokens must not reach logs, which
+/// operators ship elsewhere.
 pub fn loggable_uri(uri: &http::Uri) -> String {
     let path = uri.path();
-    let segments: Vec<&str> = path.split('/').collect();
-    let redact = |at: usize| {
-        let mut kept = segments.clone();
-        if let Some(s) = kept.get_mut(at) {
-            *s = "<redacted>";
+    let mut segments: Vec<&str> = path.split('/').collect();
+    let secrets = route_info::secret_segments(&segments);
+    let mut out = if secrets.is_empty() {
+        path.to_owned()
+    } else {
+        for at in secrets {
+            if let Some(segment) = segments.get_mut(at) {
+                *segment = "<redacted>";
+            }
         }
-        kept.join("/")
-    };
-    let mut out = match segments.as_slice() {
-        // GET CPIX with get_token_in_path; PallyCon's getKey/{enc_token}; ATEME's
-        // anevia/{format}/{enc_token}/{cid}.
-        ["", _, "cpix", _, _, _] | ["", _, "v1" | "v2", "cpix", "pallycon", "getKey", _] => {
-            redact(segments.len() - 1)
-        }
-        ["", _, "cpix", "anevia", _, _, _] => redact(5),
-        // A session id is the bearer secret of its session's calls.
-        ["", _, "ssm", "v1", "sessions", id, ..] if *id != "setup" => redact(5),
-        _ => path.to_owned(),
+        segments.join("/")
     };
     if let Some(query) = uri.query() {
         out.push('?');
@@ -962,62 +955,6 @@ pub struct StatsView {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn logged_uris_hide_tokens() {
-        let uri = |s: &str| loggable_uri(&s.parse::<http::Uri>().unwrap());
-        assert_eq!(
-            uri("/vod/cpix/dash/movie-5/get-token-of-vod-0123456789"),
-            "/vod/cpix/dash/movie-5/<redacted>"
-        );
-        assert_eq!(
-            uri("/vod/cpix/hls/movie-5?start=3&token=abc&X-Amz-Signature=f00&keyFormat="),
-            "/vod/cpix/hls/movie-5?start=3&token=<redacted>&X-Amz-Signature=<redacted>&keyFormat="
-        );
-        // PallyCon's token in the path and in its SPEKE form's query; ATEME's GET form.
-        assert_eq!(
-            uri("/acme/v2/cpix/pallycon/getKey/eyJzaXRlX2lkIjoiREVNTyJ9"),
-            "/acme/v2/cpix/pallycon/getKey/<redacted>"
-        );
-        assert_eq!(
-            uri("/acme/cpix/getKey?enc-token=eyJzaXRlX2lkIjoiREVNTyJ9"),
-            "/acme/cpix/getKey?enc-token=<redacted>"
-        );
-        assert_eq!(
-            uri("/acme/cpix/anevia/dash/eyJzaXRlX2lkIjoiREVNTyJ9/test-cid"),
-            "/acme/cpix/anevia/dash/<redacted>/test-cid"
-        );
-        // Names are compared decoded, as the query parser reads them.
-        assert_eq!(
-            uri(
-                "/vod/cpix/hls/movie-5?%74oken=abc&%54OKEN=def&x%2Damz%2Dsignature=f00&to%6b%65n=g"
-            ),
-            "/vod/cpix/hls/movie-5?%74oken=<redacted>&%54OKEN=<redacted>&x%2Damz%2Dsignature=<redacted>&to%6b%65n=<redacted>"
-        );
-        assert_eq!(
-            uri("/vod/cpix/hls/movie-5?start=%74oken&a%zz=1&b%7=2"),
-            "/vod/cpix/hls/movie-5?start=%74oken&a%zz=1&b%7=2"
-        );
-        // SSM session ids, in every session call.
-        assert_eq!(
-            uri("/acme/ssm/v1/sessions/Zm9vYmFyLXNlc3Npb24/heartbeat"),
-            "/acme/ssm/v1/sessions/<redacted>/heartbeat"
-        );
-        assert_eq!(
-            uri("/acme/ssm/v1/sessions/Zm9vYmFyLXNlc3Npb24"),
-            "/acme/ssm/v1/sessions/<redacted>"
-        );
-        assert_eq!(
-            uri("/acme/ssm/v1/sessions/setup"),
-            "/acme/ssm/v1/sessions/setup"
-        );
-        // Other paths, including five-segment ones of other interfaces, are kept.
-        assert_eq!(uri("/acme/cpix"), "/acme/cpix");
-        assert_eq!(
-            uri("/acme/hls/v1/keys/0f0e0d0c-0b0a-0908-0706-050403020100"),
-            "/acme/hls/v1/keys/0f0e0d0c-0b0a-0908-0706-050403020100"
-        );
-    }
 
     #[test]
     fn windows_have_at_most_a_hundred_buckets() {

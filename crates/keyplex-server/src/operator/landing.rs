@@ -132,7 +132,7 @@ fn no_route(
 
 /// A path as echoed back: bounded (it is the client's input).
 fn short(path: &str) -> String {
-    path.chars().take(200).collect()
+    keyplex_types::truncate_chars(path, 200)
 }
 
 fn escape(text: &str) -> String {

@@ -34,6 +34,13 @@ use crate::keys;
 use crate::signaling::{self, SignalEntry};
 use crate::state::{AppState, Tenant};
 
+/// The error format of the CPIX family — CPIX, SPEKE, GET CPIX, Harmonic, PallyCon and
+/// ATEME's forms — for the route table: the message as `text/plain` ([`PlainText`]), what
+/// AWS SPEKE and packagers expect.
+pub fn error_response(error: ApiError) -> Response {
+    PlainText(error).into_response()
+}
+
 /// `POST /{tenant}/nks/v1/cpix` and `POST /{tenant}/cpix`. With an `X-Speke-Version` header
 /// the request is SPEKE (AWS encryptors configured with this URL) and answered as such.
 #[utoipa::path(

@@ -151,7 +151,7 @@ impl Format {
             "hls" => Ok(Self::Hls),
             other => Err(ApiError::BadRequest(format!(
                 "unknown format {:?}: use /cpix/dash/… or /cpix/hls/…",
-                other.chars().take(32).collect::<String>()
+                keyplex_types::truncate_chars(other, 32)
             ))),
         }
     }
@@ -216,7 +216,7 @@ pub(crate) fn check_request(
             .ok_or_else(|| {
                 ApiError::BadRequest(format!(
                     "period {:?} is not a key period index (an integer from 0 to {})",
-                    p.chars().take(32).collect::<String>(),
+                    keyplex_types::truncate_chars(p, 32),
                     KeyPeriod::MAX_INDEX
                 ))
             })?,

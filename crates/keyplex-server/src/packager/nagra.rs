@@ -14,8 +14,8 @@
 //! FairPlay/PRM/Widevine, DASH for PlayReady/PRM/Widevine); HLS → FairPlay, PRM, Widevine;
 //! DASH → PRM, PlayReady, Widevine; anything else is rejected.
 //!
-//! Errors answer `{"status": CODE, "errorMessage": …}` ([`crate::http::error::NagraJson`]); the codes
-//! are the `STATUS_*` constants below. Everything is checked before the store is asked, so a
+//! Errors answer `{"status": CODE, "errorMessage": …}` ([`NagraJson`], [`error_response`]); the
+//! codes are the `STATUS_*` constants below. Everything is checked before the store is asked, so a
 //! rejected request stores nothing.
 
 use axum::body::Bytes;
@@ -34,7 +34,7 @@ use keyplex_types::{
 };
 use time::OffsetDateTime;
 
-use crate::http::error::{ApiError, NagraError, NagraJson};
+use crate::http::error::ApiError;
 use crate::keys;
 use crate::signaling;
 use crate::state::{AppState, Tenant};
@@ -56,6 +56,91 @@ pub const STATUS_TIMESTAMP_OUT_OF_RANGE: &str = "TIMESTAMP_OUT_OF_RANGE";
 
 /// The NAGRA Encryption Method Indicator for CBCS (0x402A).
 pub const EMI_CBCS: u32 = 16426;
+
+// ---- Errors ----
+
+/// This interface's error format, for the route table: [`NagraJson`] with the code that
+/// follows the HTTP status.
+pub fn error_response(error: ApiError) -> Response {
+    NagraJson::from(error).into_response()
+}
+
+/// Renders an [`ApiError`] in the NAGRA key-and-signalization shape (`/cks-ws-keyAndSignalization/…`):
+/// `{"status": "<CODE>", "errorMessage": "<message>"}` with the HTTP status of the error, no
+/// `contentKey` and no `drmSignalization`. `code` is the machine-readable status; by default
+/// it follows the HTTP status ([`NagraJson::default_code`]), and the interface may name a
+/// more precise one (e.g. `UNSUPPORTED_DRM`, `UNSUPPORTED_EMI`).
+#[derive(Debug)]
+pub struct NagraJson {
+    pub error: ApiError,
+    pub code: &'static str,
+}
+
+impl NagraJson {
+    pub fn new(error: ApiError, code: &'static str) -> Self {
+        Self { error, code }
+    }
+
+    /// The `status` code for an error that has no more precise one.
+    pub fn default_code(error: &ApiError) -> &'static str {
+        match error {
+            ApiError::BadRequest(_) | ApiError::Unprocessable(_) => "INVALID_REQUEST",
+            ApiError::Unauthorized(_) => "UNAUTHORIZED",
+            ApiError::Forbidden(_) => "FORBIDDEN",
+            ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::Conflict(_) => "KEY_CONFLICT",
+            ApiError::PayloadTooLarge { .. } => "REQUEST_TOO_LARGE",
+            ApiError::Unavailable { .. } | ApiError::StoreBusy { .. } => "SERVICE_UNAVAILABLE",
+            ApiError::TooManyRequests { .. } => "TOO_MANY_REQUESTS",
+            ApiError::RequestTimeout { .. } => "REQUEST_TIMEOUT",
+            ApiError::Deadline { .. } => "SERVICE_UNAVAILABLE",
+            ApiError::Internal(_) => "INTERNAL_ERROR",
+            ApiError::BadGateway(_) => "BAD_GATEWAY",
+        }
+    }
+}
+
+impl From<ApiError> for NagraJson {
+    fn from(error: ApiError) -> Self {
+        let code = Self::default_code(&error);
+        Self { error, code }
+    }
+}
+
+/// The body of a NAGRA-style error, `application/json`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"status": "UNSUPPORTED_DRM",
+    "errorMessage": "unknown DRM system id 00000000-0000-0000-0000-000000000000 in drmList"}))]
+pub struct NagraError {
+    /// A machine-readable code: `INVALID_REQUEST`, `UNSUPPORTED_DRM`, `UNSUPPORTED_EMI`,
+    /// `TIMESTAMP_OUT_OF_RANGE`, `UNAUTHORIZED`, `FORBIDDEN`, `NOT_FOUND`, `KEY_CONFLICT`,
+    /// `REQUEST_TOO_LARGE`, `REQUEST_TIMEOUT`, `TOO_MANY_REQUESTS`, `SERVICE_UNAVAILABLE`, `INTERNAL_ERROR`.
+    pub status: &'static str,
+    /// What is wrong, for a person.
+    pub error_message: String,
+}
+
+impl IntoResponse for NagraJson {
+    fn into_response(self) -> Response {
+        let err = self.error;
+        err.log();
+        let body = NagraError {
+            status: self.code,
+            error_message: err.client_message(),
+        };
+        let response = (
+            err.status(),
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            serde_json::to_string(&body).unwrap_or_default(),
+        )
+            .into_response();
+        err.with_auth_header(response)
+    }
+}
 
 /// `POST /{tenant}/cks-ws-keyAndSignalization/key`.
 #[utoipa::path(

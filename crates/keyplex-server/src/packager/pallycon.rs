@@ -265,7 +265,7 @@ pub(crate) fn anevia_format(
         other => {
             return Err(ApiError::BadRequest(format!(
                 "unknown format {:?}: use /cpix/anevia/dash/… or /cpix/anevia/hls/…",
-                other.chars().take(32).collect::<String>()
+                keyplex_types::truncate_chars(other, 32)
             )));
         }
     };

@@ -5,7 +5,7 @@
 //! "signer": …}`; keyplex answers `{"response": base64(JSON CommonEncryptionResponse)}` with
 //! one key, IV and Widevine pssh per requested track type (and per crypto period when keys
 //! rotate). Every error is a non-OK `status` inside that envelope (see
-//! [`crate::http::error::WidevineJson`] for why it travels in an HTTP 200).
+//! [`WidevineJson`] for why it travels in an HTTP 200).
 //!
 //! Authentication: a tenant with `widevine_signers` accepts only requests signed by one of
 //! them (AES-256-CBC of the SHA-1 of the exact `request` bytes, compared in constant time).
@@ -48,14 +48,148 @@ use keyplex_types::{
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
 
-use crate::http::error::SignedResponse;
-use crate::http::error::{ApiError, WidevineJson};
+use crate::http::error::ApiError;
 use crate::keys;
 use crate::signaling::{self, SignalEntry};
 use crate::state::{AppState, Tenant};
 
 /// Most crypto periods one request may ask for (Shaka asks for 10 at a time).
 pub const MAX_CRYPTO_PERIOD_COUNT: u32 = 100;
+
+// ---- Errors ----
+
+/// This interface's error format, for the route table: [`WidevineJson`] with the status that
+/// follows the error.
+pub fn error_response(error: ApiError) -> Response {
+    WidevineJson::from(error).into_response()
+}
+
+/// The answer of the Widevine API (`SignedModularDrmResponse` as JSON): always HTTP 200.
+/// `response` is base64 of the JSON `CommonEncryptionResponse`, or, for a refused request, of
+/// `{"status", "status_message"}` (`WidevineStatus`), whose two fields are then repeated in
+/// clear beside it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SignedResponse {
+    /// base64 of the JSON `CommonEncryptionResponse` (schema `CommonEncryptionResponse`) or,
+    /// on errors, of `WidevineStatus`.
+    #[schema(content_encoding = "base64", content_media_type = "application/json")]
+    pub response: String,
+    /// On errors only: the non-OK `CommonEncryptionResponse.Status` (`SIGNATURE_FAILED`,
+    /// `ACCESS_DENIED`, `MALFORMED_REQUEST`, `TRACK_TYPE_MISSING`, `INTERNAL_ERROR`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+    /// On errors only: what is wrong, for a person.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_message: Option<String>,
+}
+
+impl SignedResponse {
+    /// The JSON of a successful answer carrying `inner` — what serializing
+    /// `SignedResponse { response: base64(inner), status: None, status_message: None }` gives,
+    /// written straight into one buffer: base64 needs no JSON escaping, and serde_json would
+    /// scan the whole text for characters to escape (several KB per answer).
+    pub fn ok_json(inner: &[u8]) -> String {
+        use base64::Engine as _;
+        let mut out = String::with_capacity(inner.len().div_ceil(3) * 4 + 16);
+        out.push_str(r#"{"response":""#);
+        base64::engine::general_purpose::STANDARD.encode_string(inner, &mut out);
+        out.push_str(r#""}"#);
+        out
+    }
+}
+
+/// The `CommonEncryptionResponse` of a refused request (base64 in `SignedResponse.response`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = WidevineStatus)]
+pub struct StatusJson {
+    pub status: &'static str,
+    pub status_message: String,
+}
+
+/// Renders an [`ApiError`] as a Widevine common-encryption response (`/{tenant}/widevine/…`):
+/// HTTP 200 with `{"response": "<base64 of {\"status\": …, \"status_message\": …}>",
+/// "status": …, "status_message": …}`.
+///
+/// Why 200: Shaka Packager fetches with curl's fail-on-error, so an HTTP error reaches the
+/// operator only as "Response code: 4xx" without the body, while a non-OK `status` is logged
+/// with the raw body ("Received non-OK license response: …"). The message is therefore also
+/// written in clear beside the base64 `response` (extra fields the packager's protobuf parser
+/// ignores). `INTERNAL_ERROR` is the one status Shaka retries (store unavailable, internal
+/// faults); every other status stops the packager.
+#[derive(Debug)]
+pub struct WidevineJson {
+    pub error: ApiError,
+    /// A `CommonEncryptionResponse.Status` name.
+    pub status: &'static str,
+}
+
+impl WidevineJson {
+    pub fn new(error: ApiError, status: &'static str) -> Self {
+        Self { error, status }
+    }
+
+    /// The status for an error that has no more precise one.
+    pub fn default_status(error: &ApiError) -> &'static str {
+        match error {
+            ApiError::Unauthorized(_) => "SIGNATURE_FAILED",
+            ApiError::Forbidden(_) | ApiError::NotFound(_) => "ACCESS_DENIED",
+            ApiError::BadRequest(_)
+            | ApiError::Unprocessable(_)
+            | ApiError::PayloadTooLarge { .. } => "MALFORMED_REQUEST",
+            // INTERNAL_ERROR is the status Shaka Packager retries.
+            ApiError::Conflict(_)
+            | ApiError::Unavailable { .. }
+            | ApiError::StoreBusy { .. }
+            | ApiError::TooManyRequests { .. }
+            | ApiError::RequestTimeout { .. }
+            | ApiError::Deadline { .. }
+            | ApiError::Internal(_)
+            | ApiError::BadGateway(_) => "INTERNAL_ERROR",
+        }
+    }
+}
+
+impl From<ApiError> for WidevineJson {
+    fn from(error: ApiError) -> Self {
+        let status = Self::default_status(&error);
+        Self { error, status }
+    }
+}
+
+impl IntoResponse for WidevineJson {
+    fn into_response(self) -> Response {
+        use base64::Engine as _;
+        let err = self.error;
+        err.log();
+        let message = err.client_message();
+        let inner = StatusJson {
+            status: self.status,
+            status_message: message.clone(),
+        };
+        let inner = serde_json::to_string(&inner).unwrap_or_default();
+        let body = SignedResponse {
+            response: base64::engine::general_purpose::STANDARD.encode(inner),
+            status: Some(self.status),
+            status_message: Some(message),
+        };
+        let mut response = (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            serde_json::to_string(&body).unwrap_or_default(),
+        )
+            .into_response();
+        // Still 200 (see above), but a client that reads headers learns when to retry.
+        if let Some(seconds) = err.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
 
 /// The track types of the Widevine API, plus keyplex's `ALL` (one key for every track,
 /// shared with the one-key-per-content interfaces).
@@ -928,6 +1062,25 @@ mod tests {
     use super::*;
     use crate::config::Secret;
     use crate::config::WidevineSigner;
+
+    #[test]
+    fn a_written_widevine_answer_is_what_serde_writes() {
+        use base64::Engine as _;
+        for inner in [
+            &b""[..],
+            b"{}",
+            b"{\"status\":\"OK\",\"tracks\":[]}",
+            &[0xff; 1000],
+        ] {
+            let serde = serde_json::to_string(&SignedResponse {
+                response: base64::engine::general_purpose::STANDARD.encode(inner),
+                status: None,
+                status_message: None,
+            })
+            .unwrap();
+            assert_eq!(SignedResponse::ok_json(inner), serde);
+        }
+    }
 
     fn widevine_test_signer() -> WidevineSigner {
         WidevineSigner {

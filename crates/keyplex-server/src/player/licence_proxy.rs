@@ -696,7 +696,7 @@ impl LicenceAdapter for WidevineStyle {
 /// keyplex's or the service's (502: signature, provider, keys, policy, internal).
 fn widevine_status(status: &str, message: Option<&str>) -> ApiError {
     let status = keyplex_types::truncate_for_message(status);
-    let text = match message.map(|m| m.chars().take(200).collect::<String>()) {
+    let text = match message.map(|m| keyplex_types::truncate_chars(m, 200)) {
         Some(m) if !m.is_empty() => format!("the Widevine licence service answered {status}: {m}"),
         _ => format!("the Widevine licence service answered {status}"),
     };

@@ -3,13 +3,149 @@
 //! The router and the document are both built from the route table (`routes.rs`), so a route
 //! cannot be served without its entry. What is left to prove from the outside: every
 //! documented path and method is answered by a route (not by the router's "no route"
-//! fallback), each operation has a unique id and says what it answers.
+//! fallback), each operation has a unique id and says what it answers; and the routes are
+//! exactly the `ROUTES` snapshot, which holds every URL of the public contract (`CONTRACT`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::common::TestServer;
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+/// Every (method, path) of `/openapi.json`, sorted by path then method: the routes of
+/// keyplex, written out so that a route added, renamed or dropped by mistake fails here.
+/// Adding or changing a route deliberately? Update this list in the same change.
+const ROUTES: &[(&str, &str)] = &[
+    ("get", "/"),
+    ("get", "/admin/v1/audit"),
+    ("post", "/admin/v1/master-key/rotate"),
+    ("get", "/admin/v1/stats"),
+    ("get", "/admin/v1/tenants"),
+    ("post", "/admin/v1/tenants"),
+    ("get", "/admin/v1/tenants/{id}"),
+    ("patch", "/admin/v1/tenants/{id}"),
+    ("get", "/admin/v1/tenants/{id}/contents"),
+    ("get", "/admin/v1/tenants/{id}/contents/{content_id}/keys"),
+    (
+        "delete",
+        "/admin/v1/tenants/{id}/contents/{content_id}/licence-policy",
+    ),
+    (
+        "get",
+        "/admin/v1/tenants/{id}/contents/{content_id}/licence-policy",
+    ),
+    (
+        "put",
+        "/admin/v1/tenants/{id}/contents/{content_id}/licence-policy",
+    ),
+    ("get", "/admin/v1/tenants/{id}/credentials"),
+    ("post", "/admin/v1/tenants/{id}/credentials"),
+    ("delete", "/admin/v1/tenants/{id}/credentials/{cred}"),
+    ("get", "/admin/v1/tenants/{id}/drm-systems"),
+    ("delete", "/admin/v1/tenants/{id}/drm-systems/{name}"),
+    ("get", "/admin/v1/tenants/{id}/drm-systems/{name}"),
+    ("put", "/admin/v1/tenants/{id}/drm-systems/{name}"),
+    ("post", "/admin/v1/tenants/{id}/export"),
+    ("post", "/admin/v1/tenants/{id}/import"),
+    ("get", "/healthz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+    ("get", "/players"),
+    ("get", "/players/"),
+    ("get", "/players/{file}"),
+    ("get", "/ui"),
+    ("get", "/ui/"),
+    ("get", "/ui/app.js"),
+    ("get", "/ui/index.html"),
+    ("get", "/ui/style.css"),
+    ("post", "/{tenant}/cks-ws-ikey/key"),
+    ("post", "/{tenant}/cks-ws-keyAndSignalization/cmaf"),
+    ("post", "/{tenant}/cks-ws-keyAndSignalization/key"),
+    ("post", "/{tenant}/clearkey/v1/licenses"),
+    ("post", "/{tenant}/cpix"),
+    ("get", "/{tenant}/cpix/anevia/{format}/{enc_token}/{cid}"),
+    ("post", "/{tenant}/cpix/getKey"),
+    ("get", "/{tenant}/cpix/{format}/{content_id}"),
+    ("get", "/{tenant}/cpix/{format}/{content_id}/{token}"),
+    ("post", "/{tenant}/fpls/contentlicenseservice/v1/licenses"),
+    ("get", "/{tenant}/hls/v1/keys/{kid}"),
+    ("post", "/{tenant}/licences/{name}"),
+    ("post", "/{tenant}/nks/v1/cpix"),
+    ("post", "/{tenant}/prls/contentlicenseservice/v1/licenses"),
+    ("post", "/{tenant}/prmls/contentlicenseservice/v1/licenses"),
+    ("post", "/{tenant}/speke/v1"),
+    ("post", "/{tenant}/speke/v2"),
+    ("post", "/{tenant}/ssm/v1/sessions/setup"),
+    ("delete", "/{tenant}/ssm/v1/sessions/{id}"),
+    ("post", "/{tenant}/ssm/v1/sessions/{id}/heartbeat"),
+    ("post", "/{tenant}/ssm/v1/sessions/{id}/licence"),
+    ("post", "/{tenant}/v1/cpix/pallycon/getKey/{enc_token}"),
+    ("post", "/{tenant}/v2/cpix/pallycon/getKey/{enc_token}"),
+    ("post", "/{tenant}/widevine/getcontentkey"),
+    ("post", "/{tenant}/wvls/contentlicenseservice/v1/licenses"),
+];
+
+/// The URLs of the public contract (`shared/design/contract.md`, "Routes"), as the contract
+/// writes them: a `{…}` segment is a parameter whatever its name (`{dash|hls}` is the
+/// `{format}` parameter), and each `{a|b}` alternative of a literal segment is listed. A
+/// contract URL may never disappear from the document.
+const CONTRACT: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("post", "/{tenant}/nks/v1/cpix"),
+    ("post", "/{tenant}/cpix"),
+    ("post", "/{tenant}/speke/v1"),
+    ("post", "/{tenant}/speke/v2"),
+    ("post", "/{tenant}/cks-ws-keyAndSignalization/key"),
+    ("post", "/{tenant}/cks-ws-keyAndSignalization/cmaf"),
+    ("post", "/{tenant}/cks-ws-ikey/key"),
+    ("get", "/{tenant}/cpix/{dash|hls}/{content_id}"),
+    ("post", "/{tenant}/widevine/getcontentkey"),
+    ("post", "/{tenant}/clearkey/v1/licenses"),
+    ("get", "/{tenant}/hls/v1/keys/{kid}"),
+    ("post", "/{tenant}/wvls/contentlicenseservice/v1/licenses"),
+    ("post", "/{tenant}/prls/contentlicenseservice/v1/licenses"),
+    ("post", "/{tenant}/fpls/contentlicenseservice/v1/licenses"),
+    ("post", "/{tenant}/prmls/contentlicenseservice/v1/licenses"),
+    // `/{tenant}/ssm/v1/…`: session setup, licence (and renewal), heartbeat, teardown.
+    ("post", "/{tenant}/ssm/v1/sessions/setup"),
+    ("post", "/{tenant}/ssm/v1/sessions/{id}/licence"),
+    ("post", "/{tenant}/ssm/v1/sessions/{id}/heartbeat"),
+    ("delete", "/{tenant}/ssm/v1/sessions/{id}"),
+    ("get", "/players/"),
+    ("get", "/metrics"),
+    ("get", "/ui/"),
+    // `/admin/v1/…`: tenants, credentials, contents, audit, export/import.
+    ("get", "/admin/v1/tenants"),
+    ("post", "/admin/v1/tenants"),
+    ("get", "/admin/v1/tenants/{t}/credentials"),
+    ("post", "/admin/v1/tenants/{t}/credentials"),
+    ("get", "/admin/v1/tenants/{t}/contents"),
+    ("get", "/admin/v1/audit"),
+    ("post", "/admin/v1/tenants/{t}/export"),
+    ("post", "/admin/v1/tenants/{t}/import"),
+    ("get", "/openapi.json"),
+    ("post", "/{tenant}/v1/cpix/pallycon/getKey/{enc_token}"),
+    ("post", "/{tenant}/v2/cpix/pallycon/getKey/{enc_token}"),
+    // `?enc-token={enc_token}` is a query parameter of this path.
+    ("post", "/{tenant}/cpix/getKey"),
+    ("get", "/{tenant}/cpix/anevia/{dash|hls}/{enc_token}/{cid}"),
+    ("get", "/"),
+    ("put", "/admin/v1/tenants/{t}/contents/{cid}/licence-policy"),
+];
+
+/// A path with every parameter written `{}`: parameter names are not part of a URL.
+fn shape(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            if segment.starts_with('{') {
+                "{}"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
 
 type Routes = BTreeMap<String, BTreeSet<String>>;
 
@@ -50,6 +186,33 @@ async fn openapi_json_documents_every_route() {
 
     let documented = documented_routes(&doc);
     assert!(documented.len() > 50, "{} paths", documented.len());
+    // Exactly the routes of the snapshot.
+    let mut listed: Vec<(String, String)> = documented
+        .iter()
+        .flat_map(|(path, methods)| methods.iter().map(|m| (m.clone(), path.clone())))
+        .collect();
+    listed.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    let snapshot: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(
+        listed, snapshot,
+        "/openapi.json's routes are not ROUTES (tests/it/openapi.rs): if a route was added, \
+         changed or removed deliberately, update ROUTES in the same change"
+    );
+    // Every URL of the public contract is one of them.
+    let shapes: BTreeSet<(String, String)> = listed
+        .iter()
+        .map(|(method, path)| (method.clone(), shape(path)))
+        .collect();
+    for (method, path) in CONTRACT {
+        assert!(
+            shapes.contains(&((*method).to_owned(), shape(path))),
+            "{method} {path} is in the public contract (shared/design/contract.md) but not \
+             in /openapi.json"
+        );
+    }
     // Every documented operation reaches a route: a request with made-up parameters (and no
     // credentials) is refused by the route, never answered by the "no route" fallback.
     for (path, methods) in &documented {
