@@ -12,7 +12,7 @@ use crate::entitlement::{acme_token, clearkey_request, cpix_key, post_clearkey, 
 
 pub const ADMIN_TOKEN: &str = "admin-token-for-the-integration-tests";
 
-fn config() -> String {
+pub fn config() -> String {
     format!("[admin]\ntoken = \"{ADMIN_TOKEN}\"\n{ACME_CONFIG}")
 }
 
@@ -20,7 +20,7 @@ async fn start() -> TestServer {
     TestServer::start_with(&config(), |_| {}).await
 }
 
-async fn admin(
+pub async fn admin(
     server: &TestServer,
     method: reqwest::Method,
     path: &str,

@@ -820,18 +820,10 @@ async fn a_defined_drm_system_has_its_own_licence_route() {
         .await
         .unwrap();
     passed_on(resp, "application/octet-stream", DEFAULT_LICENCE).await;
-    let got = upstream.only();
-    assert_eq!(got.path, "/irdeto");
-    let sent: Value = serde_json::from_slice(&got.body).unwrap();
-    assert_eq!(sent["drm"], "irdeto");
-    assert_eq!(sent["system_id"], "80a6be7e-1448-4c37-9e70-d5aebe04c8d2");
+    let sent = irdeto_request(upstream.only(), "/irdeto", &kid, &key, &iv);
     assert_eq!(sent["payload"], b64(b"irdeto-challenge"));
     assert_eq!(sent["content_id"], "movie-1");
     assert_eq!(sent["user"], "user-1");
-    assert_eq!(
-        sent["keys"],
-        json!([{"kid": kid.to_string(), "key": b64(&key), "iv": b64(&iv)}])
-    );
     assert_eq!(sent["policy"]["licence_duration_seconds"], 60);
 
     // A DRM the tenant does not define: 404 before any token is looked at.
@@ -875,30 +867,6 @@ async fn an_upstream_for_an_undefined_drm_is_refused() {
     );
 }
 
-/// `[admin]` with the integration tests' admin token, then acme & co.
-fn admin_config() -> String {
-    format!(
-        "[admin]\ntoken = \"{}\"\n{ACME_CONFIG}",
-        crate::admin::ADMIN_TOKEN
-    )
-}
-
-async fn admin_call(
-    server: &TestServer,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> reqwest::Response {
-    let mut request = server
-        .client
-        .request(method, server.url(path))
-        .bearer_auth(crate::admin::ADMIN_TOKEN);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.unwrap()
-}
-
 fn irdeto_definition() -> Value {
     json!({
         "system_id": "80a6be7e-1448-4c37-9e70-d5aebe04c8d2",
@@ -915,10 +883,10 @@ fn irdeto_definition() -> Value {
 #[tokio::test]
 async fn an_admin_defined_drm_system_has_its_licence_route() {
     let (upstream, base) = Upstream::start().await;
-    let config = admin_config();
+    let config = crate::admin::config();
     let server = TestServer::start_with(&config, |_| {}).await;
     let path = "/admin/v1/tenants/acme/drm-systems/irdeto";
-    let resp = admin_call(
+    let resp = crate::admin::admin(
         &server,
         reqwest::Method::PUT,
         path,
@@ -949,20 +917,12 @@ async fn an_admin_defined_drm_system_has_its_licence_route() {
         .await
         .unwrap();
     passed_on(resp, "application/octet-stream", DEFAULT_LICENCE).await;
-    let got = upstream.only();
-    assert_eq!(got.path, "/irdeto");
-    let sent: Value = serde_json::from_slice(&got.body).unwrap();
-    assert_eq!(sent["drm"], "irdeto");
-    assert_eq!(sent["system_id"], "80a6be7e-1448-4c37-9e70-d5aebe04c8d2");
+    let sent = irdeto_request(upstream.only(), "/irdeto", &kid, &key, &iv);
     assert_eq!(sent["payload"], b64(b"irdeto-challenge"));
     assert_eq!(sent["content_id"], "movie-1");
-    assert_eq!(
-        sent["keys"],
-        json!([{"kid": kid.to_string(), "key": b64(&key), "iv": b64(&iv)}])
-    );
 
     // Removed at run time: the rebuild keeps the tenant, the route answers 404 problem+json.
-    let resp = admin_call(&server, reqwest::Method::DELETE, path, None).await;
+    let resp = crate::admin::admin(&server, reqwest::Method::DELETE, path, None).await;
     assert_eq!(resp.status(), 204);
     let resp = server
         .client
@@ -982,7 +942,7 @@ async fn an_admin_defined_drm_system_has_its_licence_route() {
     // The tenant's other routes go on.
     let (other, _, _) = key_of(&server, "movie-2").await;
     assert_ne!(other, kid);
-    let resp = admin_call(
+    let resp = crate::admin::admin(
         &server,
         reqwest::Method::GET,
         "/admin/v1/tenants/acme",
@@ -1010,8 +970,8 @@ async fn an_admin_defined_drm_system_has_its_licence_route() {
 #[tokio::test]
 async fn an_admin_created_tenant_proxies_its_admin_defined_drm() {
     let (upstream, base) = Upstream::start().await;
-    let server = TestServer::start_with(&admin_config(), |_| {}).await;
-    let resp = admin_call(
+    let server = TestServer::start_with(&crate::admin::config(), |_| {}).await;
+    let resp = crate::admin::admin(
         &server,
         reqwest::Method::POST,
         "/admin/v1/tenants",
@@ -1025,7 +985,7 @@ async fn an_admin_created_tenant_proxies_its_admin_defined_drm() {
         json!({"type": "basic", "user": "packager", "password": "s3cret-hooli"}),
         json!({"type": "licence_jwt", "hs256_secret": "hooli-portal-licence-secret"}),
     ] {
-        let resp = admin_call(
+        let resp = crate::admin::admin(
             &server,
             reqwest::Method::POST,
             "/admin/v1/tenants/hooli/credentials",
@@ -1034,7 +994,7 @@ async fn an_admin_created_tenant_proxies_its_admin_defined_drm() {
         .await;
         assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
     }
-    let resp = admin_call(
+    let resp = crate::admin::admin(
         &server,
         reqwest::Method::POST,
         "/admin/v1/tenants/hooli/credentials",
@@ -1069,7 +1029,7 @@ async fn an_admin_created_tenant_proxies_its_admin_defined_drm() {
     assert_eq!(status, 404, "not defined yet: {detail}");
     assert!(upstream.received().is_empty());
 
-    let resp = admin_call(
+    let resp = crate::admin::admin(
         &server,
         reqwest::Method::PUT,
         "/admin/v1/tenants/hooli/drm-systems/irdeto",
@@ -1083,13 +1043,26 @@ async fn an_admin_created_tenant_proxies_its_admin_defined_drm() {
         DEFAULT_LICENCE,
     )
     .await;
-    let got = upstream.only();
-    assert_eq!(got.path, "/hooli-irdeto");
+    let sent = irdeto_request(upstream.only(), "/hooli-irdeto", &kid, &key, &iv);
+    assert_eq!(sent["user"], "user-9");
+}
+
+/// The keyplex-JSON licence request the upstream of the defined Irdeto system received at
+/// `path`: its DRM, system id and the one key it carries.
+fn irdeto_request(
+    got: Received,
+    path: &str,
+    kid: &impl std::fmt::Display,
+    key: &[u8],
+    iv: &[u8],
+) -> Value {
+    assert_eq!(got.path, path);
     let sent: Value = serde_json::from_slice(&got.body).unwrap();
     assert_eq!(sent["drm"], "irdeto");
-    assert_eq!(sent["user"], "user-9");
+    assert_eq!(sent["system_id"], "80a6be7e-1448-4c37-9e70-d5aebe04c8d2");
     assert_eq!(
         sent["keys"],
-        json!([{"kid": kid.to_string(), "key": b64(&key), "iv": b64(&iv)}])
+        json!([{"kid": kid.to_string(), "key": b64(key), "iv": b64(iv)}])
     );
+    sent
 }
