@@ -23,8 +23,8 @@ mod differential;
 #[cfg(test)]
 mod dom_oracle;
 
+use hashbrown::HashSet;
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::LazyLock;
 

@@ -7,7 +7,7 @@
 //! is wrong in the same style. [`SpekeError::detail`] says which element is at fault, for the
 //! server log.
 
-use std::collections::{HashMap, HashSet};
+use hashbrown::{HashMap, HashSet};
 
 use keyplex_types::EncryptionScheme;
 
@@ -236,9 +236,10 @@ fn validate_contract(doc: &CpixDocument) -> Result<(), SpekeError> {
     // (period filter ids) -> track types seen for those periods.
     let mut seen: HashMap<Vec<&str>, HashSet<String>> = HashMap::new();
     for rule in rules {
-        let kid = quoted(&rule.kid.as_written);
+        // Quoted only for a message: this runs for every rule of every request.
+        let kid = || quoted(&rule.kid.as_written);
         let malformed = |why: String| SpekeError::MalformedContract {
-            detail: format!("ContentKeyUsageRule kid {kid}: {why}"),
+            detail: format!("ContentKeyUsageRule kid {}: {why}", kid()),
         };
         let Some(track_type) = rule
             .intended_track_type
@@ -250,13 +251,17 @@ fn validate_contract(doc: &CpixDocument) -> Result<(), SpekeError> {
         };
         if rule.video_filters.is_empty() && rule.audio_filters.is_empty() {
             return Err(SpekeError::MissingContract {
-                detail: format!("ContentKeyUsageRule kid {kid} has no VideoFilter or AudioFilter"),
+                detail: format!(
+                    "ContentKeyUsageRule kid {} has no VideoFilter or AudioFilter",
+                    kid()
+                ),
             });
         }
         if let Some(unknown) = rule.unknown_children.first() {
             return Err(SpekeError::ContractNotSupported {
                 detail: format!(
-                    "ContentKeyUsageRule kid {kid} has a filter keyplex does not understand: {}",
+                    "ContentKeyUsageRule kid {} has a filter keyplex does not understand: {}",
+                    kid(),
                     quoted(unknown)
                 ),
             });

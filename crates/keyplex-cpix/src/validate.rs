@@ -1,6 +1,6 @@
 //! Cross-reference checks that need the whole document but nothing outside it.
 
-use std::collections::HashSet;
+use hashbrown::HashSet;
 
 use keyplex_types::KeyId;
 

@@ -3,7 +3,7 @@
 //! tenant redefined (a `drm_systems` entry with `override`, or `prm_template` for Nagra PRM)
 //! gets the tenant's definition here ([`crate::drm_systems::DrmCatalog::apply`]).
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::Arc;
 
 use keyplex_drm::define::DrmIdentity;

@@ -162,16 +162,23 @@ pub fn decode_base64_lenient(text: &str) -> Option<Vec<u8>> {
         GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
     const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, CONFIG);
     const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, CONFIG);
-    let text: String = text
-        .trim()
+    let decode = |text: &[u8]| {
+        STANDARD
+            .decode(text)
+            .or_else(|_| URL_SAFE.decode(text))
+            .ok()
+    };
+    let trimmed = text.trim();
+    // Most texts have no space inside: decoded as they are, without a copy.
+    if !trimmed.bytes().any(|b| b.is_ascii_whitespace()) {
+        return decode(trimmed.as_bytes());
+    }
+    let text: String = trimmed
         .chars()
         .map(|c| if c == ' ' { '+' } else { c })
         .filter(|c| !c.is_ascii_whitespace())
         .collect();
-    STANDARD
-        .decode(&text)
-        .or_else(|_| URL_SAFE.decode(&text))
-        .ok()
+    decode(text.as_bytes())
 }
 
 /// At most 64 characters of `s`: what an error message or log line quotes of a value a
@@ -183,7 +190,9 @@ pub fn truncate_for_message(s: &str) -> String {
 /// At most `n` characters of `s` (never a character cut in half): the one way the workspace
 /// shortens a text it quotes or keeps; [`truncate_for_message`] is the common limit.
 pub fn truncate_chars(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
+    // One copy of the prefix (collecting chars pushed them one at a time).
+    let end = s.char_indices().nth(n).map_or(s.len(), |(at, _)| at);
+    s.get(..end).unwrap_or(s).to_owned()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -531,6 +540,56 @@ pub struct ContentKey {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lenient_base64_takes_what_clients_send() {
+        let bytes = [0xfb, 0xff, 0xbe, 0x01, 0x02];
+        for text in [
+            "+/++AQI=",
+            "+/++AQI",
+            "-_--AQI=",
+            "-_--AQI",
+            " +/++AQI= ",
+            "+/+\n+AQI=",
+            "+/ +AQI=",
+            "+/++\r\n\tAQI",
+        ] {
+            assert_eq!(
+                super::decode_base64_lenient(text).as_deref(),
+                Some(&bytes[..]),
+                "{text:?}"
+            );
+        }
+        for text in ["+/++AQI*", "+/_+AQI=", "A", "é"] {
+            assert_eq!(super::decode_base64_lenient(text), None, "{text:?}");
+        }
+        assert_eq!(super::decode_base64_lenient("").as_deref(), Some(&[][..]));
+    }
+
+    #[test]
+    fn truncate_chars_counts_characters_not_bytes() {
+        for (text, n) in [
+            ("", 0),
+            ("", 3),
+            ("abc", 0),
+            ("abc", 2),
+            ("abc", 3),
+            ("abc", 9),
+        ] {
+            assert_eq!(
+                super::truncate_chars(text, n),
+                text.chars().take(n).collect::<String>()
+            );
+        }
+        for n in 0..8 {
+            let text = "é€😀a\u{0}ü";
+            assert_eq!(
+                super::truncate_chars(text, n),
+                text.chars().take(n).collect::<String>()
+            );
+        }
+        assert_eq!(super::truncate_for_message(&"x".repeat(100)).len(), 64);
+    }
+
     use super::*;
 
     #[test]

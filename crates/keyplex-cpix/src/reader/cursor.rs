@@ -714,9 +714,27 @@ const SPECIAL: u8 = 32;
 /// `<`: not allowed in an attribute value.
 const LT: u8 = 64;
 
-/// The classes of byte `b` (the compiler makes the match a table lookup).
+/// The classes of byte `b`.
 #[inline(always)]
+#[allow(clippy::indexing_slicing)] // a byte indexes a table of 256
 fn class(b: u8) -> u8 {
+    CLASSES[usize::from(b)]
+}
+
+/// [`class_of`] of every byte, looked up (one load per byte of every name and value, instead
+/// of a chain of range comparisons).
+#[allow(clippy::indexing_slicing)] // b < 256
+static CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = class_of(b as u8);
+        b += 1;
+    }
+    table
+};
+
+const fn class_of(b: u8) -> u8 {
     match b {
         b'a'..=b'z' | b'A'..=b'Z' | b'_' => NAME | NAME_START,
         b'0'..=b'9' | b'-' | b'.' => NAME,

@@ -8,7 +8,7 @@
 //! is parsed and checked (ids, references, DRM systems, schemes, certificates) before the
 //! store is asked for keys; after that only infallible-by-construction steps remain.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
