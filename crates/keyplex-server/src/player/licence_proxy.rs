@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Upstream, UpstreamProtocol};
 use crate::entitlement;
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::ApiError;
 use crate::licence_policy::{AppliedPolicy, Hdcp};
 use crate::state::{AppState, Tenant};
 
@@ -81,6 +81,78 @@ struct LicenceQueryDoc {
     content_id: Option<String>,
 }
 
+/// The answers every proxy route of a built-in DRM documents (PlayReady adds its SOAP fault).
+struct BuiltInDrmAnswers;
+
+impl utoipa::IntoResponses for BuiltInDrmAnswers {
+    fn responses()
+    -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        proxy_answers(
+            "Malformed challenge or query, or keys that do not fit this DRM's licence",
+            "A token covering nothing or not the named content, a key not covered (unknown ones \
+             included), another tenant's token, or a disabled tenant",
+            "Unknown tenant, a tenant without licence keys, or no upstream for this DRM",
+        )
+    }
+}
+
+/// The answers of `/{tenant}/licences/{name}`.
+struct DefinedDrmAnswers;
+
+impl utoipa::IntoResponses for DefinedDrmAnswers {
+    fn responses()
+    -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        proxy_answers(
+            "Malformed challenge or query",
+            "A token covering nothing or not the named content, a key not covered (unknown ones \
+             included), another tenant's token, a disabled tenant, or no live secure session \
+             where the tenant requires one",
+            "Unknown tenant, a tenant without licence keys, a DRM the tenant does not define, or \
+             no upstream for it",
+        )
+    }
+}
+
+/// The proxy routes' answers, written once: the upstream's licence, and keyplex's refusals as
+/// problem+json (the three whose reasons differ by route are given).
+fn proxy_answers(
+    bad_request: &str,
+    forbidden: &str,
+    not_found: &str,
+) -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let problem = |description: &str| {
+        let content = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build();
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/problem+json", content)
+            .build()
+            .into()
+    };
+    let licence = ResponseBuilder::new()
+        .description(
+            "The upstream licence server's answer, passed back unchanged (its 2xx status, body \
+             and `Content-Type`)",
+        )
+        .content("application/octet-stream", ContentBuilder::new().build())
+        .build();
+    [
+        ("200", licence.into()),
+        ("400", problem(bad_request)),
+        ("401", problem("No valid entitlement token")),
+        ("403", problem(forbidden)),
+        ("404", problem(not_found)),
+        ("413", problem("Body too large")),
+        ("502", problem("The upstream licence server failed")),
+        ("503", problem("Key store unavailable")),
+    ]
+    .into_iter()
+    .map(|(status, response)| (status.to_owned(), response))
+    .collect()
+}
+
 #[utoipa::path(
     post,
     path = "/{tenant}/wvls/contentlicenseservice/v1/licenses",
@@ -97,21 +169,7 @@ struct LicenceQueryDoc {
         LicenceQueryDoc,
     ),
     request_body(content = inline(crate::http::doc::Binary), content_type = "application/octet-stream", description = "The CDM's licence challenge (a signed Widevine protobuf; the two bytes `08 04` ask for the service certificate, answered without a token); sent upstream base64 in the Widevine licence message, signed for `widevine-cloud`"),
-    responses(
-        (status = 200, description = "The upstream licence server's answer, passed back \
-            unchanged (its 2xx status, body and `Content-Type`)",
-            content(("application/octet-stream"))),
-        (status = 400, description = "Malformed challenge or query, or keys that do not fit \
-            this DRM's licence", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid entitlement token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "A token covering nothing or not the named content, a key \
-            not covered (unknown ones included), another tenant's token, or a disabled tenant", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown tenant, a tenant without licence keys, or no \
-            upstream for this DRM", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The upstream licence server failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
-    ),
+    responses(BuiltInDrmAnswers),
     security(("entitlement_jwt" = []), ("entitlement_query" = [])),
 )]
 pub async fn post_widevine(
@@ -150,20 +208,8 @@ pub async fn post_widevine(
     ),
     request_body(content = String, content_type = "text/xml", description = "The `AcquireLicense` SOAP envelope; its signed `<LA>` is forwarded byte for byte, the keys travel in the test server's `cfg=`, a `CustomData` SOAP header or `X-Keyplex-Content-Keys` (by protocol). SOAP faults come back unchanged with their status"),
     responses(
-        (status = 200, description = "The upstream licence server's answer, passed back \
-            unchanged (its 2xx status, body and `Content-Type`)",
-            content(("application/octet-stream"))),
-        (status = 400, description = "Malformed challenge or query, or keys that do not fit \
-            this DRM's licence", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid entitlement token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "A token covering nothing or not the named content, a key \
-            not covered (unknown ones included), another tenant's token, or a disabled tenant", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown tenant, a tenant without licence keys, or no \
-            upstream for this DRM", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        BuiltInDrmAnswers,
         (status = 500, description = "The upstream's SOAP fault, passed back unchanged", content(("text/xml"))),
-        (status = 502, description = "The upstream licence server failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
     ),
     security(("entitlement_jwt" = []), ("entitlement_query" = [])),
 )]
@@ -193,21 +239,7 @@ pub async fn post_playready(
         LicenceQueryDoc,
     ),
     request_body(description = "The SPC: raw bytes, the form field `spc=<base64>`, or JSON `{\"spc\": \"<base64>\"}`; the CKC comes back", content((inline(crate::http::doc::Binary) = "application/octet-stream"), (SpcJson = "application/json"), (SpcForm = "application/x-www-form-urlencoded"))),
-    responses(
-        (status = 200, description = "The upstream licence server's answer, passed back \
-            unchanged (its 2xx status, body and `Content-Type`)",
-            content(("application/octet-stream"))),
-        (status = 400, description = "Malformed challenge or query, or keys that do not fit \
-            this DRM's licence", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid entitlement token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "A token covering nothing or not the named content, a key \
-            not covered (unknown ones included), another tenant's token, or a disabled tenant", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown tenant, a tenant without licence keys, or no \
-            upstream for this DRM", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The upstream licence server failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
-    ),
+    responses(BuiltInDrmAnswers),
     security(("entitlement_jwt" = []), ("entitlement_query" = [])),
 )]
 pub async fn post_fairplay(
@@ -236,21 +268,7 @@ pub async fn post_fairplay(
         LicenceQueryDoc,
     ),
     request_body(content = inline(crate::http::doc::Binary), content_type = "application/octet-stream", description = "The PRM CDM's licence challenge; sent upstream base64 in a Widevine-style JSON request"),
-    responses(
-        (status = 200, description = "The upstream licence server's answer, passed back \
-            unchanged (its 2xx status, body and `Content-Type`)",
-            content(("application/octet-stream"))),
-        (status = 400, description = "Malformed challenge or query, or keys that do not fit \
-            this DRM's licence", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid entitlement token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "A token covering nothing or not the named content, a key \
-            not covered (unknown ones included), another tenant's token, or a disabled tenant", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown tenant, a tenant without licence keys, or no \
-            upstream for this DRM", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The upstream licence server failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
-    ),
+    responses(BuiltInDrmAnswers),
     security(("entitlement_jwt" = []), ("entitlement_query" = [])),
 )]
 pub async fn post_prm(
@@ -281,21 +299,7 @@ pub async fn post_prm(
         LicenceQueryDoc,
     ),
     request_body(content = inline(crate::http::doc::Binary), content_type = "application/octet-stream", description = "The DRM client's licence challenge, sent upstream base64"),
-    responses(
-        (status = 200, description = "The upstream licence server's answer, passed back \
-            unchanged (its 2xx status, body and `Content-Type`)",
-            content(("application/octet-stream"))),
-        (status = 400, description = "Malformed challenge or query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid entitlement token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "A token covering nothing or not the named content, a key \
-            not covered (unknown ones included), another tenant's token, a disabled tenant, or \
-            no live secure session where the tenant requires one", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown tenant, a tenant without licence keys, a DRM the \
-            tenant does not define, or no upstream for it", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The upstream licence server failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Key store unavailable", body = Problem, content_type = "application/problem+json"),
-    ),
+    responses(DefinedDrmAnswers),
     security(("entitlement_jwt" = []), ("entitlement_query" = [])),
 )]
 pub async fn post_defined(
