@@ -753,36 +753,32 @@ const fn class_of(b: u8) -> u8 {
 /// colon, both parts non-empty and starting with a name start character). Names are ASCII in
 /// practice: checked byte by byte, with the general rules for the others.
 fn qname_prefix(s: &str) -> Result<(&str, &str, usize), String> {
-    // One pass: where the name ends, where its first colon is, how many there are, and
-    // which byte classes it holds.
+    // One pass: where the name ends and which byte classes it holds.
     let bytes = s.as_bytes();
     let mut len = 0;
-    let mut colon = 0;
-    let mut colons = 0u32;
     let mut seen = 0u8;
     while let Some(&b) = bytes.get(len) {
         let c = class(b);
         if c & (NAME | COLON | HIGH) == 0 {
             break;
         }
-        if c & COLON != 0 {
-            colon = len;
-            colons += 1;
-        }
         seen |= c;
         len += 1;
     }
     let name = s.get(..len).unwrap_or_default();
-    let (prefix, local) = match colons {
-        0 => ("", name),
-        1 if colon == 0 => {
-            return Err(format!("the name {:?} has an empty prefix", quoted(name)));
+    // Where the colon is, looked for only in a name that has one: most (attribute names)
+    // have none, and tracking it in the loop above costs every byte of every name.
+    let (prefix, local) = if seen & COLON == 0 {
+        ("", name)
+    } else {
+        match name.split_once(':') {
+            Some((_, local)) if local.contains(':') => return Err(invalid_name(name)),
+            Some(("", _)) => {
+                return Err(format!("the name {:?} has an empty prefix", quoted(name)));
+            }
+            Some(split) => split,
+            None => return Err(invalid_name(name)),
         }
-        1 => match (name.get(..colon), name.get(colon + 1..)) {
-            (Some(prefix), Some(local)) => (prefix, local),
-            _ => return Err(invalid_name(name)),
-        },
-        _ => return Err(invalid_name(name)),
     };
     let valid_part = |part: &str| {
         if seen & HIGH == 0 {
