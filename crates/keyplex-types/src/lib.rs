@@ -95,46 +95,70 @@ impl FromStr for KeyId {
     type Err = TypeError;
     /// Accepts the canonical 8-4-4-4-12 form (any case) and 32 bare hex digits.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        // One pass over the bytes (documents carry dozens of kids: this runs per attribute).
+        // Documents carry dozens of kids: this runs per attribute. The digits are taken in
+        // pairs from their groups (all of even length, so no pair spans a hyphen), each
+        // looked up in a table, and checked once at the end.
         let t = s.trim().as_bytes();
         let invalid = || TypeError::KeyId(truncate_for_message(s));
-        let mut digits = [0u8; 32];
-        match t.len() {
+        let groups: [&[u8]; 5] = match t.len() {
             36 => {
-                let mut n = 0;
-                for (i, &b) in t.iter().enumerate() {
-                    if matches!(i, 8 | 13 | 18 | 23) {
-                        if b != b'-' {
-                            return Err(invalid());
-                        }
-                    } else {
-                        digits[n] = b;
-                        n += 1;
-                    }
+                if [8, 13, 18, 23].iter().any(|&i| t.get(i) != Some(&b'-')) {
+                    return Err(invalid());
                 }
+                [
+                    t.get(..8).unwrap_or_default(),
+                    t.get(9..13).unwrap_or_default(),
+                    t.get(14..18).unwrap_or_default(),
+                    t.get(19..23).unwrap_or_default(),
+                    t.get(24..).unwrap_or_default(),
+                ]
             }
-            32 => digits.copy_from_slice(t),
+            32 => [t, &[], &[], &[], &[]],
             _ => return Err(invalid()),
-        }
+        };
         let mut bytes = [0u8; 16];
-        for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
-            let (Some(high), Some(low)) = (hex_value(pair[0]), hex_value(pair[1])) else {
-                return Err(invalid());
-            };
-            *byte = high << 4 | low;
+        // Any digit that is not one sets a bit above the low four.
+        let mut bad = 0u8;
+        let pairs = groups.iter().flat_map(|group| group.chunks_exact(2));
+        for (byte, pair) in bytes.iter_mut().zip(pairs) {
+            if let &[high, low] = pair {
+                let (high, low) = (hex_value(high), hex_value(low));
+                bad |= high | low;
+                *byte = high << 4 | low;
+            }
+        }
+        if bad > 0xF {
+            return Err(invalid());
         }
         Ok(Self::from_bytes(bytes))
     }
 }
 
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+/// The value of hex digit `b`, or [`NOT_HEX`].
+#[inline(always)]
+#[allow(clippy::indexing_slicing)] // a byte indexes a table of 256
+fn hex_value(b: u8) -> u8 {
+    HEX_VALUES[usize::from(b)]
 }
+
+const NOT_HEX: u8 = 0xFF;
+
+/// [`hex_value`] of every byte, looked up (one load per digit instead of range comparisons).
+#[allow(clippy::indexing_slicing)] // b < 256
+static HEX_VALUES: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = match b as u8 {
+            d @ b'0'..=b'9' => d - b'0',
+            d @ b'a'..=b'f' => d - b'a' + 10,
+            d @ b'A'..=b'F' => d - b'A' + 10,
+            _ => NOT_HEX,
+        };
+        b += 1;
+    }
+    table
+};
 
 impl fmt::Display for KeyId {
     /// Canonical lowercase 8-4-4-4-12.
