@@ -523,13 +523,12 @@ impl EncryptionScheme {
 impl FromStr for EncryptionScheme {
     type Err = TypeError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "cenc" => Ok(Self::Cenc),
-            "cbc1" => Ok(Self::Cbc1),
-            "cens" => Ok(Self::Cens),
-            "cbcs" => Ok(Self::Cbcs),
-            _ => Err(TypeError::Scheme(truncate_for_message(s))),
-        }
+        // Compared without a lowercased copy: this runs per ContentKey of every request.
+        let t = s.trim();
+        [Self::Cenc, Self::Cbc1, Self::Cens, Self::Cbcs]
+            .into_iter()
+            .find(|scheme| t.eq_ignore_ascii_case(scheme.as_str()))
+            .ok_or_else(|| TypeError::Scheme(truncate_for_message(s)))
     }
 }
 
@@ -690,6 +689,24 @@ mod tests {
             EncryptionScheme::from_fourcc_u32(1_667_591_795),
             Some(EncryptionScheme::Cens)
         );
+    }
+
+    #[test]
+    fn scheme_parsing_trims_and_ignores_ascii_case() {
+        for (text, scheme) in [
+            ("cenc", Some(EncryptionScheme::Cenc)),
+            (" CBC1\n", Some(EncryptionScheme::Cbc1)),
+            ("CeNs", Some(EncryptionScheme::Cens)),
+            ("\tcbcS ", Some(EncryptionScheme::Cbcs)),
+            ("cbcs2", None),
+            ("cbc", None),
+            ("", None),
+            // Only ASCII letters fold (ſ is not an s).
+            ("cenſ", None),
+            ("c b c s", None),
+        ] {
+            assert_eq!(text.parse::<EncryptionScheme>().ok(), scheme, "{text:?}");
+        }
     }
 
     #[test]
