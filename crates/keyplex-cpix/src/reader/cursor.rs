@@ -139,6 +139,9 @@ pub(super) struct Cursor<'i> {
     close_empty: bool,
     /// Element names checked lately.
     element_names: NameCache<'i>,
+    /// Changes whenever `bindings` does: a prefix resolved while it had the same value
+    /// resolves the same way (see [`NameCache`]).
+    scope: u32,
 }
 
 impl<'i> Cursor<'i> {
@@ -163,6 +166,7 @@ impl<'i> Cursor<'i> {
             root_seen: false,
             close_empty: false,
             element_names: NameCache::default(),
+            scope: 0,
         }
     }
 
@@ -409,7 +413,7 @@ impl<'i> Cursor<'i> {
             )));
         }
         self.node()?;
-        let (prefix, local) = self
+        let (prefix, local, slot) = self
             .element_names
             .split(qname)
             .map_err(|m| self.error(&m))?;
@@ -456,7 +460,16 @@ impl<'i> Cursor<'i> {
             "xmlns" => return Err(self.error("an element name with the prefix xmlns")),
             // roxmltree refused `xml:` element names too; CPIX has none.
             "xml" => return Err(self.error("an element name with the prefix xml")),
-            _ => self.resolve(prefix)?,
+            // Sibling elements repeat their names in the same scope: the namespace their
+            // name's slot remembers for this scope is the one `resolve` would find.
+            _ => match self.element_names.resolved(slot, self.scope) {
+                Some(ns) => ns,
+                None => {
+                    let ns = self.resolve(prefix)?;
+                    self.element_names.remember_resolved(slot, self.scope, ns);
+                    ns
+                }
+            },
         };
         // Attribute prefixes are resolved once all of the element's declarations are known
         // (they apply to its own names).
@@ -535,6 +548,7 @@ impl<'i> Cursor<'i> {
         }
         let ns = self.intern(uri);
         self.bindings.push(Binding { prefix, ns });
+        self.scope = self.scope.wrapping_add(1);
         Ok(())
     }
 
@@ -563,8 +577,11 @@ impl<'i> Cursor<'i> {
     }
 
     fn end_element(&mut self) {
-        if let Some(open) = self.open.pop() {
+        if let Some(open) = self.open.pop()
+            && open.mark < self.bindings.len()
+        {
             self.bindings.truncate(open.mark);
+            self.scope = self.scope.wrapping_add(1);
         }
         self.in_text = false;
     }
@@ -819,39 +836,74 @@ fn skip_space(s: &str) -> &str {
 /// their names, so most names equal one checked a moment ago: comparing costs less than
 /// checking again. (Attribute names are short and mostly unprefixed: checking them costs
 /// about what a lookup does.) The slots start empty, and an empty name is never a name.
+///
+/// Each slot also remembers the namespace its prefix resolved to, and in which scope (the
+/// cursor's `scope`, which changes with every change to the namespace declarations in
+/// scope): in the same scope, the same prefix resolves the same way.
 #[derive(Default)]
 struct NameCache<'i> {
-    names: [(&'i str, usize); 8],
+    names: [NameSlot<'i>; 8],
     /// Where the next new name goes.
     next: usize,
 }
 
+#[derive(Default, Clone, Copy)]
+struct NameSlot<'i> {
+    name: &'i str,
+    prefix_len: usize,
+    /// `(scope, namespace)`: what the prefix resolved to, when last resolved.
+    resolved: Option<(u32, Ns)>,
+}
+
 impl<'i> NameCache<'i> {
-    fn find(&self, qname: &str) -> Option<(&'i str, &'i str)> {
-        let &(name, prefix_len) = self
+    fn find(&self, qname: &str) -> Option<(&'i str, &'i str, usize)> {
+        let (slot, entry) = self
             .names
             .iter()
-            .find(|(n, _)| !n.is_empty() && same(n, qname))?;
-        let prefix = name.get(..prefix_len)?;
-        let local = name.get(prefix_len + usize::from(prefix_len > 0)..)?;
-        Some((prefix, local))
+            .enumerate()
+            .find(|(_, e)| !e.name.is_empty() && same(e.name, qname))?;
+        let prefix = entry.name.get(..entry.prefix_len)?;
+        let local = entry
+            .name
+            .get(entry.prefix_len + usize::from(entry.prefix_len > 0)..)?;
+        Some((prefix, local, slot))
     }
 
-    fn remember(&mut self, qname: &'i str, prefix: &str) {
-        if let Some(slot) = self.names.get_mut(self.next % 8) {
-            *slot = (qname, prefix.len());
+    fn remember(&mut self, qname: &'i str, prefix: &str) -> usize {
+        let slot = self.next % self.names.len();
+        if let Some(entry) = self.names.get_mut(slot) {
+            *entry = NameSlot {
+                name: qname,
+                prefix_len: prefix.len(),
+                resolved: None,
+            };
         }
         self.next = self.next.wrapping_add(1);
+        slot
     }
 
-    /// [`split_qname`], remembered.
-    fn split(&mut self, qname: &'i str) -> Result<(&'i str, &'i str), String> {
+    /// [`split_qname`], remembered; with the name's slot.
+    fn split(&mut self, qname: &'i str) -> Result<(&'i str, &'i str, usize), String> {
         if let Some(split) = self.find(qname) {
             return Ok(split);
         }
         let (prefix, local) = split_qname(qname)?;
-        self.remember(qname, prefix);
-        Ok((prefix, local))
+        let slot = self.remember(qname, prefix);
+        Ok((prefix, local, slot))
+    }
+
+    /// The namespace the prefix of the name in `slot` resolved to in `scope`, if it was.
+    fn resolved(&self, slot: usize, scope: u32) -> Option<Ns> {
+        match self.names.get(slot)?.resolved {
+            Some((when, ns)) if when == scope => Some(ns),
+            _ => None,
+        }
+    }
+
+    fn remember_resolved(&mut self, slot: usize, scope: u32, ns: Ns) {
+        if let Some(entry) = self.names.get_mut(slot) {
+            entry.resolved = Some((scope, ns));
+        }
     }
 }
 
