@@ -770,18 +770,18 @@ const fn class_of(b: u8) -> u8 {
 /// colon, both parts non-empty and starting with a name start character). Names are ASCII in
 /// practice: checked byte by byte, with the general rules for the others.
 fn qname_prefix(s: &str) -> Result<(&str, &str, usize), String> {
-    // One pass: where the name ends and which byte classes it holds.
+    // One pass: where the name ends and which byte classes it holds (with those of the byte
+    // after it, which has none of the classes looked at below).
     let bytes = s.as_bytes();
-    let mut len = 0;
     let mut seen = 0u8;
-    while let Some(&b) = bytes.get(len) {
-        let c = class(b);
-        if c & (NAME | COLON | HIGH) == 0 {
-            break;
-        }
-        seen |= c;
-        len += 1;
-    }
+    let len = bytes
+        .iter()
+        .position(|&b| {
+            let c = class(b);
+            seen |= c;
+            c & (NAME | COLON | HIGH) == 0
+        })
+        .unwrap_or(bytes.len());
     let name = s.get(..len).unwrap_or_default();
     // Where the colon is, looked for only in a name that has one: most (attribute names)
     // have none, and tracking it in the loop above costs every byte of every name.
@@ -797,17 +797,22 @@ fn qname_prefix(s: &str) -> Result<(&str, &str, usize), String> {
             None => return Err(invalid_name(name)),
         }
     };
-    let valid_part = |part: &str| {
-        if seen & HIGH == 0 {
+    let valid = if seen & HIGH == 0 {
+        // ASCII: every byte is a name character; the first of each part must start a name.
+        let starts = |part: &str| {
             part.bytes()
                 .next()
                 .is_some_and(|b| class(b) & NAME_START != 0)
-        } else {
+        };
+        starts(local) && (prefix.is_empty() || starts(prefix))
+    } else {
+        let valid_part = |part: &str| {
             let mut chars = part.chars();
             chars.next().is_some_and(is_name_start) && chars.all(is_name_char)
-        }
+        };
+        valid_part(local) && (prefix.is_empty() || valid_part(prefix))
     };
-    if !valid_part(local) || (!prefix.is_empty() && !valid_part(prefix)) {
+    if !valid {
         return Err(invalid_name(name));
     }
     Ok((prefix, local, len))
