@@ -497,11 +497,8 @@ fn read_root(cur: &mut Cursor<'_>) -> Result<CpixDocument, CpixError> {
                 let list = read_list(cur, "ContentKeyList", "ContentKey", |cur| {
                     read_content_key(cur, &mut uuids)
                 })?;
-                let mut seen = HashSet::new();
-                for key in &list {
-                    if !seen.insert(key.kid.id) {
-                        return Err(CpixError::DuplicateKid(quoted(&key.kid.as_written)));
-                    }
+                if let Some(key) = first_repeated_kid(&list) {
+                    return Err(CpixError::DuplicateKid(quoted(&key.kid.as_written)));
                 }
                 set_once(&mut doc.content_keys, list, "ContentKeyList", PARENT)?;
             }
@@ -543,6 +540,25 @@ fn read_root(cur: &mut Cursor<'_>) -> Result<CpixDocument, CpixError> {
         }
     }
     Ok(doc)
+}
+
+/// The first content key, in document order, whose kid an earlier one has.
+fn first_repeated_kid(list: &[ContentKeyEntry]) -> Option<&ContentKeyEntry> {
+    // A request carries a handful of keys: comparing each with those before it costs less
+    // than building a set. Longer lists (up to MAX_CONTENT_KEYS) use one, so that the work
+    // stays linear.
+    const SCAN_UP_TO: usize = 16;
+    if list.len() <= SCAN_UP_TO {
+        return list.iter().enumerate().find_map(|(i, key)| {
+            let earlier = list.get(..i).unwrap_or_default();
+            earlier
+                .iter()
+                .any(|e| e.kid.id == key.kid.id)
+                .then_some(key)
+        });
+    }
+    let mut seen = HashSet::with_capacity(list.len());
+    list.iter().find(|key| !seen.insert(key.kid.id))
 }
 
 /// Reads every `item` child of a `…List` element (which may also carry signatures).
@@ -1689,6 +1705,37 @@ mod tests {
         format!(
             r#"<CPIX xmlns="urn:dashif:org:cpix" xmlns:pskc="urn:ietf:params:xml:ns:keyprov:pskc"><ContentKeyList>{keys}</ContentKeyList></CPIX>"#
         )
+    }
+
+    #[test]
+    fn the_first_repeated_kid_is_named_in_short_and_long_lists() {
+        let kid = |i: usize| format!("{i:08x}-0000-4000-8000-000000000000");
+        // Lengths each side of the one where the scan gives way to a set.
+        for n in [2, 3, 16, 17, 40] {
+            let pairs = [(0, 1), (0, n - 1), (n / 2, n - 1), (n - 2, n - 1)];
+            for (first, second) in pairs.into_iter().filter(|(a, b)| a < b) {
+                // A third copy after the first repeat: the second is the one named.
+                let keys: String = (0..n)
+                    .map(|i| {
+                        let written = match i {
+                            _ if i == second => kid(first).to_uppercase(),
+                            _ if i == n - 1 && second < n - 1 => kid(first),
+                            _ => kid(i),
+                        };
+                        format!(r#"<ContentKey kid="{written}"/>"#)
+                    })
+                    .collect();
+                assert_eq!(
+                    err(&with_keys(&keys)),
+                    CpixError::DuplicateKid(kid(first).to_uppercase()),
+                    "{n} keys, {first} repeated at {second}"
+                );
+            }
+            let distinct: String = (0..n)
+                .map(|i| format!(r#"<ContentKey kid="{}"/>"#, kid(i)))
+                .collect();
+            assert!(read_document(with_keys(&distinct).as_bytes()).is_ok());
+        }
     }
 
     #[test]
