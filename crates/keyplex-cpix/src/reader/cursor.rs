@@ -122,7 +122,8 @@ pub(super) struct Cursor<'i> {
     open: Vec<Open<'i>>,
     /// Namespace declarations in scope, outermost first, each element's in attribute order.
     bindings: Vec<Binding<'i>>,
-    /// Interned namespace URIs; an [`Ns`] indexes this.
+    /// Interned namespace URIs other than [`KNOWN_URIS`]: an [`Ns`] indexes the two one after
+    /// the other. Documents that use only the known ones (most) allocate nothing for this.
     uris: Vec<Cow<'i, str>>,
     /// Attributes of the last start tag.
     attrs: Vec<Attr<'i>>,
@@ -157,7 +158,7 @@ impl<'i> Cursor<'i> {
             reader,
             open: Vec::with_capacity(16),
             bindings: Vec::with_capacity(8),
-            uris: KNOWN_URIS.iter().map(|u| Cow::Borrowed(*u)).collect(),
+            uris: Vec::new(),
             attrs: Vec::with_capacity(8),
             nodes: 1,
             declarations: 0,
@@ -234,7 +235,10 @@ impl<'i> Cursor<'i> {
     pub fn uri(&self, ns: Ns) -> Option<&str> {
         match ns {
             Ns::NONE => None,
-            Ns(i) => self.uris.get(i as usize).map(|u| u.as_ref()),
+            Ns(i) => match (i as usize).checked_sub(KNOWN_URIS.len()) {
+                None => KNOWN_URIS.get(i as usize).copied(),
+                Some(other) => self.uris.get(other).map(|u| u.as_ref()),
+            },
         }
     }
 
@@ -555,11 +559,15 @@ impl<'i> Cursor<'i> {
     }
 
     fn intern(&mut self, uri: Cow<'i, str>) -> Ns {
-        let index = match self.uris.iter().position(|u| *u == uri) {
+        let known = KNOWN_URIS.iter().position(|u| *u == uri);
+        let index = match known.or_else(|| {
+            let other = self.uris.iter().position(|u| *u == uri)?;
+            Some(KNOWN_URIS.len() + other)
+        }) {
             Some(i) => i,
             None => {
                 self.uris.push(uri);
-                self.uris.len() - 1
+                KNOWN_URIS.len() + self.uris.len() - 1
             }
         };
         // At most 6 + MAX_NAMESPACE_DECLARATIONS entries.
