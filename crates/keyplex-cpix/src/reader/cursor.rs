@@ -798,8 +798,13 @@ fn qname_prefix(s: &str) -> Result<(&str, &str, usize), String> {
     let (prefix, local) = if seen & COLON == 0 {
         ("", name)
     } else {
-        match name.split_once(':') {
-            Some((_, local)) if local.contains(':') => return Err(invalid_name(name)),
+        // Byte loops: names are short, shorter than a vector search pays for.
+        let colon = name.bytes().position(|b| b == b':');
+        let split = colon.and_then(|at| Some((name.get(..at)?, name.get(at + 1..)?)));
+        match split {
+            Some((_, local)) if local.bytes().any(|b| b == b':') => {
+                return Err(invalid_name(name));
+            }
             Some(("", _)) => {
                 return Err(format!("the name {:?} has an empty prefix", quoted(name)));
             }
