@@ -95,34 +95,27 @@ impl FromStr for KeyId {
     type Err = TypeError;
     /// Accepts the canonical 8-4-4-4-12 form (any case) and 32 bare hex digits.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        // Documents carry dozens of kids: this runs per attribute. The digits are taken in
-        // pairs from their groups (all of even length, so no pair spans a hyphen), each
-        // looked up in a table, and checked once at the end.
+        // Documents carry dozens of kids: this runs per attribute. Each digit, at a position
+        // fixed by the form, is looked up in a table, and the whole checked once at the end.
         let t = s.trim().as_bytes();
         let invalid = || TypeError::KeyId(truncate_for_message(s));
-        let groups: [&[u8]; 5] = match t.len() {
+        let positions = match t.len() {
             36 => {
                 if [8, 13, 18, 23].iter().any(|&i| t.get(i) != Some(&b'-')) {
                     return Err(invalid());
                 }
-                [
-                    t.get(..8).unwrap_or_default(),
-                    t.get(9..13).unwrap_or_default(),
-                    t.get(14..18).unwrap_or_default(),
-                    t.get(19..23).unwrap_or_default(),
-                    t.get(24..).unwrap_or_default(),
-                ]
+                &HYPHENATED_DIGITS
             }
-            32 => [t, &[], &[], &[], &[]],
+            32 => &BARE_DIGITS,
             _ => return Err(invalid()),
         };
+        let digit = |at: u8| t.get(usize::from(at)).map_or(NOT_HEX, |&b| hex_value(b));
         let mut bytes = [0u8; 16];
         // Any digit that is not one sets a bit above the low four.
         let mut bad = 0u8;
-        let pairs = groups.iter().flat_map(|group| group.chunks_exact(2));
-        for (byte, pair) in bytes.iter_mut().zip(pairs) {
+        for (byte, pair) in bytes.iter_mut().zip(positions.chunks_exact(2)) {
             if let &[high, low] = pair {
-                let (high, low) = (hex_value(high), hex_value(low));
+                let (high, low) = (digit(high), digit(low));
                 bad |= high | low;
                 *byte = high << 4 | low;
             }
@@ -133,6 +126,23 @@ impl FromStr for KeyId {
         Ok(Self::from_bytes(bytes))
     }
 }
+
+/// Where the 32 digits of a hyphenated UUID (8-4-4-4-12) are.
+const HYPHENATED_DIGITS: [u8; 32] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 16, 17, 19, 20, 21, 22, 24, 25, 26, 27, 28, 29,
+    30, 31, 32, 33, 34, 35,
+];
+
+/// Where the digits of 32 bare hex digits are.
+const BARE_DIGITS: [u8; 32] = {
+    let mut positions = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        positions[i] = i as u8;
+        i += 1;
+    }
+    positions
+};
 
 /// The value of hex digit `b`, or [`NOT_HEX`].
 #[inline(always)]
