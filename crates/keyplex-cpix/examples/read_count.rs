@@ -12,6 +12,8 @@ use std::hint::black_box;
 
 use keyplex_cpix::read_document;
 
+mod common;
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let path = args.next().expect("usage: read_count FILE [N]");
@@ -19,13 +21,7 @@ fn main() {
         .next()
         .map(|n| n.parse().expect("N: a number"))
         .unwrap_or(1000);
-    let template = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    // As bench/lib.sh sends it (the CPIX request is a template).
-    let xml = template
-        .replace("@CONTENT_ID@", "bench-existing")
-        .replace("@KID@", "0b1e5c4a-2f6d-4e8b-9a07-5c3d2e1f0a9b")
-        .into_bytes();
-    read_document(&xml).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let xml = common::bench_document(&path);
     for _ in 0..n {
         black_box(read_document(black_box(&xml)).ok());
     }

@@ -13,6 +13,8 @@ use std::time::Instant;
 
 use keyplex_cpix::read_document;
 
+mod common;
+
 /// Nanoseconds this thread has run on a CPU, where the kernel says.
 fn on_cpu_ns() -> Option<u128> {
     let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
@@ -34,14 +36,7 @@ fn main() {
     let documents: Vec<(&str, u32, Vec<u8>)> = DOCUMENTS
         .iter()
         .map(|&(name, iterations)| {
-            let path = format!("{bench}/{name}");
-            let template = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            // As bench/lib.sh sends it (the CPIX request is a template).
-            let xml = template
-                .replace("@CONTENT_ID@", "bench-existing")
-                .replace("@KID@", "0b1e5c4a-2f6d-4e8b-9a07-5c3d2e1f0a9b")
-                .into_bytes();
-            read_document(&xml).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let xml = common::bench_document(&format!("{bench}/{name}"));
             (name, iterations, xml)
         })
         .collect();

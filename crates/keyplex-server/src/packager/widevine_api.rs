@@ -960,7 +960,8 @@ impl ResponseJson {
                     .iter()
                     .map(|p| 48 + p.data.len() + p.boxes.len())
                     .sum();
-                128 + t.track_type.len() + t.key_id.len() + t.key.len() + t.iv.len() + pssh
+                // A label escaped by serde is at most six bytes per byte (`\u0001`).
+                128 + 6 * t.track_type.len() + t.key_id.len() + t.key.len() + t.iv.len() + pssh
             })
             .sum();
         let size = 64 + self.content_id.len() + 64 * self.drm.len() + tracks;
@@ -990,16 +991,9 @@ impl ResponseJson {
                 o.push(b',');
             }
             o.extend_from_slice(br#"{"type":"#);
-            // The packager's label: anything it sent, escaped as serde escapes it.
-            if track
-                .track_type
-                .bytes()
-                .all(|b| b >= 0x20 && b != b'"' && b != b'\\')
-            {
-                quoted(o, &track.track_type);
-            } else {
-                o.extend_from_slice(json_text(&track.track_type).as_bytes());
-            }
+            // The packager's label (anything it sent: a few characters), escaped by serde.
+            // (Writing a `&str` into a `Vec` cannot fail.)
+            let _ = serde_json::to_writer(&mut *o, &track.track_type);
             o.extend_from_slice(br#","key_id":"#);
             quoted(o, &track.key_id);
             o.extend_from_slice(br#","key":"#);
@@ -1031,11 +1025,6 @@ impl ResponseJson {
         o.push(b'}');
         out
     }
-}
-
-/// `text` as a JSON string literal (serde_json's escaping; writing a `&str` cannot fail).
-fn json_text(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
 }
 
 /// A stored key and how the answer names it: the packager's track label and the crypto
