@@ -89,6 +89,9 @@ impl KeyWriter {
             .and_then(|()| conn.pragma_update(None, "synchronous", "FULL"))
             .and_then(|()| conn.pragma_update(None, "foreign_keys", "ON"))
             .map_err(|e| sqlite_error("cannot configure the key writer's connection", &e))?;
+        // Room for the audit chunks' statements beside the key inserts, whose SQL varies
+        // with the batch's size: evicting a statement means parsing it again.
+        conn.set_prepared_statement_cache_capacity(64);
         let (sender, receiver) = mpsc::channel(queue_capacity.max(1));
         let batches = Arc::new(AtomicU64::new(0));
         let counted = batches.clone();
@@ -365,33 +368,58 @@ fn commit_audit(conn: &mut Connection, jobs: Vec<AuditJob>) {
     }
 }
 
-/// Inserts `events` (inside the caller's transaction) with one prepared single-row statement
-/// bound to the events' own strings: no SQL built per batch, no copies of the values.
+/// Rows per multi-row audit `INSERT`, largest first: a batch is inserted in chunks of these
+/// sizes (its binary decomposition), so at most one statement of each size runs per batch.
+/// SQLite's per-statement work (the VDBE's set-up and halt, and `AUTOINCREMENT`'s
+/// `sqlite_sequence` read and update) is paid once per chunk instead of once per event: with
+/// one single-row statement per event it was a quarter of the row's cost.
+const AUDIT_CHUNKS: [usize; 6] = [32, 16, 8, 4, 2, 1];
+/// Values of one audit row.
+const AUDIT_COLUMNS: usize = 10;
+
+/// Inserts `events` (inside the caller's transaction) with prepared multi-row statements
+/// ([`AUDIT_CHUNKS`]) bound to the events' own strings: no SQL built per batch, no copies of
+/// the values.
 fn insert_events(conn: &Connection, events: &[AuditEvent]) -> Result<()> {
-    let mut statement = conn
-        .prepare_cached(
-            "INSERT INTO audit_events (at_ms, tenant, action, interface, credential, client, \
-             content_id, key_ids, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .map_err(|e| sqlite_error("cannot append audit events", &e))?;
-    for event in events {
-        statement
-            .execute(rusqlite::params![
-                unix_ms(event.at)?,
-                event.tenant,
-                event.action.as_str(),
-                event.interface,
-                event.credential,
-                event.client,
-                event
-                    .content_id
-                    .as_ref()
-                    .map(keyplex_types::ContentId::as_str),
-                key_ids_column(&event.key_ids),
-                event.outcome,
-                event.detail,
-            ])
-            .map_err(|e| sqlite_error("cannot append audit events", &e))?;
+    static SQL: std::sync::OnceLock<[String; AUDIT_CHUNKS.len()]> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        AUDIT_CHUNKS.map(|rows| {
+            format!(
+                "INSERT INTO audit_events (at_ms, tenant, action, interface, credential, client, \
+                 content_id, key_ids, outcome, detail) VALUES {}",
+                placeholders(rows, &format!("({})", placeholders(AUDIT_COLUMNS, "?")))
+            )
+        })
+    });
+    let fail = |e: rusqlite::Error| sqlite_error("cannot append audit events", &e);
+    let mut rest = events;
+    for (rows, sql) in AUDIT_CHUNKS.iter().zip(sql) {
+        while rest.len() >= *rows {
+            let (chunk, after) = rest.split_at(*rows);
+            rest = after;
+            let mut statement = conn.prepare_cached(sql).map_err(fail)?;
+            for (row, event) in chunk.iter().enumerate() {
+                // Parameters are numbered from 1.
+                let at = row * AUDIT_COLUMNS + 1;
+                let key_ids = key_ids_column(&event.key_ids);
+                statement.raw_bind_parameter(at, unix_ms(event.at)?).map_err(fail)?;
+                statement.raw_bind_parameter(at + 1, &event.tenant).map_err(fail)?;
+                statement.raw_bind_parameter(at + 2, event.action.as_str()).map_err(fail)?;
+                statement.raw_bind_parameter(at + 3, &event.interface).map_err(fail)?;
+                statement.raw_bind_parameter(at + 4, &event.credential).map_err(fail)?;
+                statement.raw_bind_parameter(at + 5, &event.client).map_err(fail)?;
+                statement
+                    .raw_bind_parameter(
+                        at + 6,
+                        event.content_id.as_ref().map(keyplex_types::ContentId::as_str),
+                    )
+                    .map_err(fail)?;
+                statement.raw_bind_parameter(at + 7, key_ids).map_err(fail)?;
+                statement.raw_bind_parameter(at + 8, &event.outcome).map_err(fail)?;
+                statement.raw_bind_parameter(at + 9, &event.detail).map_err(fail)?;
+            }
+            statement.raw_execute().map_err(fail)?;
+        }
     }
     Ok(())
 }
