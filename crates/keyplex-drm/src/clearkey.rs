@@ -105,25 +105,39 @@ fn decode_kid(text: &str) -> Result<KeyId, DrmError> {
 /// of the EME examples. Every value is base64url or a fixed token, so nothing needs JSON
 /// escaping. The result contains key material in the clear; it is meant for the entitled
 /// player only.
+///
+/// Written into one buffer sized for the whole answer up front: no intermediate string
+/// holds a key (each would be freed without being wiped, and the caller wipes only the
+/// answer), and it never grows, which would leave a copy behind in freed memory.
 pub fn clearkey_license_response(
     keys: &[(KeyId, &ContentKeyValue)],
     session_type: SessionType,
 ) -> String {
-    let jwks: Vec<String> = keys
-        .iter()
-        .map(|(kid, key)| {
-            format!(
-                r#"{{"kty":"oct","kid":"{}","k":"{}"}}"#,
-                encode_kid(kid),
-                URL_SAFE_NO_PAD.encode(key.expose())
-            )
-        })
-        .collect();
-    format!(
-        r#"{{"keys":[{}],"type":"{}"}}"#,
-        jwks.join(","),
-        session_type.as_str()
-    )
+    const HEAD: &str = r#"{"keys":["#;
+    const KID: &str = r#"{"kty":"oct","kid":""#;
+    const KEY: &str = r#"","k":""#;
+    const TYPE: &str = r#"],"type":""#;
+    // A base64url text of 16 bytes, unpadded.
+    const B64_16: usize = 22;
+    let per_key = KID.len() + B64_16 + KEY.len() + B64_16 + r#""},"#.len();
+    let mut out = String::with_capacity(
+        HEAD.len() + keys.len() * per_key + TYPE.len() + session_type.as_str().len() + 2,
+    );
+    out.push_str(HEAD);
+    for (i, (kid, key)) in keys.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(KID);
+        URL_SAFE_NO_PAD.encode_string(kid.as_bytes(), &mut out);
+        out.push_str(KEY);
+        URL_SAFE_NO_PAD.encode_string(key.expose(), &mut out);
+        out.push_str(r#""}"#);
+    }
+    out.push_str(TYPE);
+    out.push_str(session_type.as_str());
+    out.push_str(r#""}"#);
+    out
 }
 
 #[cfg(test)]
@@ -234,6 +248,41 @@ mod tests {
             let body = serde_json::json!({"kids": kids.iter().map(encode_kid).collect::<Vec<_>>(), "type": "temporary"});
             let req = ClearKeyLicenseRequest::parse(body.to_string().as_bytes()).unwrap();
             prop_assert_eq!(req.kids, kids);
+        }
+
+        #[test]
+        fn response_is_serde_json_of_the_key_set(
+            pairs in proptest::collection::vec((any::<[u8; 16]>(), any::<[u8; 16]>()), 0..8),
+            persistent in any::<bool>(),
+        ) {
+            let keys: Vec<(KeyId, ContentKeyValue)> = pairs
+                .iter()
+                .map(|(kid, key)| (KeyId::from_bytes(*kid), ContentKeyValue::from_slice(key).unwrap()))
+                .collect();
+            let refs: Vec<(KeyId, &ContentKeyValue)> = keys.iter().map(|(k, v)| (*k, v)).collect();
+            let session_type =
+                if persistent { SessionType::PersistentLicense } else { SessionType::Temporary };
+            let json = clearkey_license_response(&refs, session_type);
+            // serde_json writes object members in the order given (preserve_order is off, so
+            // build the text from an ordered list of members instead of a map).
+            let jwks: Vec<String> = keys
+                .iter()
+                .map(|(kid, key)| {
+                    format!(
+                        "{{\"kty\":\"oct\",\"kid\":{},\"k\":{}}}",
+                        serde_json::to_string(&encode_kid(kid)).unwrap(),
+                        serde_json::to_string(&URL_SAFE_NO_PAD.encode(key.expose())).unwrap()
+                    )
+                })
+                .collect();
+            let expected = format!(
+                "{{\"keys\":[{}],\"type\":{}}}",
+                jwks.join(","),
+                serde_json::to_string(session_type.as_str()).unwrap()
+            );
+            prop_assert_eq!(&json, &expected);
+            // Sized up front: it never grew (which would leave a copy of the keys behind).
+            prop_assert!(json.capacity() <= json.len() + 1, "{} of {}", json.len(), json.capacity());
         }
 
         #[test]

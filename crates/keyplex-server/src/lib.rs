@@ -41,17 +41,14 @@ use tower_http::trace::TraceLayer;
 
 pub use state::AppState;
 
-use http::{deadline, error, listener, telemetry, tls};
+use http::{error, listener, telemetry, tls};
 
 /// All routes of keyplex (the route table, `routes`) with the layers every request passes.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.max_body_bytes();
     routes::router(&state)
-        // Inside `track`, so that a request that ran out of time is counted and audited.
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            deadline::limit,
-        ))
+        // Counts and audits every request, and runs it within its deadline
+        // (`http::deadline::within`).
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             telemetry::track,

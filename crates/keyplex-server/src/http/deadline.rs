@@ -14,14 +14,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use crate::http::error::ApiError;
-use crate::route_info::{self, RouteInfo};
+use crate::route_info::RouteInfo;
 use crate::state::AppState;
 
 /// How much longer than the body deadline a handler may take before 503: enough for the
@@ -35,18 +35,15 @@ pub struct BodyDeadlineExceeded {
     pub seconds: u64,
 }
 
-/// The middleware: wraps the body, bounds the handler.
-pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Wraps the body, bounds the handler. Run by [`crate::http::telemetry::track`] around
+/// the rest of the request (not a layer of its own: one middleware less per request), so
+/// that a request that ran out of time is still counted and audited. `route` is the route
+/// table's entry of the matched route: an error outside any handler is answered in its
+/// interface's format.
+pub async fn within(state: &AppState, route: RouteInfo, request: Request, next: Next) -> Response {
     let timeout = state.request_timeout();
     let seconds = timeout.as_secs();
     let deadline = Instant::now() + timeout;
-    // An error outside any handler is answered in the format the route table gives the
-    // route (its interface's).
-    let errors = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(RouteInfo::OTHER, |p| route_info::of(p.as_str()))
-        .errors;
     let request = request.map(|body| {
         Body::new(DeadlineBody {
             inner: body,
@@ -57,7 +54,7 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
     });
     match tokio::time::timeout_at(deadline + HANDLER_GRACE, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => errors(ApiError::Deadline { seconds }),
+        Err(_) => (route.errors)(ApiError::Deadline { seconds }),
     }
 }
 

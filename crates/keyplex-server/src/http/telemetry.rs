@@ -26,7 +26,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::http::shard::{Sharded, lock};
-use crate::route_info;
+use crate::http::deadline;
+use crate::route_info::{self, RouteInfo};
 use crate::scope::{self, Interface, Kind, Notes};
 use crate::state::AppState;
 
@@ -472,12 +473,13 @@ impl Finished<'_> {
 /// Wraps every request: notes what it did ([`scope`]), then counts it and writes the audit
 /// events of key deliveries and licence decisions.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let interface = request
+    let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or(Interface::Other, |p| route_info::of(p.as_str()).interface);
+        .map_or(RouteInfo::OTHER, |p| route_info::of(p.as_str()));
+    let interface = route.interface;
     if interface == Interface::Other {
-        return next.run(request).await;
+        return deadline::within(&state, route, request, next).await;
     }
     // The tenant's label is borrowed from the tenant map (a path segment is looked up as it
     // is, not parsed into a new id), and the client address stays an address until an audit
@@ -492,7 +494,12 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let started = Instant::now();
-    let (response, notes) = scope::with_notes(interface, client, next.run(request)).await;
+    let (response, notes) = scope::with_notes(
+        interface,
+        client,
+        deadline::within(&state, route, request, next),
+    )
+    .await;
     let finished = Finished {
         interface,
         tenant,
