@@ -393,7 +393,11 @@ mod tests {
             let kids: Vec<KeyId> = (0..n)
                 .map(|_| keyplex_crypto::random::new_key_id().unwrap())
                 .collect();
-            let joined = kids.iter().map(KeyId::to_string).collect::<Vec<_>>().join(" ");
+            let joined = kids
+                .iter()
+                .map(KeyId::to_string)
+                .collect::<Vec<_>>()
+                .join(" ");
             assert_eq!(key_ids_column(&kids), joined);
         }
     }

@@ -224,6 +224,11 @@ pub fn truncate_for_message(s: &str) -> String {
 /// At most `n` characters of `s` (never a character cut in half): the one way the workspace
 /// shortens a text it quotes or keeps; [`truncate_for_message`] is the common limit.
 pub fn truncate_chars(s: &str, n: usize) -> String {
+    // No more bytes than `n` is no more characters than `n`: nothing to count (counting
+    // the characters of every audited credential showed in a licence's profile).
+    if s.len() <= n {
+        return s.to_owned();
+    }
     // One copy of the prefix (collecting chars pushed them one at a time).
     let end = s.char_indices().nth(n).map_or(s.len(), |(at, _)| at);
     s.get(..end).unwrap_or(s).to_owned()
@@ -613,7 +618,7 @@ mod tests {
                 text.chars().take(n).collect::<String>()
             );
         }
-        for n in 0..8 {
+        for n in 0..16 {
             let text = "é€😀a\u{0}ü";
             assert_eq!(
                 super::truncate_chars(text, n),

@@ -25,8 +25,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::http::shard::{Sharded, lock};
 use crate::http::deadline;
+use crate::http::shard::{Sharded, lock};
 use crate::route_info::{self, RouteInfo};
 use crate::scope::{self, Interface, Kind, Notes};
 use crate::state::AppState;

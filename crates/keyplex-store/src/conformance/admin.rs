@@ -421,7 +421,11 @@ pub async fn audit_events_are_queryable<S: Backend>(store: &Arc<S>) {
     // 250 events in one append: every chunk size of a batched insert, each row its own.
     for (stored, sent) in all.iter().rev().zip(&events) {
         let strip = |e: &AuditEvent| AuditEvent { id: 0, ..e.clone() };
-        assert_eq!(strip(stored), strip(sent), "{scenario}: every column of every row");
+        assert_eq!(
+            strip(stored),
+            strip(sent),
+            "{scenario}: every column of every row"
+        );
     }
     assert!(
         all.windows(2).all(|w| w[0].id > w[1].id),

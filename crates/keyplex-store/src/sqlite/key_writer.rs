@@ -402,21 +402,42 @@ fn insert_events(conn: &Connection, events: &[AuditEvent]) -> Result<()> {
                 // Parameters are numbered from 1.
                 let at = row * AUDIT_COLUMNS + 1;
                 let key_ids = key_ids_column(&event.key_ids);
-                statement.raw_bind_parameter(at, unix_ms(event.at)?).map_err(fail)?;
-                statement.raw_bind_parameter(at + 1, &event.tenant).map_err(fail)?;
-                statement.raw_bind_parameter(at + 2, event.action.as_str()).map_err(fail)?;
-                statement.raw_bind_parameter(at + 3, &event.interface).map_err(fail)?;
-                statement.raw_bind_parameter(at + 4, &event.credential).map_err(fail)?;
-                statement.raw_bind_parameter(at + 5, &event.client).map_err(fail)?;
+                statement
+                    .raw_bind_parameter(at, unix_ms(event.at)?)
+                    .map_err(fail)?;
+                statement
+                    .raw_bind_parameter(at + 1, &event.tenant)
+                    .map_err(fail)?;
+                statement
+                    .raw_bind_parameter(at + 2, event.action.as_str())
+                    .map_err(fail)?;
+                statement
+                    .raw_bind_parameter(at + 3, &event.interface)
+                    .map_err(fail)?;
+                statement
+                    .raw_bind_parameter(at + 4, &event.credential)
+                    .map_err(fail)?;
+                statement
+                    .raw_bind_parameter(at + 5, &event.client)
+                    .map_err(fail)?;
                 statement
                     .raw_bind_parameter(
                         at + 6,
-                        event.content_id.as_ref().map(keyplex_types::ContentId::as_str),
+                        event
+                            .content_id
+                            .as_ref()
+                            .map(keyplex_types::ContentId::as_str),
                     )
                     .map_err(fail)?;
-                statement.raw_bind_parameter(at + 7, key_ids).map_err(fail)?;
-                statement.raw_bind_parameter(at + 8, &event.outcome).map_err(fail)?;
-                statement.raw_bind_parameter(at + 9, &event.detail).map_err(fail)?;
+                statement
+                    .raw_bind_parameter(at + 7, key_ids)
+                    .map_err(fail)?;
+                statement
+                    .raw_bind_parameter(at + 8, &event.outcome)
+                    .map_err(fail)?;
+                statement
+                    .raw_bind_parameter(at + 9, &event.detail)
+                    .map_err(fail)?;
             }
             statement.raw_execute().map_err(fail)?;
         }
