@@ -67,6 +67,7 @@ macro_rules! conformance_tests {
             drm_systems_round_trip,
             tenants_and_credentials_round_trip,
             audit_events_are_queryable,
+            audit_appends_of_every_size_keep_every_row,
             contents_are_listed_and_searchable,
             export_then_import_restores_identical_keys,
             import_refuses_conflicts_and_writes_nothing,

@@ -351,6 +351,55 @@ pub async fn tenants_and_credentials_round_trip<S: Backend>(store: &Arc<S>) {
     );
 }
 
+/// `event` with every column made different from row to row (by `i`), so that a value
+/// bound to the wrong row of a multi-row insert shows.
+fn varied_event(mut event: AuditEvent, i: i32) -> AuditEvent {
+    event.client = format!("10.0.0.{i}");
+    event.interface = format!("interface-{i}");
+    event.credential = format!("basic:packager-{i}");
+    event.outcome = format!("outcome-{i}");
+    event.detail = (i % 3 == 0).then(|| format!("detail-{i}"));
+    event.key_ids = (0..i % 4)
+        .map(|_| keyplex_crypto::random::new_key_id().unwrap())
+        .collect();
+    event
+}
+
+/// Appends of every size around the SQLite writer's chunk sizes (32, 16, 8, 4, 2, 1 rows per
+/// statement) store every row as it was sent, in the order sent.
+pub async fn audit_appends_of_every_size_keep_every_row<S: Backend>(store: &Arc<S>) {
+    // After `audit_events_are_queryable`'s purge time, so that it does not touch these.
+    let t0 = OffsetDateTime::from_unix_timestamp(1_500_000_000).unwrap();
+    for n in [1, 2, 3, 4, 5, 7, 15, 31, 32, 33, 63, 64, 65, 100] {
+        let scenario = format!("an append of {n} events");
+        let tenant = new_tenant();
+        let events: Vec<AuditEvent> = (0..n)
+            .map(|i| {
+                let at = t0 + time::Duration::seconds(i64::from(i));
+                varied_event(event(&tenant, AuditAction::KeyDelivered, "movie", at), i)
+            })
+            .collect();
+        store.append_audit(&events).await.unwrap();
+        let stored = store
+            .query_audit(&AuditQuery {
+                tenant: Some(tenant.as_str().into()),
+                limit: 1000,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), events.len(), "{scenario}: every event");
+        let strip = |e: &AuditEvent| AuditEvent { id: 0, ..e.clone() };
+        for (stored, sent) in stored.iter().rev().zip(&events) {
+            assert_eq!(strip(stored), strip(sent), "{scenario}: every column of every row");
+        }
+        assert!(
+            stored.windows(2).all(|w| w[0].id > w[1].id),
+            "{scenario}: ids follow the order of the append"
+        );
+    }
+}
+
 fn event(
     tenant: &TenantId,
     action: AuditAction,
@@ -386,17 +435,7 @@ pub async fn audit_events_are_queryable<S: Backend>(store: &Arc<S>) {
             } else {
                 AuditAction::KeyDelivered
             };
-            let mut event = event(&tenant, action, content, t0 + minute * i);
-            // Every column differs from row to row, so that a value bound to the wrong row
-            // of a multi-row insert shows.
-            event.client = format!("10.0.0.{i}");
-            event.interface = format!("interface-{i}");
-            event.credential = format!("basic:packager-{i}");
-            event.outcome = format!("outcome-{i}");
-            event.detail = (i % 3 == 0).then(|| format!("detail-{i}"));
-            event.key_ids = (0..i % 4)
-                .map(|_| keyplex_crypto::random::new_key_id().unwrap())
-                .collect();
+            let mut event = varied_event(event(&tenant, action, content, t0 + minute * i), i);
             // (Outside the content and time window queried below.)
             if i % 7 == 0 && i > 100 {
                 event.content_id = None;
