@@ -149,8 +149,9 @@ pub async fn copy_store(from: &dyn KeyStore, to: &dyn KeyStore) -> Result<CopyRe
                 break;
             };
             after = last.id;
-            to.append_audit(&page).await?;
-            report.audit_events_copied += page.len() as u64;
+            let copied = page.len() as u64;
+            to.append_audit(page.into()).await?;
+            report.audit_events_copied += copied;
         }
     }
     Ok(report)
@@ -243,7 +244,7 @@ mod tests {
                 detail: None,
             })
             .collect();
-        sqlite.append_audit(&events).await.unwrap();
+        sqlite.append_audit(events.as_slice().into()).await.unwrap();
         let movie = ContentId::parse("movie").unwrap();
         sqlite
             .put_content_policy(

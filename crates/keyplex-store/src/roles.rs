@@ -13,6 +13,8 @@
 //! `Arc<dyn KeyStore>`. To call a role's methods its trait must be in scope:
 //! `use keyplex_store::prelude::*;` brings them all, without taking their names.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use keyplex_types::{ContentId, ContentKey, KeyId, TenantId};
 
@@ -209,8 +211,10 @@ pub trait Tenants: Send + Sync {
 /// ([`Keys::ensure_keys_audited`]); everything else is appended here.
 #[async_trait]
 pub trait Audit: Send + Sync {
-    /// Appends events in one transaction (durable when it returns).
-    async fn append_audit(&self, events: &[AuditEvent]) -> Result<()>;
+    /// Appends events in one transaction (durable when it returns). Shared rather than
+    /// borrowed: a store that commits on another thread takes them there without copying
+    /// every event's strings, and the caller keeps them for a retry.
+    async fn append_audit(&self, events: Arc<[AuditEvent]>) -> Result<()>;
 
     /// Events matching `query`, newest first, at most `query.limit`.
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>>;

@@ -302,7 +302,7 @@ impl Tenants for KeyWitness {
 
 #[async_trait]
 impl Audit for KeyWitness {
-    async fn append_audit(&self, events: &[AuditEvent]) -> Result<()> {
+    async fn append_audit(&self, events: std::sync::Arc<[AuditEvent]>) -> Result<()> {
         self.0.append_audit(events).await
     }
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>> {

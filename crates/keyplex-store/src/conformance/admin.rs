@@ -379,7 +379,7 @@ pub async fn audit_appends_of_every_size_keep_every_row<S: Backend>(store: &Arc<
                 varied_event(event(&tenant, AuditAction::KeyDelivered, "movie", at), i)
             })
             .collect();
-        store.append_audit(&events).await.unwrap();
+        store.append_audit(events.as_slice().into()).await.unwrap();
         let stored = store
             .query_audit(&AuditQuery {
                 tenant: Some(tenant.as_str().into()),
@@ -391,7 +391,11 @@ pub async fn audit_appends_of_every_size_keep_every_row<S: Backend>(store: &Arc<
         assert_eq!(stored.len(), events.len(), "{scenario}: every event");
         let strip = |e: &AuditEvent| AuditEvent { id: 0, ..e.clone() };
         for (stored, sent) in stored.iter().rev().zip(&events) {
-            assert_eq!(strip(stored), strip(sent), "{scenario}: every column of every row");
+            assert_eq!(
+                strip(stored),
+                strip(sent),
+                "{scenario}: every column of every row"
+            );
         }
         assert!(
             stored.windows(2).all(|w| w[0].id > w[1].id),
@@ -443,7 +447,7 @@ pub async fn audit_events_are_queryable<S: Backend>(store: &Arc<S>) {
             event
         })
         .collect();
-    store.append_audit(&events).await.unwrap();
+    store.append_audit(events.as_slice().into()).await.unwrap();
     let all = store
         .query_audit(&AuditQuery {
             tenant: Some(tenant.as_str().into()),

@@ -49,11 +49,11 @@ pub(super) async fn insert_audit(conn: &mut PgConnection, events: &[AuditEvent])
 
 #[async_trait]
 impl Audit for PostgresStore {
-    async fn append_audit(&self, events: &[AuditEvent]) -> Result<()> {
+    async fn append_audit(&self, events: std::sync::Arc<[AuditEvent]>) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
-        in_transaction!(self, "audit events", |conn| insert_audit(conn, events)
+        in_transaction!(self, "audit events", |conn| insert_audit(conn, &events)
             .await)
     }
 

@@ -15,11 +15,11 @@ const PURGE_BATCH: i64 = 1024;
 
 #[async_trait]
 impl Audit for SqliteStore {
-    async fn append_audit(&self, events: &[crate::AuditEvent]) -> Result<()> {
+    async fn append_audit(&self, events: std::sync::Arc<[AuditEvent]>) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
-        self.key_writer.append_audit(events.to_vec()).await
+        self.key_writer.append_audit(events).await
     }
 
     async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>> {

@@ -127,7 +127,7 @@ impl KeyWriter {
     /// when this returns. Here rather than through sqlx's write connection so that key
     /// batches and audit batches do not take turns at SQLite's write lock through its busy
     /// handler.
-    pub(super) async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<()> {
+    pub(super) async fn append_audit(&self, events: Arc<[AuditEvent]>) -> Result<()> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.sender()?
             .send(Message::Audit(AuditJob { events, reply }))
@@ -715,7 +715,7 @@ struct WriteJob {
 
 /// Audit events to append, and where their caller waits.
 struct AuditJob {
-    events: Vec<AuditEvent>,
+    events: Arc<[AuditEvent]>,
     reply: tokio::sync::oneshot::Sender<Result<()>>,
 }
 
