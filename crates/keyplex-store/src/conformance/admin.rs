@@ -380,28 +380,38 @@ pub async fn audit_appends_of_every_size_keep_every_row<S: Backend>(store: &Arc<
             })
             .collect();
         store.append_audit(events.as_slice().into()).await.unwrap();
-        let stored = store
-            .query_audit(&AuditQuery {
-                tenant: Some(tenant.as_str().into()),
-                limit: 1000,
-                ..AuditQuery::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(stored.len(), events.len(), "{scenario}: every event");
-        let strip = |e: &AuditEvent| AuditEvent { id: 0, ..e.clone() };
-        for (stored, sent) in stored.iter().rev().zip(&events) {
-            assert_eq!(
-                strip(stored),
-                strip(sent),
-                "{scenario}: every column of every row"
-            );
-        }
-        assert!(
-            stored.windows(2).all(|w| w[0].id > w[1].id),
-            "{scenario}: ids follow the order of the append"
+        assert_stored_as_sent(&scenario, &tenant_events(store, &tenant).await, &events);
+    }
+}
+
+/// Every event of `tenant`, newest first.
+async fn tenant_events<S: Backend>(store: &Arc<S>, tenant: &TenantId) -> Vec<AuditEvent> {
+    store
+        .query_audit(&AuditQuery {
+            tenant: Some(tenant.as_str().into()),
+            limit: 1000,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap()
+}
+
+/// `stored` (newest first) holds exactly the events `sent` in one append: every column of
+/// every row, with ids in the order of the append.
+fn assert_stored_as_sent(scenario: &str, stored: &[AuditEvent], sent: &[AuditEvent]) {
+    assert_eq!(stored.len(), sent.len(), "{scenario}: every event");
+    let strip = |e: &AuditEvent| AuditEvent { id: 0, ..e.clone() };
+    for (stored, sent) in stored.iter().rev().zip(sent) {
+        assert_eq!(
+            strip(stored),
+            strip(sent),
+            "{scenario}: every column of every row"
         );
     }
+    assert!(
+        stored.windows(2).all(|w| w[0].id > w[1].id),
+        "{scenario}: ids follow the order of the append"
+    );
 }
 
 fn event(
@@ -448,31 +458,12 @@ pub async fn audit_events_are_queryable<S: Backend>(store: &Arc<S>) {
         })
         .collect();
     store.append_audit(events.as_slice().into()).await.unwrap();
-    let all = store
-        .query_audit(&AuditQuery {
-            tenant: Some(tenant.as_str().into()),
-            limit: 1000,
-            ..AuditQuery::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(all.len(), 250, "{scenario}: every event");
+    let all = tenant_events(store, &tenant).await;
+    // 250 events in one append: chunks of several sizes in a batched insert.
+    assert_stored_as_sent(scenario, &all, &events);
     assert!(
         all.windows(2).all(|w| w[0].at >= w[1].at),
         "{scenario}: newest first"
-    );
-    // 250 events in one append: every chunk size of a batched insert, each row its own.
-    for (stored, sent) in all.iter().rev().zip(&events) {
-        let strip = |e: &AuditEvent| AuditEvent { id: 0, ..e.clone() };
-        assert_eq!(
-            strip(stored),
-            strip(sent),
-            "{scenario}: every column of every row"
-        );
-    }
-    assert!(
-        all.windows(2).all(|w| w[0].id > w[1].id),
-        "{scenario}: ids follow the order of the append"
     );
     let newest = &all[0];
     assert_eq!(

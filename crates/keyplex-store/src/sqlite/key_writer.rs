@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use keyplex_types::{ContentKey, KeyId, KeySlot, TenantId};
+use keyplex_types::{ContentId, ContentKey, KeyId, KeySlot, TenantId};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::mpsc;
@@ -399,45 +399,29 @@ fn insert_events(conn: &Connection, events: &[AuditEvent]) -> Result<()> {
             rest = after;
             let mut statement = conn.prepare_cached(sql).map_err(fail)?;
             for (row, event) in chunk.iter().enumerate() {
-                // Parameters are numbered from 1.
-                let at = row * AUDIT_COLUMNS + 1;
+                let at_ms = unix_ms(event.at)?;
+                let content_id = event.content_id.as_ref().map(ContentId::as_str);
                 let key_ids = key_ids_column(&event.key_ids);
-                statement
-                    .raw_bind_parameter(at, unix_ms(event.at)?)
-                    .map_err(fail)?;
-                statement
-                    .raw_bind_parameter(at + 1, &event.tenant)
-                    .map_err(fail)?;
-                statement
-                    .raw_bind_parameter(at + 2, event.action.as_str())
-                    .map_err(fail)?;
-                statement
-                    .raw_bind_parameter(at + 3, &event.interface)
-                    .map_err(fail)?;
-                statement
-                    .raw_bind_parameter(at + 4, &event.credential)
-                    .map_err(fail)?;
-                statement
-                    .raw_bind_parameter(at + 5, &event.client)
-                    .map_err(fail)?;
-                statement
-                    .raw_bind_parameter(
-                        at + 6,
-                        event
-                            .content_id
-                            .as_ref()
-                            .map(keyplex_types::ContentId::as_str),
-                    )
-                    .map_err(fail)?;
-                statement
-                    .raw_bind_parameter(at + 7, key_ids)
-                    .map_err(fail)?;
-                statement
-                    .raw_bind_parameter(at + 8, &event.outcome)
-                    .map_err(fail)?;
-                statement
-                    .raw_bind_parameter(at + 9, &event.detail)
-                    .map_err(fail)?;
+                // In the order of the statement's columns.
+                let values: [&dyn rusqlite::ToSql; AUDIT_COLUMNS] = [
+                    &at_ms,
+                    &event.tenant,
+                    &event.action.as_str(),
+                    &event.interface,
+                    &event.credential,
+                    &event.client,
+                    &content_id,
+                    &key_ids,
+                    &event.outcome,
+                    &event.detail,
+                ];
+                for (column, value) in values.into_iter().enumerate() {
+                    // Parameters are numbered from 1.
+                    let parameter = row * AUDIT_COLUMNS + column + 1;
+                    statement
+                        .raw_bind_parameter(parameter, value)
+                        .map_err(fail)?;
+                }
             }
             statement.raw_execute().map_err(fail)?;
         }
