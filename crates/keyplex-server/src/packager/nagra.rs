@@ -18,6 +18,8 @@
 //! codes are the `STATUS_*` constants below. Everything is checked before the store is asked, so a
 //! rejected request stores nothing.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
@@ -32,6 +34,7 @@ use keyplex_types::{
     ContentId, ContentKey, ContentKeyValue, EncryptionScheme, Iv, KeyId, KeyPeriod, KeySlot,
     TrackType,
 };
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
 use crate::http::error::ApiError;
@@ -242,7 +245,7 @@ async fn handle(
         .ok_or_else(|| ApiError::Internal("the store answered no key for one request".into()))?;
 
     // 3. The answer.
-    let drm_signalization = plan
+    let signals = plan
         .iter()
         .map(|want| signalization(tenant, key, want))
         .collect::<Result<Vec<_>, _>>()?;
@@ -250,25 +253,19 @@ async fn handle(
         // Packager-supplied keys are not echoed (NAGRA: "omitted … if it was provided in the
         // request"); an IV keyplex generated for it is returned, since the packager needs it.
         Some(s) if s.iv.is_some() => None,
-        Some(_) => Some(wire::ContentKey {
-            key_id: key.kid.to_string(),
-            key_value: None,
-            iv: Some(B64.encode(key.iv.as_bytes())),
+        Some(_) => Some(AnsweredKey {
+            kid: key.kid,
+            key: None,
+            iv: &key.iv,
         }),
-        None => Some(wire::ContentKey {
-            key_id: key.kid.to_string(),
-            key_value: Some(B64.encode(key.key.expose())),
-            iv: Some(B64.encode(key.iv.as_bytes())),
+        None => Some(AnsweredKey {
+            kid: key.kid,
+            key: Some(&key.key),
+            iv: &key.iv,
         }),
     };
-    let response = wire::Response {
-        status: STATUS_OK,
-        error_message: None,
-        content_key,
-        drm_signalization,
-    };
-    let json = serde_json::to_string(&response)
-        .map_err(|e| ApiError::Internal(format!("serializing a NAGRA response: {e}")))?;
+    let texts: Vec<SignalTexts<'_>> = signals.iter().map(Signalization::texts).collect();
+    let json = answer_json(content_key.as_ref(), &texts);
     Ok((
         StatusCode::OK,
         [(
@@ -278,6 +275,115 @@ async fn handle(
         crate::http::body::secret(json),
     )
         .into_response())
+}
+
+/// The content key of an answer: its id and IV, and its value unless the packager supplied
+/// it.
+struct AnsweredKey<'a> {
+    kid: KeyId,
+    key: Option<&'a ContentKeyValue>,
+    iv: &'a Iv,
+}
+
+/// One `drmSignalization` entry of an answer: the signal cache's entries it is written from.
+struct Signalization {
+    system_id: uuid::Uuid,
+    dash: Option<Arc<signaling::SignalEntry>>,
+    hls: Option<Arc<signaling::SignalEntry>>,
+}
+
+impl Signalization {
+    fn texts(&self) -> SignalTexts<'_> {
+        let dash = self.dash.as_ref().map(|s| &s.json);
+        let hls = self.hls.as_ref().map(|s| &s.json);
+        SignalTexts {
+            system_id: self.system_id,
+            pssh: dash.and_then(|j| j.pssh.as_deref()),
+            content_protection: dash.and_then(|j| j.content_protection_element.as_deref()),
+            key_uri: hls.and_then(|j| j.hls_key_uri.as_deref()),
+            ext_x_key: hls.and_then(|j| j.hls_media.as_deref()),
+        }
+    }
+}
+
+/// A `drmSignalization` entry's members: JSON string literals, escaped once in the signal
+/// cache (`signaling::JsonTexts`).
+struct SignalTexts<'a> {
+    system_id: uuid::Uuid,
+    pssh: Option<&'a RawValue>,
+    content_protection: Option<&'a RawValue>,
+    key_uri: Option<&'a RawValue>,
+    ext_x_key: Option<&'a RawValue>,
+}
+
+impl SignalTexts<'_> {
+    /// The optional members in `wire::DrmSignalization`'s order, with their JSON names.
+    fn members(&self) -> [(&'static str, Option<&RawValue>); 4] {
+        [
+            ("pssh", self.pssh),
+            ("contentProtection", self.content_protection),
+            ("keyUri", self.key_uri),
+            ("extXKey", self.ext_x_key),
+        ]
+    }
+}
+
+/// The room [`answer_json`] needs: everything but the texts is bounded (a kid, a key and an
+/// IV in base64, member names, punctuation).
+fn answer_capacity(signals: &[SignalTexts<'_>]) -> usize {
+    let texts: usize = signals
+        .iter()
+        .flat_map(SignalTexts::members)
+        .map(|(name, text)| text.map_or(0, |t| name.len() + t.get().len() + 4))
+        .sum();
+    256 + signals.len() * 64 + texts
+}
+
+/// The 200 answer's JSON: `wire::Response` as serde_json writes it (a test holds it to
+/// that), written into one buffer sized up front. The key's base64 goes straight into the
+/// buffer [`crate::http::body::secret`] wipes: before, it was a `String` of its own and
+/// serde's output buffer grew, both freed without being wiped. Every text is base64, a UUID
+/// or a literal escaped once in the signal cache, so serde's per-byte escape scan (5 % of a
+/// request) has nothing to do.
+fn answer_json(key: Option<&AnsweredKey<'_>>, signals: &[SignalTexts<'_>]) -> String {
+    let mut out = String::with_capacity(answer_capacity(signals));
+    let mut uuid = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    out.push_str(r#"{"status":""#);
+    out.push_str(STATUS_OK);
+    out.push('"');
+    if let Some(key) = key {
+        out.push_str(r#","contentKey":{"keyId":""#);
+        out.push_str(key.kid.uuid().hyphenated().encode_lower(&mut uuid));
+        out.push('"');
+        if let Some(value) = key.key {
+            out.push_str(r#","keyValue":""#);
+            B64.encode_string(value.expose(), &mut out);
+            out.push('"');
+        }
+        out.push_str(r#","iv":""#);
+        B64.encode_string(key.iv.as_bytes(), &mut out);
+        out.push_str(r#""}"#);
+    }
+    out.push_str(r#","drmSignalization":["#);
+    for (i, signal) in signals.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r#"{"systemId":""#);
+        out.push_str(signal.system_id.hyphenated().encode_lower(&mut uuid));
+        out.push('"');
+        for (name, text) in signal.members() {
+            if let Some(text) = text {
+                out.push_str(",\"");
+                out.push_str(name);
+                out.push_str("\":");
+                out.push_str(text.get());
+            }
+        }
+        out.push('}');
+    }
+    out.push_str("]}");
+    out
 }
 
 /// A request that passed every check `handle` makes before the store is asked.
@@ -848,26 +954,13 @@ fn signalization(
     tenant: &Tenant,
     key: &ContentKey,
     want: &Wanted,
-) -> Result<wire::DrmSignalization, ApiError> {
-    let mut out = wire::DrmSignalization {
-        system_id: want.system.system_id().hyphenated().to_string(),
-        pssh: None,
-        content_protection: None,
-        key_uri: None,
-        ext_x_key: None,
-    };
-    if let Some(scheme) = want.dash {
-        let s = signaling::entry(tenant, &want.system, key, scheme, SignalForms::ALL)?;
-        out.pssh.clone_from(&s.json.pssh);
-        out.content_protection
-            .clone_from(&s.json.content_protection_element);
-    }
-    if let Some(scheme) = want.hls {
-        let s = signaling::entry(tenant, &want.system, key, scheme, SignalForms::ALL)?;
-        out.key_uri.clone_from(&s.json.hls_key_uri);
-        out.ext_x_key.clone_from(&s.json.hls_media);
-    }
-    Ok(out)
+) -> Result<Signalization, ApiError> {
+    let entry = |scheme| signaling::entry(tenant, &want.system, key, scheme, SignalForms::ALL);
+    Ok(Signalization {
+        system_id: want.system.system_id(),
+        dash: want.dash.map(entry).transpose()?,
+        hls: want.hls.map(entry).transpose()?,
+    })
 }
 
 /// The JSON as it travels. Only [`Request::from_wire`] reads these; nothing here derives
@@ -1020,5 +1113,98 @@ mod wire {
         #[serde(skip_serializing_if = "Option::is_none")]
         #[schema(value_type = Option<String>)]
         pub ext_x_key: Option<Box<RawValue>>,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The texts of a signal cache entry, as JSON literals (escaped as the cache escapes
+    /// them), with quotes, angle brackets, a backslash and non-ASCII to be escaped.
+    fn literal(text: &str) -> Box<RawValue> {
+        serde_json::value::to_raw_value(text).unwrap()
+    }
+
+    /// The answer as `wire::Response` through serde_json: the form `answer_json` must write.
+    fn by_serde(key: Option<&AnsweredKey<'_>>, signals: &[SignalTexts<'_>]) -> String {
+        let owned = |t: Option<&RawValue>| t.map(|t| t.to_owned());
+        serde_json::to_string(&wire::Response {
+            status: STATUS_OK,
+            error_message: None,
+            content_key: key.map(|k| wire::ContentKey {
+                key_id: k.kid.to_string(),
+                key_value: k.key.map(|v| B64.encode(v.expose())),
+                iv: Some(B64.encode(k.iv.as_bytes())),
+            }),
+            drm_signalization: signals
+                .iter()
+                .map(|s| wire::DrmSignalization {
+                    system_id: s.system_id.hyphenated().to_string(),
+                    pssh: owned(s.pssh),
+                    content_protection: owned(s.content_protection),
+                    key_uri: owned(s.key_uri),
+                    ext_x_key: owned(s.ext_x_key),
+                })
+                .collect(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_answer_is_serde_json_of_the_wire_response_and_never_grows() {
+        let texts = [
+            literal("AAAAMnBzc2gAAAAA7e+LqXnWSs6jyCfc1R0h7QAAABISEBESEzQ="),
+            literal(
+                r#"<ContentProtection schemeIdUri="urn:uuid:x" value="Widevine"><cenc:pssh>AA==</cenc:pssh></ContentProtection>"#,
+            ),
+            literal("skd://keyplex/\u{e9}\\path"),
+            literal(
+                "#EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"data:text/plain;base64,AA==\",KEYFORMAT=\"com.apple.streamingkeydelivery\"",
+            ),
+        ];
+        let value = ContentKeyValue::from_bytes([0xfb; 16]);
+        let iv = Iv::from_bytes([0x3e; 16]);
+        let kid: KeyId = "9eb4050d-e44b-4802-932e-27d75083e266".parse().unwrap();
+        let keys = [
+            None,
+            Some(AnsweredKey {
+                kid,
+                key: None,
+                iv: &iv,
+            }),
+            Some(AnsweredKey {
+                kid,
+                key: Some(&value),
+                iv: &iv,
+            }),
+        ];
+        let system = |n: u128| uuid::Uuid::from_u128(0xedef_8ba9_79d6_4ace_a3c8_27dc_d51d_2100 + n);
+        for key in &keys {
+            for count in [0usize, 1, 2, 5] {
+                // Every subset of the four optional members, across the entries.
+                for members in 0..16usize {
+                    let signals: Vec<SignalTexts<'_>> = (0..count)
+                        .map(|i| {
+                            let has = |bit: usize| ((members + i) >> bit) & 1 == 1;
+                            let text = |bit: usize| has(bit).then(|| &*texts[bit]);
+                            SignalTexts {
+                                system_id: system(i as u128),
+                                pssh: text(0),
+                                content_protection: text(1),
+                                key_uri: text(2),
+                                ext_x_key: text(3),
+                            }
+                        })
+                        .collect();
+                    let json = answer_json(key.as_ref(), &signals);
+                    assert_eq!(json, by_serde(key.as_ref(), &signals));
+                    // Sized up front: the buffer that holds the key never grew (a grown
+                    // buffer leaves a copy behind in freed memory).
+                    assert!(json.len() <= answer_capacity(&signals));
+                }
+            }
+        }
     }
 }
