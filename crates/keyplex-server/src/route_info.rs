@@ -22,6 +22,8 @@ pub struct RouteInfo {
     pub interface: Interface,
     /// Renders an error that no handler rendered (a request past its deadline).
     pub errors: ErrorFormat,
+    /// Called from browsers (players' pages): CORS is answered for it ([`crate::http::cors`]).
+    pub browser_cors: bool,
 }
 
 impl RouteInfo {
@@ -29,6 +31,7 @@ impl RouteInfo {
     pub const OTHER: Self = Self {
         interface: Interface::Other,
         errors: crate::http::error::problem_json,
+        browser_cors: false,
     };
 }
 

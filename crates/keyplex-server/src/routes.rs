@@ -19,7 +19,6 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
-use crate::http::cors;
 use crate::http::error::problem_json;
 use crate::operator::{admin, landing, players, ui};
 use crate::packager::{cpix, get_cpix, harmonic, nagra, pallycon, speke, widevine_api};
@@ -277,6 +276,7 @@ fn route_table() -> RouteTable {
         let info = RouteInfo {
             interface: endpoint.interface,
             errors: endpoint.errors,
+            browser_cors: endpoint.access == Access::Player,
         };
         for path in paths_of(&endpoint) {
             table.add(path, info, endpoint.secret_params);
@@ -305,14 +305,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
             Access::Admin => admins = admins.routes(endpoint.routes),
         }
     }
-    let players = Router::from(players)
-        // Set here, under the CORS layer: a browser's OPTIONS preflight must still reach
-        // `licence_cors` (the router-wide 405 would replace the layered default otherwise).
-        .method_not_allowed_fallback(landing::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            cors::licence_cors,
-        ));
+    // CORS (and every OPTIONS) of these routes is answered by `track` through
+    // `http::cors::around`, from the table's `browser_cors`: not a layer of its own.
+    let players = Router::from(players).method_not_allowed_fallback(landing::method_not_allowed);
     let admins = Router::from(admins)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

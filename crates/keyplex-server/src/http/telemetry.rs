@@ -25,8 +25,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::http::deadline;
 use crate::http::shard::{Sharded, lock};
+use crate::http::{cors, deadline};
 use crate::route_info::{self, RouteInfo};
 use crate::scope::{self, Interface, Kind, Notes};
 use crate::state::AppState;
@@ -501,12 +501,17 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let started = Instant::now();
-    let (response, notes) = scope::with_notes(
-        interface,
-        client,
-        deadline::within(&state, route, request, next),
-    )
-    .await;
+    let within_deadline = |request| deadline::within(&state, route, request, next);
+    let (response, notes) = if route.browser_cors {
+        scope::with_notes(
+            interface,
+            client,
+            cors::around(&state, request, within_deadline),
+        )
+        .await
+    } else {
+        scope::with_notes(interface, client, within_deadline(request)).await
+    };
     let finished = Finished {
         interface,
         tenant,
