@@ -985,6 +985,7 @@ mod wire {
         pub scheduled_key: Option<ScheduledKey>,
         /// DRM system ids (UUIDs), or objects `{"systemId": …, "metadata": …}`; absent or
         /// empty: the defaults of the API and mode. Metadata is kept in the audit trail.
+        #[schema(value_type = Option<Vec<DrmListEntrySchema>>)]
         pub drm_list: Option<Vec<DrmListEntry>>,
     }
 
@@ -992,7 +993,8 @@ mod wire {
     #[derive(Deserialize, utoipa::ToSchema)]
     #[serde(untagged)]
     #[schema(as = NagraDrmListEntry)]
-    pub enum DrmListEntry {
+    #[allow(dead_code)] // The OpenAPI document's shape; requests are read as `DrmListEntry`.
+    pub enum DrmListEntrySchema {
         Id(String),
         Drm(Drm),
     }
@@ -1011,7 +1013,8 @@ mod wire {
     #[derive(Deserialize, utoipa::ToSchema)]
     #[serde(untagged)]
     #[schema(as = NagraTimestamp)]
-    pub enum Timestamp {
+    #[allow(dead_code)] // The OpenAPI document's shape; requests are read as `Timestamp`.
+    pub enum TimestampSchema {
         Epoch(i64),
         Text(String),
     }
@@ -1035,6 +1038,7 @@ mod wire {
         /// `HLS`, `DASH`, or absent (both).
         pub streaming_mode: Option<String>,
         /// Encryption Method Indicator; 16426 = CBCS.
+        #[schema(value_type = Option<EmiSchema>)]
         pub emi: Option<Emi>,
     }
 
@@ -1042,7 +1046,8 @@ mod wire {
     #[derive(Deserialize, utoipa::ToSchema)]
     #[serde(untagged)]
     #[schema(as = NagraEmi)]
-    pub enum Emi {
+    #[allow(dead_code)] // The OpenAPI document's shape; requests are read as `Emi`.
+    pub enum EmiSchema {
         Number(u32),
         Text(String),
     }
@@ -1059,6 +1064,7 @@ mod wire {
         pub iv: Option<String>,
         /// The time whose key period is asked for (default now): RFC 3339, or epoch
         /// seconds or milliseconds.
+        #[schema(value_type = Option<TimestampSchema>)]
         pub timestamp: Option<Timestamp>,
     }
 
@@ -1114,6 +1120,99 @@ mod wire {
         #[schema(value_type = Option<String>)]
         pub ext_x_key: Option<Box<RawValue>>,
     }
+
+    // The three fields that are one of two JSON types are read by the token's type, as
+    // `widevine_api::NumberOrText` is: `#[serde(untagged)]` buffered each value and
+    // formatted an error message for every variant that did not fit. (The `…Schema` types
+    // above describe them in the OpenAPI document.)
+
+    /// `scheduledKey.timestamp`: epoch seconds or milliseconds as a number, or a text (RFC
+    /// 3339 or digits).
+    pub enum Timestamp {
+        Epoch(i64),
+        Text(String),
+    }
+
+    /// `profile.emi`: a number, or a text of digits.
+    pub enum Emi {
+        Number(u32),
+        Text(String),
+    }
+
+    /// A `drmList` entry: the system id, or the DRM with its metadata.
+    pub enum DrmListEntry {
+        Id(String),
+        Drm(Drm),
+    }
+
+    /// A visitor that takes a text (`text`) and what else `T` accepts.
+    macro_rules! text_or {
+        ($t:ty, $expecting:literal, $text:path, { $($rest:item)* }) => {
+            impl<'de> Deserialize<'de> for $t {
+                fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                    struct Visitor;
+                    impl<'de> serde::de::Visitor<'de> for Visitor {
+                        type Value = $t;
+                        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                            f.write_str($expecting)
+                        }
+                        fn visit_str<E>(self, v: &str) -> Result<$t, E> {
+                            Ok($text(v.to_owned()))
+                        }
+                        fn visit_string<E>(self, v: String) -> Result<$t, E> {
+                            Ok($text(v))
+                        }
+                        $($rest)*
+                    }
+                    deserializer.deserialize_any(Visitor)
+                }
+            }
+        };
+    }
+
+    text_or!(
+        Timestamp,
+        "epoch seconds or milliseconds, or an RFC 3339 time",
+        Timestamp::Text,
+        {
+            fn visit_i64<E>(self, v: i64) -> Result<Timestamp, E> {
+                Ok(Timestamp::Epoch(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Timestamp, E> {
+                i64::try_from(v)
+                    .map(Timestamp::Epoch)
+                    .map_err(|_| E::custom(format!("timestamp {v} out of range")))
+            }
+        }
+    );
+
+    text_or!(Emi, "an EMI number", Emi::Text, {
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Emi, E> {
+            u32::try_from(v)
+                .map(Emi::Number)
+                .map_err(|_| E::custom(format!("emi {v} out of range")))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Emi, E> {
+            u32::try_from(v)
+                .map(Emi::Number)
+                .map_err(|_| E::custom(format!("emi {v} out of range")))
+        }
+    });
+
+    text_or!(
+        DrmListEntry,
+        "a DRM system id or an object with a systemId",
+        DrmListEntry::Id,
+        {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<DrmListEntry, A::Error> {
+                Drm::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(DrmListEntry::Drm)
+            }
+        }
+    );
 }
 
 #[cfg(test)]
@@ -1150,6 +1249,61 @@ mod tests {
                 .collect(),
         })
         .unwrap()
+    }
+
+    #[test]
+    fn two_typed_fields_are_read_by_the_token_type() {
+        let read = |json: &str| serde_json::from_str::<wire::Request>(json);
+        let timestamp = |json: &str| {
+            read(&format!(r#"{{"scheduledKey": {{"timestamp": {json}}}}}"#))
+                .map(|r| r.scheduled_key.and_then(|k| k.timestamp))
+        };
+        assert!(matches!(
+            timestamp("1700000000"),
+            Ok(Some(wire::Timestamp::Epoch(1_700_000_000)))
+        ));
+        assert!(matches!(
+            timestamp("-5"),
+            Ok(Some(wire::Timestamp::Epoch(-5)))
+        ));
+        assert!(
+            matches!(timestamp(r#""2026-12-06T00:00:00Z""#), Ok(Some(wire::Timestamp::Text(t))) if t == "2026-12-06T00:00:00Z")
+        );
+        assert!(matches!(timestamp("null"), Ok(None)));
+        for bad in ["18446744073709551615", "1.5", "true", "[]", "{}"] {
+            assert!(timestamp(bad).is_err(), "{bad}");
+        }
+        let emi = |json: &str| {
+            read(&format!(
+                r#"{{"drmContent": {{"profile": {{"emi": {json}}}}}}}"#
+            ))
+            .map(|r| r.drm_content.and_then(|c| c.profile).and_then(|p| p.emi))
+        };
+        assert!(matches!(emi("16426"), Ok(Some(wire::Emi::Number(16426)))));
+        assert!(matches!(emi(r#""16426""#), Ok(Some(wire::Emi::Text(t))) if t == "16426"));
+        for bad in ["-1", "4294967296", "1.0", "false"] {
+            assert!(emi(bad).is_err(), "{bad}");
+        }
+        let list = read(
+            r#"{"drmList": ["edef8ba9-79d6-4ace-a3c8-27dcd51d21ed",
+                {"systemId": "9a04f079-9840-4286-ab92-e65be0885f95", "metadata": {"a": 1}}]}"#,
+        )
+        .unwrap()
+        .drm_list
+        .unwrap();
+        assert!(
+            matches!(&list[0], wire::DrmListEntry::Id(id) if id == "edef8ba9-79d6-4ace-a3c8-27dcd51d21ed")
+        );
+        assert!(matches!(&list[1], wire::DrmListEntry::Drm(d)
+            if d.system_id == "9a04f079-9840-4286-ab92-e65be0885f95" && d.metadata.is_some()));
+        for bad in [
+            r#"[{"metadata": {}}]"#,
+            "[1]",
+            "[[]]",
+            r#"[{"systemId": 5}]"#,
+        ] {
+            assert!(read(&format!(r#"{{"drmList": {bad}}}"#)).is_err(), "{bad}");
+        }
     }
 
     #[test]
