@@ -41,6 +41,66 @@ pub fn error_response(error: ApiError) -> Response {
     PlainText(error).into_response()
 }
 
+/// The answers of both CPIX URLs, for the OpenAPI document (never constructed).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum CpixAnswers {
+    #[response(
+        status = 200,
+        description = "The CPIX document with keys and DRM signaling",
+        content_type = "application/xml"
+    )]
+    Document(String),
+    #[response(
+        status = 400,
+        description = "Not a readable CPIX document",
+        content_type = "text/plain"
+    )]
+    Unreadable(String),
+    #[response(
+        status = 401,
+        description = "No valid packager credentials",
+        content_type = "text/plain"
+    )]
+    Unauthorized(String),
+    #[response(
+        status = 403,
+        description = "Another tenant's credentials, or a disabled tenant",
+        content_type = "text/plain"
+    )]
+    Forbidden(String),
+    #[response(
+        status = 404,
+        description = "Unknown tenant",
+        content_type = "text/plain"
+    )]
+    UnknownTenant(String),
+    #[response(
+        status = 409,
+        description = "A key id that exists with another key",
+        content_type = "text/plain"
+    )]
+    KeyConflict(String),
+    #[response(
+        status = 413,
+        description = "Body too large",
+        content_type = "text/plain"
+    )]
+    TooLarge(String),
+    #[response(
+        status = 422,
+        description = "A SPEKE request (with `X-Speke-Version`) that breaks the profile",
+        content_type = "text/plain"
+    )]
+    SpekeProfile(String),
+    #[response(
+        status = 503,
+        description = "Key store unavailable",
+        content_type = "text/plain"
+    )]
+    Unavailable(String),
+}
+
 /// `POST /{tenant}/nks/v1/cpix` and `POST /{tenant}/cpix`. With an `X-Speke-Version` header
 /// the request is SPEKE (AWS encryptors configured with this URL) and answered as such.
 #[utoipa::path(
@@ -60,17 +120,7 @@ pub fn error_response(error: ApiError) -> Response {
     ),
     request_body(content = String, content_type = "application/xml", description = "A CPIX \
         document naming the keys (by kid) and the signaling wanted"),
-    responses(
-        (status = 200, description = "The CPIX document with keys and DRM signaling", body = String, content_type = "application/xml"),
-        (status = 400, description = "Not a readable CPIX document", body = String, content_type = "text/plain"),
-        (status = 401, description = "No valid packager credentials", body = String, content_type = "text/plain"),
-        (status = 403, description = "Another tenant's credentials, or a disabled tenant", body = String, content_type = "text/plain"),
-        (status = 404, description = "Unknown tenant", body = String, content_type = "text/plain"),
-        (status = 409, description = "A key id that exists with another key", body = String, content_type = "text/plain"),
-        (status = 413, description = "Body too large", body = String, content_type = "text/plain"),
-        (status = 422, description = "A SPEKE request (with `X-Speke-Version`) that breaks the profile", body = String, content_type = "text/plain"),
-        (status = 503, description = "Key store unavailable", body = String, content_type = "text/plain"),
-    ),
+    responses(CpixAnswers),
     security(("packager_basic" = []), ("packager_jwt" = []), ("nv_authorizations" = []), ("sigv4" = [])),
 )]
 pub async fn post_cpix(
@@ -110,17 +160,7 @@ pub async fn post_cpix(
     ),
     request_body(content = String, content_type = "application/xml", description = "A CPIX \
         document naming the keys (by kid) and the signaling wanted"),
-    responses(
-        (status = 200, description = "The CPIX document with keys and DRM signaling", body = String, content_type = "application/xml"),
-        (status = 400, description = "Not a readable CPIX document", body = String, content_type = "text/plain"),
-        (status = 401, description = "No valid packager credentials", body = String, content_type = "text/plain"),
-        (status = 403, description = "Another tenant's credentials, or a disabled tenant", body = String, content_type = "text/plain"),
-        (status = 404, description = "Unknown tenant", body = String, content_type = "text/plain"),
-        (status = 409, description = "A key id that exists with another key", body = String, content_type = "text/plain"),
-        (status = 413, description = "Body too large", body = String, content_type = "text/plain"),
-        (status = 422, description = "A SPEKE request (with `X-Speke-Version`) that breaks the profile", body = String, content_type = "text/plain"),
-        (status = 503, description = "Key store unavailable", body = String, content_type = "text/plain"),
-    ),
+    responses(CpixAnswers),
     security(("packager_basic" = []), ("packager_jwt" = []), ("nv_authorizations" = []), ("sigv4" = [])),
 )]
 pub async fn post_cpix_short_url(

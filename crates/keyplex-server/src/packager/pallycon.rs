@@ -48,6 +48,54 @@ fn profile(api: PallyconVersion) -> ExchangeProfile {
     }
 }
 
+/// The answers of both PallyCon CPIX URLs, for the OpenAPI document (never constructed).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum PallyconCpixAnswers {
+    #[response(
+        status = 200,
+        description = "The CPIX document with keyplex's kids, keys and signaling",
+        content_type = "application/xml"
+    )]
+    Status200(String),
+    #[response(
+        status = 400,
+        description = "Not a readable CPIX document, or one that cannot be answered",
+        content_type = "text/plain"
+    )]
+    Status400(String),
+    #[response(
+        status = 401,
+        description = "No valid enc_token",
+        content_type = "text/plain"
+    )]
+    Status401(String),
+    #[response(
+        status = 403,
+        description = "Another tenant's token, or a disabled tenant",
+        content_type = "text/plain"
+    )]
+    Status403(String),
+    #[response(
+        status = 404,
+        description = "Unknown tenant",
+        content_type = "text/plain"
+    )]
+    Status404(String),
+    #[response(
+        status = 413,
+        description = "Body too large",
+        content_type = "text/plain"
+    )]
+    Status413(String),
+    #[response(
+        status = 503,
+        description = "Key store unavailable",
+        content_type = "text/plain"
+    )]
+    Status503(String),
+}
+
 /// `POST /{tenant}/v1/cpix/pallycon/getKey/{enc_token}`.
 #[utoipa::path(
     post,
@@ -63,15 +111,7 @@ fn profile(api: PallyconVersion) -> ExchangeProfile {
         ("enc_token" = String, Path, description = "The tenant's enc_token"),
     ),
     request_body(content = String, content_type = "application/xml", description = "A CPIX document as PallyCon's guide shows it"),
-    responses(
-        (status = 200, description = "The CPIX document with keyplex's kids, keys and signaling", body = String, content_type = "application/xml"),
-        (status = 400, description = "Not a readable CPIX document, or one that cannot be answered", body = String, content_type = "text/plain"),
-        (status = 401, description = "No valid enc_token", body = String, content_type = "text/plain"),
-        (status = 403, description = "Another tenant's token, or a disabled tenant", body = String, content_type = "text/plain"),
-        (status = 404, description = "Unknown tenant", body = String, content_type = "text/plain"),
-        (status = 413, description = "Body too large", body = String, content_type = "text/plain"),
-        (status = 503, description = "Key store unavailable", body = String, content_type = "text/plain"),
-    ),
+    responses(PallyconCpixAnswers),
     security(()),
 )]
 pub async fn post_v1(
@@ -98,15 +138,7 @@ pub async fn post_v1(
         ("enc_token" = String, Path, description = "The tenant's enc_token"),
     ),
     request_body(content = String, content_type = "application/xml", description = "A CPIX document as PallyCon's guide shows it"),
-    responses(
-        (status = 200, description = "The CPIX document with keyplex's kids, keys and signaling", body = String, content_type = "application/xml"),
-        (status = 400, description = "Not a readable CPIX document, or one that cannot be answered", body = String, content_type = "text/plain"),
-        (status = 401, description = "No valid enc_token", body = String, content_type = "text/plain"),
-        (status = 403, description = "Another tenant's token, or a disabled tenant", body = String, content_type = "text/plain"),
-        (status = 404, description = "Unknown tenant", body = String, content_type = "text/plain"),
-        (status = 413, description = "Body too large", body = String, content_type = "text/plain"),
-        (status = 503, description = "Key store unavailable", body = String, content_type = "text/plain"),
-    ),
+    responses(PallyconCpixAnswers),
     security(()),
 )]
 pub async fn post_v2(

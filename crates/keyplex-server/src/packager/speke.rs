@@ -40,6 +40,66 @@ pub const SPEKE_VERSION_HEADER: &str = "x-speke-version";
 /// What keyplex answers in `Speke-User-Agent` / `X-Speke-User-Agent`.
 pub const USER_AGENT: &str = concat!("keyplex/", env!("CARGO_PKG_VERSION"));
 
+/// The answers of both SPEKE URLs, for the OpenAPI document (never constructed).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum SpekeAnswers {
+    #[response(
+        status = 200,
+        description = "The CPIX document with keys and signaling",
+        content_type = "application/xml"
+    )]
+    Status200(String),
+    #[response(
+        status = 400,
+        description = "Not a readable CPIX document",
+        content_type = "text/plain"
+    )]
+    Status400(String),
+    #[response(
+        status = 401,
+        description = "No valid packager credentials",
+        content_type = "text/plain"
+    )]
+    Status401(String),
+    #[response(
+        status = 403,
+        description = "Another tenant's credentials, or a disabled tenant",
+        content_type = "text/plain"
+    )]
+    Status403(String),
+    #[response(
+        status = 404,
+        description = "Unknown tenant",
+        content_type = "text/plain"
+    )]
+    Status404(String),
+    #[response(
+        status = 409,
+        description = "A key id that exists with another key",
+        content_type = "text/plain"
+    )]
+    Status409(String),
+    #[response(
+        status = 413,
+        description = "Body too large",
+        content_type = "text/plain"
+    )]
+    Status413(String),
+    #[response(
+        status = 422,
+        description = "The request breaks the SPEKE profile (the exact AWS message)",
+        content_type = "text/plain"
+    )]
+    Status422(String),
+    #[response(
+        status = 503,
+        description = "Key store unavailable",
+        content_type = "text/plain"
+    )]
+    Status503(String),
+}
+
 /// `POST /{tenant}/speke/v1`.
 #[utoipa::path(
     post,
@@ -55,18 +115,7 @@ pub const USER_AGENT: &str = concat!("keyplex/", env!("CARGO_PKG_VERSION"));
     ),
     request_body(content = String, content_type = "application/xml", description = "A SPEKE \
         (CPIX) request document"),
-    responses(
-        (status = 200, description = "The CPIX document with keys and signaling",
-            body = String, content_type = "application/xml"),
-        (status = 400, description = "Not a readable CPIX document", body = String, content_type = "text/plain"),
-        (status = 401, description = "No valid packager credentials", body = String, content_type = "text/plain"),
-        (status = 403, description = "Another tenant's credentials, or a disabled tenant", body = String, content_type = "text/plain"),
-        (status = 404, description = "Unknown tenant", body = String, content_type = "text/plain"),
-        (status = 409, description = "A key id that exists with another key", body = String, content_type = "text/plain"),
-        (status = 413, description = "Body too large", body = String, content_type = "text/plain"),
-        (status = 422, description = "The request breaks the SPEKE profile (the exact AWS message)", body = String, content_type = "text/plain"),
-        (status = 503, description = "Key store unavailable", body = String, content_type = "text/plain"),
-    ),
+    responses(SpekeAnswers),
     security(("packager_basic" = []), ("packager_jwt" = []), ("nv_authorizations" = []), ("sigv4" = [])),
 )]
 pub async fn post_speke_v1(
@@ -108,18 +157,7 @@ pub async fn post_speke_v1(
     ),
     request_body(content = String, content_type = "application/xml", description = "A SPEKE \
         (CPIX) request document"),
-    responses(
-        (status = 200, description = "The CPIX document with keys and signaling",
-            body = String, content_type = "application/xml"),
-        (status = 400, description = "Not a readable CPIX document", body = String, content_type = "text/plain"),
-        (status = 401, description = "No valid packager credentials", body = String, content_type = "text/plain"),
-        (status = 403, description = "Another tenant's credentials, or a disabled tenant", body = String, content_type = "text/plain"),
-        (status = 404, description = "Unknown tenant", body = String, content_type = "text/plain"),
-        (status = 409, description = "A key id that exists with another key", body = String, content_type = "text/plain"),
-        (status = 413, description = "Body too large", body = String, content_type = "text/plain"),
-        (status = 422, description = "The request breaks the SPEKE profile (the exact AWS message)", body = String, content_type = "text/plain"),
-        (status = 503, description = "Key store unavailable", body = String, content_type = "text/plain"),
-    ),
+    responses(SpekeAnswers),
     security(("packager_basic" = []), ("packager_jwt" = []), ("nv_authorizations" = []), ("sigv4" = [])),
 )]
 pub async fn post_speke_v2(
