@@ -16,3 +16,34 @@ impl utoipa::PartialSchema for Binary {
 }
 
 impl utoipa::ToSchema for Binary {}
+
+/// The answers of a route that answers an XML document and refuses in plain text (the CPIX
+/// family), for an `IntoResponses` impl: `ok` for the 200, then each refusal's status and
+/// description. Each is a `string` body, as `body = String` in a path annotation writes it.
+pub fn xml_or_plain_text_answers(
+    ok: &str,
+    refusals: &[(u16, &str)],
+) -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{ContentBuilder, ResponseBuilder};
+    let answer = |description: &str, content_type: &str| {
+        let text = ObjectBuilder::new().schema_type(Type::String).build();
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                content_type,
+                ContentBuilder::new()
+                    .schema(Some(Schema::Object(text)))
+                    .build(),
+            )
+            .build()
+            .into()
+    };
+    std::iter::once(("200".to_owned(), answer(ok, "application/xml")))
+        .chain(
+            refusals.iter().map(|(status, description)| {
+                (status.to_string(), answer(description, "text/plain"))
+            }),
+        )
+        .collect()
+}

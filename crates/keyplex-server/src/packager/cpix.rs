@@ -41,64 +41,29 @@ pub fn error_response(error: ApiError) -> Response {
     PlainText(error).into_response()
 }
 
-/// The answers of both CPIX URLs, for the OpenAPI document (never constructed).
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-enum CpixAnswers {
-    #[response(
-        status = 200,
-        description = "The CPIX document with keys and DRM signaling",
-        content_type = "application/xml"
-    )]
-    Document(String),
-    #[response(
-        status = 400,
-        description = "Not a readable CPIX document",
-        content_type = "text/plain"
-    )]
-    Unreadable(String),
-    #[response(
-        status = 401,
-        description = "No valid packager credentials",
-        content_type = "text/plain"
-    )]
-    Unauthorized(String),
-    #[response(
-        status = 403,
-        description = "Another tenant's credentials, or a disabled tenant",
-        content_type = "text/plain"
-    )]
-    Forbidden(String),
-    #[response(
-        status = 404,
-        description = "Unknown tenant",
-        content_type = "text/plain"
-    )]
-    UnknownTenant(String),
-    #[response(
-        status = 409,
-        description = "A key id that exists with another key",
-        content_type = "text/plain"
-    )]
-    KeyConflict(String),
-    #[response(
-        status = 413,
-        description = "Body too large",
-        content_type = "text/plain"
-    )]
-    TooLarge(String),
-    #[response(
-        status = 422,
-        description = "A SPEKE request (with `X-Speke-Version`) that breaks the profile",
-        content_type = "text/plain"
-    )]
-    SpekeProfile(String),
-    #[response(
-        status = 503,
-        description = "Key store unavailable",
-        content_type = "text/plain"
-    )]
-    Unavailable(String),
+/// The answers of both CPIX URLs, for the OpenAPI document.
+struct CpixAnswers;
+
+impl utoipa::IntoResponses for CpixAnswers {
+    fn responses()
+    -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        crate::http::doc::xml_or_plain_text_answers(
+            "The CPIX document with keys and DRM signaling",
+            &[
+                (400, "Not a readable CPIX document"),
+                (401, "No valid packager credentials"),
+                (403, "Another tenant's credentials, or a disabled tenant"),
+                (404, "Unknown tenant"),
+                (409, "A key id that exists with another key"),
+                (413, "Body too large"),
+                (
+                    422,
+                    "A SPEKE request (with `X-Speke-Version`) that breaks the profile",
+                ),
+                (503, "Key store unavailable"),
+            ],
+        )
+    }
 }
 
 /// `POST /{tenant}/nks/v1/cpix` and `POST /{tenant}/cpix`. With an `X-Speke-Version` header

@@ -48,52 +48,27 @@ fn profile(api: PallyconVersion) -> ExchangeProfile {
     }
 }
 
-/// The answers of both PallyCon CPIX URLs, for the OpenAPI document (never constructed).
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-enum PallyconCpixAnswers {
-    #[response(
-        status = 200,
-        description = "The CPIX document with keyplex's kids, keys and signaling",
-        content_type = "application/xml"
-    )]
-    Status200(String),
-    #[response(
-        status = 400,
-        description = "Not a readable CPIX document, or one that cannot be answered",
-        content_type = "text/plain"
-    )]
-    Status400(String),
-    #[response(
-        status = 401,
-        description = "No valid enc_token",
-        content_type = "text/plain"
-    )]
-    Status401(String),
-    #[response(
-        status = 403,
-        description = "Another tenant's token, or a disabled tenant",
-        content_type = "text/plain"
-    )]
-    Status403(String),
-    #[response(
-        status = 404,
-        description = "Unknown tenant",
-        content_type = "text/plain"
-    )]
-    Status404(String),
-    #[response(
-        status = 413,
-        description = "Body too large",
-        content_type = "text/plain"
-    )]
-    Status413(String),
-    #[response(
-        status = 503,
-        description = "Key store unavailable",
-        content_type = "text/plain"
-    )]
-    Status503(String),
+/// The answers of both PallyCon CPIX URLs, for the OpenAPI document.
+struct PallyconCpixAnswers;
+
+impl utoipa::IntoResponses for PallyconCpixAnswers {
+    fn responses()
+    -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        crate::http::doc::xml_or_plain_text_answers(
+            "The CPIX document with keyplex's kids, keys and signaling",
+            &[
+                (
+                    400,
+                    "Not a readable CPIX document, or one that cannot be answered",
+                ),
+                (401, "No valid enc_token"),
+                (403, "Another tenant's token, or a disabled tenant"),
+                (404, "Unknown tenant"),
+                (413, "Body too large"),
+                (503, "Key store unavailable"),
+            ],
+        )
+    }
 }
 
 /// `POST /{tenant}/v1/cpix/pallycon/getKey/{enc_token}`.

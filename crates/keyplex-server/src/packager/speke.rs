@@ -40,64 +40,29 @@ pub const SPEKE_VERSION_HEADER: &str = "x-speke-version";
 /// What keyplex answers in `Speke-User-Agent` / `X-Speke-User-Agent`.
 pub const USER_AGENT: &str = concat!("keyplex/", env!("CARGO_PKG_VERSION"));
 
-/// The answers of both SPEKE URLs, for the OpenAPI document (never constructed).
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-enum SpekeAnswers {
-    #[response(
-        status = 200,
-        description = "The CPIX document with keys and signaling",
-        content_type = "application/xml"
-    )]
-    Status200(String),
-    #[response(
-        status = 400,
-        description = "Not a readable CPIX document",
-        content_type = "text/plain"
-    )]
-    Status400(String),
-    #[response(
-        status = 401,
-        description = "No valid packager credentials",
-        content_type = "text/plain"
-    )]
-    Status401(String),
-    #[response(
-        status = 403,
-        description = "Another tenant's credentials, or a disabled tenant",
-        content_type = "text/plain"
-    )]
-    Status403(String),
-    #[response(
-        status = 404,
-        description = "Unknown tenant",
-        content_type = "text/plain"
-    )]
-    Status404(String),
-    #[response(
-        status = 409,
-        description = "A key id that exists with another key",
-        content_type = "text/plain"
-    )]
-    Status409(String),
-    #[response(
-        status = 413,
-        description = "Body too large",
-        content_type = "text/plain"
-    )]
-    Status413(String),
-    #[response(
-        status = 422,
-        description = "The request breaks the SPEKE profile (the exact AWS message)",
-        content_type = "text/plain"
-    )]
-    Status422(String),
-    #[response(
-        status = 503,
-        description = "Key store unavailable",
-        content_type = "text/plain"
-    )]
-    Status503(String),
+/// The answers of both SPEKE URLs, for the OpenAPI document.
+struct SpekeAnswers;
+
+impl utoipa::IntoResponses for SpekeAnswers {
+    fn responses()
+    -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        crate::http::doc::xml_or_plain_text_answers(
+            "The CPIX document with keys and signaling",
+            &[
+                (400, "Not a readable CPIX document"),
+                (401, "No valid packager credentials"),
+                (403, "Another tenant's credentials, or a disabled tenant"),
+                (404, "Unknown tenant"),
+                (409, "A key id that exists with another key"),
+                (413, "Body too large"),
+                (
+                    422,
+                    "The request breaks the SPEKE profile (the exact AWS message)",
+                ),
+                (503, "Key store unavailable"),
+            ],
+        )
+    }
 }
 
 /// `POST /{tenant}/speke/v1`.
