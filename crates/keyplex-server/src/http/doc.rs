@@ -20,9 +20,9 @@ impl utoipa::ToSchema for Binary {}
 /// The answers of a route that answers an XML document and refuses in plain text (the CPIX
 /// family), for an `IntoResponses` impl: `ok` for the 200, then each refusal's status and
 /// description. Each is a `string` body, as `body = String` in a path annotation writes it.
-pub fn xml_or_plain_text_answers(
+pub fn xml_or_plain_text_answers<'a>(
     ok: &str,
-    refusals: &[(u16, &str)],
+    refusals: impl IntoIterator<Item = (u16, &'a str)>,
 ) -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
     use utoipa::openapi::schema::{ObjectBuilder, Type};
     use utoipa::openapi::{ContentBuilder, ResponseBuilder};
@@ -41,7 +41,7 @@ pub fn xml_or_plain_text_answers(
     };
     std::iter::once(("200".to_owned(), answer(ok, "application/xml")))
         .chain(
-            refusals.iter().map(|(status, description)| {
+            refusals.into_iter().map(|(status, description)| {
                 (status.to_string(), answer(description, "text/plain"))
             }),
         )

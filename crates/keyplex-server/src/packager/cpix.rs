@@ -41,6 +41,17 @@ pub fn error_response(error: ApiError) -> Response {
     PlainText(error).into_response()
 }
 
+/// The refusals CPIX and SPEKE document alike (the OpenAPI document; each adds its 422).
+pub(crate) const KEY_EXCHANGE_REFUSALS: [(u16, &str); 7] = [
+    (400, "Not a readable CPIX document"),
+    (401, "No valid packager credentials"),
+    (403, "Another tenant's credentials, or a disabled tenant"),
+    (404, "Unknown tenant"),
+    (409, "A key id that exists with another key"),
+    (413, "Body too large"),
+    (503, "Key store unavailable"),
+];
+
 /// The answers of both CPIX URLs, for the OpenAPI document.
 struct CpixAnswers;
 
@@ -49,19 +60,10 @@ impl utoipa::IntoResponses for CpixAnswers {
     -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
         crate::http::doc::xml_or_plain_text_answers(
             "The CPIX document with keys and DRM signaling",
-            &[
-                (400, "Not a readable CPIX document"),
-                (401, "No valid packager credentials"),
-                (403, "Another tenant's credentials, or a disabled tenant"),
-                (404, "Unknown tenant"),
-                (409, "A key id that exists with another key"),
-                (413, "Body too large"),
-                (
-                    422,
-                    "A SPEKE request (with `X-Speke-Version`) that breaks the profile",
-                ),
-                (503, "Key store unavailable"),
-            ],
+            KEY_EXCHANGE_REFUSALS.into_iter().chain([(
+                422,
+                "A SPEKE request (with `X-Speke-Version`) that breaks the profile",
+            )]),
         )
     }
 }

@@ -56,7 +56,7 @@ impl utoipa::IntoResponses for PallyconCpixAnswers {
     -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
         crate::http::doc::xml_or_plain_text_answers(
             "The CPIX document with keyplex's kids, keys and signaling",
-            &[
+            [
                 (
                     400,
                     "Not a readable CPIX document, or one that cannot be answered",

@@ -48,19 +48,12 @@ impl utoipa::IntoResponses for SpekeAnswers {
     -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
         crate::http::doc::xml_or_plain_text_answers(
             "The CPIX document with keys and signaling",
-            &[
-                (400, "Not a readable CPIX document"),
-                (401, "No valid packager credentials"),
-                (403, "Another tenant's credentials, or a disabled tenant"),
-                (404, "Unknown tenant"),
-                (409, "A key id that exists with another key"),
-                (413, "Body too large"),
-                (
+            crate::packager::cpix::KEY_EXCHANGE_REFUSALS
+                .into_iter()
+                .chain([(
                     422,
                     "The request breaks the SPEKE profile (the exact AWS message)",
-                ),
-                (503, "Key store unavailable"),
-            ],
+                )]),
         )
     }
 }
