@@ -89,7 +89,7 @@ async fn unknown_routes_and_wrong_methods_say_so() {
     let problem: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(problem["status"], 405);
 
-    // The licence routes too, where the CORS layer still answers browsers' preflights.
+    // The licence routes too, where CORS (run by `track`) still answers browsers' preflights.
     let resp = server
         .client
         .get(server.url("/acme/clearkey/v1/licenses"))
