@@ -182,11 +182,6 @@ impl AppState {
         self.inner.max_body_bytes
     }
 
-    /// `[server] max_headers` (see [`crate::http::listener::too_many_headers`]).
-    pub fn max_headers(&self) -> usize {
-        self.inner.config.server.max_headers
-    }
-
     /// `[server] request_timeout_seconds` (see [`crate::http::deadline`]).
     pub fn request_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.inner.config.server.request_timeout_seconds)

@@ -68,7 +68,8 @@ impl ConnectionLimits {
         // With a limit set, hyper fills its two arrays of header slots element by element on
         // every request (~1,400 instructions at 64, 2 % of a licence); with none it uses
         // arrays of its default size left uninitialised, and refuses more fields with 431
-        // itself. A lower limit is then checked per request (`too_many_headers`).
+        // itself. A lower limit is then checked per request, before the router
+        // (`too_many_headers`, in `serve`).
         if self.max_headers > HYPER_HEADER_SLOTS {
             builder.max_headers(self.max_headers);
         }
@@ -77,12 +78,13 @@ impl ConnectionLimits {
 }
 
 /// The header fields hyper accepts when no `max_headers` is set (its `DEFAULT_MAX_HEADERS`).
-pub const HYPER_HEADER_SLOTS: usize = 100;
+const HYPER_HEADER_SLOTS: usize = 100;
 
 /// 431 for a request with more header fields than `max_headers` when that limit is below
 /// what hyper enforces itself ([`HYPER_HEADER_SLOTS`]): the answer hyper gives (no body,
-/// and the connection closed), before any route runs.
-pub fn too_many_headers(headers: &http::HeaderMap, max_headers: usize) -> Option<Response> {
+/// and the connection closed), before the router sees the request (uncounted, as hyper's
+/// own 431 is).
+fn too_many_headers(headers: &http::HeaderMap, max_headers: usize) -> Option<Response> {
     (headers.len() > max_headers).then(|| {
         let mut answer = Response::new(axum::body::Body::empty());
         *answer.status_mut() = http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
@@ -139,10 +141,19 @@ pub async fn serve(
         };
         // Small request/response exchanges: Nagle's delay would only add latency.
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone().map_request(
+        let app = app.clone();
+        let max_headers = limits.max_headers;
+        let service = TowerToHyperService::new(tower::service_fn(
             move |mut request: axum::http::Request<Incoming>| {
+                let refused = too_many_headers(request.headers(), max_headers);
                 request.extensions_mut().insert(ConnectInfo(peer));
-                request
+                let app = app.clone();
+                async move {
+                    match refused {
+                        Some(answer) => Ok(answer),
+                        None => app.oneshot(request).await,
+                    }
+                }
             },
         ));
         let watcher = graceful.watcher();

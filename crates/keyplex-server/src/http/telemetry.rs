@@ -471,15 +471,8 @@ impl Finished<'_> {
 }
 
 /// Wraps every request: notes what it did ([`scope`]), then counts it and writes the audit
-/// events of key deliveries and licence decisions. A request with more header fields than
-/// `max_headers` is refused first, uncounted, as hyper refuses (and does not count) one above
-/// its own limit.
+/// events of key deliveries and licence decisions.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if let Some(refused) =
-        crate::http::listener::too_many_headers(request.headers(), state.max_headers())
-    {
-        return refused;
-    }
     let route = request
         .extensions()
         .get::<MatchedPath>()
