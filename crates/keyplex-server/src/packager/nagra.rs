@@ -253,14 +253,9 @@ async fn handle(
         // Packager-supplied keys are not echoed (NAGRA: "omitted … if it was provided in the
         // request"); an IV keyplex generated for it is returned, since the packager needs it.
         Some(s) if s.iv.is_some() => None,
-        Some(_) => Some(AnsweredKey {
+        supplied => Some(AnsweredKey {
             kid: key.kid,
-            key: None,
-            iv: &key.iv,
-        }),
-        None => Some(AnsweredKey {
-            kid: key.kid,
-            key: Some(&key.key),
+            key: supplied.is_none().then_some(&key.key),
             iv: &key.iv,
         }),
     };
